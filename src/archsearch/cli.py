@@ -1,0 +1,265 @@
+"""The ``archsearch`` command line.
+
+Every bad input ends with one line on stderr and exit code 2; nothing is
+written before the inputs are known to be good.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from archsearch.errors import ArchsearchError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is a single line."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see '{self.prog} --help')", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    if text.strip() in ("0", "0.0"):
+        return 0.0
+    return _positive_float(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from archsearch.study import STRATEGIES, TRAINERS
+    from archsearch.tasks import TASKS
+
+    parser = _Parser(prog="archsearch", description="Neural architecture search that never loses work.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    search = commands.add_parser("search", help="start a new search", description="Start a new search.")
+    search.add_argument("--task", default="moons", choices=sorted(TASKS), help="data set (default: moons)")
+    search.add_argument(
+        "--strategy", default="reinforce", choices=sorted(STRATEGIES), help="search strategy (default: reinforce)"
+    )
+    search.add_argument("--steps", type=_positive_int, default=500, help="strategy updates (default: 500)")
+    search.add_argument(
+        "--children-per-step", type=_positive_int, default=15, help="architectures per update (default: 15)"
+    )
+    search.add_argument("--seed", type=_non_negative_int, default=0, help="study seed (default: 0)")
+    search.add_argument(
+        "--study", type=Path, default=None, help="study file to create (default: runs/TASK-STRATEGY-sSEED.db)"
+    )
+    train = search.add_argument_group("child training")
+    train.add_argument("--trainer", default="serial", choices=sorted(TRAINERS), help="trainer (default: serial)")
+    train.add_argument("--max-epochs", type=_positive_int, default=None, help="epoch limit per child (default: 100)")
+    train.add_argument("--patience", type=_positive_int, default=None, help="early-stopping patience (default: 20)")
+    train.add_argument("--lr", type=_positive_float, default=None, help="child Adam learning rate (default: 0.01)")
+    train.add_argument("--batch-size", type=_positive_int, default=None, help="minibatch size (default: full batch)")
+    train.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    rl = search.add_argument_group("reinforce controller")
+    rl.add_argument("--controller-lr", type=_positive_float, default=None, help="Adam learning rate (default: 0.01)")
+    rl.add_argument("--entropy-weight", type=_non_negative_float, default=None, help="entropy bonus weight")
+    rl.add_argument(
+        "--normalize-advantage",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="divide advantages by the step's reward standard deviation",
+    )
+    search.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    resume = commands.add_parser(
+        "resume", help="continue a stopped search", description="Continue a search where it stopped."
+    )
+    resume.add_argument("study", type=Path, help="study file")
+    resume.add_argument("--steps", type=_positive_int, default=None, help="new total number of steps")
+    resume.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    trials = commands.add_parser("trials", help="list the trials of a study", description="List a study's trials.")
+    trials.add_argument("study", type=Path, help="study file")
+    trials.add_argument("--top", type=_positive_int, default=None, help="only the N best by reward")
+    trials.add_argument("--json", action="store_true", help="JSON instead of a table")
+
+    best = commands.add_parser("best", help="show the best architecture", description="Show the best trial.")
+    best.add_argument("study", type=Path, help="study file")
+    best.add_argument("--json", action="store_true", help="JSON instead of text")
+    return parser
+
+
+def _version() -> str:
+    from archsearch import __version__
+
+    return __version__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"search": _search, "resume": _resume, "trials": _trials, "best": _best}[args.command]
+    try:
+        return handler(args)
+    except ArchsearchError as exc:
+        print(f"archsearch {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        study = getattr(args, "study", None)
+        hint = f"; continue with 'archsearch resume {study}'" if study else ""
+        print(f"archsearch {args.command}: interrupted, every finished trial is saved{hint}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _search(args: argparse.Namespace) -> int:
+    from archsearch.evaluation import TrainConfig
+    from archsearch.space import MLPSpace
+    from archsearch.study import Study, build_evaluator, build_strategy
+    from archsearch.tasks import get_task
+
+    if args.study is None:
+        args.study = Path("runs") / f"{args.task}-{args.strategy}-s{args.seed}.db"
+        args.study.parent.mkdir(exist_ok=True)
+    train = {
+        key: value
+        for key, value in {
+            "max_epochs": args.max_epochs,
+            "patience": args.patience,
+            "lr": args.lr,
+            "batch_size": args.batch_size,
+            "device": args.device,
+        }.items()
+        if value is not None
+    }
+    strategy_config: dict = {"name": args.strategy, "seed": args.seed}
+    if args.strategy == "reinforce":
+        for key in ("controller_lr", "entropy_weight", "normalize_advantage"):
+            value = getattr(args, key)
+            if value is not None:
+                strategy_config["lr" if key == "controller_lr" else key] = value
+        strategy_config["device"] = args.device
+    task = get_task(args.task)
+    space = MLPSpace()
+    evaluator = build_evaluator({"name": args.trainer, **TrainConfig(**train).to_config()}, task)
+    strategy = build_strategy(strategy_config, space)
+    study = Study.create(
+        args.study,
+        task,
+        steps=args.steps,
+        children_per_step=args.children_per_step,
+        seed=args.seed,
+        space=space,
+        strategy=strategy,
+        evaluator=evaluator,
+    )
+    print(f"study: {study.path}  ({args.steps} steps x {args.children_per_step} children, seed {args.seed})")
+    with study:
+        study.run(progress=False if args.quiet else None)
+        _print_best(study)
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from archsearch.study import Study
+
+    with Study.open(args.study) as study:
+        before = study.completed_steps()
+        target = args.steps or study.steps
+        print(f"study: {study.path}  (resuming at step {before + 1 if before < target else before} of {target})")
+        study.run(steps=args.steps, progress=False if args.quiet else None)
+        _print_best(study)
+    return 0
+
+
+def _print_best(study) -> None:  # noqa: ANN001
+    summary = study.summary()
+    if summary["architecture"] is None:
+        print("no successful trial yet")
+        return
+    test = summary["test_accuracy"]
+    print(
+        f"best: {summary['architecture']}  val_accuracy {summary['val_accuracy']:.4f}  "
+        f"test_accuracy {test if test is None else format(test, '.4f')}  params {summary['params']}  "
+        f"(trial {summary['trial']} of {summary['trials']})"
+    )
+    print(f"results: {study.path}  (archsearch trials {study.path} --top 10)")
+
+
+def _trials(args: argparse.Namespace) -> int:
+    from archsearch.study import Study
+
+    with Study.open(args.study, readonly=True) as study:
+        trials = study.trials(top=args.top)
+    if args.json:
+        print(json.dumps([t.to_dict() for t in trials], indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None)
+    for column in ("#", "step", "architecture", "status", "reward", "val_acc", "params", "epochs", "seconds"):
+        table.add_column(column, justify="left" if column in ("architecture", "status") else "right")
+    for t in trials:
+        table.add_row(
+            str(t.number),
+            str(t.step),
+            str(t.architecture),
+            t.status if t.error is None else f"{t.status}: {t.error[:40]}",
+            f"{t.reward:.4f}",
+            f"{t.val_accuracy:.3f}",
+            str(t.params),
+            str(t.epochs),
+            f"{t.seconds:.3f}",
+        )
+    Console(soft_wrap=True).print(table)
+    return 0
+
+
+def _best(args: argparse.Namespace) -> int:
+    from archsearch.study import Study
+
+    with Study.open(args.study) as study:
+        if args.json:
+            print(json.dumps(study.summary(), indent=2))
+        else:
+            _print_best(study)
+    return 0
+
+
+def entry_point() -> None:
+    """Console-script entry: ``archsearch``."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

@@ -1,0 +1,18 @@
+"""Turning architectures into rewards: trainers and their settings."""
+
+from archsearch.evaluation._base import Evaluator
+from archsearch.evaluation._config import TrainConfig
+from archsearch.evaluation._result import Result, Status
+from archsearch.evaluation._scoring import accuracy, load_model, split_accuracy
+from archsearch.evaluation._serial import SerialTrainer
+
+__all__ = [
+    "Evaluator",
+    "Result",
+    "SerialTrainer",
+    "Status",
+    "TrainConfig",
+    "accuracy",
+    "load_model",
+    "split_accuracy",
+]

@@ -1,0 +1,59 @@
+"""The evaluator contract: architectures and seeds in, results out."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+import torch
+
+from archsearch.errors import ArchsearchError
+from archsearch.evaluation._config import TrainConfig
+from archsearch.evaluation._result import Result
+from archsearch.space import Architecture
+from archsearch.tasks import Task
+
+
+class Evaluator(ABC):
+    """Turns architectures into :class:`Result` objects on one task.
+
+    ``evaluate`` yields ``(index, result)`` pairs as children finish, in any
+    order, so a study can commit each trial the moment it is done. A child that
+    diverges or raises is a result with status ``diverged`` or ``failed``, never
+    an exception out of ``evaluate``.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, task: Task, config: TrainConfig | None = None) -> None:
+        self.task = task
+        self.config = config or TrainConfig()
+        if self.config.device != "cpu" and not _device_available(self.config.device):
+            raise ArchsearchError(f"trainer.device: {self.config.device!r} is not available on this machine")
+
+    @abstractmethod
+    def evaluate(self, archs: Sequence[Architecture], seeds: Sequence[int]) -> Iterator[tuple[int, Result]]:
+        """Train and score every architecture with its seed; yield results as they finish."""
+
+    def evaluate_all(self, archs: Sequence[Architecture], seeds: Sequence[int]) -> list[Result]:
+        """Results in the order of ``archs``."""
+        results: list[Result | None] = [None] * len(archs)
+        for index, result in self.evaluate(archs, seeds):
+            results[index] = result
+        return results  # type: ignore[return-value]
+
+    def to_config(self) -> dict[str, Any]:
+        return {"name": self.name, **self.config.to_config()}
+
+
+def _device_available(device: str) -> bool:
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        return False
+    if kind == "cuda":
+        return torch.cuda.is_available()
+    if kind == "mps":
+        return torch.backends.mps.is_available()
+    return kind == "cpu"

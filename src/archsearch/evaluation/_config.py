@@ -1,0 +1,64 @@
+"""Training settings shared by every trainer, so they train children the same way."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from archsearch.errors import ArchsearchError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a child is trained and scored.
+
+    Adam with learning rate ``lr``, full batch unless ``batch_size`` is given,
+    at most ``max_epochs`` epochs, stopping once validation accuracy has not
+    improved for ``patience`` epochs. The reward is
+    ``max(validation accuracy of the last reward_window epochs) ** reward_power``
+    (Zoph & Le 2017 use the cube of the best of the last five epochs).
+    """
+
+    max_epochs: int = 100
+    patience: int = 20
+    lr: float = 0.01
+    batch_size: int | None = None
+    reward_window: int = 5
+    reward_power: float = 3.0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, name: str, what: str) -> None:
+            if not ok:
+                raise ArchsearchError(f"trainer.{name}: {what}, got {getattr(self, name)!r}")
+
+        need(isinstance(self.max_epochs, int) and self.max_epochs >= 1, "max_epochs", "must be an integer >= 1")
+        need(isinstance(self.patience, int) and self.patience >= 1, "patience", "must be an integer >= 1")
+        need(self.lr > 0, "lr", "must be > 0")
+        need(self.batch_size is None or self.batch_size >= 1, "batch_size", "must be >= 1 or omitted for full batch")
+        need(isinstance(self.reward_window, int) and self.reward_window >= 1, "reward_window", "must be >= 1")
+        need(self.reward_power > 0, "reward_power", "must be > 0")
+
+    def to_config(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(config) - names)
+        if unknown:
+            raise ArchsearchError(f"trainer: unknown setting {unknown[0]!r}")
+        return cls(**config)
+
+    def reward(self, val_curve: list[float]) -> tuple[float, float, int]:
+        """``(reward, accuracy, epoch)`` from a validation curve.
+
+        ``accuracy`` is the best of the last ``reward_window`` epochs and ``epoch``
+        (1-based) the first epoch of that window to reach it: the epoch whose
+        weights a trainer keeps.
+        """
+        start = max(0, len(val_curve) - self.reward_window)
+        window = val_curve[start:]
+        accuracy = max(window)
+        epoch = start + window.index(accuracy) + 1
+        return accuracy**self.reward_power, accuracy, epoch

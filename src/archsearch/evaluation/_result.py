@@ -1,0 +1,43 @@
+"""What an evaluation returns: the reward and everything worth recording about a child."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+Status = Literal["ok", "diverged", "failed"]
+
+
+@dataclass
+class Result:
+    """The outcome of training and scoring one child.
+
+    ``reward`` is what the strategy sees. ``val_accuracy`` is the validation
+    accuracy behind it (the best of the last epochs), ``val_curve`` and
+    ``train_loss`` hold one value per epoch. ``weights`` are the child's
+    weights at ``kept_epoch`` (the epoch whose validation accuracy set the
+    reward), kept so the final pick needs no retraining; studies persist them
+    only for the best child.
+    """
+
+    reward: float
+    status: Status = "ok"
+    val_accuracy: float = 0.0
+    val_curve: list[float] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    params: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    kept_epoch: int = 0
+    weights: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+
+    @property
+    def epochs(self) -> int:
+        return len(self.train_loss)
+
+    @classmethod
+    def failure(cls, status: Status, error: str, params: int = 0, seconds: float = 0.0, **curves) -> Result:
+        """A child that diverged or crashed: reward 0 and the reason."""
+        return cls(reward=0.0, status=status, error=error, params=params, seconds=seconds, **curves)

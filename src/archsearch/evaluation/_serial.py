@@ -1,0 +1,93 @@
+"""The reference trainer: one child at a time, a plain PyTorch loop.
+
+It is deliberately simple so that it is obviously right; faster trainers are
+tested against it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from archsearch.evaluation._base import Evaluator
+from archsearch.evaluation._result import Result
+from archsearch.evaluation._scoring import accuracy
+from archsearch.space import Architecture
+
+
+class SerialTrainer(Evaluator):
+    """Trains each child on its own with ``torch.optim.Adam`` and early stopping."""
+
+    name = "serial"
+
+    def evaluate(self, archs: Sequence[Architecture], seeds: Sequence[int]) -> Iterator[tuple[int, Result]]:
+        for index, (arch, seed) in enumerate(zip(archs, seeds, strict=True)):
+            yield index, self.train(arch, seed)
+
+    def train(self, arch: Architecture, seed: int) -> Result:
+        """Train one child from the initial weights that ``seed`` determines."""
+        cfg, task = self.config, self.task
+        start = time.perf_counter()
+        params = arch.num_params(task.in_features, task.out_features)
+        losses: list[float] = []
+        vals: list[float] = []
+
+        def failure(status, error):  # noqa: ANN001, ANN202
+            seconds = time.perf_counter() - start
+            return Result.failure(status, error, params, seconds, val_curve=vals, train_loss=losses)
+
+        try:
+            generator = torch.Generator().manual_seed(int(seed))
+            model = arch.build(task.in_features, task.out_features, generator=generator).to(cfg.device)
+            optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+            x, y = (t.to(cfg.device) for t in task.split("train"))
+            x_val, y_val = (t.to(cfg.device) for t in task.split("val"))
+            n = len(y)
+            recent: deque[dict[str, torch.Tensor]] = deque(maxlen=cfg.reward_window)
+            best, waited = -1.0, 0
+            for epoch in range(cfg.max_epochs):
+                if cfg.batch_size is None or cfg.batch_size >= n:
+                    batches = [(x, y)]
+                else:
+                    order = torch.randperm(n, generator=generator).to(cfg.device)
+                    batches = [(x[i], y[i]) for i in order.split(cfg.batch_size)]
+                total = 0.0
+                for xb, yb in batches:
+                    loss = F.cross_entropy(model(xb), yb)
+                    if not torch.isfinite(loss):
+                        return failure("diverged", f"training loss became {loss.item()} at epoch {epoch + 1}")
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    total += loss.item() * len(yb)
+                losses.append(total / n)
+                with torch.no_grad():
+                    logits = model(x_val)
+                    if not torch.isfinite(logits).all():
+                        return failure("diverged", f"validation outputs became non-finite at epoch {epoch + 1}")
+                vals.append(accuracy(logits, y_val))
+                recent.append({k: v.detach().clone().cpu() for k, v in model.state_dict().items()})
+                if vals[-1] > best:
+                    best, waited = vals[-1], 0
+                else:
+                    waited += 1
+                    if waited >= cfg.patience:
+                        break
+            reward, val_accuracy, kept_epoch = cfg.reward(vals)
+            weights = recent[kept_epoch - 1 - (len(vals) - len(recent))]
+        except Exception as exc:  # a broken child is a recorded trial, not a crashed search
+            return failure("failed", f"{type(exc).__name__}: {exc}")
+        return Result(
+            reward=reward,
+            val_accuracy=val_accuracy,
+            val_curve=vals,
+            train_loss=losses,
+            params=params,
+            seconds=time.perf_counter() - start,
+            kept_epoch=kept_epoch,
+            weights=weights,
+        )

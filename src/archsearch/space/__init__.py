@@ -1,0 +1,7 @@
+"""Search spaces and the architectures they contain."""
+
+from archsearch.space._architecture import Architecture, MLPArchitecture, MLPLayer
+from archsearch.space._base import Decision, SearchSpace, Slot
+from archsearch.space._mlp import MLPSpace
+
+__all__ = ["Architecture", "Decision", "MLPArchitecture", "MLPLayer", "MLPSpace", "SearchSpace", "Slot"]

@@ -1,0 +1,151 @@
+"""The search-space contract: a variable-length sequence of categorical decisions.
+
+A space lays its decisions out as a fixed schedule of *slots*. Each slot asks
+one :class:`Decision` (so a controller can give every decision type its own
+softmax head) and says whether the end-of-sequence token may be chosen there.
+An architecture is encoded as one token per slot, up to and including an EOS
+token when it ends early: token ``i < len(choices)`` picks ``choices[i]``,
+token ``len(choices)`` is EOS.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from archsearch.errors import ArchsearchError
+from archsearch.space._architecture import Architecture
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A categorical choice, such as the units of a hidden layer."""
+
+    name: str
+    choices: tuple[Any, ...]
+
+    @property
+    def eos_token(self) -> int:
+        return len(self.choices)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One position of the schedule: which decision it asks and whether EOS is allowed."""
+
+    decision: int
+    eos: bool
+
+
+class SearchSpace(ABC):
+    """A set of architectures that strategies can sample, enumerate, mutate and encode."""
+
+    kind: str
+    _kinds: dict[str, type[SearchSpace]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__:
+            SearchSpace._kinds[cls.kind] = cls
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> SearchSpace:
+        """Rebuild a space from :meth:`to_config` output."""
+        config = dict(config)
+        kind = config.pop("kind", None)
+        if kind not in SearchSpace._kinds:
+            known = ", ".join(sorted(SearchSpace._kinds))
+            raise ArchsearchError(f"space.kind: unknown space {kind!r} (known: {known})")
+        try:
+            return SearchSpace._kinds[kind](**config)
+        except TypeError as exc:
+            raise ArchsearchError(f"space: bad arguments for {kind!r} space ({exc})") from None
+
+    @property
+    @abstractmethod
+    def decisions(self) -> tuple[Decision, ...]:
+        """The distinct decision types, in the order the controller's heads use."""
+
+    @property
+    @abstractmethod
+    def slots(self) -> tuple[Slot, ...]:
+        """The longest schedule of decisions; an architecture may end earlier with EOS."""
+
+    @abstractmethod
+    def decode(self, tokens: Sequence[int]) -> Architecture:
+        """The architecture that a token sequence (as the controller samples it) describes."""
+
+    @abstractmethod
+    def encode(self, arch: Architecture) -> list[int]:
+        """Tokens for ``arch``: ``decode(encode(a)) == a`` for every member ``a``."""
+
+    @abstractmethod
+    def sample(self, rng: np.random.Generator) -> Architecture:
+        """A member drawn uniformly from the whole space."""
+
+    @abstractmethod
+    def size(self) -> int:
+        """Number of distinct members."""
+
+    @abstractmethod
+    def enumerate(self) -> Iterator[Architecture]:
+        """Every member once, in a fixed order (only sensible when ``size()`` is small)."""
+
+    @abstractmethod
+    def mutate(self, arch: Architecture, rng: np.random.Generator) -> Architecture:
+        """A member that differs from ``arch`` in one decision."""
+
+    @abstractmethod
+    def to_config(self) -> dict[str, Any]:
+        """JSON-ready constructor arguments plus ``"kind"``, enough to rebuild the space."""
+
+    def validate(self, arch: Architecture) -> None:
+        """Raise :class:`ArchsearchError` unless ``arch`` is a member of this space."""
+        if self.decode(self.encode(arch)) != arch:
+            raise ArchsearchError(f"architecture {arch} is not a member of {self}")
+
+    def contains(self, arch: Architecture) -> bool:
+        try:
+            self.validate(arch)
+        except ArchsearchError:
+            return False
+        return True
+
+    def check_tokens(self, tokens: Sequence[int]) -> list[int]:
+        """Validate a token sequence against the schedule and return the tokens up to EOS.
+
+        The returned list holds only choice tokens (EOS dropped); a sequence that
+        runs past EOS or past the schedule, or uses EOS where it is not allowed,
+        is refused.
+        """
+        choices: list[int] = []
+        for position, token in enumerate(tokens):
+            if position >= len(self.slots):
+                raise ArchsearchError(f"{self}: {len(tokens)} tokens exceed the schedule of {len(self.slots)}")
+            slot = self.slots[position]
+            decision = self.decisions[slot.decision]
+            token = int(token)
+            if token == decision.eos_token and slot.eos:
+                if position != len(tokens) - 1:
+                    raise ArchsearchError(f"{self}: tokens continue after EOS at position {position}")
+                return choices
+            if not 0 <= token < len(decision.choices):
+                raise ArchsearchError(f"{self}: token {token} is not valid for {decision.name!r} at position {position}")
+            choices.append(token)
+        return choices
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.to_config().items() if k != "kind")
+        return f"{type(self).__name__}({args})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SearchSpace) and self.to_config() == other.to_config()
+
+    def __hash__(self) -> int:
+        return hash(repr(self))

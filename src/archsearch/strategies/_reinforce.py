@@ -1,0 +1,146 @@
+"""REINFORCE with an LSTM controller (Zoph & Le 2017), the reference strategy.
+
+For a step of m sampled architectures with rewards R_k the controller minimises
+
+    L = -(1/m) * sum_k A_k * sum_t log p(a_t | a_<t)  -  lambda * (1/m) * sum_k H_k
+
+where H_k is the summed entropy of the policy along sequence k and the
+advantage is A_k = R_k - b, with b an exponential moving average of past step
+mean rewards (decay 0.9; initialised to the first step's mean). With
+``normalize_advantage`` the advantages are further divided by the step's
+reward standard deviation. The controller is updated once per step with Adam.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from archsearch.errors import ArchsearchError
+from archsearch.space import Architecture, SearchSpace
+from archsearch.strategies._base import Strategy
+from archsearch.strategies._controller import PAD, Controller
+
+
+class Reinforce(Strategy):
+    """Policy-gradient search with an LSTM controller.
+
+    Args:
+        space: the search space; its schedule of decisions drives the controller.
+        seed: seeds the controller's initial weights and its sampling.
+        hidden_size, num_layers: the controller LSTM (Zoph & Le: 2 layers of 35).
+        lr: Adam learning rate of the controller.
+        baseline_decay: decay of the moving-average baseline.
+        entropy_weight: lambda, the weight of the entropy bonus.
+        normalize_advantage: divide advantages by the step's reward standard deviation.
+        init_range: controller weights start uniform in [-init_range, init_range].
+        device: where the controller lives.
+    """
+
+    name = "reinforce"
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        seed: int = 0,
+        hidden_size: int = 35,
+        num_layers: int = 2,
+        lr: float = 0.01,
+        baseline_decay: float = 0.9,
+        entropy_weight: float = 1e-3,
+        normalize_advantage: bool = False,
+        init_range: float = 0.08,
+        device: str = "cpu",
+    ) -> None:
+        super().__init__(space, seed)
+        if not 0.0 <= baseline_decay < 1.0:
+            raise ArchsearchError(f"strategy.baseline_decay: must be in [0, 1), got {baseline_decay}")
+        if lr <= 0:
+            raise ArchsearchError(f"strategy.lr: must be > 0, got {lr}")
+        if entropy_weight < 0:
+            raise ArchsearchError(f"strategy.entropy_weight: must be >= 0, got {entropy_weight}")
+        if hidden_size < 1 or num_layers < 1:
+            raise ArchsearchError("strategy.hidden_size and strategy.num_layers: must be >= 1")
+        self.hidden_size = int(hidden_size)
+        self.num_layers = int(num_layers)
+        self.lr = float(lr)
+        self.baseline_decay = float(baseline_decay)
+        self.entropy_weight = float(entropy_weight)
+        self.normalize_advantage = bool(normalize_advantage)
+        self.init_range = float(init_range)
+        self.device = torch.device(device)
+        init_seed, sample_seed = np.random.SeedSequence(self.seed).generate_state(2)
+        init_generator = torch.Generator().manual_seed(int(init_seed))
+        with torch.random.fork_rng(devices=[]):  # module constructors draw from the global RNG; leave it untouched
+            controller = Controller(space, self.hidden_size, self.num_layers, self.init_range, init_generator)
+        self.controller = controller.to(self.device)
+        self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=self.lr)
+        self.generator = torch.Generator(device=self.device).manual_seed(int(sample_seed))
+        self.baseline: float | None = None
+        self.updates = 0
+
+    def ask(self, n: int) -> list[Architecture]:
+        tokens = self.controller.sample(n, self.generator).cpu()
+        return [self.space.decode([t for t in row.tolist() if t != PAD]) for row in tokens]
+
+    def _tokens(self, archs: Sequence[Architecture]) -> torch.Tensor:
+        n_slots = len(self.space.slots)
+        rows = [self.space.encode(a) for a in archs]
+        padded = [row + [PAD] * (n_slots - len(row)) for row in rows]
+        return torch.tensor(padded, dtype=torch.long, device=self.device)
+
+    def tell(self, archs: Sequence[Architecture], rewards: Sequence[float]) -> dict[str, float]:
+        """One controller update from a step of architectures and their rewards."""
+        if len(archs) != len(rewards) or not archs:
+            raise ValueError(f"tell: need one reward per architecture, got {len(archs)} and {len(rewards)}")
+        reward = torch.tensor([float(r) for r in rewards], dtype=torch.float32, device=self.device)
+        mean = float(np.mean([float(r) for r in rewards]))
+        baseline = mean if self.baseline is None else self.baseline
+        advantage = reward - baseline
+        if self.normalize_advantage and len(rewards) > 1:
+            advantage = advantage / (reward.std() + 1e-8)
+        log_prob, entropy = self.controller.log_probs(self._tokens(archs))
+        loss = -(advantage * log_prob).mean() - self.entropy_weight * entropy.mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.baseline = self.baseline_decay * baseline + (1.0 - self.baseline_decay) * mean
+        self.updates += 1
+        return {
+            "loss": float(loss.detach()),
+            "entropy": float(entropy.detach().mean()),
+            "baseline": self.baseline,
+            "mean_reward": mean,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "controller": self.controller.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "baseline": self.baseline,
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.controller.load_state_dict(state["controller"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.baseline = state["baseline"]
+        self.updates = int(state["updates"])
+
+    def to_config(self) -> dict[str, Any]:
+        return {
+            **super().to_config(),
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+            "lr": self.lr,
+            "baseline_decay": self.baseline_decay,
+            "entropy_weight": self.entropy_weight,
+            "normalize_advantage": self.normalize_advantage,
+            "init_range": self.init_range,
+            "device": str(self.device),
+        }

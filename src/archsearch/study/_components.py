@@ -1,0 +1,39 @@
+"""The config edge: names in a study file or on the command line -> components.
+
+Library code passes instances around; only this table turns names into classes,
+so a study file can be reopened and a command line can be parsed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from archsearch.errors import ArchsearchError
+from archsearch.evaluation import Evaluator, SerialTrainer, TrainConfig
+from archsearch.space import SearchSpace
+from archsearch.strategies import Reinforce, Strategy
+from archsearch.tasks import Task
+
+STRATEGIES: dict[str, type[Strategy]] = {"reinforce": Reinforce}
+TRAINERS: dict[str, type[Evaluator]] = {"serial": SerialTrainer}
+
+
+def build_strategy(config: dict[str, Any], space: SearchSpace) -> Strategy:
+    """A strategy from ``Strategy.to_config()`` output."""
+    config = dict(config)
+    name = config.pop("name", None)
+    if name not in STRATEGIES:
+        raise ArchsearchError(f"strategy: unknown strategy {name!r} (known: {', '.join(sorted(STRATEGIES))})")
+    try:
+        return STRATEGIES[name](space, **config)
+    except TypeError as exc:
+        raise ArchsearchError(f"strategy: bad settings for {name!r} ({exc})") from None
+
+
+def build_evaluator(config: dict[str, Any], task: Task) -> Evaluator:
+    """A trainer from ``Evaluator.to_config()`` output."""
+    config = dict(config)
+    name = config.pop("name", None)
+    if name not in TRAINERS:
+        raise ArchsearchError(f"trainer: unknown trainer {name!r} (known: {', '.join(sorted(TRAINERS))})")
+    return TRAINERS[name](task, TrainConfig.from_config(config))

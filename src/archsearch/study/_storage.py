@@ -1,0 +1,348 @@
+"""The study file: one SQLite database in WAL mode.
+
+Tables:
+
+- ``meta``: the file format marker, schema version and the study's config.
+- ``trials``: one row per finished child, append-only, committed as soon as it
+  finishes. ``number = step * children_per_step + slot``, so a trial's identity
+  does not depend on the order in which children finished.
+- ``steps``: the strategy's metrics (loss, entropy, baseline, ...) per update.
+- ``checkpoints``: the strategy's ``state_dict`` after its latest update; it is
+  written in the same transaction as that step's metrics.
+- ``models``: the weights of the best child so far (and its test accuracy once
+  measured), written in the same transaction as the trial that became best.
+
+Commits use ``synchronous=NORMAL``: in WAL mode a committed transaction survives
+the process being killed at any instant (a power cut may lose the last few).
+Blobs are written with ``torch.save`` and read with ``torch.load(weights_only=True)``,
+which never unpickles arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from archsearch.errors import ArchsearchError
+from archsearch.evaluation import Result
+from archsearch.space import Architecture
+
+FORMAT = "archsearch-study"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE trials (
+    number INTEGER PRIMARY KEY,
+    step INTEGER NOT NULL,
+    slot INTEGER NOT NULL,
+    architecture TEXT NOT NULL,
+    arch_hash TEXT NOT NULL,
+    arch_str TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reward REAL NOT NULL,
+    val_accuracy REAL NOT NULL,
+    error TEXT,
+    params INTEGER NOT NULL,
+    epochs INTEGER NOT NULL,
+    kept_epoch INTEGER NOT NULL,
+    seconds REAL NOT NULL,
+    seed INTEGER NOT NULL,
+    val_curve TEXT NOT NULL,
+    train_loss TEXT NOT NULL,
+    created REAL NOT NULL,
+    UNIQUE (step, slot)
+);
+CREATE TABLE steps (step INTEGER PRIMARY KEY, metrics TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE checkpoints (step INTEGER PRIMARY KEY, state BLOB NOT NULL);
+CREATE TABLE models (number INTEGER PRIMARY KEY, weights BLOB NOT NULL, test_accuracy REAL);
+"""
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One recorded child, as stored in the study."""
+
+    number: int
+    step: int
+    slot: int
+    architecture: Architecture
+    arch_hash: str
+    status: str
+    reward: float
+    val_accuracy: float
+    error: str | None
+    params: int
+    epochs: int
+    kept_epoch: int
+    seconds: float
+    seed: int
+    val_curve: list[float] = field(repr=False)
+    train_loss: list[float] = field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (curves left out)."""
+        return {
+            "number": self.number,
+            "step": self.step,
+            "slot": self.slot,
+            "architecture": str(self.architecture),
+            "hash": self.arch_hash,
+            "status": self.status,
+            "reward": self.reward,
+            "val_accuracy": self.val_accuracy,
+            "params": self.params,
+            "epochs": self.epochs,
+            "seconds": self.seconds,
+            "error": self.error,
+        }
+
+
+def to_blob(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def from_blob(blob: bytes) -> Any:
+    return torch.load(io.BytesIO(blob), weights_only=True)
+
+
+class Storage:
+    """Reads and appends to one study file."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection, readonly: bool = False) -> None:
+        self.path = path
+        self.readonly = readonly
+        self._db = connection
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: str | os.PathLike, config: dict[str, Any]) -> Storage:
+        """A new study file holding ``config``; refuses to replace an existing file."""
+        path = Path(path)
+        if path.exists():
+            raise ArchsearchError(f"{path}: already exists; use 'archsearch resume {path}' or choose another path")
+        check_creatable(path)
+        try:
+            db = sqlite3.connect(path, isolation_level=None)
+            _configure(db)
+            with _transaction(db):
+                for statement in _SCHEMA.strip().split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)",
+                    [
+                        ("format", FORMAT),
+                        ("schema_version", str(SCHEMA_VERSION)),
+                        ("config", json.dumps(config, sort_keys=True)),
+                        ("created", str(time.time())),
+                    ],
+                )
+        except (sqlite3.Error, OSError) as exc:
+            _remove_study_files(path)
+            raise ArchsearchError(f"{path}: cannot create the study file ({exc})") from None
+        return cls(path, db)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, readonly: bool = False) -> Storage:
+        """An existing study file; one clear error if it is missing or not a study."""
+        path = Path(path)
+        if not path.exists():
+            raise ArchsearchError(f"{path}: no such study file")
+        if not path.is_file():
+            raise ArchsearchError(f"{path}: is not a file")
+        mode = "ro" if readonly else "rw"
+        try:
+            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode={mode}", uri=True, isolation_level=None)
+            rows = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.Error as exc:
+            raise ArchsearchError(f"{path}: not an archsearch study ({exc})") from None
+        if rows.get("format") != FORMAT:
+            raise ArchsearchError(f"{path}: not an archsearch study (no study marker)")
+        version = int(rows.get("schema_version", "0"))
+        if version != SCHEMA_VERSION:
+            raise ArchsearchError(f"{path}: study schema version {version}, this archsearch reads {SCHEMA_VERSION}")
+        if not readonly:
+            try:
+                _configure(db)
+            except sqlite3.Error as exc:
+                raise ArchsearchError(f"{path}: cannot open the study for writing ({exc})") from None
+        return cls(path, db, readonly)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- meta ------------------------------------------------------------------------------
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return json.loads(self._meta("config"))
+
+    def set_config(self, config: dict[str, Any]) -> None:
+        with _transaction(self._db):
+            self._db.execute("UPDATE meta SET value = ? WHERE key = 'config'", (json.dumps(config, sort_keys=True),))
+
+    def _meta(self, key: str) -> str:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            raise ArchsearchError(f"{self.path}: study has no {key!r} entry")
+        return row[0]
+
+    # -- trials ----------------------------------------------------------------------------
+
+    def add_trial(
+        self,
+        number: int,
+        step: int,
+        slot: int,
+        arch: Architecture,
+        seed: int,
+        result: Result,
+        keep_weights: bool = False,
+    ) -> Trial:
+        """Commit one finished trial; with ``keep_weights`` it replaces the stored best model."""
+        row = (
+            number,
+            step,
+            slot,
+            arch.to_json(),
+            arch.hash,
+            str(arch),
+            result.status,
+            float(result.reward),
+            float(result.val_accuracy),
+            result.error,
+            int(result.params),
+            int(result.epochs),
+            int(result.kept_epoch),
+            float(result.seconds),
+            int(seed),
+            json.dumps(result.val_curve),
+            json.dumps(result.train_loss),
+            time.time(),
+        )
+        with _transaction(self._db):
+            self._db.execute(f"INSERT INTO trials VALUES ({', '.join('?' * len(row))})", row)
+            if keep_weights and result.weights is not None:
+                self._db.execute("DELETE FROM models")
+                self._db.execute(
+                    "INSERT INTO models (number, weights) VALUES (?, ?)", (number, to_blob(result.weights))
+                )
+        return _trial(row)
+
+    def trials(self, step: int | None = None, order: str = "number") -> list[Trial]:
+        orders = {"number": "number", "reward": "reward DESC, number"}
+        query = "SELECT * FROM trials"
+        args: tuple = ()
+        if step is not None:
+            query += " WHERE step = ?"
+            args = (step,)
+        return [_trial(r) for r in self._db.execute(f"{query} ORDER BY {orders[order]}", args)]
+
+    def count_trials(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+
+    def best_trial(self) -> Trial | None:
+        """Highest reward among trials with status ``ok``; the earliest wins a tie."""
+        row = self._db.execute(
+            "SELECT * FROM trials WHERE status = 'ok' ORDER BY reward DESC, number LIMIT 1"
+        ).fetchone()
+        return None if row is None else _trial(row)
+
+    # -- steps and checkpoints --------------------------------------------------------------
+
+    def add_step(self, step: int, metrics: dict[str, float], state: dict[str, Any]) -> None:
+        """Commit a strategy update: its metrics and its new state, replacing the previous state."""
+        with _transaction(self._db):
+            self._db.execute("INSERT INTO steps VALUES (?, ?, ?)", (step, json.dumps(metrics), time.time()))
+            self._db.execute("DELETE FROM checkpoints")
+            self._db.execute("INSERT INTO checkpoints VALUES (?, ?)", (step, to_blob(state)))
+
+    def latest_checkpoint(self) -> tuple[int, dict[str, Any]] | None:
+        row = self._db.execute("SELECT step, state FROM checkpoints ORDER BY step DESC LIMIT 1").fetchone()
+        return None if row is None else (row[0], from_blob(row[1]))
+
+    def steps(self) -> list[tuple[int, dict[str, float]]]:
+        return [(s, json.loads(m)) for s, m in self._db.execute("SELECT step, metrics FROM steps ORDER BY step")]
+
+    # -- models ----------------------------------------------------------------------------
+
+    def best_model(self) -> tuple[int, dict[str, torch.Tensor], float | None] | None:
+        row = self._db.execute("SELECT number, weights, test_accuracy FROM models").fetchone()
+        return None if row is None else (row[0], from_blob(row[1]), row[2])
+
+    def set_test_accuracy(self, number: int, accuracy: float) -> None:
+        with _transaction(self._db):
+            self._db.execute("UPDATE models SET test_accuracy = ? WHERE number = ?", (accuracy, number))
+
+
+def check_creatable(path: Path) -> None:
+    """Refuse, with one line, a study path whose directory is missing or not writable."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists():
+        raise ArchsearchError(f"{path}: directory {parent} does not exist")
+    if not parent.is_dir():
+        raise ArchsearchError(f"{path}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK):
+        raise ArchsearchError(f"{path}: directory {parent} is not writable")
+
+
+def _configure(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA busy_timeout=10000")
+
+
+@contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _remove_study_files(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        try:
+            Path(f"{path}{suffix}").unlink()
+        except OSError:
+            pass
+
+
+def _trial(row: tuple) -> Trial:
+    (number, step, slot, architecture, arch_hash, _, status, reward, val_accuracy, error, params, epochs,
+     kept_epoch, seconds, seed, val_curve, train_loss, _) = row  # fmt: skip
+    return Trial(
+        number=number,
+        step=step,
+        slot=slot,
+        architecture=Architecture.from_json(architecture),
+        arch_hash=arch_hash,
+        status=status,
+        reward=reward,
+        val_accuracy=val_accuracy,
+        error=error,
+        params=params,
+        epochs=epochs,
+        kept_epoch=kept_epoch,
+        seconds=seconds,
+        seed=seed,
+        val_curve=json.loads(val_curve),
+        train_loss=json.loads(train_loss),
+    )

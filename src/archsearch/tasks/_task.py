@@ -1,0 +1,47 @@
+"""Tasks: a data set with fixed train / validation / test splits.
+
+The validation split drives the reward; the test split is touched once, for
+the final pick of a search, and never for the reward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True, eq=False)
+class Task:
+    """Tensors of one data set, already split and preprocessed.
+
+    ``x_*`` are float32 feature matrices; ``y_*`` are int64 class indices.
+    ``config`` is what rebuilds the task (see :func:`archsearch.tasks.get_task`).
+    """
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    n_classes: int
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def in_features(self) -> int:
+        return int(self.x_train.shape[1])
+
+    @property
+    def out_features(self) -> int:
+        return self.n_classes
+
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x, y)`` of ``"train"``, ``"val"`` or ``"test"``."""
+        return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
+
+    def __repr__(self) -> str:
+        sizes = "/".join(str(len(self.split(s)[1])) for s in ("train", "val", "test"))
+        return f"Task({self.name!r}, {sizes}, {self.in_features} features, {self.n_classes} classes)"
