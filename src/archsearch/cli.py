@@ -85,12 +85,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--study", type=Path, default=None, help="study file to create (default: runs/TASK-STRATEGY-sSEED.db)"
     )
     train = search.add_argument_group("child training")
-    train.add_argument("--trainer", default="serial", choices=sorted(TRAINERS), help="trainer (default: serial)")
+    train.add_argument(
+        "--trainer",
+        default="batched",
+        choices=sorted(TRAINERS),
+        help="batched: many children in one vectorised pass (default); serial: the plain reference loop",
+    )
     train.add_argument("--max-epochs", type=_positive_int, default=None, help="epoch limit per child (default: 100)")
     train.add_argument("--patience", type=_positive_int, default=None, help="early-stopping patience (default: 20)")
     train.add_argument("--lr", type=_positive_float, default=None, help="child Adam learning rate (default: 0.01)")
     train.add_argument("--batch-size", type=_positive_int, default=None, help="minibatch size (default: full batch)")
     train.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    train.add_argument(
+        "--threads", type=_positive_int, default=None, help="threads the batched trainer uses (default: 1)"
+    )
+    train.add_argument(
+        "--reuse-evaluations",
+        action="store_true",
+        help="train each architecture once and reuse its result when it is proposed again "
+        "(faster late in a search; freezes that architecture's reward noise)",
+    )
     rl = search.add_argument_group("reinforce controller")
     rl.add_argument("--controller-lr", type=_positive_float, default=None, help="Adam learning rate (default: 0.01)")
     rl.add_argument("--entropy-weight", type=_non_negative_float, default=None, help="entropy bonus weight")
@@ -145,11 +159,13 @@ def _search(args: argparse.Namespace) -> int:
     from archsearch.evaluation import TrainConfig
     from archsearch.space import MLPSpace
     from archsearch.study import Study, build_evaluator, build_strategy
+    from archsearch.study._storage import check_new_study_path
     from archsearch.tasks import get_task
 
     if args.study is None:
         args.study = Path("runs") / f"{args.task}-{args.strategy}-s{args.seed}.db"
         args.study.parent.mkdir(exist_ok=True)
+    check_new_study_path(args.study)  # before any slow set-up
     train = {
         key: value
         for key, value in {
@@ -158,6 +174,7 @@ def _search(args: argparse.Namespace) -> int:
             "lr": args.lr,
             "batch_size": args.batch_size,
             "device": args.device,
+            "threads": args.threads,
         }.items()
         if value is not None
     }
@@ -181,6 +198,7 @@ def _search(args: argparse.Namespace) -> int:
         space=space,
         strategy=strategy,
         evaluator=evaluator,
+        reuse_evaluations=args.reuse_evaluations,
     )
     print(f"study: {study.path}  ({args.steps} steps x {args.children_per_step} children, seed {args.seed})")
     with study:

@@ -1,12 +1,14 @@
 """Turning architectures into rewards: trainers and their settings."""
 
 from archsearch.evaluation._base import Evaluator
+from archsearch.evaluation._batched import BatchedTrainer
 from archsearch.evaluation._config import TrainConfig
 from archsearch.evaluation._result import Result, Status
 from archsearch.evaluation._scoring import accuracy, load_model, split_accuracy
 from archsearch.evaluation._serial import SerialTrainer
 
 __all__ = [
+    "BatchedTrainer",
     "Evaluator",
     "Result",
     "SerialTrainer",

@@ -25,6 +25,9 @@ class Evaluator(ABC):
     """
 
     name: ClassVar[str]
+    #: True when a child's result can depend, through float rounding, on which other children it
+    #: is evaluated with; a study then re-runs an interrupted batch whole to stay reproducible.
+    batch_dependent: ClassVar[bool] = False
 
     def __init__(self, task: Task, config: TrainConfig | None = None) -> None:
         self.task = task

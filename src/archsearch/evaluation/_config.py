@@ -16,16 +16,19 @@ class TrainConfig:
     at most ``max_epochs`` epochs, stopping once validation accuracy has not
     improved for ``patience`` epochs. The reward is
     ``max(validation accuracy of the last reward_window epochs) ** reward_power``
-    (Zoph & Le 2017 use the cube of the best of the last five epochs).
+    (Zoph & Le 2017 use the cube of the best of the last five epochs). ``threads`` is how many
+    threads the batched trainer trains groups of children on (default: as many as help, up to
+    the cores available); it never changes results.
     """
 
-    max_epochs: int = 100
-    patience: int = 20
+    max_epochs: int = 50
+    patience: int = 10
     lr: float = 0.01
     batch_size: int | None = None
     reward_window: int = 5
     reward_power: float = 3.0
     device: str = "cpu"
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         def need(ok: bool, name: str, what: str) -> None:
@@ -38,6 +41,7 @@ class TrainConfig:
         need(self.batch_size is None or self.batch_size >= 1, "batch_size", "must be >= 1 or omitted for full batch")
         need(isinstance(self.reward_window, int) and self.reward_window >= 1, "reward_window", "must be >= 1")
         need(self.reward_power > 0, "reward_power", "must be > 0")
+        need(self.threads is None or (isinstance(self.threads, int) and self.threads >= 1), "threads", "must be an integer >= 1")
 
     def to_config(self) -> dict[str, Any]:
         return asdict(self)

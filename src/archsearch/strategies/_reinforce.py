@@ -77,7 +77,8 @@ class Reinforce(Strategy):
         with torch.random.fork_rng(devices=[]):  # module constructors draw from the global RNG; leave it untouched
             controller = Controller(space, self.hidden_size, self.num_layers, self.init_range, init_generator)
         self.controller = controller.to(self.device)
-        self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=self.lr)
+        # the fused kernel updates all controller tensors in one call: same maths, a fraction of the overhead
+        self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=self.lr, fused=True)
         self.generator = torch.Generator(device=self.device).manual_seed(int(sample_seed))
         self.baseline: float | None = None
         self.updates = 0

@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from archsearch.errors import ArchsearchError
-from archsearch.evaluation import Evaluator, SerialTrainer, TrainConfig
+from archsearch.evaluation import BatchedTrainer, Evaluator, SerialTrainer, TrainConfig
 from archsearch.space import SearchSpace
 from archsearch.strategies import Reinforce, Strategy
 from archsearch.tasks import Task
 
 STRATEGIES: dict[str, type[Strategy]] = {"reinforce": Reinforce}
-TRAINERS: dict[str, type[Evaluator]] = {"serial": SerialTrainer}
+TRAINERS: dict[str, type[Evaluator]] = {"batched": BatchedTrainer, "serial": SerialTrainer}
 
 
 def build_strategy(config: dict[str, Any], space: SearchSpace) -> Strategy:

@@ -61,8 +61,10 @@ CREATE TABLE trials (
     val_curve TEXT NOT NULL,
     train_loss TEXT NOT NULL,
     created REAL NOT NULL,
+    cached_from INTEGER,
     UNIQUE (step, slot)
 );
+CREATE INDEX trials_by_hash ON trials (arch_hash, number);
 CREATE TABLE steps (step INTEGER PRIMARY KEY, metrics TEXT NOT NULL, created REAL NOT NULL);
 CREATE TABLE checkpoints (step INTEGER PRIMARY KEY, state BLOB NOT NULL);
 CREATE TABLE models (number INTEGER PRIMARY KEY, weights BLOB NOT NULL, test_accuracy REAL);
@@ -89,6 +91,7 @@ class Trial:
     seed: int
     val_curve: list[float] = field(repr=False)
     train_loss: list[float] = field(repr=False)
+    cached_from: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (curves left out)."""
@@ -105,7 +108,17 @@ class Trial:
             "epochs": self.epochs,
             "seconds": self.seconds,
             "error": self.error,
+            "cached_from": self.cached_from,
         }
+
+
+def rank(trial: Trial | Any) -> tuple[float, int, int]:
+    """Sort key of the best trial first: highest reward, then fewest parameters, then earliest.
+
+    Rewards tie often (validation accuracy moves in steps of one validation point); among
+    equally rewarded networks the smallest is preferred, as the simplest explanation of the data.
+    """
+    return (-trial.reward, trial.params, trial.number)
 
 
 def to_blob(obj: Any) -> bytes:
@@ -132,9 +145,7 @@ class Storage:
     def create(cls, path: str | os.PathLike, config: dict[str, Any]) -> Storage:
         """A new study file holding ``config``; refuses to replace an existing file."""
         path = Path(path)
-        if path.exists():
-            raise ArchsearchError(f"{path}: already exists; use 'archsearch resume {path}' or choose another path")
-        check_creatable(path)
+        check_new_study_path(path)
         try:
             db = sqlite3.connect(path, isolation_level=None)
             _configure(db)
@@ -212,6 +223,7 @@ class Storage:
         seed: int,
         result: Result,
         keep_weights: bool = False,
+        cached_from: int | None = None,
     ) -> Trial:
         """Commit one finished trial; with ``keep_weights`` it replaces the stored best model."""
         row = (
@@ -233,6 +245,7 @@ class Storage:
             json.dumps(result.val_curve),
             json.dumps(result.train_loss),
             time.time(),
+            cached_from,
         )
         with _transaction(self._db):
             self._db.execute(f"INSERT INTO trials VALUES ({', '.join('?' * len(row))})", row)
@@ -244,7 +257,7 @@ class Storage:
         return _trial(row)
 
     def trials(self, step: int | None = None, order: str = "number") -> list[Trial]:
-        orders = {"number": "number", "reward": "reward DESC, number"}
+        orders = {"number": "number", "reward": "reward DESC, params, number"}
         query = "SELECT * FROM trials"
         args: tuple = ()
         if step is not None:
@@ -252,13 +265,21 @@ class Storage:
             args = (step,)
         return [_trial(r) for r in self._db.execute(f"{query} ORDER BY {orders[order]}", args)]
 
+    def find_trial(self, arch_hash: str, before: int) -> Trial | None:
+        """The earliest successful trial of an equivalent architecture numbered below ``before``."""
+        row = self._db.execute(
+            "SELECT * FROM trials WHERE arch_hash = ? AND number < ? AND status = 'ok' ORDER BY number LIMIT 1",
+            (arch_hash, before),
+        ).fetchone()
+        return None if row is None else _trial(row)
+
     def count_trials(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
 
     def best_trial(self) -> Trial | None:
-        """Highest reward among trials with status ``ok``; the earliest wins a tie."""
+        """Highest reward among trials with status ``ok``; see :func:`rank` for ties."""
         row = self._db.execute(
-            "SELECT * FROM trials WHERE status = 'ok' ORDER BY reward DESC, number LIMIT 1"
+            "SELECT * FROM trials WHERE status = 'ok' ORDER BY reward DESC, params, number LIMIT 1"
         ).fetchone()
         return None if row is None else _trial(row)
 
@@ -289,8 +310,11 @@ class Storage:
             self._db.execute("UPDATE models SET test_accuracy = ? WHERE number = ?", (accuracy, number))
 
 
-def check_creatable(path: Path) -> None:
-    """Refuse, with one line, a study path whose directory is missing or not writable."""
+def check_new_study_path(path: str | os.PathLike) -> None:
+    """Refuse, with one line, a path that exists or whose directory is missing or not writable."""
+    path = Path(path)
+    if path.exists():
+        raise ArchsearchError(f"{path}: already exists; use 'archsearch resume {path}' or choose another path")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.exists():
         raise ArchsearchError(f"{path}: directory {parent} does not exist")
@@ -327,7 +351,7 @@ def _remove_study_files(path: Path) -> None:
 
 def _trial(row: tuple) -> Trial:
     (number, step, slot, architecture, arch_hash, _, status, reward, val_accuracy, error, params, epochs,
-     kept_epoch, seconds, seed, val_curve, train_loss, _) = row  # fmt: skip
+     kept_epoch, seconds, seed, val_curve, train_loss, _, cached_from) = row  # fmt: skip
     return Trial(
         number=number,
         step=step,
@@ -345,4 +369,5 @@ def _trial(row: tuple) -> Trial:
         seed=seed,
         val_curve=json.loads(val_curve),
         train_loss=json.loads(train_loss),
+        cached_from=cached_from,
     )

@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 
 from archsearch.errors import ArchsearchError
-from archsearch.evaluation import Evaluator, SerialTrainer, load_model, split_accuracy
+from archsearch.evaluation import BatchedTrainer, Evaluator, Result, load_model, split_accuracy
 from archsearch.space import MLPSpace, SearchSpace
 from archsearch.strategies import Reinforce, Strategy
 from archsearch.study._components import build_evaluator, build_strategy
 from archsearch.study._progress import ProgressBar
-from archsearch.study._storage import Storage, Trial
+from archsearch.study._storage import Storage, Trial, rank
 from archsearch.tasks import Task, get_task
 
 
@@ -41,6 +41,28 @@ class StepInfo:
     metrics: dict[str, float]
 
 
+@dataclass(frozen=True)
+class _Rank:
+    reward: float
+    params: int
+    number: int
+
+
+def _reuse(trial: Trial) -> Result:
+    """The result of an earlier trial, recorded again for an equivalent architecture."""
+    return Result(
+        reward=trial.reward,
+        status=trial.status,  # type: ignore[arg-type]
+        val_accuracy=trial.val_accuracy,
+        val_curve=trial.val_curve,
+        train_loss=trial.train_loss,
+        params=trial.params,
+        seconds=0.0,
+        error=trial.error,
+        kept_epoch=trial.kept_epoch,
+    )
+
+
 def child_seed(study_seed: int, step: int, slot: int) -> int:
     """The training seed of one child: a pure function of the study seed and its position."""
     return int(np.random.SeedSequence(study_seed, spawn_key=(step, slot)).generate_state(1)[0])
@@ -52,22 +74,49 @@ class Study:
     def __init__(
         self,
         storage: Storage,
-        task: Task,
-        space: SearchSpace,
-        strategy: Strategy,
-        evaluator: Evaluator,
-        steps: int,
-        children_per_step: int,
-        seed: int,
+        *,
+        task: Task | None = None,
+        space: SearchSpace | None = None,
+        strategy: Strategy | None = None,
+        evaluator: Evaluator | None = None,
     ) -> None:
+        """Use :meth:`create` or :meth:`open`. Components not given are rebuilt from the stored config
+        when first used, so reading results never pays for building a controller or a data set."""
         self._storage = storage
-        self.task = task
-        self.space = space
-        self.strategy = strategy
-        self.evaluator = evaluator
-        self.steps = steps
-        self.children_per_step = children_per_step
-        self.seed = seed
+        config = storage.config
+        try:
+            self.steps: int = config["steps"]
+            self.children_per_step: int = config["children_per_step"]
+            self.seed: int = config["seed"]
+            self.reuse_evaluations: bool = config.get("reuse_evaluations", False)
+            self._configs = {name: config[name] for name in ("task", "space", "strategy", "trainer")}
+        except KeyError as exc:
+            raise ArchsearchError(f"{storage.path}: study config lacks {exc}") from None
+        self._task, self._space, self._strategy, self._evaluator = task, space, strategy, evaluator
+
+    @property
+    def task(self) -> Task:
+        if self._task is None:
+            self._task = get_task(self._configs["task"])
+        return self._task
+
+    @property
+    def space(self) -> SearchSpace:
+        if self._space is None:
+            self._space = SearchSpace.from_config(self._configs["space"])
+        return self._space
+
+    @property
+    def strategy(self) -> Strategy:
+        if self._strategy is None:
+            self._strategy = build_strategy(self._configs["strategy"], self.space)
+        return self._strategy
+
+    @property
+    def evaluator(self) -> Evaluator:
+        if self._evaluator is None:
+            self._evaluator = build_evaluator(self._configs["trainer"], self.task)
+        return self._evaluator
 
     @property
     def path(self) -> Path:
@@ -87,11 +136,16 @@ class Study:
         space: SearchSpace | None = None,
         strategy: Strategy | None = None,
         evaluator: Evaluator | None = None,
+        reuse_evaluations: bool = False,
     ) -> Study:
         """A new study file at ``path`` (which must not exist yet).
 
         Defaults: the seed experiment's ``MLPSpace()``, ``Reinforce`` seeded with
-        ``seed``, and the reference ``SerialTrainer``.
+        ``seed``, and the ``BatchedTrainer``. With ``reuse_evaluations`` an architecture
+        equivalent to one already trained successfully is not trained again: its earlier
+        result is recorded again (``Trial.cached_from``). That saves time late in a search,
+        when the controller resamples the same architectures, but it also freezes the reward's
+        noise for them: a lucky or unlucky first training counts every time.
         """
         _check_count("steps", steps)
         _check_count("children_per_step", children_per_step)
@@ -100,7 +154,7 @@ class Study:
         task = get_task(task) if isinstance(task, str) else task
         space = space or MLPSpace()
         strategy = strategy or Reinforce(space, seed=seed)
-        evaluator = evaluator or SerialTrainer(task)
+        evaluator = evaluator or BatchedTrainer(task)
         if strategy.space != space:
             raise ArchsearchError("strategy: its search space differs from the study's space")
         config = {
@@ -111,24 +165,15 @@ class Study:
             "steps": steps,
             "children_per_step": children_per_step,
             "seed": seed,
+            "reuse_evaluations": bool(reuse_evaluations),
         }
         storage = Storage.create(path, config)
-        return cls(storage, task, space, strategy, evaluator, steps, children_per_step, seed)
+        return cls(storage, task=task, space=space, strategy=strategy, evaluator=evaluator)
 
     @classmethod
     def open(cls, path: str | os.PathLike, readonly: bool = False) -> Study:
         """Reopen a study file; everything is rebuilt from the config it stores."""
-        storage = Storage.open(path, readonly=readonly)
-        config = storage.config
-        try:
-            task = get_task(config["task"])
-            space = SearchSpace.from_config(config["space"])
-            strategy = build_strategy(config["strategy"], space)
-            evaluator = build_evaluator(config["trainer"], task)
-            steps, per_step, seed = config["steps"], config["children_per_step"], config["seed"]
-        except KeyError as exc:
-            raise ArchsearchError(f"{path}: study config lacks {exc}") from None
-        return cls(storage, task, space, strategy, evaluator, steps, per_step, seed)
+        return cls(Storage.open(path, readonly=readonly))
 
     def close(self) -> None:
         self._storage.close()
@@ -203,25 +248,53 @@ class Study:
                     f"proposes {archs[slot] if slot < m else 'nothing'} there; the study file does not match "
                     "its config"
                 )
-        todo = [slot for slot in range(m) if slot not in done]
         seeds = {slot: child_seed(self.seed, step, slot) for slot in range(m)}
-        jobs = self.evaluator.evaluate([archs[s] for s in todo], [seeds[s] for s in todo])
-        for index, result in jobs:
-            slot = todo[index]
-            number = step * m + slot
-            better = result.status == "ok" and (
-                best is None
-                or result.reward > best.reward
-                or (result.reward == best.reward and number < best.number)
-            )
-            trial = self._storage.add_trial(number, step, slot, archs[slot], seeds[slot], result, keep_weights=better)
-            done[slot] = trial
-            if better:
-                best = trial
+        sources = self._reused_sources(step, archs) if self.reuse_evaluations else {}
+        trained = [slot for slot in range(m) if slot not in sources]
+        # A batch-dependent trainer re-runs the whole batch it ran uninterrupted, so that every
+        # child sees the same batch-mates; only the children not yet recorded are recorded.
+        evaluated = trained if self.evaluator.batch_dependent else [s for s in trained if s not in done]
+        if any(slot not in done for slot in evaluated):
+            jobs = self.evaluator.evaluate([archs[s] for s in evaluated], [seeds[s] for s in evaluated])
+            for index, result in jobs:
+                slot = evaluated[index]
+                if slot not in done:
+                    done[slot], best = self._record(step, slot, archs[slot], seeds[slot], result, best)
+        for slot, source in sources.items():
+            if slot not in done:
+                origin = source if isinstance(source, Trial) else done[source]
+                done[slot], best = self._record(step, slot, archs[slot], seeds[slot], _reuse(origin), best, origin)
         rewards = [done[slot].reward for slot in range(m)]
         metrics = self.strategy.tell(archs, rewards)
         self._storage.add_step(step, metrics, self.strategy.state_dict())
         return best, StepInfo(step, self.steps, float(np.mean(rewards)), best, metrics)
+
+    def _reused_sources(self, step: int, archs: list) -> dict[int, Trial | int]:
+        """Slots whose result is reused: an earlier successful trial, or an earlier slot of this step."""
+        sources: dict[int, Trial | int] = {}
+        first_slot: dict[str, int] = {}
+        first_number = step * self.children_per_step
+        for slot, arch in enumerate(archs):
+            earlier = self._storage.find_trial(arch.hash, before=first_number)
+            if earlier is not None:
+                sources[slot] = earlier
+            elif arch.hash in first_slot:
+                sources[slot] = first_slot[arch.hash]
+            else:
+                first_slot[arch.hash] = slot
+        return sources
+
+    def _record(
+        self, step: int, slot: int, arch, seed: int, result: Result, best: Trial | None, origin: Trial | None = None
+    ) -> tuple[Trial, Trial | None]:  # noqa: ANN001
+        """Commit one trial; it keeps its weights when it is the best so far."""
+        number = step * self.children_per_step + slot
+        candidate = _Rank(result.reward, result.params, number)
+        better = result.status == "ok" and (best is None or rank(candidate) < rank(best))
+        trial = self._storage.add_trial(
+            number, step, slot, arch, seed, result, keep_weights=better, cached_from=origin and origin.number
+        )
+        return trial, trial if better else best
 
     # -- results -----------------------------------------------------------------------------
 
@@ -232,7 +305,7 @@ class Study:
         return self._storage.trials(order="reward")[:top]
 
     def best(self) -> Trial | None:
-        """The trial with the highest reward (status ``ok``); the earliest wins a tie."""
+        """The trial with the highest reward (status ``ok``); ties go to the fewest parameters, then the earliest."""
         return self._storage.best_trial()
 
     def step_metrics(self) -> list[tuple[int, dict[str, float]]]:
@@ -251,10 +324,14 @@ class Study:
         return stored
 
     def test_accuracy(self) -> float | None:
-        """Test accuracy of the final pick, measured once with its kept weights and then stored."""
-        if self.best() is None:
+        """Test accuracy of the final pick, measured once with its kept weights and then stored.
+
+        ``None`` when there is no successful trial or its evaluator keeps no weights.
+        """
+        best, stored = self.best(), self._storage.best_model()
+        if best is None or stored is None or stored[0] != best.number:
             return None
-        number, weights, accuracy = self._stored_best()
+        number, weights, accuracy = stored
         if accuracy is None:
             accuracy = split_accuracy(load_model(self.best().architecture, self.task, weights), self.task, "test")
             if not self._storage.readonly:

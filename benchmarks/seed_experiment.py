@@ -1,0 +1,74 @@
+"""The seed experiment (500 controller steps x 15 children on half moons) with each trainer.
+
+Same seed, same controller, same training budget; only the trainer differs. Prints the wall
+time, the final pick's accuracies and whether the controller learned (mean reward of the
+first and last 50 steps).
+
+    python benchmarks/seed_experiment.py [--trainers batched,serial] [--steps 500] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _common import report
+from archsearch import Study
+from archsearch.evaluation import TrainConfig
+from archsearch.study import build_evaluator
+from archsearch.tasks import get_task
+
+
+def run(trainer: str, steps: int, seed: int, directory: Path) -> dict:
+    task = get_task("moons")
+    evaluator = build_evaluator({"name": trainer, **TrainConfig().to_config()}, task)
+    study = Study.create(directory / f"{trainer}.db", task, steps=steps, children_per_step=15, seed=seed, evaluator=evaluator)
+    start = time.perf_counter()
+    study.run(progress=True)
+    seconds = time.perf_counter() - start
+    rewards = np.array([t.reward for t in study.trials()]).reshape(steps, 15).mean(axis=1)
+    window = min(50, steps)
+    summary = study.summary()
+    return {
+        "seconds": seconds,
+        "best": summary["architecture"],
+        "val_accuracy": summary["val_accuracy"],
+        "test_accuracy": summary["test_accuracy"],
+        "params": summary["params"],
+        "first_steps_mean_reward": float(rewards[:window].mean()),
+        "last_steps_mean_reward": float(rewards[-window:].mean()),
+        "mean_epochs": float(np.mean([t.epochs for t in study.trials()])),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trainers", default="batched,serial")
+    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    results = {}
+    with tempfile.TemporaryDirectory() as directory:
+        for trainer in args.trainers.split(","):
+            results[trainer] = run(trainer, args.steps, args.seed, Path(directory))
+            print(trainer, results[trainer], flush=True)
+    rows = [
+        [name, r["seconds"], r["best"], r["val_accuracy"], r["test_accuracy"], r["first_steps_mean_reward"],
+         r["last_steps_mean_reward"], r["mean_epochs"]]
+        for name, r in results.items()
+    ]
+    report(
+        "seed_experiment",
+        f"seed experiment: {args.steps} steps x 15 children, seed {args.seed}, {TrainConfig()}",
+        ["trainer", "seconds", "best", "val acc", "test acc", "reward first 50", "reward last 50", "mean epochs"],
+        rows,
+        {"steps": args.steps, "seed": args.seed, "train_config": TrainConfig().to_config(), "trainers": results},
+    )
+
+
+if __name__ == "__main__":
+    main()

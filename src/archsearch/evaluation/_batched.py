@@ -1,0 +1,598 @@
+"""The batched trainer: many MLP children trained together in one vectorised pass.
+
+Children of equal depth form a group. Within a group every layer is padded to
+the group's widest child at that layer and the children's weights are stacked,
+so one batched matrix product per layer trains the whole group. Padding is
+exact, not approximate: padded weights start at zero and receive exactly zero
+gradient (their inputs or their downstream weights are zero), so Adam leaves
+them at zero. Forward and backward passes are written out by hand (an MLP with
+softmax cross-entropy has a short, well-known gradient), each group's
+parameters, gradients and Adam moments live in flat buffers so one Adam update
+is a handful of operations, and all intermediate tensors live in buffers
+allocated once per group: small networks make framework overhead and memory
+allocation, not arithmetic, the cost to beat.
+
+Each child keeps the reference trainer's semantics: the same initial weights
+from its seed (both use ``MLPArchitecture.init_params``), its own Adam moments,
+its own early stopping, the same reward and the same kept weights. Validation
+of the weights after epoch ``e`` is computed in the same forward pass as the
+training loss of epoch ``e + 1`` (both read the same weights), which saves a
+pass per epoch. A child that stops early leaves its group's buffers, so it
+stops costing.
+
+Results agree with :class:`SerialTrainer` to float32 rounding: padding changes
+the order of additions inside matrix products, and tanh is computed as
+``2 * sigmoid(2z) - 1`` (within 2e-7 of ``torch.tanh``, three times faster on
+the CPU). The equivalence is tested. A child's numbers can depend on its
+batch-mates through that rounding, so a study re-runs an interrupted batch
+whole (``batch_dependent``) to reproduce an uninterrupted run exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from archsearch.errors import ArchsearchError
+from archsearch.evaluation._base import Evaluator
+from archsearch.evaluation._result import Result
+from archsearch.space import Architecture, MLPArchitecture
+
+aten = torch.ops.aten
+_BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8  # torch.optim.Adam's defaults, as the reference trainer uses
+
+
+class BatchedTrainer(Evaluator):
+    """Trains a batch of MLP children at once, with the reference trainer's semantics."""
+
+    name = "batched"
+    batch_dependent = True
+    max_batch = 256  # children planned and held in memory at once; larger batches are split
+
+    def evaluate(self, archs: Sequence[Architecture], seeds: Sequence[int]) -> Iterator[tuple[int, Result]]:
+        if len(archs) != len(seeds):
+            raise ValueError(f"evaluate: {len(archs)} architectures but {len(seeds)} seeds")
+        for arch in archs:
+            if not isinstance(arch, MLPArchitecture):
+                raise ArchsearchError(f"trainer: the batched trainer trains MLPs only, got kind {arch.kind!r}")
+        rows = len(self.task.y_train) + len(self.task.y_val)
+        groups = []
+        for start in range(0, len(archs), self.max_batch):
+            chunk = range(start, min(start + self.max_batch, len(archs)))
+            planned = plan_groups([archs[i] for i in chunk], self.task.in_features, self.task.out_features, rows)
+            groups += [[chunk[i] for i in members] for members in planned]
+        threads = self.config.threads or _useful_threads(
+            [[archs[i] for i in members] for members in groups], self.task.in_features, self.task.out_features, rows
+        )
+        threads = min(threads, len(groups))
+        previous = torch.get_num_threads()
+        torch.set_num_threads(1)  # one core per group: results never depend on the thread count
+        try:
+            if threads <= 1:
+                for members in groups:
+                    yield from self._train_group(archs, seeds, members)
+            else:
+                yield from self._train_in_parallel(archs, seeds, groups, threads)
+        finally:
+            torch.set_num_threads(previous)
+
+    def _train_in_parallel(
+        self, archs: Sequence[Architecture], seeds: Sequence[int], groups: list[list[int]], threads: int
+    ) -> Iterator[tuple[int, Result]]:
+        """Groups on a pool of threads (PyTorch releases the GIL inside its kernels)."""
+        finished: queue.Queue[tuple[int, Result] | None] = queue.Queue()
+        stop = threading.Event()
+
+        def work(members: list[int]) -> None:
+            try:
+                for item in self._train_group(archs, seeds, members, stop):
+                    finished.put(item)
+            finally:
+                finished.put(None)
+
+        with ThreadPoolExecutor(threads, thread_name_prefix="archsearch-batched") as pool:
+            for members in groups:
+                pool.submit(work, members)
+            try:
+                remaining = len(groups)
+                while remaining:
+                    item = finished.get()
+                    if item is None:
+                        remaining -= 1
+                    else:
+                        yield item
+            finally:
+                stop.set()  # the consumer left early: let the workers give up
+
+    def _train_group(
+        self,
+        archs: Sequence[Architecture],
+        seeds: Sequence[int],
+        members: list[int],
+        stop: threading.Event | None = None,
+    ) -> Iterator[tuple[int, Result]]:
+        done: set[int] = set()
+        start = time.perf_counter()
+        try:
+            group = _Group(self, [(i, archs[i], seeds[i]) for i in members])
+            for index, result in group.train(stop):
+                done.add(index)
+                yield index, result
+        except Exception as exc:  # a broken batch is recorded trials, not a crashed search
+            error = f"{type(exc).__name__}: {exc}"
+            seconds = time.perf_counter() - start
+            for index in members:
+                if index not in done:
+                    params = archs[index].num_params(self.task.in_features, self.task.out_features)
+                    yield index, Result.failure("failed", error, params, seconds)
+
+
+# A cost model of one training epoch, in microseconds of one CPU core (fitted to measurements on a
+# 2-core x86 machine), used to decide which
+# children to train together. A group pays a fixed price per operation it launches (so fewer,
+# larger groups are better) and every child pays for its group's padded layer sizes (so a group
+# should hold children of similar widths). The constants are fixed, not measured at run time:
+# grouping changes float rounding, and the same batch must always be grouped the same way.
+_GROUP_COST = 100.0  # per group and epoch: loss, validation, Adam, bookkeeping
+_LAYER_COST = 45.0  # per group, layer and epoch: about a dozen launched operations
+_MAC_COST = 6e-5  # per multiply-accumulate and row: forward plus two backward products
+_ELEMENT_COST = 2e-3  # per activation element and row: the elementwise passes around them
+MAX_GROUP = 8  # children per group at most, so that groups can run on several cores
+
+
+_PARALLEL_COST = 1500.0  # modelled microseconds per group and epoch above which groups run on several threads
+
+
+def _useful_threads(groups: list[list[MLPArchitecture]], in_features: int, out_features: int, rows: int) -> int:
+    """Threads worth using: PyTorch releases the GIL inside its kernels, so groups whose epochs are
+    long, large matrix products, run well side by side; groups of small networks spend most of
+    their time in Python and only contend for the GIL."""
+    costs = [
+        _cost(len(g), np.array([in_features, *(max(a.widths[l] for a in g) for l in range(len(g[0].layers))), out_features], dtype=np.float64), rows)
+        for g in groups
+    ]
+    if len(groups) < 2 or float(np.mean(costs)) < _PARALLEL_COST:
+        return 1
+    return available_cores()
+
+
+def available_cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover -- not Linux
+        return os.cpu_count() or 1
+
+
+def _cost(children: np.ndarray, sizes: np.ndarray, rows: int) -> np.ndarray:
+    """Modelled epoch cost of groups of ``children`` children padded to ``sizes`` (..., layers + 1)."""
+    macs = (sizes[..., :-1] * sizes[..., 1:]).sum(-1)
+    elements = sizes[..., 1:].sum(-1)
+    per_child = rows * (_MAC_COST * macs + _ELEMENT_COST * elements)
+    return _GROUP_COST + _LAYER_COST * (sizes.shape[-1] - 1) + children * per_child
+
+
+def plan_groups(archs: Sequence[MLPArchitecture], in_features: int, out_features: int, rows: int) -> list[list[int]]:
+    """Split a batch into groups that are trained together, to minimise the modelled cost.
+
+    Children of equal width profile always share a group (no padding). Then, within each depth,
+    the two groups whose merger saves the most modelled time are merged, as long as merging saves
+    anything: greedy agglomeration, deterministic for a given batch.
+    """
+    profiles: dict[tuple[int, ...], list[int]] = {}
+    for index, arch in enumerate(archs):
+        profiles.setdefault(arch.widths, []).append(index)
+    by_depth: dict[int, list[tuple[tuple[int, ...], list[int]]]] = {}
+    for widths, indices in profiles.items():
+        for start in range(0, len(indices), MAX_GROUP):
+            by_depth.setdefault(len(widths), []).append((widths, indices[start : start + MAX_GROUP]))
+    groups: list[list[int]] = []
+    for depth in sorted(by_depth):
+        members = [indices for _, indices in by_depth[depth]]
+        sizes = np.array([(in_features, *w, out_features) for w, _ in by_depth[depth]], dtype=np.float64)
+        counts = np.array([len(m) for m in members], dtype=np.float64)
+        alive = np.ones(len(members), dtype=bool)
+        cost = _cost(counts, sizes, rows)
+        merged_sizes = np.maximum(sizes[:, None, :], sizes[None, :, :])
+        saving = cost[:, None] + cost[None, :] - _cost(counts[:, None] + counts[None, :], merged_sizes, rows)
+        np.fill_diagonal(saving, -np.inf)
+        saving[counts[:, None] + counts[None, :] > MAX_GROUP] = -np.inf
+        while len(members) > 1:
+            i, j = np.unravel_index(np.argmax(saving), saving.shape)
+            if saving[i, j] <= 0:
+                break
+            i, j = min(i, j), max(i, j)
+            members[i] = members[i] + members[j]
+            members[j] = []
+            alive[j] = False
+            sizes[i] = np.maximum(sizes[i], sizes[j])
+            counts[i] += counts[j]
+            cost[i] = _cost(counts[i], sizes[i], rows)
+            saving[j, :] = saving[:, j] = -np.inf
+            row = cost[i] + cost - _cost(counts[i] + counts, np.maximum(sizes[i], sizes), rows)
+            row[~alive | (counts[i] + counts > MAX_GROUP)] = -np.inf
+            row[i] = -np.inf
+            saving[i, :] = saving[:, i] = row
+        groups += [sorted(m) for m in members if m]
+    return groups
+
+
+@dataclass
+class _Child:
+    index: int
+    arch: MLPArchitecture
+    generator: torch.Generator
+    params: int
+    losses: list[float] = field(default_factory=list)
+    vals: list[float] = field(default_factory=list)
+    best: int = -1  # most validation points ever classified right
+    waited: int = 0  # epochs since that number last rose
+
+
+class _Group:
+    """Children of one depth, stacked and padded, trained in lockstep until each stops."""
+
+    def __init__(self, trainer: BatchedTrainer, members: list[tuple[int, MLPArchitecture, int]]) -> None:
+        self.cfg = trainer.config
+        self.task = task = trainer.task
+        self.device = torch.device(self.cfg.device)
+        self.start = time.perf_counter()
+        members = sorted(members, key=lambda m: m[1].activations)  # equal activations in contiguous runs
+        self.children = [
+            _Child(index, arch, torch.Generator().manual_seed(int(seed)), arch.num_params(task.in_features, task.out_features))
+            for index, arch, seed in members
+        ]
+        depth = len(members[0][1].layers)
+        widest = [max(c.arch.widths[layer] for c in self.children) for layer in range(depth)]
+        self.sizes = [task.in_features, *widest, task.out_features]
+        self._workspace: dict[tuple, torch.Tensor] = {}
+        self._init_parameters()
+
+    @property
+    def g(self) -> int:
+        return len(self.children)
+
+    # -- parameters ------------------------------------------------------------------------------
+
+    def _layout(self, g: int) -> list[tuple[int, int, int]]:
+        """(weight start, bias start, bias end) per layer of a flat buffer holding ``g`` children.
+
+        Each layer's weights are one contiguous (g, fan_out, fan_in) block followed by its biases,
+        so every view is contiguous and matrix products can write gradients straight into it.
+        """
+        layout, offset = [], 0
+        for fan_in, fan_out in zip(self.sizes, self.sizes[1:]):
+            bias = offset + g * fan_out * fan_in
+            layout.append((offset, bias, bias + g * fan_out))
+            offset = bias + g * fan_out
+        return layout
+
+    def _views(self, flat: torch.Tensor, g: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [
+            (flat[start:bias].view(g, fan_out, fan_in), flat[bias:end].view(g, fan_out, 1))
+            for (start, bias, end), fan_in, fan_out in zip(self._layout(g), self.sizes, self.sizes[1:])
+        ]
+
+    def _init_parameters(self) -> None:
+        total = self._layout(self.g)[-1][2]
+        flat = torch.zeros(total)
+        views = self._views(flat, self.g)
+        for row, child in enumerate(self.children):
+            init = child.arch.init_params(self.task.in_features, self.task.out_features, child.generator)
+            for (weight, bias), (w_view, b_view) in zip(init, views):
+                w_view[row, : weight.shape[0], : weight.shape[1]] = weight
+                b_view[row, : bias.shape[0], 0] = bias
+        self.flat = flat.to(self.device)
+        self.m = torch.zeros_like(self.flat)
+        self.v = torch.zeros_like(self.flat)
+        self.grad = torch.zeros_like(self.flat)
+        self.denom = torch.zeros_like(self.flat)
+        self.ring = torch.zeros(self.cfg.reward_window, total, device=self.device)
+
+    def _bind(self) -> None:
+        """Views of parameters and workspace for the current children, built once per membership."""
+        g, sizes, device = self.g, self.sizes, self.device
+        self.params = self._views(self.flat, g)
+        self.grads = self._views(self.grad, g)
+        depth = len(sizes) - 2
+        self.runs = [_runs([c.arch.activations[layer] for c in self.children]) for layer in range(depth)]
+        self.is_tanh = [
+            torch.tensor([float(c.arch.activations[layer] == "tanh") for c in self.children], device=device)
+            .view(-1, 1, 1)
+            for layer in range(depth)
+        ]
+        self.passes = {tag: self._pass_buffers(tag, rows) for tag, rows in self.rows.items()}
+        self.stats = torch.empty(3, g, device=device)  # per child: loss, correct validation points, checksum
+
+    def _pass_buffers(self, tag: str, rows: int) -> dict[str, list[torch.Tensor]]:
+        """Inputs and outputs of a forward pass over ``rows`` rows and, for training rows, its backward pass.
+
+        Every buffer has exactly its pass's shape: ``out=`` arguments must be contiguous.
+        """
+        sizes, depth = self.sizes, len(self.sizes) - 2
+        return {
+            "x": self._buffer(f"{tag}-x", sizes[0], rows),
+            "h": [self._buffer(f"{tag}-h{l}", sizes[l + 1], rows) for l in range(depth + 1)],
+            "tanh": [self._buffer(f"{tag}-tanh{l}", sizes[l + 1], rows) for l in range(depth)],
+            "up": [None] + [self._buffer(f"{tag}-up{l}", sizes[l], rows) for l in range(1, depth + 1)],
+            "relu-grad": [None] + [self._buffer(f"{tag}-relu-grad{l}", sizes[l], rows) for l in range(1, depth + 1)],
+            "log-p": self._buffer(f"{tag}-log-p", sizes[-1], rows),
+            "picked": self._buffer(f"{tag}-picked", sizes[-1], rows),
+        }
+
+    def _buffer(self, name: str, *shape: int) -> torch.Tensor:
+        """A (g, *shape) workspace tensor, allocated once for the group's first g and then sliced."""
+        buffer = self._workspace.get(name)
+        if buffer is None:
+            buffer = self._workspace[name] = torch.empty(self.g, *shape, device=self.device)
+        return buffer[: self.g]
+
+    def _remove(self, keep: list[int]) -> None:
+        """Keep only the children at rows ``keep``; the others have stopped and stop costing."""
+        if not keep:
+            self.children = []
+            return
+        old_g, index = self.g, torch.tensor(keep, dtype=torch.long, device=self.device)
+
+        def compact(flat: torch.Tensor) -> torch.Tensor:
+            parts = []
+            for start, bias, end in self._layout(old_g):
+                parts.append(flat[start:bias].view(old_g, -1).index_select(0, index).reshape(-1))
+                parts.append(flat[bias:end].view(old_g, -1).index_select(0, index).reshape(-1))
+            return torch.cat(parts)
+
+        self.flat, self.m, self.v = compact(self.flat), compact(self.m), compact(self.v)
+        self.ring = torch.stack([compact(r) for r in self.ring])
+        self.grad = torch.zeros_like(self.flat)
+        self.denom = torch.zeros_like(self.flat)
+        self.children = [self.children[i] for i in keep]
+        self._bind()
+
+    # -- maths -----------------------------------------------------------------------------------
+
+    def _forward(self, tag: str) -> list[torch.Tensor]:
+        """Activations of every layer for the pass ``tag`` (its input already in place); the last are logits."""
+        buffers = self.passes[tag]
+        h = buffers["x"]
+        hs = [h]
+        depth = len(self.params) - 1
+        for layer, (weight, bias) in enumerate(self.params):
+            z = torch.baddbmm(bias, weight, h, out=buffers["h"][layer])
+            if layer < depth:
+                self._activate(z, layer, buffers["tanh"][layer])
+            h = z
+            hs.append(h)
+        return hs
+
+    def _activate(self, z: torch.Tensor, layer: int, scratch: torch.Tensor) -> None:
+        """relu or tanh per child, in place. tanh(z) is computed as 2 sigmoid(2z) - 1."""
+        runs = self.runs[layer]
+        if len(runs) <= 2:  # one slice per run of children with the same activation
+            for start, end, activation in runs:
+                block = z if end - start == len(z) else z[start:end]
+                if activation == "relu":
+                    block.relu_()
+                else:
+                    block.mul_(2).sigmoid_().mul_(2).sub_(1)
+            return
+        # many runs: both activations on every child, then pick per child (lerp by 0 or 1 is exact)
+        torch.mul(z, 2, out=scratch).sigmoid_().mul_(2).sub_(1)
+        torch.lerp(z.relu_(), scratch, self.is_tanh[layer], out=z)
+
+    def _backward(self, hs: list[torch.Tensor], delta: torch.Tensor, n: int, tag: str) -> None:
+        """Gradients of the summed per-child losses into ``self.grad``; ``delta`` = dL/dlogits.
+
+        The backward pass reads the first ``n`` rows of the forward pass ``hs`` and writes into the
+        buffers of pass ``tag``, which has exactly ``n`` rows.
+        """
+        buffers = self.passes[tag]
+        depth = len(self.params) - 1
+        for layer in range(depth, -1, -1):
+            g_weight, g_bias = self.grads[layer]
+            h_in = hs[layer][..., :n]
+            torch.bmm(delta, h_in.transpose(1, 2), out=g_weight)
+            torch.sum(delta, dim=2, keepdim=True, out=g_bias)
+            if layer == 0:
+                break
+            weight = self.params[layer][0]
+            upstream = torch.bmm(weight.transpose(1, 2), delta, out=buffers["up"][layer])
+            # relu: dL/dz = dL/dh where h > 0, else 0; tanh: dL/dz = dL/dh * (1 - h^2)
+            runs = self.runs[layer - 1]
+            if len(runs) <= 2:
+                for start, end, activation in runs:
+                    block, out = upstream[start:end], h_in[start:end]
+                    if activation == "relu":
+                        aten.threshold_backward.grad_input(block, out, 0, grad_input=block)
+                    else:
+                        aten.tanh_backward.grad_input(block, out, grad_input=block)
+            else:
+                relu = aten.threshold_backward.grad_input(upstream, h_in, 0, grad_input=buffers["relu-grad"][layer])
+                aten.tanh_backward.grad_input(upstream, h_in, grad_input=upstream)
+                torch.lerp(relu, upstream, self.is_tanh[layer - 1], out=upstream)
+            delta = upstream
+
+    def _adam(self, step: int) -> None:
+        """torch.optim.Adam's update, on all children's parameters at once."""
+        self.m.lerp_(self.grad, 1 - _BETA1)
+        self.v.mul_(_BETA2).addcmul_(self.grad, self.grad, value=1 - _BETA2)
+        # sqrt is ~10x slower on exact zeros (padding, dead units) than on other values; lifting v by
+        # 1e-30 avoids that and changes no result (the denominator is >= eps = 1e-8 anyway).
+        torch.add(self.v, 1e-30, out=self.denom).sqrt_().div_((1 - _BETA2**step) ** 0.5).add_(_EPS)
+        self.flat.addcdiv_(self.m, self.denom, value=-self.cfg.lr / (1 - _BETA1**step))
+
+    def _losses(self, logits: torch.Tensor, onehot: torch.Tensor, out: torch.Tensor, tag: str) -> torch.Tensor:
+        """Per-child mean cross-entropy into ``out``; leaves log-probabilities in pass ``tag``'s buffer."""
+        n = logits.shape[-1]
+        log_p = aten._log_softmax.out(logits, 1, False, out=self.passes[tag]["log-p"])
+        torch.sum(torch.mul(log_p, onehot, out=self.passes[tag]["picked"]), dim=(1, 2), out=out)
+        return out.div_(-n)
+
+    def _delta(self, onehot: torch.Tensor, tag: str) -> torch.Tensor:
+        """dL/dlogits = (softmax - onehot) / n, from the log-probabilities the last ``_losses`` left."""
+        return self.passes[tag]["log-p"].exp_().sub_(onehot).div_(onehot.shape[-1])
+
+    def _validation_stats(self, val_logits: torch.Tensor, y_val: torch.Tensor) -> None:
+        """Correctly classified validation points into ``stats[1]``, a finiteness checksum into ``stats[2]``."""
+        if val_logits.shape[1] == 2:  # argmax of two classes; a tie goes to class 0, as argmax does
+            predicted = torch.gt(val_logits[:, 1], val_logits[:, 0])
+        else:
+            predicted = val_logits.argmax(dim=1)
+        torch.sum(predicted == y_val, dim=1, out=self.stats[1])
+        torch.sum(val_logits, dim=(1, 2), out=self.stats[2])  # inf or nan in, inf or nan out
+
+    # -- training --------------------------------------------------------------------------------
+
+    def train(self, stop: threading.Event | None = None) -> Iterator[tuple[int, Result]]:
+        cfg, task, device = self.cfg, self.task, self.device
+        x_train, y_train = (t.to(device) for t in task.split("train"))
+        x_val, y_val = (t.to(device) for t in task.split("val"))
+        n_train = len(y_train)
+        minibatch = cfg.batch_size is not None and cfg.batch_size < n_train
+        classes = torch.arange(task.out_features, device=device)[:, None]
+        onehot = (y_train[None, :] == classes).float()  # (classes, rows)
+        self.rows = {"all": n_train + len(y_val), "train": n_train, "val": len(y_val)}
+        self._bind()
+        self.passes["all"]["x"].copy_(torch.cat([x_train, x_val]).T.expand_as(self.passes["all"]["x"]))
+        self.passes["val"]["x"].copy_(x_val.T.expand_as(self.passes["val"]["x"]))
+
+        for epoch in range(1, cfg.max_epochs + 2):
+            if stop is not None and stop.is_set():
+                return
+            # One forward pass reads the weights after epoch - 1: it validates epoch - 1 and, in
+            # full-batch mode, gives this epoch's training loss. One read-back serves both.
+            full_batch_step = not minibatch and epoch <= cfg.max_epochs
+            if full_batch_step:
+                hs = self._forward("all")
+                self._losses(hs[-1][..., :n_train], onehot, self.stats[0], "train")
+                val_logits = hs[-1][..., n_train:]
+            elif epoch > 1:
+                val_logits = self._forward("val")[-1]
+            if epoch > 1:
+                self._validation_stats(val_logits, y_val)
+            stats = self.stats.tolist()
+            if epoch > 1:
+                keep = yield from self._validated(epoch - 1, stats[1], stats[2], len(y_val))
+                if keep is not None:
+                    stats = [[row[i] for i in keep] for row in stats]
+                    self._remove(keep)
+                    if full_batch_step and self.children:  # the loss pass must follow the rows kept
+                        hs = self._forward("all")
+                        self._losses(hs[-1][..., :n_train], onehot, self.stats[0], "train")
+            if epoch > cfg.max_epochs or not self.children:
+                return
+            if minibatch:
+                losses = self._minibatch_epoch(x_train, y_train, classes, epoch).tolist()
+            else:
+                losses = stats[0]
+                self._backward(hs, self._delta(onehot, "train"), n_train, "train")
+                self._adam(epoch)
+            keep = yield from self._losses_recorded(epoch, losses)
+            if keep is not None:
+                self._remove(keep)
+            if not self.children:
+                return
+
+    def _minibatch_epoch(self, x: torch.Tensor, y: torch.Tensor, classes: torch.Tensor, epoch: int) -> torch.Tensor:
+        """One epoch of minibatch steps; every child shuffles with its own generator, as in the reference."""
+        n, size = len(y), self.cfg.batch_size
+        orders = torch.stack([torch.randperm(n, generator=c.generator) for c in self.children]).to(self.device)
+        total = torch.zeros(self.g, device=self.device)
+        losses = torch.empty(self.g, device=self.device)
+        steps_per_epoch = -(-n // size)
+        for k, start in enumerate(range(0, n, size)):
+            rows = orders[:, start : start + size]  # (children, batch rows)
+            b = rows.shape[1]
+            tag = f"mini{b}"
+            if tag not in self.passes:
+                self.rows[tag] = b
+                self.passes[tag] = self._pass_buffers(tag, b)
+            self.passes[tag]["x"].copy_(x[rows].transpose(1, 2))
+            hs = self._forward(tag)
+            onehot = (y[rows][:, None, :] == classes).float()
+            self._losses(hs[-1], onehot, losses, tag)
+            self._backward(hs, self._delta(onehot, tag), b, tag)
+            self._adam((epoch - 1) * steps_per_epoch + k + 1)
+            total += losses * b
+        return total / n
+
+    def _losses_recorded(self, epoch: int, losses: list[float]):  # noqa: ANN202 -- a generator with a return value
+        """Append this epoch's training losses; a child whose loss is not finite has diverged.
+
+        Yields the diverged children's results and returns the rows to keep, or None when all stay.
+        """
+        keep = []
+        for row, (child, loss) in enumerate(zip(self.children, losses)):
+            if math.isfinite(loss):
+                child.losses.append(loss)
+                keep.append(row)
+            else:
+                yield child.index, self._failure(child, f"training loss became {loss} at epoch {epoch}")
+        return keep if len(keep) < self.g else None
+
+    def _validated(self, epoch: int, correct: list[float], checksum: list[float], n_val: int):  # noqa: ANN202
+        """Validation bookkeeping for ``epoch``: curve, kept weights, early stopping, divergence.
+
+        Yields the results of children that stop and returns the rows to keep, or None when all stay.
+        """
+        cfg = self.cfg
+        self.ring[(epoch - 1) % cfg.reward_window].copy_(self.flat)
+        keep = []
+        for row, child in enumerate(self.children):
+            if not math.isfinite(checksum[row]):
+                yield child.index, self._failure(child, f"validation outputs became non-finite at epoch {epoch}")
+                continue
+            count = int(correct[row])
+            child.vals.append(count / n_val)
+            if count > child.best:
+                child.best, child.waited = count, 0
+            else:
+                child.waited += 1
+            if child.waited >= cfg.patience or epoch == cfg.max_epochs:
+                yield child.index, self._finish(child, row)
+            else:
+                keep.append(row)
+        return keep if len(keep) < self.g else None
+
+    def _finish(self, child: _Child, row: int) -> Result:
+        reward, accuracy, kept_epoch = self.cfg.reward(child.vals)
+        flat = self.ring[(kept_epoch - 1) % self.cfg.reward_window]
+        sizes = (self.task.in_features, *child.arch.widths, self.task.out_features)
+        weights = {}
+        for layer, (weight, bias) in enumerate(self._views(flat, self.g)):
+            fan_in, fan_out = sizes[layer], sizes[layer + 1]
+            weights[f"{2 * layer}.weight"] = weight[row, :fan_out, :fan_in].cpu().clone()
+            weights[f"{2 * layer}.bias"] = bias[row, :fan_out, 0].cpu().clone()
+        return Result(
+            reward=reward,
+            val_accuracy=accuracy,
+            val_curve=child.vals,
+            train_loss=child.losses,
+            params=child.params,
+            seconds=time.perf_counter() - self.start,
+            kept_epoch=kept_epoch,
+            weights=weights,
+        )
+
+    def _failure(self, child: _Child, error: str) -> Result:
+        seconds = time.perf_counter() - self.start
+        return Result.failure("diverged", error, child.params, seconds, val_curve=child.vals, train_loss=child.losses)
+
+
+def _runs(activations: list[str]) -> list[tuple[int, int, str]]:
+    """Maximal runs of equal activation: [(start, end, activation), ...]."""
+    runs: list[tuple[int, int, str]] = []
+    for row, activation in enumerate(activations):
+        if runs and runs[-1][2] == activation:
+            runs[-1] = (runs[-1][0], row + 1, activation)
+        else:
+            runs.append((row, row + 1, activation))
+    return runs

@@ -1,0 +1,177 @@
+"""End-to-end tests of the command line."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from .conftest import COMMAND, FAST
+
+
+def test_search_then_best_then_trials(tmp_path, run):
+    study = tmp_path / "moons.db"
+    proc = run("search", "--task", "moons", "--steps", "2", "--children-per-step", "3", "--seed", "0",
+               "--study", study, *FAST, check=True)
+    assert f"study: {study}" in proc.stdout and "best: " in proc.stdout
+    best = json.loads(run("best", study, "--json", check=True).stdout)
+    assert {"architecture", "val_accuracy", "test_accuracy", "params"} <= set(best)
+    assert best["trials"] == 6 and 0 <= best["test_accuracy"] <= 1
+    listed = json.loads(run("trials", study, "--json", check=True).stdout)
+    assert len(listed) == 6 and listed[0]["number"] == 0
+    top = json.loads(run("trials", study, "--top", "2", "--json", check=True).stdout)
+    assert [t["reward"] for t in top] == sorted((t["reward"] for t in listed), reverse=True)[:2]
+    table = run("trials", study, "--top", "3", check=True).stdout
+    assert "architecture" in table and best["architecture"] in table
+
+
+def test_resume_of_a_finished_study_just_reports(tmp_path, run):
+    study = tmp_path / "s.db"
+    run("search", "--steps", "1", "--children-per-step", "2", "--study", study, *FAST, check=True)
+    proc = run("resume", study, "--quiet", check=True)
+    assert "best: " in proc.stdout
+    assert len(json.loads(run("trials", study, "--json", check=True).stdout)) == 2
+
+
+def test_default_study_path(tmp_path, run):
+    proc = run("search", "--steps", "1", "--children-per-step", "2", "--seed", "4", *FAST, cwd=tmp_path, check=True)
+    assert (tmp_path / "runs" / "moons-reinforce-s4.db").exists()
+    assert "runs/moons-reinforce-s4.db" in proc.stdout
+
+
+def _one_line_error(proc, *needles):
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["--task", "cifar"], ["--task", "cifar"]),
+        (["--strategy", "magic"], ["--strategy", "magic"]),
+        (["--steps", "0"], ["--steps", "positive"]),
+        (["--steps", "-3"], ["--steps", "-3"]),
+        (["--steps", "many"], ["--steps", "many"]),
+        (["--children-per-step", "-1"], ["--children-per-step"]),
+        (["--seed", "-1"], ["--seed"]),
+        (["--max-epochs", "-2"], ["--max-epochs"]),
+        (["--patience", "0"], ["--patience"]),
+        (["--lr", "-0.1"], ["--lr"]),
+        (["--entropy-weight", "-1"], ["--entropy-weight"]),
+        (["--trainer", "gpu-magic"], ["--trainer"]),
+    ],
+)
+def test_bad_search_arguments(tmp_path, run, args, needles):
+    proc = run("search", "--study", tmp_path / "s.db", *args, cwd=tmp_path)
+    _one_line_error(proc, *needles)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_study_in_a_missing_directory(tmp_path, run):
+    proc = run("search", "--study", tmp_path / "nope" / "s.db", *FAST)
+    _one_line_error(proc, "nope", "does not exist")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_study_under_a_file(tmp_path, run):
+    (tmp_path / "file").write_text("x")
+    proc = run("search", "--study", tmp_path / "file" / "s.db", *FAST)
+    _one_line_error(proc, "not a directory")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
+def test_unwritable_study_location(run):
+    proc = run("search", "--study", "/proc/archsearch-test.db", *FAST)
+    _one_line_error(proc, "/proc/archsearch-test.db")
+    assert not os.path.exists("/proc/archsearch-test.db")
+
+
+def test_unavailable_device(tmp_path, run):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    proc = run("search", "--study", tmp_path / "s.db", "--device", "cuda", *FAST)
+    _one_line_error(proc, "trainer.device", "cuda")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_search_refuses_to_overwrite_a_study(tmp_path, run):
+    study = tmp_path / "s.db"
+    run("search", "--steps", "1", "--children-per-step", "2", "--study", study, *FAST, check=True)
+    before = study.read_bytes()
+    proc = run("search", "--steps", "1", "--study", study, *FAST)
+    _one_line_error(proc, "already exists", "resume")
+    assert study.read_bytes() == before
+
+
+@pytest.mark.parametrize("command", ["resume", "trials", "best"])
+def test_missing_study_file(tmp_path, run, command):
+    proc = run(command, tmp_path / "missing.db")
+    _one_line_error(proc, "missing.db", "no such study")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["resume", "trials", "best"])
+def test_a_file_that_is_not_a_study(tmp_path, run, command):
+    path = tmp_path / "notes.db"
+    path.write_text("these are my notes, not a database\n" * 100)
+    before = path.read_bytes()
+    proc = run(command, path)
+    _one_line_error(proc, "notes.db", "not an archsearch study")
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.db"]
+
+
+def test_missing_command_and_unknown_option(run):
+    _one_line_error(run(), "COMMAND")
+    _one_line_error(run("best", "x.db", "--colour"), "--colour")
+
+
+def _count(path):
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            return db.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def _rows(path):
+    with sqlite3.connect(path) as db:
+        return db.execute(
+            "SELECT number, step, slot, arch_hash, status, reward, seed, val_curve, train_loss FROM trials ORDER BY number"
+        ).fetchall()
+
+
+def test_sigkill_then_resume_completes_and_loses_nothing(tmp_path, run):
+    args = ["--steps", "30", "--children-per-step", "5", "--seed", "7", "--max-epochs", "8", "--quiet"]
+    killed = tmp_path / "killed.db"
+    proc = subprocess.Popen([*COMMAND, "search", *args, "--study", str(killed)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 60
+    while _count(killed) < 40 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the search finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = _rows(killed)
+    assert 40 <= len(before) < 150
+
+    run("resume", killed, "--quiet", check=True)
+    after = _rows(killed)
+    assert len(after) == 150
+    assert after[: len(before)] == before  # every trial committed before the kill is still there
+
+    straight = tmp_path / "straight.db"
+    run("search", *args, "--study", straight, check=True)
+    assert _rows(straight) == after  # and the resumed study is the uninterrupted one
+    assert json.loads(run("best", killed, "--json").stdout)["architecture"] == \
+        json.loads(run("best", straight, "--json").stdout)["architecture"]

@@ -1,0 +1,68 @@
+"""Shared fixtures: tiny tasks and a fake evaluator that makes strategy and study tests instant."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+import pytest
+import torch
+
+from archsearch.evaluation import Evaluator, Result
+from archsearch.space import Architecture, MLPSpace
+from archsearch.tasks import Task, get_task
+
+
+class FakeEvaluator(Evaluator):
+    """Reward = ``reward_fn(arch)``; trains nothing."""
+
+    name = "fake"
+
+    def __init__(self, task: Task, reward_fn: Callable[[Architecture], float]) -> None:
+        super().__init__(task)
+        self.reward_fn = reward_fn
+        self.calls: list[Architecture] = []
+
+    def evaluate(self, archs: Sequence[Architecture], seeds: Sequence[int]) -> Iterator[tuple[int, Result]]:
+        for index, arch in enumerate(archs):
+            self.calls.append(arch)
+            start = time.perf_counter()
+            reward = float(self.reward_fn(arch))
+            yield index, Result(
+                reward=reward,
+                val_accuracy=reward,
+                val_curve=[reward],
+                train_loss=[1.0],
+                params=arch.num_params(self.task.in_features, self.task.out_features),
+                seconds=time.perf_counter() - start,
+                kept_epoch=1,
+            )
+
+
+def fraction_of_wide_layers(arch: Architecture) -> float:
+    """Synthetic reward: the fraction of hidden layers with 32 units (optimum 1.0)."""
+    return sum(layer.units == 32 for layer in arch.layers) / len(arch.layers)
+
+
+@pytest.fixture(scope="session")
+def moons() -> Task:
+    return get_task("moons")
+
+
+@pytest.fixture
+def space() -> MLPSpace:
+    return MLPSpace()
+
+
+@pytest.fixture
+def tiny_space() -> MLPSpace:
+    """3 units x 1 activation, up to 2 layers: 3 + 9 = 12 members."""
+    return MLPSpace(units=(2, 4, 8), activations=("tanh",), max_layers=2)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -1,0 +1,145 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from archsearch.space import MLPArchitecture, MLPSpace
+from archsearch.strategies import Reinforce
+from archsearch.strategies._controller import PAD
+
+from ..conftest import fraction_of_wide_layers
+
+
+def test_probabilities_of_all_members_sum_to_one(tiny_space):
+    """log_probs is a proper distribution over the space: EOS masking and ends are right."""
+    strategy = Reinforce(tiny_space, seed=3)
+    members = list(tiny_space.enumerate())
+    with torch.no_grad():
+        log_prob, _ = strategy.controller.log_probs(strategy._tokens(members))
+    assert math.isclose(float(log_prob.exp().sum()), 1.0, rel_tol=1e-5)
+
+
+def test_sampling_frequencies_match_log_probs(tiny_space):
+    strategy = Reinforce(tiny_space, seed=4, init_range=1.0)  # a far-from-uniform policy
+    members = list(tiny_space.enumerate())
+    with torch.no_grad():
+        expected = strategy.controller.log_probs(strategy._tokens(members))[0].exp().numpy()
+    archs = strategy.ask(20_000)
+    observed = np.array([sum(a == m for a in archs) for m in members]) / len(archs)
+    assert np.abs(observed - expected).max() < 0.015, (observed, expected)
+
+
+def test_samples_are_members_with_pad_after_eos(space):
+    strategy = Reinforce(space, seed=0)
+    tokens = strategy.controller.sample(200, strategy.generator)
+    for row in tokens.tolist():
+        real = [t for t in row if t != PAD]
+        assert row[: len(real)] == real  # padding only at the end
+        assert space.contains(space.decode(real))
+
+
+def test_gradients_are_nonzero_after_one_update(space):
+    """The seed code computed log-probabilities under no_grad; ours must carry gradients."""
+    strategy = Reinforce(space, seed=0, entropy_weight=0.0)
+    before = {k: v.clone() for k, v in strategy.controller.state_dict().items()}
+    archs = strategy.ask(15)
+    rewards = [fraction_of_wide_layers(a) for a in archs]
+    strategy.tell(archs, rewards)
+    grads = {name: p.grad for name, p in strategy.controller.named_parameters()}
+    for name, grad in grads.items():
+        assert grad is not None and grad.abs().sum() > 0, name
+    changed = [k for k, v in strategy.controller.state_dict().items() if not torch.equal(v, before[k])]
+    assert set(changed) == set(before)
+
+
+def test_controller_learns_a_synthetic_reward(space):
+    """Reward = fraction of layers with 32 units; a uniform policy earns 1/6."""
+    strategy = Reinforce(space, seed=0)
+    means = []
+    for _ in range(150):
+        archs = strategy.ask(15)
+        rewards = [fraction_of_wide_layers(a) for a in archs]
+        strategy.tell(archs, rewards)
+        means.append(np.mean(rewards))
+    assert np.mean(means[:5]) < 0.3
+    assert np.mean(means[-20:]) > 0.9
+
+
+def test_entropy_bonus_only_keeps_the_policy_uniform(tiny_space):
+    strategy = Reinforce(tiny_space, seed=0, entropy_weight=1.0)
+    for _ in range(50):
+        archs = strategy.ask(10)
+        strategy.tell(archs, [1.0] * len(archs))  # zero advantage after the first step
+    members = list(tiny_space.enumerate())
+    with torch.no_grad():
+        _, entropy = strategy.controller.log_probs(strategy._tokens(members))
+    # max entropy per slot: log 3 (units), log 4 (units or EOS); activations have one choice
+    assert float(entropy.max()) > 0.97 * (math.log(3) + math.log(4))
+
+
+def test_same_seed_same_proposals_and_different_seed_differs(space):
+    a, b, c = Reinforce(space, seed=5), Reinforce(space, seed=5), Reinforce(space, seed=6)
+    assert a.ask(15) == b.ask(15)
+    assert a.ask(15) != c.ask(15)
+
+
+def test_state_dict_resume_continues_exactly(space):
+    def run(strategy, steps):
+        history = []
+        for _ in range(steps):
+            archs = strategy.ask(8)
+            strategy.tell(archs, [fraction_of_wide_layers(a) for a in archs])
+            history.append([str(a) for a in archs])
+        return history
+
+    straight = Reinforce(space, seed=1)
+    expected = run(straight, 6)
+    first = Reinforce(space, seed=1)
+    head = run(first, 3)
+    state = first.state_dict()
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    resumed = Reinforce(space, seed=1)
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))
+    assert head + run(resumed, 3) == expected
+    for p, q in zip(straight.controller.parameters(), resumed.controller.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_baseline_is_an_exponential_moving_average(space):
+    strategy = Reinforce(space, seed=0)
+    archs = strategy.ask(4)
+    strategy.tell(archs, [0.2, 0.4, 0.6, 0.8])
+    assert strategy.baseline == pytest.approx(0.5)
+    strategy.tell(archs, [1.0] * 4)
+    assert strategy.baseline == pytest.approx(0.9 * 0.5 + 0.1 * 1.0)
+
+
+def test_normalized_advantage_scales_the_policy_gradient(space):
+    plain = Reinforce(space, seed=0, entropy_weight=0.0)
+    scaled = Reinforce(space, seed=0, entropy_weight=0.0, normalize_advantage=True)
+    archs = plain.ask(6)
+    rewards = [0.1, 0.2, 0.3, 0.4, 0.5, 0.7]
+    plain.tell(archs, rewards)  # first step: advantage = R - mean(R)
+    scaled.tell(archs, rewards)
+    std = float(torch.tensor(rewards).std())
+    for p, q in zip(plain.controller.parameters(), scaled.controller.parameters()):
+        torch.testing.assert_close(q.grad, p.grad / std, rtol=1e-4, atol=1e-8)
+
+
+def test_tell_requires_one_reward_per_architecture(space):
+    strategy = Reinforce(space)
+    with pytest.raises(ValueError, match="one reward per architecture"):
+        strategy.tell(strategy.ask(3), [1.0])
+
+
+def test_decisions_of_a_custom_space_drive_the_controller():
+    space = MLPSpace(units=(3, 5), activations=("relu",), max_layers=3, min_layers=2)
+    archs = Reinforce(space, seed=0).ask(100)
+    assert all(2 <= len(a.layers) <= 3 and set(a.widths) <= {3, 5} for a in archs)
+    assert {len(a.layers) for a in archs} == {2, 3}
+    assert MLPArchitecture.parse("3-relu") not in archs

@@ -1,0 +1,311 @@
+import sqlite3
+from dataclasses import astuple
+
+import pytest
+
+from archsearch import ArchsearchError, MLPSpace, Reinforce, SerialTrainer, Study, TrainConfig
+from archsearch.study import child_seed
+from archsearch.study._storage import rank
+
+from ..conftest import FakeEvaluator, fraction_of_wide_layers
+
+
+def make(path, moons, steps=4, per_step=5, seed=0, evaluator=None):
+    evaluator = evaluator or SerialTrainer(moons, TrainConfig(max_epochs=4))
+    return Study.create(path, moons, steps=steps, children_per_step=per_step, seed=seed, evaluator=evaluator)
+
+
+def key(trial):
+    return (trial.number, trial.step, trial.slot, trial.arch_hash, trial.reward, trial.seed, trial.train_loss,
+            trial.params)
+
+
+def test_run_records_every_trial_and_every_step(tmp_path, moons):
+    with make(tmp_path / "s.db", moons) as study:
+        best = study.run(progress=False)
+        trials = study.trials()
+        assert [t.number for t in trials] == list(range(20))
+        assert [(t.step, t.slot) for t in trials] == [(s, k) for s in range(4) for k in range(5)]
+        assert [s for s, _ in study.step_metrics()] == [0, 1, 2, 3]
+        assert set(study.step_metrics()[0][1]) >= {"loss", "entropy", "baseline", "mean_reward"}
+        assert best == study.best() == min((t for t in trials if t.status == "ok"), key=rank)
+        assert trials[7].seed == child_seed(0, 1, 2)
+        assert study.completed_steps() == 4
+
+
+def test_reopened_study_rebuilds_its_components(tmp_path, moons):
+    path = tmp_path / "s.db"
+    make(path, moons, steps=1).run(progress=False)
+    study = Study.open(path)
+    assert study.task.name == "moons" and study.space == MLPSpace()
+    assert isinstance(study.strategy, Reinforce) and isinstance(study.evaluator, SerialTrainer)
+    assert study.evaluator.config.max_epochs == 4
+    assert (study.steps, study.children_per_step, study.seed) == (1, 5, 0)
+
+
+def test_same_seed_same_trials_and_other_seed_differs(tmp_path, moons):
+    runs = []
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        with make(tmp_path / f"{name}.db", moons, steps=3, seed=seed) as study:
+            study.run(progress=False)
+            runs.append([key(t) for t in study.trials()])
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashingEvaluator(SerialTrainer):
+    """Dies (like a killed process) after ``after`` children in this process."""
+
+    def __init__(self, task, config, after):
+        super().__init__(task, config)
+        self.left = after
+
+    def evaluate(self, archs, seeds):
+        for item in super().evaluate(archs, seeds):
+            if self.left == 0:
+                raise Crash
+            self.left -= 1
+            yield item
+
+
+@pytest.mark.parametrize("crash_after", [0, 3, 5, 12])
+def test_resume_after_a_crash_gives_the_uninterrupted_study(tmp_path, moons, crash_after):
+    config = TrainConfig(max_epochs=4)
+    with make(tmp_path / "straight.db", moons, evaluator=SerialTrainer(moons, config)) as straight:
+        straight.run(progress=False)
+        expected = [key(t) for t in straight.trials()]
+        expected_steps = straight.step_metrics()
+
+    path = tmp_path / "crashed.db"
+    crashing = make(path, moons, evaluator=CrashingEvaluator(moons, config, crash_after))
+    with pytest.raises(Crash):
+        crashing.run(progress=False)
+    committed = [key(t) for t in crashing.trials()]
+    assert len(committed) == crash_after
+    crashing.close()
+
+    with Study.open(path) as resumed:
+        resumed.run(progress=False)
+        assert [key(t) for t in resumed.trials()] == expected
+        assert resumed.step_metrics() == expected_steps
+        assert resumed.best().number == straight_best_number(expected)
+
+
+def straight_best_number(keys):
+    return min(keys, key=lambda k: (-k[4], k[7], k[0]))[0]
+
+
+def test_run_can_extend_the_budget(tmp_path, moons):
+    path = tmp_path / "s.db"
+    make(path, moons, steps=2).run(progress=False)
+    with Study.open(path) as study:
+        study.run(steps=3, progress=False)
+        assert study.completed_steps() == 3 and len(study.trials()) == 15
+    assert Study.open(path).steps == 3
+
+
+def test_best_model_and_test_accuracy_are_measured_once(tmp_path, moons):
+    path = tmp_path / "s.db"
+    with make(path, moons, steps=2, evaluator=SerialTrainer(moons, TrainConfig(max_epochs=30))) as study:
+        study.run(progress=False)
+        summary = study.summary()
+    assert set(summary) >= {"architecture", "val_accuracy", "test_accuracy", "params"}
+    assert 0.0 <= summary["test_accuracy"] <= 1.0
+    stored = sqlite3.connect(path).execute("SELECT number, test_accuracy FROM models").fetchall()
+    assert stored == [(summary["trial"], summary["test_accuracy"])]
+    with Study.open(path, readonly=True) as again:
+        model = again.best_model()
+        x, _ = moons.split("val")
+        assert model(x).shape == (len(x), 2)
+
+
+def test_failed_children_never_become_best(tmp_path, moons):
+    def reward(arch):
+        return 0.5
+
+    class HalfFailing(FakeEvaluator):
+        def evaluate(self, archs, seeds):
+            for index, result in super().evaluate(archs, seeds):
+                if index % 2:
+                    result.status, result.reward, result.error = "failed", 0.0, "boom"
+                yield index, result
+
+    study = make(tmp_path / "s.db", moons, steps=2, per_step=4, evaluator=HalfFailing(moons, reward))
+    study.run(progress=False)
+    assert [t.status for t in study.trials()[:4]] == ["ok", "failed", "ok", "failed"]
+    assert study.best().status == "ok"
+    assert study.trials()[1].error == "boom"
+
+
+def test_a_study_that_learns_with_a_fake_evaluator(tmp_path, moons):
+    study = make(tmp_path / "s.db", moons, steps=60, per_step=10, evaluator=FakeEvaluator(moons, fraction_of_wide_layers))
+    study.run(progress=False)
+    rewards = [t.reward for t in study.trials()]
+    assert sum(rewards[:50]) / 50 < 0.35 and sum(rewards[-50:]) / 50 > 0.8
+
+
+def test_existing_path_is_never_overwritten(tmp_path, moons):
+    path = tmp_path / "s.db"
+    path.write_text("precious")
+    with pytest.raises(ArchsearchError, match="already exists"):
+        make(path, moons)
+    assert path.read_text() == "precious"
+
+
+@pytest.mark.parametrize("content", [b"hello, not a database", b""])
+def test_a_file_that_is_not_a_study(tmp_path, content):
+    path = tmp_path / "x.db"
+    path.write_bytes(content)
+    with pytest.raises(ArchsearchError, match="not an archsearch study"):
+        Study.open(path)
+    assert path.read_bytes() == content
+
+
+def test_a_sqlite_file_of_someone_else(tmp_path):
+    path = tmp_path / "other.db"
+    sqlite3.connect(path).execute("CREATE TABLE t (x)").connection.commit()
+    with pytest.raises(ArchsearchError, match="not an archsearch study"):
+        Study.open(path)
+
+
+def test_missing_study_and_missing_directory(tmp_path, moons):
+    with pytest.raises(ArchsearchError, match="no such study"):
+        Study.open(tmp_path / "missing.db")
+    with pytest.raises(ArchsearchError, match="does not exist"):
+        make(tmp_path / "nowhere" / "s.db", moons)
+    assert not (tmp_path / "nowhere").exists() and not (tmp_path / "missing.db").exists()
+
+
+@pytest.mark.parametrize("field, kwargs", [("steps", {"steps": 0}), ("children_per_step", {"per_step": -1})])
+def test_bad_budget_names_the_field(tmp_path, moons, field, kwargs):
+    with pytest.raises(ArchsearchError, match=field):
+        make(tmp_path / "s.db", moons, **kwargs)
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_a_second_runner_is_refused(tmp_path, moons):
+    path = tmp_path / "s.db"
+    first = make(path, moons, steps=2)
+    second_opened = []
+
+    def callback(info):
+        if not second_opened:
+            with Study.open(path) as second, pytest.raises(ArchsearchError, match="another process"):
+                second.run(progress=False)
+            second_opened.append(True)
+
+    first.run(progress=False, callback=callback)
+    assert second_opened and first.completed_steps() == 2
+
+
+def test_trial_rows_are_complete(tmp_path, moons):
+    with make(tmp_path / "s.db", moons, steps=1, per_step=2) as study:
+        study.run(progress=False)
+        trial = study.trials()[0]
+    assert all(value is not None for name, value in zip(trial.__dataclass_fields__, astuple(trial)) if name not in ("error", "cached_from"))
+    assert trial.epochs == len(trial.train_loss) == len(trial.val_curve) == 4
+
+
+@pytest.mark.parametrize("crash_after", [2, 6])
+def test_batched_resume_reproduces_the_uninterrupted_study(tmp_path, moons, crash_after):
+    """The batched trainer's rounding depends on batch-mates: an interrupted batch is re-run whole."""
+    from archsearch.evaluation import BatchedTrainer
+
+    class CrashingBatched(BatchedTrainer):
+        left = crash_after
+
+        def evaluate(self, archs, seeds):
+            for item in super().evaluate(archs, seeds):
+                if CrashingBatched.left == 0:
+                    raise Crash
+                CrashingBatched.left -= 1
+                yield item
+
+    config = TrainConfig(max_epochs=6)
+    with make(tmp_path / "straight.db", moons, evaluator=BatchedTrainer(moons, config)) as straight:
+        straight.run(progress=False)
+        expected = [key(t) for t in straight.trials()]
+    path = tmp_path / "crashed.db"
+    with make(path, moons, evaluator=CrashingBatched(moons, config)) as crashing, pytest.raises(Crash):
+        crashing.run(progress=False)
+    with Study.open(path) as resumed:
+        assert resumed.evaluator.name == "batched"
+        resumed.run(progress=False)
+        assert [key(t) for t in resumed.trials()] == expected
+
+
+def always_the_same(space):
+    """A strategy stand-in that keeps proposing from a short list, to exercise the cache."""
+    from archsearch.space import MLPArchitecture
+    from archsearch.strategies import Strategy
+
+    class Repeating(Strategy):
+        name = "repeating-test"
+
+        def ask(self, n):
+            pool = ["4-relu", "8-tanh", "4-relu", "16-relu/16-relu"]
+            return [MLPArchitecture.parse(pool[i % len(pool)]) for i in range(n)]
+
+        def tell(self, archs, rewards):
+            return {}
+
+        def state_dict(self):
+            return {}
+
+        def load_state_dict(self, state):
+            pass
+
+    return Repeating(space)
+
+
+def test_reuse_evaluations_trains_each_architecture_once(tmp_path, moons):
+    space = MLPSpace()
+    evaluator = FakeEvaluator(moons, fraction_of_wide_layers)
+    study = Study.create(tmp_path / "s.db", moons, steps=3, children_per_step=5, space=space,
+                         strategy=always_the_same(space), evaluator=evaluator, reuse_evaluations=True)
+    study.run(progress=False)
+    trials = study.trials()
+    assert len(evaluator.calls) == 3  # three distinct architectures: every other proposal is a hit
+    assert [t.cached_from for t in trials[:5]] == [None, None, 0, None, 0]
+    assert all(t.cached_from is not None for t in trials[5:])
+    for trial in trials:
+        if trial.cached_from is not None:
+            source = trials[trial.cached_from]
+            assert source.cached_from is None and source.arch_hash == trial.arch_hash
+            assert (trial.reward, trial.val_curve) == (source.reward, source.val_curve)
+    assert Study.open(tmp_path / "s.db").reuse_evaluations is True
+
+
+def test_without_reuse_every_proposal_is_trained(tmp_path, moons):
+    space = MLPSpace()
+    evaluator = FakeEvaluator(moons, fraction_of_wide_layers)
+    study = Study.create(tmp_path / "s.db", moons, steps=2, children_per_step=5, space=space,
+                         strategy=always_the_same(space), evaluator=evaluator)
+    study.run(progress=False)
+    assert len(evaluator.calls) == 10
+    assert all(t.cached_from is None for t in study.trials())
+
+
+def test_reuse_survives_a_resume(tmp_path, moons):
+    from archsearch.evaluation import BatchedTrainer
+
+    space = MLPSpace()
+    path = tmp_path / "s.db"
+    config = TrainConfig(max_epochs=4)
+    study = Study.create(path, moons, steps=1, children_per_step=4, space=space, strategy=Reinforce(space, seed=2),
+                         evaluator=BatchedTrainer(moons, config), reuse_evaluations=True)
+    study.run(progress=False)
+    first = study.trials()
+    study.close()
+    with Study.open(path) as again:
+        again.strategy.ask = lambda n: [t.architecture for t in first][:n]  # propose the same again
+        calls = []
+        original = again.evaluator.evaluate
+        again.evaluator.evaluate = lambda archs, seeds: (calls.append(len(archs)), original(archs, seeds))[1]
+        again.run(steps=2, progress=False)
+        assert calls == []  # every architecture of step 1 was a hit on step 0's trials
+        assert [t.cached_from for t in again.trials()[4:]] == [t.cached_from or t.number for t in first]
