@@ -7,12 +7,15 @@ Choosing EOS ends the sequence.
 
 Sampling runs without autograd; :meth:`Controller.log_probs` replays the
 sampled tokens through the LSTM in one pass *with* autograd, so the REINFORCE
-loss has gradients with respect to every controller weight.
+loss has gradients with respect to every controller weight (the seed paper's
+published code computed its log-probabilities under ``no_grad``, and its
+controller never learned).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from archsearch.space import SearchSpace
@@ -22,7 +25,11 @@ _MASKED = -1e9  # logit of an action that is not allowed: probability exactly 0,
 
 
 class Controller(nn.Module):
-    """An LSTM with one embedding table and one softmax head per decision type."""
+    """An LSTM with one embedding table and one softmax head per decision type.
+
+    A decision type that may end the sequence somewhere has one extra output, EOS,
+    masked at the slots where ending is not allowed.
+    """
 
     def __init__(
         self,
@@ -34,32 +41,29 @@ class Controller(nn.Module):
     ) -> None:
         super().__init__()
         self.hidden_size = hidden_size
-        sizes = [len(d.choices) + 1 for d in space.decisions]  # every head has an EOS output, masked where not allowed
+        slots = space.slots
+        has_eos = [any(s.eos for s in slots if s.decision == d) for d in range(len(space.decisions))]
+        sizes = [len(d.choices) + int(eos) for d, eos in zip(space.decisions, has_eos)]
         offsets = [sum(sizes[:i]) for i in range(len(sizes))]
         self.embedding = nn.Embedding(sum(sizes), hidden_size)
         self.lstm = nn.LSTM(hidden_size, hidden_size, num_layers=num_layers, batch_first=True)
         self.heads = nn.ModuleList(nn.Linear(hidden_size, size) for size in sizes)
-        slots = space.slots
-        self.register_buffer("slot_decision", torch.tensor([s.decision for s in slots]), persistent=False)
+        self._sizes, self._offsets = sizes, offsets
+        self._decision = [s.decision for s in slots]
+        self._eos = [s.eos for s in slots]
+        self._mask_eos = [has_eos[s.decision] and not s.eos for s in slots]
+        self._eos_token = [sizes[s.decision] - 1 if has_eos[s.decision] else -2 for s in slots]
         self.register_buffer("slot_offset", torch.tensor([offsets[s.decision] for s in slots]), persistent=False)
-        self.register_buffer("slot_eos_token", torch.tensor([sizes[s.decision] - 1 for s in slots]), persistent=False)
-        self._slot_eos = [s.eos for s in slots]
-        self._head_slots = [
-            torch.tensor([t for t, s in enumerate(slots) if s.decision == d]) for d in range(len(sizes))
-        ]
-        eos_mask = torch.zeros(len(slots), max(sizes), dtype=torch.bool)
-        for t, s in enumerate(slots):
-            if not s.eos:
-                eos_mask[t, sizes[s.decision] - 1] = True
-        self.register_buffer("eos_mask", eos_mask, persistent=False)
+        for d in range(len(sizes)):
+            positions = [t for t, s in enumerate(slots) if s.decision == d]
+            mask = torch.zeros(len(positions), sizes[d], dtype=torch.bool)
+            for row, t in enumerate(positions):
+                mask[row, -1] = self._mask_eos[t]
+            self.register_buffer(f"positions{d}", torch.tensor(positions, dtype=torch.long), persistent=False)
+            self.register_buffer(f"mask{d}", mask, persistent=False)
         with torch.no_grad():
             for p in self.parameters():
                 p.uniform_(-init_range, init_range, generator=generator)
-
-    def _logits(self, decision: int, hidden: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
-        logits = self.heads[decision](hidden)
-        mask = self.eos_mask[slots, : logits.shape[-1]]
-        return logits.masked_fill(mask, _MASKED)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -68,22 +72,34 @@ class Controller(nn.Module):
         ``generator`` must live on the controller's device.
         """
         device = self.slot_offset.device
-        n_slots = len(self._slot_eos)
+        n_slots = len(self._decision)
         tokens = torch.full((n, n_slots), PAD, dtype=torch.long, device=device)
         done = torch.zeros(n, dtype=torch.bool, device=device)
-        x = torch.zeros(n, 1, self.hidden_size, device=device)
-        state = None
+        any_done = False
+        zeros = torch.zeros(n, self.hidden_size, device=device)
+        states = [(zeros, zeros)] * self.lstm.num_layers
+        weights = [self.lstm.all_weights[layer] for layer in range(self.lstm.num_layers)]
+        x = zeros
         for t in range(n_slots):
-            out, state = self.lstm(x, state)
-            decision = int(self.slot_decision[t])
-            logits = self._logits(decision, out[:, 0], self.slot_decision.new_tensor([t]))
+            # one step of the same LSTM, cell by cell: far cheaper than a call of nn.LSTM per step
+            h = x
+            for layer, (w_ih, w_hh, b_ih, b_hh) in enumerate(weights):
+                states[layer] = torch.lstm_cell(h, states[layer], w_ih, w_hh, b_ih, b_hh)
+                h = states[layer][0]
+            decision = self._decision[t]
+            head = self.heads[decision]
+            logits = F.linear(h, head.weight, head.bias)
+            if self._mask_eos[t]:
+                logits[:, -1] = _MASKED
             action = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator)[:, 0]
-            tokens[:, t] = action.masked_fill(done, PAD)
-            if self._slot_eos[t]:
-                done = done | (action == self.slot_eos_token[t])
-                if bool(done.all()):
+            tokens[:, t] = action.masked_fill(done, PAD) if any_done else action
+            if self._eos[t]:
+                done |= action == self._eos_token[t]
+                any_done = bool(done.any())
+                if any_done and bool(done.all()):
                     break
-            x = self.embedding(self.slot_offset[t] + action).unsqueeze(1)
+            start = self._offsets[decision]
+            x = F.embedding(action, self.embedding.weight[start : start + self._sizes[decision]])
         return tokens
 
     def log_probs(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,14 +116,15 @@ class Controller(nn.Module):
         hidden, _ = self.lstm(inputs)
         log_prob = hidden.new_zeros(n)
         entropy = hidden.new_zeros(n)
-        for decision, slots in enumerate(self._head_slots):
-            slots = slots.to(tokens.device)
-            if len(slots) == 0:
+        for decision, head in enumerate(self.heads):
+            positions = getattr(self, f"positions{decision}")
+            if len(positions) == 0:
                 continue
-            logp = torch.log_softmax(self._logits(decision, hidden[:, slots], slots), dim=-1)
-            chosen = logp.gather(-1, safe[:, slots, None])[..., 0]
+            logits = head(hidden[:, positions]).masked_fill(getattr(self, f"mask{decision}"), _MASKED)
+            logp = torch.log_softmax(logits, dim=-1)
+            chosen = logp.gather(-1, safe[:, positions, None])[..., 0]
             step_entropy = -(logp.exp() * logp).sum(-1)
-            mask = valid[:, slots]
+            mask = valid[:, positions]
             log_prob = log_prob + (chosen * mask).sum(1)
             entropy = entropy + (step_entropy * mask).sum(1)
         return log_prob, entropy
