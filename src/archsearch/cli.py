@@ -27,24 +27,23 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+def _integer(minimum: int, name: str):  # noqa: ANN202 -- an argparse type
+    """An argparse type for integers >= ``minimum``; ``name`` says which in the error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {name} integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be a {name} integer, got {text}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
-    return value
+_positive_int = _integer(1, "positive")
+_non_negative_int = _integer(0, "non-negative")
 
 
 def _positive_float(text: str) -> float:
@@ -230,6 +229,9 @@ def _print_best(study) -> None:  # noqa: ANN001
         f"test_accuracy {test if test is None else format(test, '.4f')}  params {summary['params']}  "
         f"(trial {summary['trial']} of {summary['trials']})"
     )
+    first, last = summary["mean_reward_first_steps"], summary["mean_reward_last_steps"]
+    window = min(50, summary["steps_completed"])
+    print(f"mean reward: first {window} steps {first:.4f}, last {window} steps {last:.4f}")
     print(f"results: {study.path}  (archsearch trials {study.path} --top 10)")
 
 

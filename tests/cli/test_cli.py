@@ -175,3 +175,32 @@ def test_sigkill_then_resume_completes_and_loses_nothing(tmp_path, run):
     assert _rows(straight) == after  # and the resumed study is the uninterrupted one
     assert json.loads(run("best", killed, "--json").stdout)["architecture"] == \
         json.loads(run("best", straight, "--json").stdout)["architecture"]
+
+
+def test_serial_trainer_and_reused_evaluations(tmp_path, run):
+    serial = tmp_path / "serial.db"
+    run("search", "--steps", "2", "--children-per-step", "3", "--trainer", "serial", "--study", serial, *FAST,
+        check=True)
+    with sqlite3.connect(serial) as db:
+        config = json.loads(db.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()[0])
+    assert config["trainer"]["name"] == "serial" and config["reuse_evaluations"] is False
+
+    reused = tmp_path / "reused.db"
+    run("search", "--steps", "40", "--children-per-step", "8", "--reuse-evaluations", "--controller-lr", "0.1",
+        "--study", reused, *FAST, check=True)
+    trials = json.loads(run("trials", reused, "--json", check=True).stdout)
+    hits = [t for t in trials if t["cached_from"] is not None]
+    assert hits, "a controller with a high learning rate repeats itself within 40 steps"
+    by_number = {t["number"]: t for t in trials}
+    for hit in hits:
+        source = by_number[hit["cached_from"]]
+        assert source["hash"] == hit["hash"] and source["reward"] == hit["reward"] and source["cached_from"] is None
+
+
+def test_best_reports_whether_the_controller_learned(tmp_path, run):
+    study = tmp_path / "s.db"
+    run("search", "--steps", "3", "--children-per-step", "2", "--study", study, *FAST, check=True)
+    text = run("best", study, check=True).stdout
+    assert "mean reward: first 3 steps" in text and "last 3 steps" in text
+    summary = json.loads(run("best", study, "--json", check=True).stdout)
+    assert 0 <= summary["mean_reward_first_steps"] <= 1 and 0 <= summary["mean_reward_last_steps"] <= 1

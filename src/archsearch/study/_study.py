@@ -338,11 +338,24 @@ class Study:
                 self._storage.set_test_accuracy(number, accuracy)
         return accuracy
 
+    def reward_trend(self, window: int = 50) -> tuple[float, float] | None:
+        """Mean reward of the first and of the last ``window`` completed steps: did the strategy learn?"""
+        steps = self.completed_steps()
+        if steps == 0:
+            return None
+        window = min(window, steps)
+        per_step = self.children_per_step
+        rewards = [t.reward for t in self._storage.trials() if t.step < steps]
+        first = rewards[: window * per_step]
+        last = rewards[(steps - window) * per_step : steps * per_step]
+        return float(np.mean(first)), float(np.mean(last))
+
     def summary(self) -> dict[str, Any]:
         """The best trial as a JSON-ready dict (``archsearch best --json``)."""
         best = self.best()
         if best is None:
             return {"architecture": None, "trials": self._storage.count_trials()}
+        trend = self.reward_trend()
         return {
             "architecture": str(best.architecture),
             "architecture_json": best.architecture.to_dict(),
@@ -357,6 +370,8 @@ class Study:
             "trials": self._storage.count_trials(),
             "steps_completed": self.completed_steps(),
             "steps": self.steps,
+            "mean_reward_first_steps": trend[0] if trend else None,
+            "mean_reward_last_steps": trend[1] if trend else None,
         }
 
 
