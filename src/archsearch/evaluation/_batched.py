@@ -38,6 +38,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -313,21 +314,25 @@ class _Group:
         self.passes = {tag: self._pass_buffers(tag, rows) for tag, rows in self.rows.items()}
         self.stats = torch.empty(3, g, device=device)  # per child: loss, correct validation points, checksum
 
-    def _pass_buffers(self, tag: str, rows: int) -> dict[str, list[torch.Tensor]]:
-        """Inputs and outputs of a forward pass over ``rows`` rows and, for training rows, its backward pass.
+    def _pass_buffers(self, tag: str, rows: int) -> dict[str, Any]:
+        """Buffers of a pass over ``rows`` rows, each allocated on first use.
 
-        Every buffer has exactly its pass's shape: ``out=`` arguments must be contiguous.
+        Forward: "x" (input), "h" (outputs per layer), "tanh" (scratch per layer); backward:
+        "up" and "relu-grad" per layer, "log-p" and "picked" for the loss. Every buffer has
+        exactly its pass's shape: ``out=`` arguments must be contiguous.
         """
         sizes, depth = self.sizes, len(self.sizes) - 2
-        return {
-            "x": self._buffer(f"{tag}-x", sizes[0], rows),
-            "h": [self._buffer(f"{tag}-h{l}", sizes[l + 1], rows) for l in range(depth + 1)],
-            "tanh": [self._buffer(f"{tag}-tanh{l}", sizes[l + 1], rows) for l in range(depth)],
-            "up": [None] + [self._buffer(f"{tag}-up{l}", sizes[l], rows) for l in range(1, depth + 1)],
-            "relu-grad": [None] + [self._buffer(f"{tag}-relu-grad{l}", sizes[l], rows) for l in range(1, depth + 1)],
-            "log-p": self._buffer(f"{tag}-log-p", sizes[-1], rows),
-            "picked": self._buffer(f"{tag}-picked", sizes[-1], rows),
+        makers = {
+            "x": lambda: self._buffer(f"{tag}-x", sizes[0], rows),
+            "h": lambda: [self._buffer(f"{tag}-h{l}", sizes[l + 1], rows) for l in range(depth + 1)],
+            "tanh": lambda: [self._buffer(f"{tag}-tanh{l}", sizes[l + 1], rows) for l in range(depth)],
+            "up": lambda: [None] + [self._buffer(f"{tag}-up{l}", sizes[l], rows) for l in range(1, depth + 1)],
+            "relu-grad": lambda: [None]
+            + [self._buffer(f"{tag}-relu-grad{l}", sizes[l], rows) for l in range(1, depth + 1)],
+            "log-p": lambda: self._buffer(f"{tag}-log-p", sizes[-1], rows),
+            "picked": lambda: self._buffer(f"{tag}-picked", sizes[-1], rows),
         }
+        return _Lazy(makers)
 
     def _buffer(self, name: str, *shape: int) -> torch.Tensor:
         """A (g, *shape) workspace tensor, allocated once for the group's first g and then sliced."""
@@ -585,6 +590,18 @@ class _Group:
     def _failure(self, child: _Child, error: str) -> Result:
         seconds = time.perf_counter() - self.start
         return Result.failure("diverged", error, child.params, seconds, val_curve=child.vals, train_loss=child.losses)
+
+
+class _Lazy(dict):
+    """A dict whose entries are made by ``makers[key]()`` when first looked up."""
+
+    def __init__(self, makers: dict[str, Any]) -> None:
+        super().__init__()
+        self._makers = makers
+
+    def __missing__(self, key: str) -> Any:
+        value = self[key] = self._makers[key]()
+        return value
 
 
 def _runs(activations: list[str]) -> list[tuple[int, int, str]]:

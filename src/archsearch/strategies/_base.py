@@ -11,8 +11,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import numpy as np
-
 from archsearch.space import Architecture, SearchSpace
 
 
@@ -44,10 +42,3 @@ class Strategy(ABC):
         """Constructor arguments other than the space, plus ``"name"``."""
         return {"name": self.name, "seed": self.seed}
 
-
-def numpy_rng_state(rng: np.random.Generator) -> dict[str, Any]:
-    return rng.bit_generator.state
-
-
-def restore_numpy_rng(rng: np.random.Generator, state: dict[str, Any]) -> None:
-    rng.bit_generator.state = state
