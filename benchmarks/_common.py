@@ -36,7 +36,16 @@ def report(name: str, title: str, columns: list[str], rows: list[list[Any]], dat
     for column in columns:
         table.add_column(column, justify="right")
     for row in rows:
-        table.add_row(*(f"{v:,.3f}" if isinstance(v, float) and abs(v) < 1000 else f"{v:,.0f}" if isinstance(v, float) else str(v) for v in row))
+        table.add_row(
+            *(
+                f"{v:,.3f}"
+                if isinstance(v, float) and abs(v) < 1000
+                else f"{v:,.0f}"
+                if isinstance(v, float)
+                else str(v)
+                for v in row
+            )
+        )
     Console().print(table)
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"

@@ -1,6 +1,6 @@
 """Controller overhead per step: sampling 15 architectures and one REINFORCE update.
 
-    python benchmarks/controller.py [--steps 300] [--children 15]
+python benchmarks/controller.py [--steps 300] [--children 15]
 """
 
 from __future__ import annotations

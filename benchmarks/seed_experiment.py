@@ -26,7 +26,9 @@ from archsearch.tasks import get_task
 def run(trainer: str, steps: int, seed: int, directory: Path) -> dict:
     task = get_task("moons")
     evaluator = build_evaluator({"name": trainer, **TrainConfig().to_config()}, task)
-    study = Study.create(directory / f"{trainer}.db", task, steps=steps, children_per_step=15, seed=seed, evaluator=evaluator)
+    study = Study.create(
+        directory / f"{trainer}.db", task, steps=steps, children_per_step=15, seed=seed, evaluator=evaluator
+    )
     start = time.perf_counter()
     study.run(progress=True)
     seconds = time.perf_counter() - start
@@ -57,8 +59,16 @@ def main() -> None:
             results[trainer] = run(trainer, args.steps, args.seed, Path(directory))
             print(trainer, results[trainer], flush=True)
     rows = [
-        [name, r["seconds"], r["best"], r["val_accuracy"], r["test_accuracy"], r["first_steps_mean_reward"],
-         r["last_steps_mean_reward"], r["mean_epochs"]]
+        [
+            name,
+            r["seconds"],
+            r["best"],
+            r["val_accuracy"],
+            r["test_accuracy"],
+            r["first_steps_mean_reward"],
+            r["last_steps_mean_reward"],
+            r["mean_epochs"],
+        ]
         for name, r in results.items()
     ]
     report(

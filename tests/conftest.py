@@ -28,14 +28,17 @@ class FakeEvaluator(Evaluator):
             self.calls.append(arch)
             start = time.perf_counter()
             reward = float(self.reward_fn(arch))
-            yield index, Result(
-                reward=reward,
-                val_accuracy=reward,
-                val_curve=[reward],
-                train_loss=[1.0],
-                params=arch.num_params(self.task.in_features, self.task.out_features),
-                seconds=time.perf_counter() - start,
-                kept_epoch=1,
+            yield (
+                index,
+                Result(
+                    reward=reward,
+                    val_accuracy=reward,
+                    val_curve=[reward],
+                    train_loss=[1.0],
+                    params=arch.num_params(self.task.in_features, self.task.out_features),
+                    seconds=time.perf_counter() - start,
+                    kept_epoch=1,
+                ),
             )
 
 

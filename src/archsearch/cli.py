@@ -7,6 +7,7 @@ written before the inputs are known to be good.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -63,6 +64,7 @@ def _non_negative_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from archsearch.evaluation import TABULAR_BENCHMARKS
     from archsearch.study import STRATEGIES, TRAINERS
     from archsearch.tasks import TASKS
 
@@ -71,7 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     search = commands.add_parser("search", help="start a new search", description="Start a new search.")
-    search.add_argument("--task", default="moons", choices=sorted(TASKS), help="data set (default: moons)")
+    search.add_argument("--task", default=None, choices=sorted(TASKS), help="data set (default: moons)")
+    search.add_argument(
+        "--benchmark",
+        default=None,
+        choices=sorted(TABULAR_BENCHMARKS),
+        help="search a tabular benchmark instead of a task: rewards are looked up, nothing is trained",
+    )
+    search.add_argument("--noisy", action="store_true", help="with --benchmark: reward one recorded run, not the mean")
     search.add_argument(
         "--strategy", default="reinforce", choices=sorted(STRATEGIES), help="search strategy (default: reinforce)"
     )
@@ -90,13 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(TRAINERS),
         help="batched: many children in one vectorised pass (default); serial: the plain reference loop",
     )
-    train.add_argument("--max-epochs", type=_positive_int, default=None, help="epoch limit per child (default: 100)")
-    train.add_argument("--patience", type=_positive_int, default=None, help="early-stopping patience (default: 20)")
+    train.add_argument("--max-epochs", type=_positive_int, default=None, help="epoch limit per child (default: 50)")
+    train.add_argument("--patience", type=_positive_int, default=None, help="early-stopping patience (default: 10)")
     train.add_argument("--lr", type=_positive_float, default=None, help="child Adam learning rate (default: 0.01)")
     train.add_argument("--batch-size", type=_positive_int, default=None, help="minibatch size (default: full batch)")
     train.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     train.add_argument(
-        "--threads", type=_positive_int, default=None, help="threads the batched trainer uses (default: 1)"
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="threads the batched trainer uses (default: as many as help)",
     )
     train.add_argument(
         "--reuse-evaluations",
@@ -105,13 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
         "(faster late in a search; freezes that architecture's reward noise)",
     )
     rl = search.add_argument_group("reinforce controller")
-    rl.add_argument("--controller-lr", type=_positive_float, default=None, help="Adam learning rate (default: 0.01)")
-    rl.add_argument("--entropy-weight", type=_non_negative_float, default=None, help="entropy bonus weight")
+    rl.add_argument("--controller-lr", type=_positive_float, default=None, help="Adam learning rate (default: 0.03)")
     rl.add_argument(
-        "--normalize-advantage",
-        action=argparse.BooleanOptionalAction,
+        "--entropy-weight", type=_non_negative_float, default=None, help="entropy bonus weight (default: 0.1)"
+    )
+    rl.add_argument(
+        "--advantage",
+        choices=("rank", "baseline"),
         default=None,
-        help="divide advantages by the step's reward standard deviation",
+        help="rank: a reward's rank among the last 200 (default); baseline: reward minus a moving average",
     )
     search.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -130,7 +144,63 @@ def build_parser() -> argparse.ArgumentParser:
     best = commands.add_parser("best", help="show the best architecture", description="Show the best trial.")
     best.add_argument("study", type=Path, help="study file")
     best.add_argument("--json", action="store_true", help="JSON instead of text")
+
+    compare = commands.add_parser(
+        "compare",
+        help="run strategies side by side over many seeds",
+        description="Run every strategy x seed with the same budget; write a table, results.json and a plot.",
+    )
+    where = compare.add_mutually_exclusive_group(required=True)
+    where.add_argument("--benchmark", choices=sorted(TABULAR_BENCHMARKS), help="a tabular benchmark (seconds per run)")
+    where.add_argument("--task", choices=sorted(TASKS), help="a real task: every child is trained")
+    compare.add_argument(
+        "--strategies",
+        type=_strategy_list,
+        default=["reinforce", "evolution", "random"],
+        help=f"comma-separated, from {','.join(sorted(STRATEGIES))} (default: reinforce,evolution,random)",
+    )
+    compare.add_argument(
+        "--seeds", type=_positive_int, default=None, help="seeds per strategy (default: 30; 3 on a task)"
+    )
+    compare.add_argument(
+        "--budget", type=_positive_int, default=None, help="queries per run (default: 1000; 300 on a task)"
+    )
+    compare.add_argument(
+        "--children-per-step", type=_positive_int, default=None, help="architectures per ask (default: 5; 15 on a task)"
+    )
+    compare.add_argument("--noisy", action="store_true", help="with --benchmark: rewards are single recorded runs")
+    compare.add_argument("--jobs", type=_positive_int, default=None, help="worker processes (default: one per core)")
+    compare.add_argument("--out", type=Path, default=None, help="output folder (default: runs/compare-NAME)")
+    compare.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    sample = commands.add_parser(
+        "sample",
+        help="train random architectures and plot their accuracies",
+        description="Train N uniformly random architectures; plot the histogram of validation accuracies with a KDE.",
+    )
+    sample.add_argument("--task", default="moons", choices=sorted(TASKS), help="data set (default: moons)")
+    sample.add_argument("--n", type=_positive_int, default=5000, help="architectures (default: 5000)")
+    sample.add_argument("--seed", type=_non_negative_int, default=0, help="sampling seed (default: 0)")
+    sample.add_argument(
+        "--study", type=Path, default=None, help="study that keeps the trials (default: runs/TASK-sample-sSEED.db)"
+    )
+    sample.add_argument("--plot", type=Path, default=None, help="PNG to write (default: the study's name, .png)")
+    sample.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def _strategy_list(text: str) -> list[str]:
+    from archsearch.study import STRATEGIES
+
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in STRATEGIES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown strategy {unknown[0] if unknown else '(none)'!r} (known: {', '.join(sorted(STRATEGIES))})"
+        )
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError("a strategy is listed twice")
+    return names
 
 
 def _version() -> str:
@@ -141,7 +211,8 @@ def _version() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"search": _search, "resume": _resume, "trials": _trials, "best": _best}[args.command]
+    handlers = {"search": _search, "resume": _resume, "trials": _trials, "best": _best, "compare": _compare}
+    handler = {**handlers, "sample": _sample}[args.command]
     try:
         return handler(args)
     except ArchsearchError as exc:
@@ -155,14 +226,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from archsearch.evaluation import TrainConfig
+    from archsearch.evaluation import LookupEvaluator, TrainConfig, get_benchmark
     from archsearch.space import MLPSpace
     from archsearch.study import Study, build_evaluator, build_strategy
     from archsearch.study._storage import check_new_study_path
     from archsearch.tasks import get_task
 
+    if args.benchmark and args.task:
+        raise ArchsearchError("--task and --benchmark: give one, not both")
+    if args.noisy and not args.benchmark:
+        raise ArchsearchError("--noisy: only a tabular benchmark (--benchmark) has recorded runs to draw from")
+    if not args.benchmark:
+        args.task = args.task or "moons"
     if args.study is None:
-        args.study = Path("runs") / f"{args.task}-{args.strategy}-s{args.seed}.db"
+        args.study = Path("runs") / f"{args.benchmark or args.task}-{args.strategy}-s{args.seed}.db"
         args.study.parent.mkdir(exist_ok=True)
     check_new_study_path(args.study)  # before any slow set-up
     train = {
@@ -179,14 +256,18 @@ def _search(args: argparse.Namespace) -> int:
     }
     strategy_config: dict = {"name": args.strategy, "seed": args.seed}
     if args.strategy == "reinforce":
-        for key in ("controller_lr", "entropy_weight", "normalize_advantage"):
+        for key in ("controller_lr", "entropy_weight", "advantage"):
             value = getattr(args, key)
             if value is not None:
                 strategy_config["lr" if key == "controller_lr" else key] = value
         strategy_config["device"] = args.device
-    task = get_task(args.task)
-    space = MLPSpace()
-    evaluator = build_evaluator({"name": args.trainer, **TrainConfig(**train).to_config()}, task)
+    if args.benchmark:
+        bench = get_benchmark(args.benchmark)
+        task, space, evaluator = None, bench.space, LookupEvaluator(bench, noisy=args.noisy)
+    else:
+        task = get_task(args.task)
+        space = MLPSpace()
+        evaluator = build_evaluator({"name": args.trainer, **TrainConfig(**train).to_config()}, task)
     strategy = build_strategy(strategy_config, space)
     study = Study.create(
         args.study,
@@ -233,6 +314,85 @@ def _print_best(study) -> None:  # noqa: ANN001
     window = min(50, summary["steps_completed"])
     print(f"mean reward: first {window} steps {first:.4f}, last {window} steps {last:.4f}")
     print(f"results: {study.path}  (archsearch trials {study.path} --top 10)")
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from archsearch.experiments import compare
+
+    on_task = args.task is not None
+    name = args.task or args.benchmark
+    seeds = args.seeds or (3 if on_task else 30)
+    budget = args.budget or (300 if on_task else 1000)
+    per_step = args.children_per_step or (15 if on_task else 5)
+    out = args.out or Path("runs") / f"compare-{name}"
+    total = len(args.strategies) * seeds
+    print(f"comparing {', '.join(args.strategies)} on {name}: {seeds} seeds x {budget} queries each -> {out}")
+    progress = _RunsProgress(total) if not args.quiet and sys.stderr.isatty() else None
+    with progress or contextlib.nullcontext():
+        result = compare(
+            args.strategies,
+            seeds,
+            budget,
+            benchmark=args.benchmark,
+            noisy=args.noisy,
+            task=args.task,
+            children_per_step=per_step,
+            out=out,
+            jobs=args.jobs,
+            on_run=progress.advance if progress else None,
+        )
+    paths = result.write(out)
+    print(result.table())
+    if result.random_median is not None:
+        print(
+            f"benchmark best {result.best_value:g}; random search without repeats needs a median of "
+            f"{result.random_median} queries to find it (analytically)"
+        )
+    print(f"{total} runs in {result.wall_seconds:.1f} s; results: {paths['json']}  plot: {paths['plot']}")
+    return 0
+
+
+class _RunsProgress:
+    """A bar over the runs of a comparison, on stderr."""
+
+    def __init__(self, total: int) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(
+            TextColumn("runs"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(), console=Console(file=sys.stderr)
+        )
+        self._task = self._progress.add_task("compare", total=total)
+
+    def advance(self, _result: object) -> None:
+        self._progress.advance(self._task)
+
+    def __enter__(self) -> _RunsProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from archsearch.experiments import sample, write_sample
+
+    study = args.study or Path("runs") / f"{args.task}-sample-s{args.seed}.db"
+    plot = args.plot or study.with_suffix(".png")
+    study.parent.mkdir(parents=True, exist_ok=True)
+    print(f"sampling {args.n} random architectures on {args.task} -> {study}")
+    result = sample(args.task, args.n, study, seed=args.seed, progress=False if args.quiet else None)
+    numbers = write_sample(result, plot)
+    summary = result.to_dict()
+    peaks = ", ".join(f"{p:.3f}" for p in result.peaks)
+    print(
+        f"{summary['n']} architectures ({result.trained} trained now, {result.failed} failed) in {result.seconds:.1f} s; "
+        f"validation accuracy mean {summary['mean']:.4f}, median {summary['quantiles']['0.5']:.4f}; "
+        f"{len(result.peaks)} mode(s) at {peaks}"
+    )
+    print(f"plot: {plot}  numbers: {numbers}")
+    return 0
 
 
 def _trials(args: argparse.Namespace) -> int:

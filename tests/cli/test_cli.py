@@ -15,8 +15,21 @@ from .conftest import COMMAND, FAST
 
 def test_search_then_best_then_trials(tmp_path, run):
     study = tmp_path / "moons.db"
-    proc = run("search", "--task", "moons", "--steps", "2", "--children-per-step", "3", "--seed", "0",
-               "--study", study, *FAST, check=True)
+    proc = run(
+        "search",
+        "--task",
+        "moons",
+        "--steps",
+        "2",
+        "--children-per-step",
+        "3",
+        "--seed",
+        "0",
+        "--study",
+        study,
+        *FAST,
+        check=True,
+    )
     assert f"study: {study}" in proc.stdout and "best: " in proc.stdout
     best = json.loads(run("best", study, "--json", check=True).stdout)
     assert {"architecture", "val_accuracy", "test_accuracy", "params"} <= set(best)
@@ -154,8 +167,12 @@ def _rows(path):
 def test_sigkill_then_resume_completes_and_loses_nothing(tmp_path, run):
     args = ["--steps", "30", "--children-per-step", "5", "--seed", "7", "--max-epochs", "8", "--quiet"]
     killed = tmp_path / "killed.db"
-    proc = subprocess.Popen([*COMMAND, "search", *args, "--study", str(killed)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.Popen(
+        [*COMMAND, "search", *args, "--study", str(killed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     deadline = time.monotonic() + 60
     while _count(killed) < 40 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.01)
@@ -173,21 +190,46 @@ def test_sigkill_then_resume_completes_and_loses_nothing(tmp_path, run):
     straight = tmp_path / "straight.db"
     run("search", *args, "--study", straight, check=True)
     assert _rows(straight) == after  # and the resumed study is the uninterrupted one
-    assert json.loads(run("best", killed, "--json").stdout)["architecture"] == \
-        json.loads(run("best", straight, "--json").stdout)["architecture"]
+    assert (
+        json.loads(run("best", killed, "--json").stdout)["architecture"]
+        == json.loads(run("best", straight, "--json").stdout)["architecture"]
+    )
 
 
 def test_serial_trainer_and_reused_evaluations(tmp_path, run):
     serial = tmp_path / "serial.db"
-    run("search", "--steps", "2", "--children-per-step", "3", "--trainer", "serial", "--study", serial, *FAST,
-        check=True)
+    run(
+        "search",
+        "--steps",
+        "2",
+        "--children-per-step",
+        "3",
+        "--trainer",
+        "serial",
+        "--study",
+        serial,
+        *FAST,
+        check=True,
+    )
     with sqlite3.connect(serial) as db:
         config = json.loads(db.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()[0])
     assert config["trainer"]["name"] == "serial" and config["reuse_evaluations"] is False
 
     reused = tmp_path / "reused.db"
-    run("search", "--steps", "40", "--children-per-step", "8", "--reuse-evaluations", "--controller-lr", "0.1",
-        "--study", reused, *FAST, check=True)
+    run(
+        "search",
+        "--steps",
+        "40",
+        "--children-per-step",
+        "8",
+        "--reuse-evaluations",
+        "--controller-lr",
+        "0.1",
+        "--study",
+        reused,
+        *FAST,
+        check=True,
+    )
     trials = json.loads(run("trials", reused, "--json", check=True).stdout)
     hits = [t for t in trials if t["cached_from"] is not None]
     assert hits, "a controller with a high learning rate repeats itself within 40 steps"

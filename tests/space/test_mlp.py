@@ -18,7 +18,12 @@ def test_default_space_is_the_seed_papers():
 def test_schedule_alternates_units_and_activation_with_eos_after_min_layers():
     space = MLPSpace(max_layers=3, min_layers=2)
     assert [(s.decision, s.eos) for s in space.slots] == [
-        (0, False), (1, False), (0, False), (1, False), (0, True), (1, False)
+        (0, False),
+        (1, False),
+        (0, False),
+        (1, False),
+        (0, True),
+        (1, False),
     ]
 
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from archsearch.errors import ArchsearchError
 from archsearch.space import MLPArchitecture, MLPSpace
 from archsearch.strategies import Reinforce
 from archsearch.strategies._controller import PAD
@@ -119,16 +120,56 @@ def test_baseline_is_an_exponential_moving_average(space):
     assert strategy.baseline == pytest.approx(0.9 * 0.5 + 0.1 * 1.0)
 
 
-def test_normalized_advantage_scales_the_policy_gradient(space):
-    plain = Reinforce(space, seed=0, entropy_weight=0.0)
-    scaled = Reinforce(space, seed=0, entropy_weight=0.0, normalize_advantage=True)
-    archs = plain.ask(6)
+def _grads(strategy):
+    return [p.grad.clone() for p in strategy.controller.parameters()]
+
+
+def test_rank_advantage_depends_on_the_order_of_rewards_only(space):
+    """Ranks make the update independent of the reward's scale; raw advantages do not."""
     rewards = [0.1, 0.2, 0.3, 0.4, 0.5, 0.7]
-    plain.tell(archs, rewards)  # first step: advantage = R - mean(R)
-    scaled.tell(archs, rewards)
-    std = float(torch.tensor(rewards).std())
-    for p, q in zip(plain.controller.parameters(), scaled.controller.parameters()):
-        torch.testing.assert_close(q.grad, p.grad / std, rtol=1e-4, atol=1e-8)
+    stretched = [100 * r - 3 for r in rewards]
+    grads = {}
+    for advantage in ("rank", "baseline"):
+        for name, values in (("plain", rewards), ("stretched", stretched)):
+            strategy = Reinforce(space, seed=0, entropy_weight=0.0, advantage=advantage)
+            strategy.tell(strategy.ask(6), values)
+            grads[advantage, name] = _grads(strategy)
+    for p, q in zip(grads["rank", "plain"], grads["rank", "stretched"]):
+        torch.testing.assert_close(p, q)
+    # a raw advantage grows with the reward's scale (here by 100)
+    for p, q in zip(grads["baseline", "plain"], grads["baseline", "stretched"]):
+        torch.testing.assert_close(q, 100 * p, rtol=1e-4, atol=1e-6)
+
+
+def test_rank_advantage_equals_the_baseline_update_on_centred_ranks(space):
+    """Rank advantages of [0.1, 0.2, 0.2, 0.9] in a fresh window: (below + not above) / 8 - 1/2."""
+    ranked = Reinforce(space, seed=0, entropy_weight=0.0)
+    raw = Reinforce(space, seed=0, entropy_weight=0.0, advantage="baseline")
+    archs = ranked.ask(4)
+    ranked.tell(archs, [0.1, 0.2, 0.2, 0.9])
+    expected = [(0 + 1) / 8 - 0.5, (1 + 3) / 8 - 0.5, (1 + 3) / 8 - 0.5, (3 + 4) / 8 - 0.5]  # ties count half
+    raw.tell(archs, expected)  # first step: the baseline is the mean, which is 0 here
+    for p, q in zip(_grads(ranked), _grads(raw)):
+        torch.testing.assert_close(p, q)
+
+
+def test_rank_window_keeps_only_recent_rewards(space):
+    strategy = Reinforce(space, seed=0, rank_window=5)
+    archs = strategy.ask(3)
+    strategy.tell(archs, [0.1, 0.2, 0.3])
+    strategy.tell(archs, [0.4, 0.5, 0.6])
+    assert list(strategy.recent) == [0.2, 0.3, 0.4, 0.5, 0.6]
+    resumed = Reinforce(space, seed=0, rank_window=5)
+    resumed.load_state_dict(strategy.state_dict())
+    assert list(resumed.recent) == list(strategy.recent)
+
+
+@pytest.mark.parametrize(
+    ("options", "field"), [({"advantage": "zscore"}, "advantage"), ({"rank_window": 0}, "rank_window")]
+)
+def test_bad_advantage_settings_name_the_field(space, options, field):
+    with pytest.raises(ArchsearchError, match=f"strategy.{field}"):
+        Reinforce(space, **options)
 
 
 def test_tell_requires_one_reward_per_architecture(space):

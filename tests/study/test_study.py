@@ -16,8 +16,16 @@ def make(path, moons, steps=4, per_step=5, seed=0, evaluator=None):
 
 
 def key(trial):
-    return (trial.number, trial.step, trial.slot, trial.arch_hash, trial.reward, trial.seed, trial.train_loss,
-            trial.params)
+    return (
+        trial.number,
+        trial.step,
+        trial.slot,
+        trial.arch_hash,
+        trial.reward,
+        trial.seed,
+        trial.train_loss,
+        trial.params,
+    )
 
 
 def test_run_records_every_trial_and_every_step(tmp_path, moons):
@@ -142,7 +150,9 @@ def test_failed_children_never_become_best(tmp_path, moons):
 
 
 def test_a_study_that_learns_with_a_fake_evaluator(tmp_path, moons):
-    study = make(tmp_path / "s.db", moons, steps=60, per_step=10, evaluator=FakeEvaluator(moons, fraction_of_wide_layers))
+    study = make(
+        tmp_path / "s.db", moons, steps=60, per_step=10, evaluator=FakeEvaluator(moons, fraction_of_wide_layers)
+    )
     study.run(progress=False)
     rewards = [t.reward for t in study.trials()]
     assert sum(rewards[:50]) / 50 < 0.35 and sum(rewards[-50:]) / 50 > 0.8
@@ -206,7 +216,11 @@ def test_trial_rows_are_complete(tmp_path, moons):
     with make(tmp_path / "s.db", moons, steps=1, per_step=2) as study:
         study.run(progress=False)
         trial = study.trials()[0]
-    assert all(value is not None for name, value in zip(trial.__dataclass_fields__, astuple(trial)) if name not in ("error", "cached_from"))
+    assert all(
+        value is not None
+        for name, value in zip(trial.__dataclass_fields__, astuple(trial))
+        if name not in ("error", "cached_from")
+    )
     assert trial.epochs == len(trial.train_loss) == len(trial.val_curve) == 4
 
 
@@ -265,8 +279,16 @@ def always_the_same(space):
 def test_reuse_evaluations_trains_each_architecture_once(tmp_path, moons):
     space = MLPSpace()
     evaluator = FakeEvaluator(moons, fraction_of_wide_layers)
-    study = Study.create(tmp_path / "s.db", moons, steps=3, children_per_step=5, space=space,
-                         strategy=always_the_same(space), evaluator=evaluator, reuse_evaluations=True)
+    study = Study.create(
+        tmp_path / "s.db",
+        moons,
+        steps=3,
+        children_per_step=5,
+        space=space,
+        strategy=always_the_same(space),
+        evaluator=evaluator,
+        reuse_evaluations=True,
+    )
     study.run(progress=False)
     trials = study.trials()
     assert len(evaluator.calls) == 3  # three distinct architectures: every other proposal is a hit
@@ -283,8 +305,15 @@ def test_reuse_evaluations_trains_each_architecture_once(tmp_path, moons):
 def test_without_reuse_every_proposal_is_trained(tmp_path, moons):
     space = MLPSpace()
     evaluator = FakeEvaluator(moons, fraction_of_wide_layers)
-    study = Study.create(tmp_path / "s.db", moons, steps=2, children_per_step=5, space=space,
-                         strategy=always_the_same(space), evaluator=evaluator)
+    study = Study.create(
+        tmp_path / "s.db",
+        moons,
+        steps=2,
+        children_per_step=5,
+        space=space,
+        strategy=always_the_same(space),
+        evaluator=evaluator,
+    )
     study.run(progress=False)
     assert len(evaluator.calls) == 10
     assert all(t.cached_from is None for t in study.trials())
@@ -296,8 +325,16 @@ def test_reuse_survives_a_resume(tmp_path, moons):
     space = MLPSpace()
     path = tmp_path / "s.db"
     config = TrainConfig(max_epochs=4)
-    study = Study.create(path, moons, steps=1, children_per_step=4, space=space, strategy=Reinforce(space, seed=2),
-                         evaluator=BatchedTrainer(moons, config), reuse_evaluations=True)
+    study = Study.create(
+        path,
+        moons,
+        steps=1,
+        children_per_step=4,
+        space=space,
+        strategy=Reinforce(space, seed=2),
+        evaluator=BatchedTrainer(moons, config),
+        reuse_evaluations=True,
+    )
     study.run(progress=False)
     first = study.trials()
     study.close()

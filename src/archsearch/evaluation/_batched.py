@@ -158,7 +158,14 @@ def _useful_threads(groups: list[list[MLPArchitecture]], in_features: int, out_f
     long, large matrix products, run well side by side; groups of small networks spend most of
     their time in Python and only contend for the GIL."""
     costs = [
-        _cost(len(g), np.array([in_features, *(max(a.widths[l] for a in g) for l in range(len(g[0].layers))), out_features], dtype=np.float64), rows)
+        _cost(
+            len(g),
+            np.array(
+                [in_features, *(max(a.widths[l] for a in g) for l in range(len(g[0].layers))), out_features],
+                dtype=np.float64,
+            ),
+            rows,
+        )
         for g in groups
     ]
     if len(groups) < 2 or float(np.mean(costs)) < _PARALLEL_COST:
@@ -249,7 +256,12 @@ class _Group:
         self.start = time.perf_counter()
         members = sorted(members, key=lambda m: m[1].activations)  # equal activations in contiguous runs
         self.children = [
-            _Child(index, arch, torch.Generator().manual_seed(int(seed)), arch.num_params(task.in_features, task.out_features))
+            _Child(
+                index,
+                arch,
+                torch.Generator().manual_seed(int(seed)),
+                arch.num_params(task.in_features, task.out_features),
+            )
             for index, arch, seed in members
         ]
         depth = len(members[0][1].layers)
@@ -307,8 +319,9 @@ class _Group:
         depth = len(sizes) - 2
         self.runs = [_runs([c.arch.activations[layer] for c in self.children]) for layer in range(depth)]
         self.is_tanh = [
-            torch.tensor([float(c.arch.activations[layer] == "tanh") for c in self.children], device=device)
-            .view(-1, 1, 1)
+            torch.tensor([float(c.arch.activations[layer] == "tanh") for c in self.children], device=device).view(
+                -1, 1, 1
+            )
             for layer in range(depth)
         ]
         self.passes = {tag: self._pass_buffers(tag, rows) for tag, rows in self.rows.items()}
@@ -327,8 +340,9 @@ class _Group:
             "h": lambda: [self._buffer(f"{tag}-h{l}", sizes[l + 1], rows) for l in range(depth + 1)],
             "tanh": lambda: [self._buffer(f"{tag}-tanh{l}", sizes[l + 1], rows) for l in range(depth)],
             "up": lambda: [None] + [self._buffer(f"{tag}-up{l}", sizes[l], rows) for l in range(1, depth + 1)],
-            "relu-grad": lambda: [None]
-            + [self._buffer(f"{tag}-relu-grad{l}", sizes[l], rows) for l in range(1, depth + 1)],
+            "relu-grad": lambda: (
+                [None] + [self._buffer(f"{tag}-relu-grad{l}", sizes[l], rows) for l in range(1, depth + 1)]
+            ),
             "log-p": lambda: self._buffer(f"{tag}-log-p", sizes[-1], rows),
             "picked": lambda: self._buffer(f"{tag}-picked", sizes[-1], rows),
         }

@@ -41,7 +41,11 @@ class TrainConfig:
         need(self.batch_size is None or self.batch_size >= 1, "batch_size", "must be >= 1 or omitted for full batch")
         need(isinstance(self.reward_window, int) and self.reward_window >= 1, "reward_window", "must be >= 1")
         need(self.reward_power > 0, "reward_power", "must be > 0")
-        need(self.threads is None or (isinstance(self.threads, int) and self.threads >= 1), "threads", "must be an integer >= 1")
+        need(
+            self.threads is None or (isinstance(self.threads, int) and self.threads >= 1),
+            "threads",
+            "must be an integer >= 1",
+        )
 
     def to_config(self) -> dict[str, Any]:
         return asdict(self)

@@ -2,6 +2,17 @@
 
 from archsearch.space._architecture import Architecture, MLPArchitecture, MLPLayer
 from archsearch.space._base import Decision, SearchSpace, Slot
+from archsearch.space._code import CodeArchitecture, CodeSpace
 from archsearch.space._mlp import MLPSpace
 
-__all__ = ["Architecture", "Decision", "MLPArchitecture", "MLPLayer", "MLPSpace", "SearchSpace", "Slot"]
+__all__ = [
+    "Architecture",
+    "CodeArchitecture",
+    "CodeSpace",
+    "Decision",
+    "MLPArchitecture",
+    "MLPLayer",
+    "MLPSpace",
+    "SearchSpace",
+    "Slot",
+]

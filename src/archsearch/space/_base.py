@@ -134,7 +134,9 @@ class SearchSpace(ABC):
                     raise ArchsearchError(f"{self}: tokens continue after EOS at position {position}")
                 return choices
             if not 0 <= token < len(decision.choices):
-                raise ArchsearchError(f"{self}: token {token} is not valid for {decision.name!r} at position {position}")
+                raise ArchsearchError(
+                    f"{self}: token {token} is not valid for {decision.name!r} at position {position}"
+                )
             choices.append(token)
         return choices
 

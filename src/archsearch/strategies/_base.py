@@ -41,4 +41,3 @@ class Strategy(ABC):
     def to_config(self) -> dict[str, Any]:
         """Constructor arguments other than the space, plus ``"name"``."""
         return {"name": self.name, "seed": self.seed}
-

@@ -134,7 +134,7 @@ def from_blob(blob: bytes) -> Any:
 class Storage:
     """Reads and appends to one study file."""
 
-    def __init__(self, path: Path, connection: sqlite3.Connection, readonly: bool = False) -> None:
+    def __init__(self, path: Path | None, connection: sqlite3.Connection, readonly: bool = False) -> None:
         self.path = path
         self.readonly = readonly
         self._db = connection
@@ -142,12 +142,17 @@ class Storage:
     # -- opening ---------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: str | os.PathLike, config: dict[str, Any]) -> Storage:
-        """A new study file holding ``config``; refuses to replace an existing file."""
-        path = Path(path)
-        check_new_study_path(path)
+    def create(cls, path: str | os.PathLike | None, config: dict[str, Any]) -> Storage:
+        """A new study file holding ``config``; refuses to replace an existing file.
+
+        ``path=None`` keeps the study in memory, for throw-away searches such as comparisons
+        on a tabular benchmark.
+        """
+        if path is not None:
+            path = Path(path)
+            check_new_study_path(path)
         try:
-            db = sqlite3.connect(path, isolation_level=None)
+            db = sqlite3.connect(":memory:" if path is None else path, isolation_level=None)
             _configure(db)
             with _transaction(db):
                 for statement in _SCHEMA.strip().split(";"):
@@ -163,7 +168,8 @@ class Storage:
                     ],
                 )
         except (sqlite3.Error, OSError) as exc:
-            _remove_study_files(path)
+            if path is not None:
+                _remove_study_files(path)
             raise ArchsearchError(f"{path}: cannot create the study file ({exc})") from None
         return cls(path, db)
 

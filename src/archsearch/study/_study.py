@@ -95,8 +95,9 @@ class Study:
         self._task, self._space, self._strategy, self._evaluator = task, space, strategy, evaluator
 
     @property
-    def task(self) -> Task:
-        if self._task is None:
+    def task(self) -> Task | None:
+        """The data set; ``None`` for a study of a tabular benchmark, whose evaluator looks rewards up."""
+        if self._task is None and self._configs["task"] is not None:
             self._task = get_task(self._configs["task"])
         return self._task
 
@@ -119,7 +120,8 @@ class Study:
         return self._evaluator
 
     @property
-    def path(self) -> Path:
+    def path(self) -> Path | None:
+        """The study file; ``None`` for a study kept in memory."""
         return self._storage.path
 
     # -- creating and opening ----------------------------------------------------------------
@@ -127,8 +129,8 @@ class Study:
     @classmethod
     def create(
         cls,
-        path: str | os.PathLike,
-        task: Task | str,
+        path: str | os.PathLike | None,
+        task: Task | str | None,
         *,
         steps: int,
         children_per_step: int = 15,
@@ -154,11 +156,14 @@ class Study:
         task = get_task(task) if isinstance(task, str) else task
         space = space or MLPSpace()
         strategy = strategy or Reinforce(space, seed=seed)
-        evaluator = evaluator or BatchedTrainer(task)
+        if evaluator is None:
+            if task is None:
+                raise ArchsearchError("task: a study needs a task, or an evaluator that needs none")
+            evaluator = BatchedTrainer(task)
         if strategy.space != space:
             raise ArchsearchError("strategy: its search space differs from the study's space")
         config = {
-            "task": task.config,
+            "task": task.config if task is not None else None,
             "space": space.to_config(),
             "strategy": strategy.to_config(),
             "trainer": evaluator.to_config(),
@@ -329,7 +334,7 @@ class Study:
         ``None`` when there is no successful trial or its evaluator keeps no weights.
         """
         best, stored = self.best(), self._storage.best_model()
-        if best is None or stored is None or stored[0] != best.number:
+        if best is None or stored is None or stored[0] != best.number or self.task is None:
             return None
         number, weights, accuracy = stored
         if accuracy is None:
@@ -391,6 +396,8 @@ class _RunLock:
         try:
             import fcntl
         except ImportError:  # pragma: no cover -- not POSIX: no lock
+            return self
+        if self.path is None:  # in memory: no other process can see it
             return self
         self._file = open(self.path, "rb")  # noqa: SIM115
         try:
