@@ -304,14 +304,21 @@ def _print_best(study) -> None:  # noqa: ANN001
     if summary["architecture"] is None:
         print("no successful trial yet")
         return
-    test = summary["test_accuracy"]
-    print(
-        f"best: {summary['architecture']}  val_accuracy {summary['val_accuracy']:.4f}  "
-        f"test_accuracy {test if test is None else format(test, '.4f')}  params {summary['params']}  "
-        f"(trial {summary['trial']} of {summary['trials']})"
-    )
+    where = f"(trial {summary['trial']} of {summary['trials']})"
+    bench = summary.get("benchmark")
+    if bench:
+        found = "the benchmark's best" if bench["value"] == bench["best_value"] else f"best {bench['best_value']:g}"
+        print(
+            f"best: {summary['architecture']}  {bench['name']} {bench['metric']} {bench['value']:g} ({found})  {where}"
+        )
+    else:
+        test = summary["test_accuracy"]
+        print(
+            f"best: {summary['architecture']}  val_accuracy {summary['val_accuracy']:.4f}  "
+            f"test_accuracy {test if test is None else format(test, '.4f')}  params {summary['params']}  {where}"
+        )
     first, last = summary["mean_reward_first_steps"], summary["mean_reward_last_steps"]
-    window = min(50, summary["steps_completed"])
+    window = summary["trend_window"]
     print(f"mean reward: first {window} steps {first:.4f}, last {window} steps {last:.4f}")
     print(f"results: {study.path}  (archsearch trials {study.path} --top 10)")
 
@@ -387,7 +394,8 @@ def _sample(args: argparse.Namespace) -> int:
     summary = result.to_dict()
     peaks = ", ".join(f"{p:.3f}" for p in result.peaks)
     print(
-        f"{summary['n']} architectures ({result.trained} trained now, {result.failed} failed) in {result.seconds:.1f} s; "
+        f"{summary['n']} architectures ({result.trained} trained now, {result.failed} failed) "
+        f"in {result.seconds:.1f} s; "
         f"validation accuracy mean {summary['mean']:.4f}, median {summary['quantiles']['0.5']:.4f}; "
         f"{len(result.peaks)} mode(s) at {peaks}"
     )

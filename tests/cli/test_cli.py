@@ -80,6 +80,10 @@ def _one_line_error(proc, *needles):
         (["--lr", "-0.1"], ["--lr"]),
         (["--entropy-weight", "-1"], ["--entropy-weight"]),
         (["--trainer", "gpu-magic"], ["--trainer"]),
+        (["--advantage", "zscore"], ["--advantage", "zscore"]),
+        (["--benchmark", "nas-bench-101"], ["--benchmark", "nas-bench-101"]),
+        (["--benchmark", "nas-bench-macro", "--task", "moons"], ["--task", "--benchmark", "not both"]),
+        (["--noisy"], ["--noisy", "--benchmark"]),
     ],
 )
 def test_bad_search_arguments(tmp_path, run, args, needles):
@@ -243,6 +247,64 @@ def test_best_reports_whether_the_controller_learned(tmp_path, run):
     study = tmp_path / "s.db"
     run("search", "--steps", "3", "--children-per-step", "2", "--study", study, *FAST, check=True)
     text = run("best", study, check=True).stdout
-    assert "mean reward: first 3 steps" in text and "last 3 steps" in text
+    assert "mean reward: first 1 steps" in text and "last 1 steps" in text  # halves of 3 steps
     summary = json.loads(run("best", study, "--json", check=True).stdout)
     assert 0 <= summary["mean_reward_first_steps"] <= 1 and 0 <= summary["mean_reward_last_steps"] <= 1
+
+
+def test_search_a_tabular_benchmark(tmp_path, run):
+    study = tmp_path / "macro.db"
+    args = ["--benchmark", "nas-bench-macro", "--strategy", "evolution", "--steps", "8", "--children-per-step", "5"]
+    proc = run("search", *args, "--study", study, "--quiet", check=True)
+    assert "nas-bench-macro mean_acc" in proc.stdout
+    summary = json.loads(run("best", study, "--json", check=True).stdout)
+    assert summary["trials"] == 40 and len(summary["architecture"]) == 8
+    assert summary["benchmark"]["best_value"] == pytest.approx(93.1267, abs=1e-4)
+    assert summary["benchmark"]["value"] == pytest.approx(100 * summary["reward"])
+    # resumable like any study; --noisy rewards are single recorded runs
+    run("resume", study, "--steps", "10", "--quiet", check=True)
+    noisy = run("search", *args, "--noisy", "--study", tmp_path / "noisy.db", "--quiet", check=True)
+    assert "mean_acc" in noisy.stdout
+
+
+def test_compare_writes_table_json_and_plot(tmp_path, run):
+    out = tmp_path / "cmp"
+    proc = run(
+        "compare", "--benchmark", "nas-bench-macro", "--strategies", "random,evolution", "--seeds", "3",
+        "--budget", "60", "--out", out, "--quiet", check=True,
+    )  # fmt: skip
+    assert "| evolution |" in proc.stdout and "| random |" in proc.stdout
+    assert "median of 1922 queries" in proc.stdout
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["strategies"]) == {"random", "evolution"}
+    for entry in results["strategies"].values():
+        assert list(entry["mean_best_at"]) == ["50", "60"]
+        assert 0 <= entry["success_rate"] <= 1 and entry["seconds"] > 0
+    assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["--strategies", "random,annealing", "--benchmark", "nas-bench-macro"], ["--strategies", "annealing"]),
+        (["--strategies", "random,random", "--benchmark", "nas-bench-macro"], ["--strategies", "twice"]),
+        (["--strategies", "random"], ["--benchmark", "--task", "required"]),
+        (["--benchmark", "nas-bench-macro", "--task", "moons"], ["--task", "not allowed"]),
+        (["--benchmark", "nas-bench-macro", "--budget", "0"], ["--budget"]),
+    ],
+)
+def test_bad_compare_arguments(tmp_path, run, args, needles):
+    proc = run("compare", "--out", tmp_path / "cmp", *args, cwd=tmp_path)
+    _one_line_error(proc, *needles)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sample_then_reuse(tmp_path, run):
+    study = tmp_path / "sample.db"
+    proc = run("sample", "--task", "moons", "--n", "24", "--study", study, "--quiet", check=True)
+    assert "24 architectures (24 trained now" in proc.stdout and "mode(s) at" in proc.stdout
+    assert (tmp_path / "sample.png").read_bytes()[:4] == b"\x89PNG"
+    numbers = json.loads((tmp_path / "sample.json").read_text())
+    assert numbers["n"] == 24 and len(numbers["peaks"]) >= 1
+    again = run("sample", "--task", "moons", "--n", "24", "--study", study, "--quiet", check=True)
+    assert "(0 trained now" in again.stdout

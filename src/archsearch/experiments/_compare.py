@@ -40,6 +40,7 @@ class RunSpec:
     seed: int
     budget: int
     children_per_step: int
+    options: dict[str, Any] = field(default_factory=dict)
     benchmark: str | None = None
     noisy: bool = False
     task: str | None = None
@@ -88,7 +89,7 @@ def run_one(spec: RunSpec) -> RunResult:
             children_per_step=spec.children_per_step,
             seed=spec.seed,
             space=space,
-            strategy=build_strategy({"name": spec.strategy, "seed": spec.seed}, space),
+            strategy=build_strategy({**spec.options, "name": spec.strategy, "seed": spec.seed}, space),
             evaluator=evaluator,
         )
     with study:
@@ -259,9 +260,13 @@ def compare(
     trainer: dict[str, Any] | None = None,
     out: Path | None = None,
     jobs: int | None = None,
+    strategy_options: dict[str, dict[str, Any]] | None = None,
     on_run: Callable[[RunResult], None] | None = None,
 ) -> Comparison:
     """Run every strategy with seeds ``0..seeds-1`` for ``budget`` queries each.
+
+    ``strategy_options`` maps a strategy's name to constructor arguments other than
+    its defaults (for example ``{"reinforce": {"lr": 0.01}}``).
 
     ``jobs`` worker processes run the studies (default: one per core); the
     results do not depend on it. On a task, studies are kept under
@@ -274,9 +279,8 @@ def compare(
         raise ArchsearchError("compare: give exactly one of a benchmark and a task")
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown or not strategies:
-        raise ArchsearchError(
-            f"strategies: unknown strategy {unknown[0] if unknown else '(none)'!r} (known: {', '.join(sorted(STRATEGIES))})"
-        )
+        known = ", ".join(sorted(STRATEGIES))
+        raise ArchsearchError(f"strategies: unknown strategy {unknown[0] if unknown else '(none)'!r} (known: {known})")
     if seeds < 1 or budget < 1 or children_per_step < 1:
         raise ArchsearchError("compare: seeds, budget and children per step must be positive")
     bench = get_benchmark(benchmark) if benchmark else None
@@ -298,6 +302,7 @@ def compare(
             strategy=name,
             seed=seed,
             budget=budget,
+            options=dict((strategy_options or {}).get(name, {})),
             children_per_step=children_per_step,
             benchmark=benchmark,
             noisy=noisy,
@@ -325,6 +330,8 @@ def compare(
                 if on_run:
                     on_run(results[futures[future]])
     settings = {"seeds": seeds, "children_per_step": children_per_step, "noisy": noisy, "jobs": jobs}
+    if strategy_options:
+        settings["strategy_options"] = {k: dict(v) for k, v in strategy_options.items()}
     if trainer:
         settings["trainer"] = dict(trainer)
     return Comparison(

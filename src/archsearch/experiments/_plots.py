@@ -58,14 +58,22 @@ def plot_comparison(comparison: Comparison, path: Path) -> None:
     plt.close(fig)
 
 
+KDE_BANDWIDTH = 0.5  # times Scott's rule
+
+
 def gaussian_kde(values: Sequence[float], grid: np.ndarray) -> np.ndarray:
-    """Density of ``values`` on ``grid``: Gaussian kernels with Scott's bandwidth."""
+    """Density of ``values`` on ``grid``: Gaussian kernels with half of Scott's bandwidth.
+
+    Scott's rule is optimal for one Gaussian and over-smooths a sample with several
+    modes: on 5000 random moons architectures it merges the cluster of good networks
+    (validation accuracy ~0.96, 8 % of them) into the shoulder of the ~0.87 cluster.
+    """
     from scipy import stats
 
     values = np.asarray(values, dtype=float)
     if len(values) < 2 or np.ptp(values) == 0:
         return np.zeros_like(grid)
-    return stats.gaussian_kde(values, bw_method="scott")(grid)
+    return stats.gaussian_kde(values, bw_method=lambda kde: kde.scotts_factor() * KDE_BANDWIDTH)(grid)
 
 
 def plot_histogram(values: Sequence[float], path: Path, title: str, peaks: Sequence[float] = ()) -> None:
@@ -75,13 +83,13 @@ def plot_histogram(values: Sequence[float], path: Path, title: str, peaks: Seque
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     ax.hist(values, bins=50, density=True, color="#8fb3d9", edgecolor="white", label=f"{len(values)} architectures")
     grid = np.linspace(values.min(), values.max(), 400)
-    ax.plot(grid, gaussian_kde(values, grid), color="#1f4e79", linewidth=2, label="Gaussian KDE")
+    ax.plot(grid, gaussian_kde(values, grid), color="#1f4e79", linewidth=2, label="Gaussian KDE (0.5 x Scott)")
     for peak in peaks:
         ax.axvline(peak, color="#c0504d", linestyle="--", linewidth=1)
     ax.set_xlabel("validation accuracy")
     ax.set_ylabel("density")
     ax.set_title(title)
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper center")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

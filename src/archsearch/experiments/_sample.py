@@ -20,7 +20,7 @@ import numpy as np
 
 from archsearch.errors import ArchsearchError
 
-SAMPLE_CHILDREN_PER_STEP = 100  # large batches keep the batched trainer's groups full
+SAMPLE_CHILDREN_PER_STEP = 100  # large steps keep the batched trainer's groups full
 
 
 @dataclass
@@ -87,7 +87,8 @@ def sample(
 
     if n < 1:
         raise ArchsearchError(f"n: must be a positive integer, got {n}")
-    steps = math.ceil(n / SAMPLE_CHILDREN_PER_STEP)
+    per_step = min(n, SAMPLE_CHILDREN_PER_STEP)
+    steps = math.ceil(n / per_step)
     started = time.perf_counter()
     if study_path.exists():
         study = Study.open(study_path)
@@ -102,7 +103,7 @@ def sample(
             study_path,
             task_obj,
             steps=steps,
-            children_per_step=SAMPLE_CHILDREN_PER_STEP,
+            children_per_step=per_step,
             seed=seed,
             space=space,
             strategy=RandomSearch(space, seed=seed, unique=False),
@@ -110,7 +111,7 @@ def sample(
         )
     with study:
         before = len(study.trials())
-        study.run(steps=max(steps, study.steps), progress=progress, callback=on_step)
+        study.run(steps=max(math.ceil(n / study.children_per_step), study.steps), progress=progress, callback=on_step)
         trials = study.trials()[:n]
         trained = max(0, len(study.trials()) - before)
     accuracies = [t.val_accuracy for t in trials if t.status == "ok"]

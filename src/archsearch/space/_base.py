@@ -65,15 +65,19 @@ class SearchSpace(ABC):
         except TypeError as exc:
             raise ArchsearchError(f"space: bad arguments for {kind!r} space ({exc})") from None
 
-    @property
-    @abstractmethod
-    def decisions(self) -> tuple[Decision, ...]:
-        """The distinct decision types, in the order the controller's heads use."""
+    # a subclass sets both in its constructor
+    _decisions: tuple[Decision, ...]
+    _slots: tuple[Slot, ...]
 
     @property
-    @abstractmethod
+    def decisions(self) -> tuple[Decision, ...]:
+        """The distinct decision types, in the order the controller's heads use."""
+        return self._decisions
+
+    @property
     def slots(self) -> tuple[Slot, ...]:
         """The longest schedule of decisions; an architecture may end earlier with EOS."""
+        return self._slots
 
     @abstractmethod
     def decode(self, tokens: Sequence[int]) -> Architecture:

@@ -77,14 +77,6 @@ class CodeSpace(SearchSpace):
         self._decisions = (Decision("op", self.choices),)
         self._slots = tuple(Slot(0, eos=False) for _ in range(self.length))
 
-    @property
-    def decisions(self) -> tuple[Decision, ...]:
-        return self._decisions
-
-    @property
-    def slots(self) -> tuple[Slot, ...]:
-        return self._slots
-
     def to_config(self) -> dict[str, Any]:
         return {"kind": self.kind, "benchmark": self.benchmark, "length": self.length, "choices": list(self.choices)}
 

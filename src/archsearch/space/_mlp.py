@@ -52,14 +52,6 @@ class MLPSpace(SearchSpace):
             for slot in (Slot(0, eos=layer >= self.min_layers), Slot(1, eos=False))
         )
 
-    @property
-    def decisions(self) -> tuple[Decision, ...]:
-        return self._decisions
-
-    @property
-    def slots(self) -> tuple[Slot, ...]:
-        return self._slots
-
     def to_config(self) -> dict[str, Any]:
         return {
             "kind": self.kind,

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from archsearch.errors import ArchsearchError
-from archsearch.evaluation import BatchedTrainer, Evaluator, Result, load_model, split_accuracy
+from archsearch.evaluation import BatchedTrainer, Evaluator, LookupEvaluator, Result, load_model, split_accuracy
 from archsearch.space import MLPSpace, SearchSpace
 from archsearch.strategies import Reinforce, Strategy
 from archsearch.study._components import build_evaluator, build_strategy
@@ -348,7 +348,7 @@ class Study:
         steps = self.completed_steps()
         if steps == 0:
             return None
-        window = min(window, steps)
+        window = min(window, max(1, steps // 2))  # halves that do not overlap
         per_step = self.children_per_step
         rewards = [t.reward for t in self._storage.trials() if t.step < steps]
         first = rewards[: window * per_step]
@@ -377,6 +377,23 @@ class Study:
             "steps": self.steps,
             "mean_reward_first_steps": trend[0] if trend else None,
             "mean_reward_last_steps": trend[1] if trend else None,
+            "trend_window": min(50, max(1, self.completed_steps() // 2)),
+            **self._benchmark_summary(best),
+        }
+
+    def _benchmark_summary(self, best: Trial) -> dict[str, Any]:
+        """For a tabular benchmark: the table's value of the best architecture, and the table's best."""
+        if self._configs["trainer"].get("name") != LookupEvaluator.name:
+            return {}
+        bench = self.evaluator.benchmark
+        return {
+            "benchmark": {
+                "name": bench.name,
+                "metric": bench.metric,
+                "value": bench.value(best.architecture),
+                "best_value": bench.best_value,
+                "best_architectures": list(bench.best_codes),
+            }
         }
 
 
