@@ -66,7 +66,7 @@ def _non_negative_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     from archsearch.evaluation import TABULAR_BENCHMARKS
     from archsearch.study import STRATEGIES, TRAINERS
-    from archsearch.tasks import TASKS
+    from archsearch.tasks import NAMED_TASKS as TASKS
 
     parser = _Parser(prog="archsearch", description="Neural architecture search that never loses work.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -81,6 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="search a tabular benchmark instead of a task: rewards are looked up, nothing is trained",
     )
     search.add_argument("--noisy", action="store_true", help="with --benchmark: reward one recorded run, not the mean")
+    data = search.add_argument_group("your own data (instead of --task)")
+    data.add_argument("--data", type=Path, default=None, help="a .csv file with a header row, or an .npz with X and y")
+    data.add_argument("--target", default=None, help="the CSV column that holds the labels")
+    data.add_argument("--problem", default="classification", help="classification (the only kind so far; default)")
+    data.add_argument(
+        "--split",
+        type=_fractions,
+        default=(0.7, 0.2, 0.1),
+        help="train,validation,test fractions, stratified by class (default: 0.7,0.2,0.1)",
+    )
     search.add_argument(
         "--strategy", default="reinforce", choices=sorted(STRATEGIES), help="search strategy (default: reinforce)"
     )
@@ -189,6 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fractions(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not three comma-separated numbers") from None
+
+
 def _strategy_list(text: str) -> list[str]:
     from archsearch.study import STRATEGIES
 
@@ -230,13 +247,22 @@ def _search(args: argparse.Namespace) -> int:
     from archsearch.space import MLPSpace
     from archsearch.study import Study, build_evaluator, build_strategy
     from archsearch.study._storage import check_new_study_path
-    from archsearch.tasks import get_task
+    from archsearch.tasks import from_file, get_task
 
-    if args.benchmark and args.task:
-        raise ArchsearchError("--task and --benchmark: give one, not both")
+    given = [
+        flag for flag, value in (("--task", args.task), ("--benchmark", args.benchmark), ("--data", args.data)) if value
+    ]
+    if len(given) > 1:
+        raise ArchsearchError(f"{' and '.join(given)}: give one, not both")
     if args.noisy and not args.benchmark:
         raise ArchsearchError("--noisy: only a tabular benchmark (--benchmark) has recorded runs to draw from")
-    if not args.benchmark:
+    if args.target and not args.data:
+        raise ArchsearchError("--target: names a column of your --data file, and no --data is given")
+    task = None
+    if args.data:  # read and checked before anything is written
+        task = from_file(str(args.data), args.target, args.problem, args.split, split_seed=args.seed)
+        args.task = task.name
+    elif not args.benchmark:
         args.task = args.task or "moons"
     if args.study is None:
         args.study = Path("runs") / f"{args.benchmark or args.task}-{args.strategy}-s{args.seed}.db"
@@ -265,7 +291,7 @@ def _search(args: argparse.Namespace) -> int:
         bench = get_benchmark(args.benchmark)
         task, space, evaluator = None, bench.space, LookupEvaluator(bench, noisy=args.noisy)
     else:
-        task = get_task(args.task)
+        task = task or get_task(args.task)
         space = MLPSpace()
         evaluator = build_evaluator({"name": args.trainer, **TrainConfig(**train).to_config()}, task)
     strategy = build_strategy(strategy_config, space)

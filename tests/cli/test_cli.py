@@ -308,3 +308,49 @@ def test_sample_then_reuse(tmp_path, run):
     assert numbers["n"] == 24 and len(numbers["peaks"]) >= 1
     again = run("sample", "--task", "moons", "--n", "24", "--study", study, "--quiet", check=True)
     assert "(0 trained now" in again.stdout
+
+
+def _wine_csv(path):
+    import csv
+
+    from sklearn.datasets import load_wine
+
+    data = load_wine()
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([*data.feature_names, "cultivar"])
+        writer.writerows([*x, "abc"[y]] for x, y in zip(data.data, data.target))
+    return path
+
+
+def test_search_your_own_csv(tmp_path, run):
+    data = _wine_csv(tmp_path / "wine.csv")
+    proc = run("search", "--data", data, "--target", "cultivar", "--steps", "3", "--children-per-step", "4", *FAST,
+               cwd=tmp_path, check=True)  # fmt: skip
+    assert "runs/wine-reinforce-s0.db" in proc.stdout and "test_accuracy" in proc.stdout
+    summary = json.loads(run("best", tmp_path / "runs" / "wine-reinforce-s0.db", "--json", check=True).stdout)
+    assert summary["trials"] == 12 and 0 <= summary["test_accuracy"] <= 1
+    # the study remembers the file: a changed file is refused on resume, one line, exit 2
+    data.write_text(data.read_text().replace(",a\n", ",b\n", 1))
+    proc = run("resume", tmp_path / "runs" / "wine-reinforce-s0.db", "--steps", "4", "--quiet")
+    _one_line_error(proc, "wine.csv", "has changed")
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["--data", "nope.csv", "--target", "y"], ["nope.csv", "no such file"]),
+        (["--data", "wine.csv", "--target", "colour"], ["--target", "no column 'colour'"]),
+        (["--data", "wine.csv"], ["--target", "wine.csv"]),
+        (["--data", "wine.csv", "--target", "cultivar", "--task", "moons"], ["--task", "--data", "not both"]),
+        (["--target", "cultivar"], ["--target", "no --data"]),
+        (["--data", "wine.csv", "--target", "cultivar", "--problem", "regression"], ["--problem", "regression"]),
+        (["--data", "wine.csv", "--target", "cultivar", "--split", "0.5,0.2"], ["--split"]),
+        (["--data", "wine.csv", "--target", "cultivar", "--split", "a,b,c"], ["--split", "a,b,c"]),
+    ],
+)
+def test_bad_data_arguments(tmp_path, run, args, needles):
+    _wine_csv(tmp_path / "wine.csv")
+    proc = run("search", "--study", tmp_path / "s.db", *args, cwd=tmp_path)
+    _one_line_error(proc, *needles)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wine.csv"]

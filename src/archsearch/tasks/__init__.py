@@ -8,9 +8,13 @@ from typing import Any
 
 from archsearch.errors import ArchsearchError
 from archsearch.tasks._builtin import moons
+from archsearch.tasks._files import from_file
 from archsearch.tasks._task import Task
 
-TASKS: dict[str, Callable[..., Task]] = {"moons": moons}
+#: tasks a user can name on the command line (``--task``); they need no arguments
+NAMED_TASKS: dict[str, Callable[..., Task]] = {"moons": moons}
+#: every task kind a study config may hold; "file" is the user's own data (``--data``)
+TASKS: dict[str, Callable[..., Task]] = {**NAMED_TASKS, "file": from_file}
 
 
 def get_task(config: str | dict[str, Any]) -> Task:
@@ -24,7 +28,10 @@ def get_task(config: str | dict[str, Any]) -> Task:
     unknown = sorted(set(config) - set(accepted))
     if unknown:
         raise ArchsearchError(f"task: {name!r} takes no argument {unknown[0]!r}")
+    missing = [p.name for p in accepted.values() if p.default is inspect.Parameter.empty and p.name not in config]
+    if missing:
+        raise ArchsearchError(f"task: {name!r} needs the argument {missing[0]!r}")
     return factory(**config)
 
 
-__all__ = ["TASKS", "Task", "get_task", "moons"]
+__all__ = ["NAMED_TASKS", "TASKS", "Task", "from_file", "get_task", "moons"]
