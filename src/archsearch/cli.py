@@ -155,6 +155,21 @@ def build_parser() -> argparse.ArgumentParser:
     best.add_argument("study", type=Path, help="study file")
     best.add_argument("--json", action="store_true", help="JSON instead of text")
 
+    export = commands.add_parser(
+        "export",
+        help="write the best network as weights, architecture, standalone code and ONNX",
+        description="Write the study's best network to a folder: weights.safetensors, architecture.json, "
+        "model.py (plain PyTorch) and model.onnx (with archsearch[onnx]).",
+    )
+    export.add_argument("study", type=Path, help="study file")
+    export.add_argument("--out", type=Path, default=None, help="folder to write (default: STUDY's name, without .db)")
+    export.add_argument(
+        "--onnx",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="write model.onnx (default: when the onnx extra is installed)",
+    )
+
     compare = commands.add_parser(
         "compare",
         help="run strategies side by side over many seeds",
@@ -229,7 +244,7 @@ def _version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"search": _search, "resume": _resume, "trials": _trials, "best": _best, "compare": _compare}
-    handler = {**handlers, "sample": _sample}[args.command]
+    handler = {**handlers, "sample": _sample, "export": _export}[args.command]
     try:
         return handler(args)
     except ArchsearchError as exc:
@@ -426,6 +441,22 @@ def _sample(args: argparse.Namespace) -> int:
         f"{len(result.peaks)} mode(s) at {peaks}"
     )
     print(f"plot: {plot}  numbers: {numbers}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from archsearch.export import export_best, onnx_available
+    from archsearch.study import Study
+
+    out = args.out or args.study.with_suffix("")
+    with Study.open(args.study) as study:
+        paths = export_best(study, out, onnx=args.onnx)
+        best = study.best()
+    print(f"exported {best.architecture} (trial {best.number}) to {out}/")
+    for name, path in paths.items():
+        print(f"  {name:20s} {path.stat().st_size:>9,d} bytes")
+    if "model.onnx" not in paths and args.onnx is None and not onnx_available():
+        print("  (no model.onnx: pip install 'archsearch[onnx]' to write one)")
     return 0
 
 

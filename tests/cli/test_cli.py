@@ -354,3 +354,14 @@ def test_bad_data_arguments(tmp_path, run, args, needles):
     proc = run("search", "--study", tmp_path / "s.db", *args, cwd=tmp_path)
     _one_line_error(proc, *needles)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wine.csv"]
+
+
+def test_export_the_best_network(tmp_path, run):
+    study = tmp_path / "s.db"
+    run("search", "--steps", "2", "--children-per-step", "3", "--study", study, *FAST, check=True)
+    proc = run("export", study, "--no-onnx", check=True)
+    out = tmp_path / "s"
+    assert f"to {out}/" in proc.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["architecture.json", "model.py", "weights.safetensors"]
+    missing = run("export", tmp_path / "nope.db")
+    _one_line_error(missing, "nope.db")

@@ -46,4 +46,8 @@ def _from_arrays(name: str, x: np.ndarray, y: np.ndarray, n_train: int, n_val: i
         y_test=yt[b:].contiguous(),
         n_classes=int(yt.max()) + 1,
         config=config,
+        preprocessing={
+            "features": [f"x{i}" for i in range(xt.shape[1])],
+            "classes": list(range(int(yt.max()) + 1)),
+        },
     )

@@ -61,10 +61,11 @@ def from_file(
         if target is not None:
             raise ArchsearchError(f"--target: {file} is an .npz file, whose labels are its array 'y'")
         x, labels = _read_npz(file)
+        names = [f"x{i}" for i in range(x.shape[1])]
     elif file.suffix.lower() == ".csv":
         if not target:
             raise ArchsearchError(f"--target: {file} is a CSV file; name its label column with --target")
-        x, labels = _read_csv(file, data, target)
+        x, labels, names = _read_csv(file, data, target)
     else:
         raise ArchsearchError(f"{file}: unknown file type {file.suffix!r} (expected .csv or .npz)")
     classes, y = np.unique(labels, return_inverse=True)
@@ -89,7 +90,13 @@ def from_file(
         "split_seed": int(split_seed),
         "sha256": digest,
     }
-    return Task(file.stem, x_train, y_train, x_val, y_val, x_test, y_test, len(classes), config)
+    preprocessing = {
+        "features": names,
+        "mean": mean.tolist(),
+        "std": std.tolist(),
+        "classes": [c.item() if isinstance(c, np.generic) else c for c in classes],
+    }
+    return Task(file.stem, x_train, y_train, x_val, y_val, x_test, y_test, len(classes), config, preprocessing)
 
 
 def _check_fractions(fractions: Sequence[float]) -> None:
@@ -130,7 +137,7 @@ def _read_npz(file: Path) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _read_csv(file: Path, data: bytes, target: str) -> tuple[np.ndarray, np.ndarray]:
+def _read_csv(file: Path, data: bytes, target: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     try:
         text = data.decode("utf-8-sig")
         rows = list(csv.reader(text.splitlines()))
@@ -164,18 +171,21 @@ def _read_csv(file: Path, data: bytes, target: str) -> tuple[np.ndarray, np.ndar
     if not columns:
         raise ArchsearchError(f"{file}: no feature columns besides the target {target!r}")
     features: list[np.ndarray] = []
+    names: list[str] = []
     for name, cells in columns.items():
         numbers = _as_numbers(cells)
         if numbers is None:
             values = sorted(set(cells))
             features.extend((np.array(cells) == value).astype(np.float64) for value in values)
+            names.extend(f"{name}={value}" for value in values)
             continue
         bad = ~np.isfinite(numbers)
         if bad.any():
             raise ArchsearchError(f"{file}: column {name!r} holds NaN or infinite values in {int(bad.sum())} rows")
         features.append(numbers)
+        names.append(name)
     y = numeric_labels if numeric_labels is not None else np.array(labels)
-    return np.stack(features, axis=1), y
+    return np.stack(features, axis=1), y, names
 
 
 def _label(value: object) -> str:
@@ -212,7 +222,9 @@ def _stratified_split(
         n_test = max(1, round(fractions[2] * len(rows)))
         n_train = len(rows) - n_val - n_test
         if n_train < 1:
-            raise ArchsearchError(f"{file}: class {_label(classes[label])} has too few rows for the split {list(fractions)}")
+            raise ArchsearchError(
+                f"{file}: class {_label(classes[label])} has too few rows for the split {list(fractions)}"
+            )
         parts[0] += rows[:n_train].tolist()
         parts[1] += rows[n_train : n_train + n_val].tolist()
         parts[2] += rows[n_train + n_val :].tolist()

@@ -18,6 +18,10 @@ class Task:
 
     ``x_*`` are float32 feature matrices; ``y_*`` are int64 class indices.
     ``config`` is what rebuilds the task (see :func:`archsearch.tasks.get_task`).
+    ``preprocessing`` says how raw inputs became ``x``, so an exported model can
+    take raw rows: ``features`` (names of the columns of ``x``), ``mean`` and
+    ``std`` (x = (raw - mean) / std, absent when the task does not scale) and
+    ``classes`` (the label of each class index).
     """
 
     name: str
@@ -29,6 +33,7 @@ class Task:
     y_test: torch.Tensor
     n_classes: int
     config: dict[str, Any] = field(default_factory=dict)
+    preprocessing: dict[str, Any] = field(default_factory=dict)
 
     @property
     def in_features(self) -> int:

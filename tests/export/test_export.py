@@ -1,0 +1,135 @@
+"""Export round trips: weights, standalone code and ONNX give the study's best model's predictions."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from archsearch.errors import ArchsearchError
+from archsearch.evaluation import BatchedTrainer, TrainConfig
+from archsearch.export import export_best, onnx_available
+from archsearch.study import Study
+from archsearch.tasks import from_file, get_task
+
+
+def _study(path, task):
+    study = Study.create(
+        path, task, steps=2, children_per_step=4, seed=1, evaluator=BatchedTrainer(task, TrainConfig(max_epochs=8))
+    )
+    study.run(progress=False)
+    return study
+
+
+@pytest.fixture(scope="module")
+def wine(tmp_path_factory):
+    """A study on a CSV with standardised features and string labels, exported."""
+    from sklearn.datasets import load_wine
+
+    folder = tmp_path_factory.mktemp("wine")
+    data = load_wine()
+    with open(folder / "wine.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([*data.feature_names, "cultivar"])
+        writer.writerows([*x, "abc"[y]] for x, y in zip(data.data, data.target))
+    task = from_file(str(folder / "wine.csv"), "cultivar")
+    study = _study(folder / "wine.db", task)
+    paths = export_best(study, folder / "best")
+    return study, task, paths
+
+
+def _raw(task, split):
+    """The split's rows as the user's file holds them (before standardisation)."""
+    pre = task.preprocessing
+    x = task.split(split)[0].double()
+    return (x * torch.tensor(pre["std"]) + torch.tensor(pre["mean"])).tolist()
+
+
+def test_files_written(wine):
+    _, _, paths = wine
+    expected = {"architecture.json", "model.py", "weights.safetensors"} | (
+        {"model.onnx"} if onnx_available() else set()
+    )
+    assert set(paths) == expected and all(p.stat().st_size > 0 for p in paths.values())
+    description = json.loads(paths["architecture.json"].read_text())
+    assert description["preprocessing"]["classes"] == ["a", "b", "c"]
+    assert len(description["preprocessing"]["features"]) == 13
+
+
+def test_weights_round_trip(wine):
+    from safetensors.torch import load_file
+
+    study, _, paths = wine
+    expected = study.best_model().state_dict()
+    loaded = load_file(str(paths["weights.safetensors"]))
+    assert loaded.keys() == expected.keys()
+    for name, tensor in expected.items():
+        assert torch.equal(loaded[name], tensor)
+
+
+def test_standalone_code_predicts_like_the_best_model_without_archsearch(wine):
+    study, task, paths = wine
+    with torch.no_grad():
+        expected = [["a", "b", "c"][i] for i in study.best_model()(task.x_test).argmax(1).tolist()]
+    script = (
+        "import json, sys\n"
+        "sys.modules['archsearch'] = None  # importing archsearch now fails\n"
+        "import model\n"
+        "print(json.dumps(model.predict(json.loads(sys.stdin.read()))))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        input=json.dumps(_raw(task, "test")),
+        cwd=paths["model.py"].parent,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(proc.stdout) == expected
+
+
+def test_onnx_gives_the_same_logits(wine):
+    ort = pytest.importorskip("onnxruntime", reason="ONNX export needs the optional extra archsearch[onnx]")
+    study, task, paths = wine
+    assert "model.onnx" in paths
+    session = ort.InferenceSession(str(paths["model.onnx"]))
+    for split in ("train", "test"):  # two batch sizes: the number of rows is free
+        x = task.split(split)[0]
+        (logits,) = session.run(None, {"features": x.numpy()})
+        with torch.no_grad():
+            np.testing.assert_allclose(logits, study.best_model()(x).numpy(), atol=1e-5)
+
+
+def test_moons_export_without_scaling(tmp_path):
+    task = get_task("moons")
+    study = _study(tmp_path / "m.db", task)
+    paths = export_best(study, tmp_path / "best", onnx=False)
+    assert "model.onnx" not in paths
+    namespace: dict = {}
+    exec(paths["model.py"].read_text().replace("HERE = Path(__file__)", "HERE = Path(__import__('os').getcwd())"),
+         namespace)  # fmt: skip
+    model = namespace["load_model"](paths["weights.safetensors"])
+    with torch.no_grad():
+        assert torch.equal(model(task.x_val), study.best_model()(task.x_val))
+    assert namespace["predict"](task.x_val.tolist(), model) == study.best_model()(task.x_val).argmax(1).tolist()
+
+
+def test_export_refuses_a_study_without_a_network(tmp_path):
+    from archsearch.evaluation import LookupEvaluator, get_benchmark
+    from archsearch.strategies import RandomSearch
+
+    bench = get_benchmark("nas-bench-macro")
+    study = Study.create(
+        None, None, steps=1, children_per_step=2, space=bench.space, strategy=RandomSearch(bench.space),
+        evaluator=LookupEvaluator(bench),
+    )  # fmt: skip
+    with pytest.raises(ArchsearchError, match="no successful trial"):
+        export_best(study, tmp_path / "x")
+    study.run(progress=False)
+    with pytest.raises(ArchsearchError, match="export builds MLP networks"):
+        export_best(study, tmp_path / "x")
