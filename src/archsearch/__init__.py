@@ -1,18 +1,25 @@
 """archsearch: neural architecture search that is correct, fast and never loses work."""
 
+from archsearch._estimators import NASClassifier
 from archsearch.errors import ArchsearchError
-from archsearch.evaluation import Evaluator, Result, SerialTrainer, TrainConfig
+from archsearch.evaluation import BatchedTrainer, Evaluator, LookupEvaluator, Result, SerialTrainer, TrainConfig
 from archsearch.space import Architecture, MLPArchitecture, MLPSpace, SearchSpace
-from archsearch.strategies import Reinforce, Strategy
+from archsearch.strategies import TPE, RandomSearch, RegularizedEvolution, Reinforce, Strategy
 from archsearch.study import Study, Trial
 from archsearch.tasks import Task, get_task
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "TPE",
     "Architecture",
     "ArchsearchError",
+    "BatchedTrainer",
     "Evaluator",
+    "LookupEvaluator",
+    "NASClassifier",
+    "RandomSearch",
+    "RegularizedEvolution",
     "MLPArchitecture",
     "MLPSpace",
     "Reinforce",

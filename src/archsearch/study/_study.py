@@ -331,10 +331,13 @@ class Study:
     def test_accuracy(self) -> float | None:
         """Test accuracy of the final pick, measured once with its kept weights and then stored.
 
-        ``None`` when there is no successful trial or its evaluator keeps no weights.
+        ``None`` when there is no successful trial, its evaluator keeps no weights, or the
+        task has no test split (``NASClassifier`` keeps none).
         """
         best, stored = self.best(), self._storage.best_model()
         if best is None or stored is None or stored[0] != best.number or self.task is None:
+            return None
+        if len(self.task.y_test) == 0:
             return None
         number, weights, accuracy = stored
         if accuracy is None:

@@ -1,0 +1,161 @@
+"""A scikit-learn estimator around a search: ``fit`` searches, ``predict`` uses the best network.
+
+``NASClassifier`` follows scikit-learn's conventions: constructor arguments are
+stored unchanged (no work in ``__init__``), ``get_params``/``set_params`` and
+``clone`` work, and fitted attributes end with an underscore. ``fit`` holds out
+``validation_fraction`` of the rows (stratified) as the search's validation
+split, which drives the reward; there is no test split inside ``fit``: score
+the estimator on data it has not seen (``score``, ``cross_val_score``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.model_selection import train_test_split
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from archsearch.errors import ArchsearchError
+
+
+class NASClassifier(ClassifierMixin, BaseEstimator):
+    """Searches an MLP for ``(X, y)`` and predicts with the best one found.
+
+    Args:
+        strategy: ``"reinforce"``, ``"evolution"``, ``"random"`` or ``"tpe"``.
+        budget: number of networks trained (rounded up to whole steps).
+        children_per_step: networks per strategy step.
+        space: an ``MLPSpace`` (default: the seed space, up to 5 layers of 1-32 units).
+        trainer: ``"batched"`` or ``"serial"``.
+        max_epochs, patience, lr: child training (see ``TrainConfig``).
+        validation_fraction: share of the rows held out for the reward.
+        seed: seeds the split, the strategy and every child.
+        study_path: a study file to keep the search in (default: in memory).
+        verbose: show the search's progress bar.
+    """
+
+    def __init__(
+        self,
+        strategy: str = "reinforce",
+        budget: int = 300,
+        children_per_step: int = 15,
+        space: Any = None,
+        trainer: str = "batched",
+        max_epochs: int = 50,
+        patience: int = 10,
+        lr: float = 0.01,
+        validation_fraction: float = 0.2,
+        seed: int = 0,
+        study_path: str | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.strategy = strategy
+        self.budget = budget
+        self.children_per_step = children_per_step
+        self.space = space
+        self.trainer = trainer
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.lr = lr
+        self.validation_fraction = validation_fraction
+        self.seed = seed
+        self.study_path = study_path
+        self.verbose = verbose
+
+    def fit(self, X: Any, y: Any) -> NASClassifier:  # noqa: N803 -- scikit-learn's names
+        from archsearch.evaluation import TrainConfig
+        from archsearch.space import MLPSpace
+        from archsearch.study import Study, build_evaluator, build_strategy
+        from archsearch.tasks import Task
+
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
+        self.classes_, codes = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(f"NASClassifier: y has one class only ({self.classes_[0]!r}); nothing to classify")
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction: must be in (0, 1), got {self.validation_fraction}")
+        rows = np.arange(len(y))
+        stratify = codes if np.bincount(codes).min() >= 2 else None
+        train, val = train_test_split(
+            rows, test_size=self.validation_fraction, random_state=self.seed, stratify=stratify
+        )
+        self.mean_ = X[train].mean(axis=0)
+        self.scale_ = X[train].std(axis=0)
+        self.scale_[self.scale_ == 0] = 1.0
+        x = torch.as_tensor((X - self.mean_) / self.scale_, dtype=torch.float32)
+        labels = torch.as_tensor(codes, dtype=torch.int64)
+        empty = x[:0]
+        task = Task(
+            "arrays",
+            x[train],
+            labels[train],
+            x[val],
+            labels[val],
+            empty,
+            labels[:0],
+            len(self.classes_),
+            config={"name": "arrays"},
+            preprocessing={
+                "features": [f"x{i}" for i in range(X.shape[1])],
+                "mean": self.mean_.tolist(),
+                "std": self.scale_.tolist(),
+                "classes": self.classes_.tolist(),
+            },
+        )
+        space = self.space if self.space is not None else MLPSpace()
+        config = TrainConfig(max_epochs=self.max_epochs, patience=self.patience, lr=self.lr)
+        try:
+            study = Study.create(
+                self.study_path,
+                task,
+                steps=math.ceil(self.budget / self.children_per_step),
+                children_per_step=self.children_per_step,
+                seed=self.seed,
+                space=space,
+                strategy=build_strategy({"name": self.strategy, "seed": self.seed}, space),
+                evaluator=build_evaluator({"name": self.trainer, **config.to_config()}, task),
+            )
+            study.run(progress=self.verbose)
+        except ArchsearchError as exc:
+            raise ValueError(f"NASClassifier: {exc}") from None
+        best = study.best()
+        if best is None:
+            raise ValueError("NASClassifier: no network trained successfully; see study_.trials()")
+        self.study_ = study
+        self.best_architecture_ = best.architecture
+        self.best_model_ = study.best_model()
+        return self
+
+    def _logits(self, X: Any) -> torch.Tensor:
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        with torch.no_grad():
+            return self.best_model_(torch.as_tensor((X - self.mean_) / self.scale_, dtype=torch.float32))
+
+    def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803
+        """Class probabilities, columns in the order of ``classes_``."""
+        return torch.softmax(self._logits(X), dim=1).double().numpy()
+
+    def predict(self, X: Any) -> np.ndarray:  # noqa: N803
+        predicted = self._logits(X).argmax(dim=1).numpy()
+        return self.classes_[predicted]
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the open study: ``study_`` comes back reopened (read-only) from
+        ``study_path``, or ``None`` for a search kept in memory."""
+        state = self.__dict__.copy()
+        state.pop("study_", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if "best_model_" in state:
+            from archsearch.study import Study
+
+            self.study_ = Study.open(self.study_path, readonly=True) if self.study_path else None
