@@ -20,7 +20,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 def trial(number, reward, code, params=0, status="ok"):
     arch = SimpleNamespace(code=code)
-    return SimpleNamespace(number=number, reward=reward, params=params, status=status, architecture=arch)
+    return SimpleNamespace(number=number, reward=reward, params=params, status=status, architecture=arch, val_loss=None)
 
 
 def test_incumbent_is_the_best_reward_so_far_and_hits_count_from_one():

@@ -346,3 +346,55 @@ def test_reuse_survives_a_resume(tmp_path, moons):
         again.run(steps=2, progress=False)
         assert calls == []  # every architecture of step 1 was a hit on step 0's trials
         assert [t.cached_from for t in again.trials()[4:]] == [t.cached_from or t.number for t in first]
+
+
+def test_equal_rewards_go_to_the_lower_validation_loss(tmp_path, moons):
+    from archsearch.evaluation import BatchedTrainer, TrainConfig, validation_loss
+
+    study = Study.create(
+        tmp_path / "s.db", moons, steps=4, children_per_step=6, seed=2,
+        evaluator=BatchedTrainer(moons, TrainConfig(max_epochs=6)),
+    )  # fmt: skip
+    best = study.run(progress=False)
+    trials = [t for t in study.trials() if t.status == "ok"]
+    assert all(t.val_loss is not None and t.val_loss > 0 for t in trials)
+    tied = [t for t in trials if t.reward == best.reward]
+    assert best.val_loss == min(t.val_loss for t in tied)
+    stored = study._storage.best_model()
+    assert stored[0] == best.number
+    assert best.val_loss == pytest.approx(validation_loss(best.architecture, moons, stored[1]), rel=1e-6)
+    assert [t.number for t in study.trials(top=len(trials))] == [t.number for t in sorted(trials, key=rank)]
+
+
+def test_rank_prefers_a_known_validation_loss_then_fewer_parameters():
+    from types import SimpleNamespace as T
+
+    trials = [
+        T(reward=0.9, val_loss=None, params=5, number=0),
+        T(reward=0.9, val_loss=0.3, params=50, number=1),
+        T(reward=0.9, val_loss=0.3, params=40, number=2),
+        T(reward=0.9, val_loss=0.1, params=90, number=3),
+        T(reward=0.95, val_loss=0.9, params=99, number=4),
+    ]
+    assert [t.number for t in sorted(trials, key=rank)] == [4, 3, 2, 1, 0]
+
+
+def test_a_study_from_the_first_schema_is_upgraded_on_open(tmp_path, moons):
+
+    path = tmp_path / "old.db"
+    study = Study.create(
+        path, moons, steps=2, children_per_step=2, evaluator=SerialTrainer(moons, TrainConfig(max_epochs=2))
+    )
+    study.run(progress=False)
+    study.close()
+    with sqlite3.connect(path) as db:  # what a study written before validation losses looks like
+        db.execute("ALTER TABLE trials DROP COLUMN val_loss")
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    with pytest.raises(ArchsearchError, match="older archsearch; open it once for writing"):
+        Study.open(path, readonly=True)
+    with Study.open(path) as upgraded:
+        assert len(upgraded.trials()) == 4 and all(t.val_loss is None for t in upgraded.trials())
+        upgraded.run(steps=3, progress=False)
+        assert len(upgraded.trials()) == 6
+    with Study.open(path, readonly=True) as reread:
+        assert reread.best() is not None

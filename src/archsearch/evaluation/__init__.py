@@ -5,7 +5,7 @@ from archsearch.evaluation._batched import BatchedTrainer
 from archsearch.evaluation._config import TrainConfig
 from archsearch.evaluation._lookup import TABULAR_BENCHMARKS, LookupEvaluator, TabularBenchmark, get_benchmark
 from archsearch.evaluation._result import Result, Status
-from archsearch.evaluation._scoring import accuracy, load_model, split_accuracy
+from archsearch.evaluation._scoring import accuracy, load_model, split_accuracy, validation_loss
 from archsearch.evaluation._serial import SerialTrainer
 
 __all__ = [
@@ -22,4 +22,5 @@ __all__ = [
     "get_benchmark",
     "load_model",
     "split_accuracy",
+    "validation_loss",
 ]

@@ -31,6 +31,7 @@ class Result:
     seconds: float = 0.0
     error: str | None = None
     kept_epoch: int = 0
+    val_loss: float | None = None
     weights: dict[str, torch.Tensor] | None = field(default=None, repr=False)
 
     @property

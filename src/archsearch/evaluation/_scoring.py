@@ -25,3 +25,10 @@ def load_model(arch: Architecture, task: Task, weights: dict[str, torch.Tensor])
 def split_accuracy(model: nn.Module, task: Task, split: str) -> float:
     x, y = task.split(split)
     return accuracy(model(x), y)
+
+
+@torch.no_grad()
+def validation_loss(arch: Architecture, task: Task, weights: dict[str, torch.Tensor]) -> float:
+    """Mean cross-entropy of the kept weights on the validation split: a finer measure than accuracy."""
+    x, y = task.split("val")
+    return float(nn.functional.cross_entropy(load_model(arch, task, weights)(x), y))

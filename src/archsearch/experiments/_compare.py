@@ -102,11 +102,13 @@ def run_one(spec: RunSpec) -> RunResult:
 
 def incumbent_curve(trials: Sequence[Any], bench: Any = None) -> tuple[list[float], int | None]:
     """The incumbent's score after each trial, and the first query where it is a best architecture."""
+    from archsearch.study._storage import rank
+
     best_key, score, hit = None, float("nan"), None
     scores = []
     for query, trial in enumerate(trials, start=1):
         if trial.status == "ok":
-            key = (-trial.reward, trial.params, trial.number)
+            key = rank(trial)
             if best_key is None or key < best_key:
                 best_key = key
                 if bench is None:

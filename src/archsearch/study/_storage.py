@@ -38,7 +38,7 @@ from archsearch.evaluation import Result
 from archsearch.space import Architecture
 
 FORMAT = "archsearch-study"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: trials.val_loss, the tie-break between equal rewards
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -62,6 +62,7 @@ CREATE TABLE trials (
     train_loss TEXT NOT NULL,
     created REAL NOT NULL,
     cached_from INTEGER,
+    val_loss REAL,
     UNIQUE (step, slot)
 );
 CREATE INDEX trials_by_hash ON trials (arch_hash, number);
@@ -92,6 +93,7 @@ class Trial:
     val_curve: list[float] = field(repr=False)
     train_loss: list[float] = field(repr=False)
     cached_from: int | None = None
+    val_loss: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (curves left out)."""
@@ -109,16 +111,26 @@ class Trial:
             "seconds": self.seconds,
             "error": self.error,
             "cached_from": self.cached_from,
+            "val_loss": self.val_loss,
         }
 
 
-def rank(trial: Trial | Any) -> tuple[float, int, int]:
-    """Sort key of the best trial first: highest reward, then fewest parameters, then earliest.
+#: SQL of :func:`rank`
+RANK_ORDER = "reward DESC, val_loss IS NULL, val_loss, params, number"
 
-    Rewards tie often (validation accuracy moves in steps of one validation point); among
-    equally rewarded networks the smallest is preferred, as the simplest explanation of the data.
+
+def rank(trial: Trial | Any) -> tuple[float, bool, float, int, int]:
+    """Sort key of the best trial first: highest reward, then lowest validation loss, then fewest
+    parameters, then earliest.
+
+    Rewards tie often: validation accuracy moves in steps of one validation point, and on a small
+    or easy validation split many networks reach 100 %. The validation loss of the kept weights
+    (cross-entropy, which also counts how confidently each point is right) separates them on the
+    same held-out data; a trial without one (a lookup, a study from an older archsearch) comes after
+    those with one. Equal losses go to the smallest network, then the earliest.
     """
-    return (-trial.reward, trial.params, trial.number)
+    loss = trial.val_loss
+    return (-trial.reward, loss is None, 0.0 if loss is None else loss, trial.params, trial.number)
 
 
 def to_blob(obj: Any) -> bytes:
@@ -190,13 +202,19 @@ class Storage:
         if rows.get("format") != FORMAT:
             raise ArchsearchError(f"{path}: not an archsearch study (no study marker)")
         version = int(rows.get("schema_version", "0"))
-        if version != SCHEMA_VERSION:
+        if version not in (1, SCHEMA_VERSION):
             raise ArchsearchError(f"{path}: study schema version {version}, this archsearch reads {SCHEMA_VERSION}")
         if not readonly:
             try:
                 _configure(db)
+                if version == 1:  # add the column; earlier trials have no validation loss
+                    with _transaction(db):
+                        db.execute("ALTER TABLE trials ADD COLUMN val_loss REAL")
+                        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
             except sqlite3.Error as exc:
                 raise ArchsearchError(f"{path}: cannot open the study for writing ({exc})") from None
+        elif version == 1:
+            raise ArchsearchError(f"{path}: written by an older archsearch; open it once for writing to upgrade it")
         return cls(path, db, readonly)
 
     def close(self) -> None:
@@ -252,6 +270,7 @@ class Storage:
             json.dumps(result.train_loss),
             time.time(),
             cached_from,
+            result.val_loss,
         )
         with _transaction(self._db):
             self._db.execute(f"INSERT INTO trials VALUES ({', '.join('?' * len(row))})", row)
@@ -263,7 +282,7 @@ class Storage:
         return _trial(row)
 
     def trials(self, step: int | None = None, order: str = "number") -> list[Trial]:
-        orders = {"number": "number", "reward": "reward DESC, params, number"}
+        orders = {"number": "number", "reward": RANK_ORDER}
         query = "SELECT * FROM trials"
         args: tuple = ()
         if step is not None:
@@ -284,9 +303,7 @@ class Storage:
 
     def best_trial(self) -> Trial | None:
         """Highest reward among trials with status ``ok``; see :func:`rank` for ties."""
-        row = self._db.execute(
-            "SELECT * FROM trials WHERE status = 'ok' ORDER BY reward DESC, params, number LIMIT 1"
-        ).fetchone()
+        row = self._db.execute(f"SELECT * FROM trials WHERE status = 'ok' ORDER BY {RANK_ORDER} LIMIT 1").fetchone()
         return None if row is None else _trial(row)
 
     # -- steps and checkpoints --------------------------------------------------------------
@@ -357,7 +374,7 @@ def _remove_study_files(path: Path) -> None:
 
 def _trial(row: tuple) -> Trial:
     (number, step, slot, architecture, arch_hash, _, status, reward, val_accuracy, error, params, epochs,
-     kept_epoch, seconds, seed, val_curve, train_loss, _, cached_from) = row  # fmt: skip
+     kept_epoch, seconds, seed, val_curve, train_loss, _, cached_from, val_loss) = row  # fmt: skip
     return Trial(
         number=number,
         step=step,
@@ -376,4 +393,5 @@ def _trial(row: tuple) -> Trial:
         val_curve=json.loads(val_curve),
         train_loss=json.loads(train_loss),
         cached_from=cached_from,
+        val_loss=val_loss,
     )

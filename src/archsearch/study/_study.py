@@ -11,6 +11,7 @@ the trials of an uninterrupted run.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Callable
@@ -21,7 +22,15 @@ from typing import Any
 import numpy as np
 
 from archsearch.errors import ArchsearchError
-from archsearch.evaluation import BatchedTrainer, Evaluator, LookupEvaluator, Result, load_model, split_accuracy
+from archsearch.evaluation import (
+    BatchedTrainer,
+    Evaluator,
+    LookupEvaluator,
+    Result,
+    load_model,
+    split_accuracy,
+    validation_loss,
+)
 from archsearch.space import MLPSpace, SearchSpace
 from archsearch.strategies import Reinforce, Strategy
 from archsearch.study._components import build_evaluator, build_strategy
@@ -44,6 +53,7 @@ class StepInfo:
 @dataclass(frozen=True)
 class _Rank:
     reward: float
+    val_loss: float | None
     params: int
     number: int
 
@@ -60,6 +70,7 @@ def _reuse(trial: Trial) -> Result:
         seconds=0.0,
         error=trial.error,
         kept_epoch=trial.kept_epoch,
+        val_loss=trial.val_loss,
     )
 
 
@@ -294,7 +305,9 @@ class Study:
     ) -> tuple[Trial, Trial | None]:  # noqa: ANN001
         """Commit one trial; it keeps its weights when it is the best so far."""
         number = step * self.children_per_step + slot
-        candidate = _Rank(result.reward, result.params, number)
+        if result.status == "ok" and result.weights is not None and result.val_loss is None and self.task is not None:
+            result = dataclasses.replace(result, val_loss=validation_loss(arch, self.task, result.weights))
+        candidate = _Rank(result.reward, result.val_loss, result.params, number)
         better = result.status == "ok" and (best is None or rank(candidate) < rank(best))
         trial = self._storage.add_trial(
             number, step, slot, arch, seed, result, keep_weights=better, cached_from=origin and origin.number
