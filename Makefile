@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install clean
+.PHONY: run test install clean chromium
 
 # The seed experiment; if runs/moons.db exists (say, an interrupted run) it is resumed, never overwritten.
 run: $(STAMP)
@@ -17,7 +17,16 @@ run: $(STAMP)
 	$(BIN)/archsearch best runs/moons.db --json
 
 test: $(STAMP)
+	@command -v chromium >/dev/null 2>&1 || $(MAKE) --no-print-directory chromium
 	$(BIN)/python -m pytest
+
+# Debian's Chromium, for the test that renders a report in a browser; if it cannot be installed
+# that one test is skipped and says why.
+chromium:
+	-@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
+	( DEBIAN_FRONTEND=noninteractive $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium ) >/dev/null 2>&1 \
+	|| echo "chromium could not be installed: the report's browser test will be skipped"
 
 install: $(STAMP)
 

@@ -155,6 +155,19 @@ def build_parser() -> argparse.ArgumentParser:
     best.add_argument("study", type=Path, help="study file")
     best.add_argument("--json", action="store_true", help="JSON instead of text")
 
+    report = commands.add_parser(
+        "report",
+        help="write a self-contained HTML report of a study",
+        description="Write one HTML file (figures embedded) about a study: rewards, controller, best so far, "
+        "decision boundary, random-architecture histogram, top architectures, config.",
+    )
+    report.add_argument("study", type=Path, help="study file")
+    report.add_argument("-o", "--out", type=Path, default=None, help="HTML file (default: STUDY's name, .html)")
+    report.add_argument("--top", type=_positive_int, default=10, help="architectures in the table (default: 10)")
+    report.add_argument(
+        "--sample", type=Path, default=None, help="a study of random architectures (archsearch sample) to histogram"
+    )
+
     export = commands.add_parser(
         "export",
         help="write the best network as weights, architecture, standalone code and ONNX",
@@ -244,7 +257,7 @@ def _version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"search": _search, "resume": _resume, "trials": _trials, "best": _best, "compare": _compare}
-    handler = {**handlers, "sample": _sample, "export": _export}[args.command]
+    handler = {**handlers, "sample": _sample, "export": _export, "report": _report}[args.command]
     try:
         return handler(args)
     except ArchsearchError as exc:
@@ -441,6 +454,19 @@ def _sample(args: argparse.Namespace) -> int:
         f"{len(result.peaks)} mode(s) at {peaks}"
     )
     print(f"plot: {plot}  numbers: {numbers}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from archsearch.report import write_report
+    from archsearch.study import Study
+
+    out = args.out or args.study.with_suffix(".html")
+    with contextlib.ExitStack() as stack:
+        study = stack.enter_context(Study.open(args.study, readonly=True))
+        sample = stack.enter_context(Study.open(args.sample, readonly=True)) if args.sample else None
+        write_report(study, out, top=args.top, sample=sample)
+    print(f"report: {out}  ({out.stat().st_size:,d} bytes)")
     return 0
 
 

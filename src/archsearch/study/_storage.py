@@ -150,6 +150,7 @@ class Storage:
         self.path = path
         self.readonly = readonly
         self._db = connection
+        self._rank_order = RANK_ORDER
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -213,9 +214,10 @@ class Storage:
                         db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
             except sqlite3.Error as exc:
                 raise ArchsearchError(f"{path}: cannot open the study for writing ({exc})") from None
-        elif version == 1:
-            raise ArchsearchError(f"{path}: written by an older archsearch; open it once for writing to upgrade it")
-        return cls(path, db, readonly)
+        storage = cls(path, db, readonly)
+        if readonly and version == 1:  # read as it is: no validation losses, so ties go by parameters
+            storage._rank_order = "reward DESC, params, number"
+        return storage
 
     def close(self) -> None:
         self._db.close()
@@ -282,7 +284,7 @@ class Storage:
         return _trial(row)
 
     def trials(self, step: int | None = None, order: str = "number") -> list[Trial]:
-        orders = {"number": "number", "reward": RANK_ORDER}
+        orders = {"number": "number", "reward": self._rank_order}
         query = "SELECT * FROM trials"
         args: tuple = ()
         if step is not None:
@@ -303,7 +305,7 @@ class Storage:
 
     def best_trial(self) -> Trial | None:
         """Highest reward among trials with status ``ok``; see :func:`rank` for ties."""
-        row = self._db.execute(f"SELECT * FROM trials WHERE status = 'ok' ORDER BY {RANK_ORDER} LIMIT 1").fetchone()
+        row = self._db.execute(f"SELECT * FROM trials WHERE status = 'ok' ORDER BY {self._rank_order} LIMIT 1").fetchone()
         return None if row is None else _trial(row)
 
     # -- steps and checkpoints --------------------------------------------------------------
@@ -374,7 +376,8 @@ def _remove_study_files(path: Path) -> None:
 
 def _trial(row: tuple) -> Trial:
     (number, step, slot, architecture, arch_hash, _, status, reward, val_accuracy, error, params, epochs,
-     kept_epoch, seconds, seed, val_curve, train_loss, _, cached_from, val_loss) = row  # fmt: skip
+     kept_epoch, seconds, seed, val_curve, train_loss, _, cached_from, *rest) = row  # fmt: skip
+    val_loss = rest[0] if rest else None  # schema 1 has no val_loss column
     return Trial(
         number=number,
         step=step,

@@ -1,0 +1,200 @@
+"""One self-contained HTML file about a study: what the search did and what it found.
+
+Sections (each only when the study has what it needs): the reward of every
+step with a moving average of the last 20 (the seed paper's Fig. 5); the
+controller's loss and entropy; the best reward so far; the decision boundary
+of the best network with the misclassified test points marked, for tasks with
+two features (Fig. 6); the histogram of random architectures' validation
+accuracies, for a random-sample study or one given with ``sample`` (Fig. 7);
+the top architectures; and the study's config. Figures are PNGs embedded as
+data URIs, so the file can be mailed or archived alone; every string that comes
+from the study is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from archsearch.experiments._plots import _pyplot, plot_histogram
+
+MOVING_AVERAGE = 20
+
+
+def _png(fig: Any) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    _pyplot().close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _figure(title: str) -> tuple[Any, Any]:
+    fig, ax = _pyplot().subplots(figsize=(7, 3.6), dpi=110)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    return fig, ax
+
+
+def _moving_average(values: np.ndarray, window: int) -> np.ndarray:
+    sums = np.cumsum(np.insert(values, 0, 0.0))
+    counts = np.minimum(np.arange(1, len(values) + 1), window)
+    return (sums[1:] - sums[np.arange(1, len(values) + 1) - counts]) / counts
+
+
+def reward_figure(step_rewards: np.ndarray) -> str:
+    fig, ax = _figure("Mean reward per step")
+    steps = np.arange(1, len(step_rewards) + 1)
+    ax.plot(steps, step_rewards, color="#9bb7d4", linewidth=1, label="mean reward of the step")
+    ax.plot(steps, _moving_average(step_rewards, MOVING_AVERAGE), color="#1f4e79", linewidth=2,
+            label=f"moving average of the last {MOVING_AVERAGE}")  # fmt: skip
+    ax.set_xlabel("step")
+    ax.set_ylabel("reward")
+    ax.legend(loc="lower right")
+    return _png(fig)
+
+
+def controller_figure(metrics: list[dict[str, float]]) -> str | None:
+    if not metrics or "loss" not in metrics[0]:
+        return None
+    fig, ax = _figure("Controller loss and entropy")
+    steps = np.arange(1, len(metrics) + 1)
+    ax.plot(steps, [m.get("loss", np.nan) for m in metrics], color="#c0504d", linewidth=1, label="loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    if "entropy" in metrics[0]:
+        other = ax.twinx()
+        other.plot(steps, [m.get("entropy", np.nan) for m in metrics], color="#4f81bd", linewidth=1.5, label="entropy")
+        other.set_ylabel("entropy (nats per architecture)")
+        other.legend(loc="upper right")
+    ax.legend(loc="upper left")
+    return _png(fig)
+
+
+def best_so_far_figure(rewards: np.ndarray) -> str:
+    fig, ax = _figure("Best reward so far")
+    ax.plot(np.arange(1, len(rewards) + 1), np.maximum.accumulate(rewards), color="#1f4e79", linewidth=2)
+    ax.set_xlabel("trial")
+    ax.set_ylabel("best reward")
+    return _png(fig)
+
+
+def boundary_figure(model: torch.nn.Module, task: Any) -> str:
+    """The best network's decision regions over the test points; misclassified ones circled in red."""
+    x, y = task.split("test")
+    everything = torch.cat([task.x_train, task.x_val, x])
+    low, high = everything.min(0).values - 0.5, everything.max(0).values + 0.5
+    gx, gy = torch.meshgrid(torch.linspace(low[0], high[0], 300), torch.linspace(low[1], high[1], 300), indexing="xy")
+    with torch.no_grad():
+        regions = model(torch.stack([gx.ravel(), gy.ravel()], 1)).argmax(1).reshape(gx.shape)
+        predicted = model(x).argmax(1)
+    fig, ax = _pyplot().subplots(figsize=(6, 4.8), dpi=110)
+    ax.contourf(gx, gy, regions, levels=np.arange(task.n_classes + 1) - 0.5, cmap="coolwarm", alpha=0.35)
+    ax.scatter(x[:, 0], x[:, 1], c=y, cmap="coolwarm", edgecolors="black", linewidths=0.5, s=28)
+    wrong = predicted != y
+    ax.scatter(x[wrong, 0], x[wrong, 1], facecolors="none", edgecolors="red", linewidths=2, s=140,
+               label=f"misclassified ({int(wrong.sum())} of {len(y)})")  # fmt: skip
+    ax.set_title("Decision boundary of the best network, test points")
+    ax.legend(loc="upper right")
+    return _png(fig)
+
+
+def histogram_figure(accuracies: list[float]) -> str:
+    from archsearch.experiments import density_peaks
+
+    buffer = io.BytesIO()
+    peaks = density_peaks(np.asarray(accuracies))
+    plot_histogram(accuracies, buffer, f"{len(accuracies)} random architectures", peaks)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _table(head: list[str], rows: list[list[Any]]) -> str:
+    cells = "".join(f"<th>{html.escape(str(h))}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{cells}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 60em; color: #222; }
+h1 { font-size: 1.6em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; font-size: 0.9em; } td, th { padding: 0.25em 0.8em; text-align: right; }
+td:nth-child(2), th:nth-child(2) { text-align: left; } tr:nth-child(even) { background: #f4f6f8; }
+img { max-width: 100%; } pre { background: #f4f6f8; padding: 1em; overflow-x: auto; font-size: 0.85em; }
+dl { display: grid; grid-template-columns: max-content auto; gap: 0.2em 1em; } dt { font-weight: bold; }
+"""
+
+
+def render_report(study: Any, top: int = 10, sample: Any = None) -> str:
+    """The report as one HTML string."""
+    trials = study.trials()
+    summary = study.summary()
+    per_step = study.children_per_step
+    steps = study.completed_steps()
+    rewards = np.array([t.reward for t in trials if t.step < steps], dtype=float)
+    sections: list[tuple[str, str, str]] = []  # (id, title, html)
+    facts = {
+        "study": study.path or "(in memory)",
+        "task": study.task.name if study.task is not None else study.config["trainer"].get("benchmark"),
+        "strategy": study.config["strategy"]["name"],
+        "steps": f"{steps} of {study.steps} ({per_step} architectures each)",
+        "trials": len(trials),
+        "best architecture": summary.get("architecture"),
+        "validation accuracy": summary.get("val_accuracy"),
+        "test accuracy": summary.get("test_accuracy"),
+        "parameters": summary.get("params"),
+    }
+    overview = "<dl>" + "".join(
+        f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in facts.items()
+    ) + "</dl>"  # fmt: skip
+    sections.append(("overview", "Overview", overview))
+    if steps:
+        step_rewards = rewards[: steps * per_step].reshape(steps, per_step).mean(1)
+        sections.append(
+            ("reward", "Reward per step", f'<img alt="reward per step" src="{reward_figure(step_rewards)}">')
+        )
+        controller = controller_figure([m for _, m in study.step_metrics()])
+        if controller:
+            sections.append(("controller", "Controller loss and entropy", f'<img alt="controller" src="{controller}">'))
+        sections.append(("best-so-far", "Best so far", f'<img alt="best so far" src="{best_so_far_figure(rewards)}">'))
+    task = study.task
+    if task is not None and task.in_features == 2 and study.best() is not None:
+        image = boundary_figure(study.best_model(), task)
+        sections.append(("boundary", "Decision boundary", f'<img alt="decision boundary" src="{image}">'))
+    accuracies = None
+    if sample is not None:
+        accuracies = [t.val_accuracy for t in sample.trials() if t.status == "ok"]
+    elif study.config["strategy"]["name"] == "random" and task is not None:
+        accuracies = [t.val_accuracy for t in trials if t.status == "ok"]
+    if accuracies:
+        image = histogram_figure(accuracies)
+        sections.append(("histogram", "Random architectures", f'<img alt="histogram" src="{image}">'))
+    rows = [
+        [i + 1, str(t.architecture), f"{t.reward:.4f}", f"{t.val_accuracy:.4f}",
+         "-" if t.val_loss is None else f"{t.val_loss:.4f}", t.params, t.number]
+        for i, t in enumerate(study.trials(top=top))
+    ]  # fmt: skip
+    head = ["rank", "architecture", "reward", "val accuracy", "val loss", "params", "trial"]
+    sections.append(("top", f"Top {top} architectures", _table(head, rows)))
+    config = html.escape(json.dumps(study.config, indent=2, sort_keys=True))
+    sections.append(("config", "Config", f"<pre>{config}</pre>"))
+    title = html.escape(f"archsearch report: {study.path.name if study.path else 'study'}")
+    nav = " · ".join(f'<a href="#{sid}">{html.escape(name)}</a>' for sid, name, _ in sections)
+    body = "".join(
+        f'<section id="{sid}"><h2>{html.escape(name)}</h2>{content}</section>' for sid, name, content in sections
+    )
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+        f"<style>{_STYLE}</style></head><body><h1>{title}</h1><nav>{nav}</nav>{body}</body></html>\n"
+    )
+
+
+def write_report(study: Any, out: Path, top: int = 10, sample: Any = None) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_report(study, top=top, sample=sample), encoding="utf-8")
+    return out
