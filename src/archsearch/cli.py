@@ -126,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="train each architecture once and reuse its result when it is proposed again "
         "(faster late in a search; freezes that architecture's reward noise)",
     )
+    train.add_argument(
+        "--save-children",
+        action="store_true",
+        help="keep every child's weights in STUDY.children/ (default: only the best network's)",
+    )
     rl = search.add_argument_group("reinforce controller")
     rl.add_argument("--controller-lr", type=_positive_float, default=None, help="Adam learning rate (default: 0.03)")
     rl.add_argument(
@@ -333,6 +338,7 @@ def _search(args: argparse.Namespace) -> int:
         strategy=strategy,
         evaluator=evaluator,
         reuse_evaluations=args.reuse_evaluations,
+        save_children=args.save_children,
     )
     print(f"study: {study.path}  ({args.steps} steps x {args.children_per_step} children, seed {args.seed})")
     with study:

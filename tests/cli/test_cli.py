@@ -365,3 +365,9 @@ def test_export_the_best_network(tmp_path, run):
     assert sorted(p.name for p in out.iterdir()) == ["architecture.json", "model.py", "weights.safetensors"]
     missing = run("export", tmp_path / "nope.db")
     _one_line_error(missing, "nope.db")
+
+
+def test_save_children_from_the_command_line(tmp_path, run):
+    study = tmp_path / "s.db"
+    run("search", "--steps", "2", "--children-per-step", "2", "--save-children", "--study", study, *FAST, check=True)
+    assert sorted(p.name for p in (tmp_path / "s.db.children").iterdir()) == [f"{n}.safetensors" for n in range(4)]

@@ -2,6 +2,7 @@ import sqlite3
 from dataclasses import astuple
 
 import pytest
+import torch
 
 from archsearch import ArchsearchError, MLPSpace, Reinforce, SerialTrainer, Study, TrainConfig
 from archsearch.study import child_seed
@@ -399,3 +400,31 @@ def test_a_study_from_the_first_schema_is_upgraded_on_open(tmp_path, moons):
         assert len(upgraded.trials()) == 6
     with Study.open(path, readonly=True) as reread:
         assert reread.best() is not None
+
+
+def test_save_children_keeps_every_trained_network(tmp_path, moons):
+    from archsearch.evaluation import BatchedTrainer, split_accuracy
+
+    path = tmp_path / "s.db"
+    study = Study.create(path, moons, steps=2, children_per_step=3, save_children=True,
+                         evaluator=BatchedTrainer(moons, TrainConfig(max_epochs=4)))  # fmt: skip
+    best = study.run(progress=False)
+    assert sorted(p.name for p in study.children_dir.iterdir()) == [f"{n}.safetensors" for n in range(6)]
+    assert study.children_dir == tmp_path / "s.db.children"
+    for trial in study.trials():  # the kept weights are the ones that set the trial's reward
+        assert split_accuracy(study.child_model(trial.number), moons, "val") == trial.val_accuracy
+    x = moons.x_test
+    assert torch.equal(study.child_model(best.number)(x), study.best_model()(x))
+    study.close()
+    assert Study.open(path).save_children is True
+
+
+def test_without_save_children_only_the_best_is_kept(tmp_path, moons):
+    study = Study.create(tmp_path / "s.db", moons, steps=1, children_per_step=2,
+                         evaluator=FakeEvaluator(moons, fraction_of_wide_layers))  # fmt: skip
+    study.run(progress=False)
+    assert not study.children_dir.exists()
+    with pytest.raises(ArchsearchError, match="no saved weights for trial 0"):
+        study.child_model(0)
+    with pytest.raises(ArchsearchError, match="save_children: a study kept in memory"):
+        Study.create(None, moons, steps=1, save_children=True)

@@ -305,7 +305,8 @@ class Storage:
 
     def best_trial(self) -> Trial | None:
         """Highest reward among trials with status ``ok``; see :func:`rank` for ties."""
-        row = self._db.execute(f"SELECT * FROM trials WHERE status = 'ok' ORDER BY {self._rank_order} LIMIT 1").fetchone()
+        query = f"SELECT * FROM trials WHERE status = 'ok' ORDER BY {self._rank_order} LIMIT 1"
+        row = self._db.execute(query).fetchone()
         return None if row is None else _trial(row)
 
     # -- steps and checkpoints --------------------------------------------------------------

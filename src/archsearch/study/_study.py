@@ -100,6 +100,7 @@ class Study:
             self.children_per_step: int = config["children_per_step"]
             self.seed: int = config["seed"]
             self.reuse_evaluations: bool = config.get("reuse_evaluations", False)
+            self.save_children: bool = config.get("save_children", False)
             self._configs = {name: config[name] for name in ("task", "space", "strategy", "trainer")}
         except KeyError as exc:
             raise ArchsearchError(f"{storage.path}: study config lacks {exc}") from None
@@ -150,6 +151,7 @@ class Study:
         strategy: Strategy | None = None,
         evaluator: Evaluator | None = None,
         reuse_evaluations: bool = False,
+        save_children: bool = False,
     ) -> Study:
         """A new study file at ``path`` (which must not exist yet).
 
@@ -182,7 +184,10 @@ class Study:
             "children_per_step": children_per_step,
             "seed": seed,
             "reuse_evaluations": bool(reuse_evaluations),
+            "save_children": bool(save_children),
         }
+        if save_children and path is None:
+            raise ArchsearchError("save_children: a study kept in memory has no folder to save children in")
         storage = Storage.create(path, config)
         return cls(storage, task=task, space=space, strategy=strategy, evaluator=evaluator)
 
@@ -309,10 +314,38 @@ class Study:
             result = dataclasses.replace(result, val_loss=validation_loss(arch, self.task, result.weights))
         candidate = _Rank(result.reward, result.val_loss, result.params, number)
         better = result.status == "ok" and (best is None or rank(candidate) < rank(best))
+        if self.save_children and result.weights is not None and origin is None:
+            self._save_child(number, result.weights)
         trial = self._storage.add_trial(
             number, step, slot, arch, seed, result, keep_weights=better, cached_from=origin and origin.number
         )
         return trial, trial if better else best
+
+    @property
+    def children_dir(self) -> Path | None:
+        """Where ``save_children`` keeps every child's weights: beside the study, ``STUDY.children/``."""
+        return None if self.path is None else self.path.with_name(self.path.name + ".children")
+
+    def _save_child(self, number: int, weights: dict) -> None:
+        """Written before the trial is committed, replacing a file left by a run killed in between."""
+        from safetensors.torch import save_file
+
+        folder = self.children_dir
+        folder.mkdir(exist_ok=True)
+        final = folder / f"{number}.safetensors"
+        partial = folder / f"{number}.safetensors.partial"
+        save_file({k: v.detach().contiguous() for k, v in weights.items()}, str(partial))
+        os.replace(partial, final)
+
+    def child_model(self, number: int):  # noqa: ANN201 -- torch.nn.Module
+        """Trial ``number``'s network with its kept weights, from a study that saves its children."""
+        from safetensors.torch import load_file
+
+        file = self.children_dir / f"{number}.safetensors" if self.children_dir else None
+        if file is None or not file.exists():
+            raise ArchsearchError(f"{self.path}: no saved weights for trial {number} (search with --save-children)")
+        trial = next(t for t in self.trials() if t.number == number)
+        return load_model(trial.architecture, self.task, load_file(str(file)))
 
     # -- results -----------------------------------------------------------------------------
 
