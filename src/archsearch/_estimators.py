@@ -75,9 +75,9 @@ class NASClassifier(ClassifierMixin, BaseEstimator):
 
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
-        self.classes_, codes = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise ValueError(f"NASClassifier: y has one class only ({self.classes_[0]!r}); nothing to classify")
+        classes, codes = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError(f"NASClassifier: y has one class only ({classes[0]!r}); nothing to classify")
         if not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction: must be in (0, 1), got {self.validation_fraction}")
         rows = np.arange(len(y))
@@ -85,10 +85,10 @@ class NASClassifier(ClassifierMixin, BaseEstimator):
         train, val = train_test_split(
             rows, test_size=self.validation_fraction, random_state=self.seed, stratify=stratify
         )
-        self.mean_ = X[train].mean(axis=0)
-        self.scale_ = X[train].std(axis=0)
-        self.scale_[self.scale_ == 0] = 1.0
-        x = torch.as_tensor((X - self.mean_) / self.scale_, dtype=torch.float32)
+        mean = X[train].mean(axis=0)
+        scale = X[train].std(axis=0)
+        scale[scale == 0] = 1.0
+        x = torch.as_tensor((X - mean) / scale, dtype=torch.float32)
         labels = torch.as_tensor(codes, dtype=torch.int64)
         empty = x[:0]
         task = Task(
@@ -99,17 +99,18 @@ class NASClassifier(ClassifierMixin, BaseEstimator):
             labels[val],
             empty,
             labels[:0],
-            len(self.classes_),
+            len(classes),
             config={"name": "arrays"},
             preprocessing={
                 "features": [f"x{i}" for i in range(X.shape[1])],
-                "mean": self.mean_.tolist(),
-                "std": self.scale_.tolist(),
-                "classes": self.classes_.tolist(),
+                "mean": mean.tolist(),
+                "std": scale.tolist(),
+                "classes": classes.tolist(),
             },
         )
         space = self.space if self.space is not None else MLPSpace()
         config = TrainConfig(max_epochs=self.max_epochs, patience=self.patience, lr=self.lr)
+        study = None
         try:
             study = Study.create(
                 self.study_path,
@@ -122,18 +123,21 @@ class NASClassifier(ClassifierMixin, BaseEstimator):
                 evaluator=build_evaluator({"name": self.trainer, **config.to_config()}, task),
             )
             study.run(progress=self.verbose)
+            best = study.best()
+            if best is None:
+                raise ArchsearchError("no network trained successfully")
+            model = study.best_model()
         except ArchsearchError as exc:
+            if study is not None:
+                study.close()
             raise ValueError(f"NASClassifier: {exc}") from None
-        best = study.best()
-        if best is None:
-            raise ValueError("NASClassifier: no network trained successfully; see study_.trials()")
-        self.study_ = study
-        self.best_architecture_ = best.architecture
-        self.best_model_ = study.best_model()
+        # fitted attributes only once the search has succeeded: a failed fit leaves the estimator unfitted
+        self.classes_, self.mean_, self.scale_ = classes, mean, scale
+        self.study_, self.best_architecture_, self.best_model_ = study, best.architecture, model
         return self
 
     def _logits(self, X: Any) -> torch.Tensor:
-        check_is_fitted(self)
+        check_is_fitted(self, "best_model_")
         X = validate_data(self, X, dtype=np.float64, reset=False)
         with torch.no_grad():
             return self.best_model_(torch.as_tensor((X - self.mean_) / self.scale_, dtype=torch.float32))

@@ -180,7 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
         "model.py (plain PyTorch) and model.onnx (with archsearch[onnx]).",
     )
     export.add_argument("study", type=Path, help="study file")
-    export.add_argument("--out", type=Path, default=None, help="folder to write (default: STUDY's name, without .db)")
+    export.add_argument(
+        "--out", type=Path, default=None, help="folder to write (default: the study's name without its extension)"
+    )
     export.add_argument(
         "--onnx",
         action=argparse.BooleanOptionalAction,
@@ -450,6 +452,8 @@ def _sample(args: argparse.Namespace) -> int:
     study.parent.mkdir(parents=True, exist_ok=True)
     print(f"sampling {args.n} random architectures on {args.task} -> {study}")
     result = sample(args.task, args.n, study, seed=args.seed, progress=False if args.quiet else None)
+    if not result.accuracies:
+        raise ArchsearchError(f"{study}: none of the {result.failed} sampled architectures trained successfully")
     numbers = write_sample(result, plot)
     summary = result.to_dict()
     peaks = ", ".join(f"{p:.3f}" for p in result.peaks)
@@ -480,7 +484,11 @@ def _export(args: argparse.Namespace) -> int:
     from archsearch.export import export_best, onnx_available
     from archsearch.study import Study
 
-    out = args.out or args.study.with_suffix("")
+    out = args.out or (
+        args.study.with_suffix("") if args.study.suffix else args.study.with_name(args.study.name + "-export")
+    )
+    if out.exists() and not out.is_dir():
+        raise ArchsearchError(f"--out: {out} is a file, not a folder")
     with Study.open(args.study) as study:
         paths = export_best(study, out, onnx=args.onnx)
         best = study.best()

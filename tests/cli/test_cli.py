@@ -365,6 +365,8 @@ def test_export_the_best_network(tmp_path, run):
     assert sorted(p.name for p in out.iterdir()) == ["architecture.json", "model.py", "weights.safetensors"]
     missing = run("export", tmp_path / "nope.db")
     _one_line_error(missing, "nope.db")
+    (tmp_path / "a-file").write_text("x")
+    _one_line_error(run("export", study, "--out", tmp_path / "a-file"), "--out", "is a file")
 
 
 def test_save_children_from_the_command_line(tmp_path, run):

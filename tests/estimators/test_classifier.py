@@ -77,3 +77,15 @@ def test_bad_settings_are_value_errors(params, message):
     X, y = load_wine(return_X_y=True)
     with pytest.raises(ValueError, match=message):
         NASClassifier(budget=2, children_per_step=2, **params).fit(X, y)
+
+
+def test_a_failed_fit_leaves_the_estimator_unfitted(tmp_path):
+    from sklearn.exceptions import NotFittedError
+
+    X, y = load_wine(return_X_y=True)
+    (tmp_path / "taken.db").write_text("someone else's file")
+    model = NASClassifier(budget=2, children_per_step=2, study_path=str(tmp_path / "taken.db"))
+    with pytest.raises(ValueError, match="already exists"):
+        model.fit(X, y)
+    with pytest.raises(NotFittedError):
+        model.predict(X)

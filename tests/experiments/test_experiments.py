@@ -155,3 +155,10 @@ def test_sample_refuses_a_study_of_something_else(tmp_path):
     Study.create(path, "moons", steps=1).close()  # a reinforce search
     with pytest.raises(ArchsearchError, match="not a random sample of task 'moons'"):
         sample("moons", 3, path, progress=False)
+
+
+def test_kept_studies_of_other_settings_are_refused(tmp_path):
+    options = {"task": "moons", "children_per_step": 3, "out": tmp_path, "jobs": 1}
+    compare(["random"], seeds=1, budget=3, trainer={"max_epochs": 2}, **options)
+    with pytest.raises(ArchsearchError, match="kept from a comparison with other settings"):
+        compare(["random"], seeds=1, budget=3, trainer={"max_epochs": 3}, **options)

@@ -166,3 +166,18 @@ def test_a_corrupt_npz(tmp_path):
 def test_unsupported_settings(wine_csv, kwargs, message):
     with pytest.raises(ArchsearchError, match=message):
         from_file(str(wine_csv[0]), "cultivar", **kwargs)
+
+
+def test_npz_without_rows_or_columns(tmp_path):
+    for shape in ((0, 3), (20, 0)):
+        np.savez(tmp_path / "d.npz", X=np.zeros(shape), y=np.arange(shape[0]) % 2)
+        with pytest.raises(ArchsearchError, match="it needs rows and at least one feature column"):
+            from_file(str(tmp_path / "d.npz"))
+
+
+def test_csv_cells_keep_quoted_newlines_and_form_feeds(tmp_path):
+    cells = ["a\fb", "a\nb"]
+    text = "x,colour,label\n" + "".join(f'{i},"{cells[i % 2]}",{i % 2}\n' for i in range(30))
+    (tmp_path / "d.csv").write_text(text)
+    task = from_file(str(tmp_path / "d.csv"), "label")
+    assert task.preprocessing["features"] == ["x", "colour=a\nb", "colour=a\fb"]

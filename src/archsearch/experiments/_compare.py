@@ -75,6 +75,19 @@ def run_one(spec: RunSpec) -> RunResult:
     bench = get_benchmark(spec.benchmark) if spec.benchmark else None
     if spec.study_path and Path(spec.study_path).exists():
         study = Study.open(spec.study_path)
+        wanted = {"strategy": spec.strategy, "children_per_step": spec.children_per_step, "seed": spec.seed}
+        found = {"strategy": study.config["strategy"]["name"], "children_per_step": study.children_per_step,
+                 "seed": study.seed}  # fmt: skip
+        trainer = {k: v for k, v in study.config["trainer"].items() if k in spec.trainer}
+        if (
+            found != wanted
+            or trainer != spec.trainer
+            or any(study.config["strategy"].get(k) != v for k, v in spec.options.items())
+        ):
+            study.close()
+            raise ArchsearchError(
+                f"{spec.study_path}: kept from a comparison with other settings; choose another --out or delete it"
+            )
     else:
         task = None if bench else get_task(spec.task)
         space = bench.space if bench else MLPSpace()
@@ -229,7 +242,7 @@ class Comparison:
         points = self.checkpoints()
         head = ["strategy"]
         if self.best_value is not None:
-            head += ["median q. to best", "mean q. to best", "success"]
+            head += ["median q. to best", "mean q. to best (runs that found it)", "found"]
         head += [f"best@{p}" for p in points] + ["seconds"]
         lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
         for name, entry in summary.items():

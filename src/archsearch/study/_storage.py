@@ -204,7 +204,9 @@ class Storage:
             raise ArchsearchError(f"{path}: not an archsearch study (no study marker)")
         version = int(rows.get("schema_version", "0"))
         if version not in (1, SCHEMA_VERSION):
-            raise ArchsearchError(f"{path}: study schema version {version}, this archsearch reads {SCHEMA_VERSION}")
+            raise ArchsearchError(
+                f"{path}: study schema version {version}, this archsearch reads 1 to {SCHEMA_VERSION}"
+            )
         if not readonly:
             try:
                 _configure(db)

@@ -356,7 +356,8 @@ class Study:
         return self._storage.trials(order="reward")[:top]
 
     def best(self) -> Trial | None:
-        """The trial with the highest reward (status ``ok``); ties go to the fewest parameters, then the earliest."""
+        """The trial with the highest reward (status ``ok``); ties go by validation loss, parameters, then
+        the earliest (see :func:`archsearch.study._storage.rank`)."""
         return self._storage.best_trial()
 
     def step_metrics(self) -> list[tuple[int, dict[str, float]]]:

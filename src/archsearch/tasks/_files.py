@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import math
 import zipfile
 from collections.abc import Sequence
@@ -124,6 +125,8 @@ def _read_npz(file: Path) -> tuple[np.ndarray, np.ndarray]:
         raise ArchsearchError(f"{file}: y must be a 1-D array of labels, got shape {y.shape}")
     if len(x) != len(y):
         raise ArchsearchError(f"{file}: X has {len(x)} rows but y has {len(y)}")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ArchsearchError(f"{file}: X has shape {x.shape}; it needs rows and at least one feature column")
     if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
         raise ArchsearchError(f"{file}: X must be numeric, got {x.dtype}")
     x = x.astype(np.float64)
@@ -140,7 +143,7 @@ def _read_npz(file: Path) -> tuple[np.ndarray, np.ndarray]:
 def _read_csv(file: Path, data: bytes, target: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     try:
         text = data.decode("utf-8-sig")
-        rows = list(csv.reader(text.splitlines()))
+        rows = list(csv.reader(io.StringIO(text, newline="")))
     except (UnicodeDecodeError, csv.Error) as exc:
         raise ArchsearchError(f"{file}: not a readable CSV file ({exc})") from None
     rows = [row for row in rows if any(cell.strip() for cell in row)]
