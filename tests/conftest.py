@@ -52,6 +52,24 @@ def moons() -> Task:
     return get_task("moons")
 
 
+def write_friedman(path, rows: int = 400):  # noqa: ANN001, ANN201
+    """Friedman's regression problem #1 (10 features, 5 of them used, noise 0.5) as an .npz file."""
+    import numpy as np
+    from sklearn.datasets import make_friedman1
+
+    x, y = make_friedman1(n_samples=rows, noise=0.5, random_state=0)
+    np.savez(path, X=x, y=y)
+    return path
+
+
+@pytest.fixture(scope="session")
+def friedman(tmp_path_factory: pytest.TempPathFactory) -> Task:
+    """A regression task: 400 rows of Friedman #1, split 70/20/10."""
+    from archsearch.tasks import from_file
+
+    return from_file(str(write_friedman(tmp_path_factory.mktemp("friedman") / "friedman.npz")))
+
+
 @pytest.fixture
 def space() -> MLPSpace:
     return MLPSpace()

@@ -1,6 +1,6 @@
 """archsearch: neural architecture search that is correct, fast and never loses work."""
 
-from archsearch._estimators import NASClassifier
+from archsearch._estimators import NASClassifier, NASRegressor
 from archsearch.errors import ArchsearchError
 from archsearch.evaluation import BatchedTrainer, Evaluator, LookupEvaluator, Result, SerialTrainer, TrainConfig
 from archsearch.space import Architecture, MLPArchitecture, MLPSpace, SearchSpace
@@ -18,6 +18,7 @@ __all__ = [
     "Evaluator",
     "LookupEvaluator",
     "NASClassifier",
+    "NASRegressor",
     "RandomSearch",
     "RegularizedEvolution",
     "MLPArchitecture",

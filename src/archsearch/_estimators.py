@@ -1,11 +1,14 @@
-"""A scikit-learn estimator around a search: ``fit`` searches, ``predict`` uses the best network.
+"""scikit-learn estimators around a search: ``fit`` searches, ``predict`` uses the best network.
 
-``NASClassifier`` follows scikit-learn's conventions: constructor arguments are
-stored unchanged (no work in ``__init__``), ``get_params``/``set_params`` and
-``clone`` work, and fitted attributes end with an underscore. ``fit`` holds out
-``validation_fraction`` of the rows (stratified) as the search's validation
-split, which drives the reward; there is no test split inside ``fit``: score
-the estimator on data it has not seen (``score``, ``cross_val_score``).
+``NASClassifier`` and ``NASRegressor`` follow scikit-learn's conventions:
+constructor arguments are stored unchanged (no work in ``__init__``),
+``get_params``/``set_params`` and ``clone`` work, and fitted attributes end with
+an underscore. ``fit`` holds out ``validation_fraction`` of the rows (stratified
+by class for the classifier) as the search's validation split, which drives the
+reward; there is no test split inside ``fit``: score the estimator on data it
+has not seen (``score``, ``cross_val_score``). Features are standardised with
+the training rows' statistics; so is the regressor's target, and its
+predictions are scaled back.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -23,21 +26,10 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from archsearch.errors import ArchsearchError
 
 
-class NASClassifier(ClassifierMixin, BaseEstimator):
-    """Searches an MLP for ``(X, y)`` and predicts with the best one found.
+class _NASEstimator(BaseEstimator):
+    """What the classifier and the regressor share: the parameters, the search and the network."""
 
-    Args:
-        strategy: ``"reinforce"``, ``"evolution"``, ``"random"`` or ``"tpe"``.
-        budget: number of networks trained (rounded up to whole steps).
-        children_per_step: networks per strategy step.
-        space: an ``MLPSpace`` (default: the seed space, up to 5 layers of 1-32 units).
-        trainer: ``"batched"`` or ``"serial"``.
-        max_epochs, patience, lr: child training (see ``TrainConfig``).
-        validation_fraction: share of the rows held out for the reward.
-        seed: seeds the split, the strategy and every child.
-        study_path: a study file to keep the search in (default: in memory).
-        verbose: show the search's progress bar.
-    """
+    _problem = "classification"
 
     def __init__(
         self,
@@ -67,46 +59,54 @@ class NASClassifier(ClassifierMixin, BaseEstimator):
         self.study_path = study_path
         self.verbose = verbose
 
-    def fit(self, X: Any, y: Any) -> NASClassifier:  # noqa: N803 -- scikit-learn's names
+    def _targets(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(targets, stratify)``: what the network is trained on, and the labels to stratify by."""
+        raise NotImplementedError
+
+    def _search(self, X: np.ndarray, targets: np.ndarray, stratify: np.ndarray | None, extra: Any) -> None:
+        """Split, standardise, search; sets the fitted attributes only once the search has succeeded."""
         from archsearch.evaluation import TrainConfig
         from archsearch.space import MLPSpace
         from archsearch.study import Study, build_evaluator, build_strategy
         from archsearch.tasks import Task
 
-        X, y = validate_data(self, X, y, dtype=np.float64)
-        check_classification_targets(y)
-        classes, codes = np.unique(y, return_inverse=True)
-        if len(classes) < 2:
-            raise ValueError(f"NASClassifier: y has one class only ({classes[0]!r}); nothing to classify")
+        name = type(self).__name__
         if not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction: must be in (0, 1), got {self.validation_fraction}")
-        rows = np.arange(len(y))
-        stratify = codes if np.bincount(codes).min() >= 2 else None
         train, val = train_test_split(
-            rows, test_size=self.validation_fraction, random_state=self.seed, stratify=stratify
+            np.arange(len(X)), test_size=self.validation_fraction, random_state=self.seed, stratify=stratify
         )
         mean = X[train].mean(axis=0)
         scale = X[train].std(axis=0)
         scale[scale == 0] = 1.0
         x = torch.as_tensor((X - mean) / scale, dtype=torch.float32)
-        labels = torch.as_tensor(codes, dtype=torch.int64)
-        empty = x[:0]
+        regression = self._problem == "regression"
+        preprocessing: dict[str, Any] = {
+            "features": [f"x{i}" for i in range(X.shape[1])],
+            "mean": mean.tolist(),
+            "std": scale.tolist(),
+        }
+        if regression:
+            y_mean, y_scale = float(targets[train].mean()), float(targets[train].std()) or 1.0
+            y = torch.as_tensor((targets - y_mean) / y_scale, dtype=torch.float32)
+            preprocessing.update(target_mean=y_mean, target_std=y_scale)
+            n_classes = 0
+        else:
+            y = torch.as_tensor(targets, dtype=torch.int64)
+            preprocessing["classes"] = extra.tolist()
+            n_classes = len(extra)
         task = Task(
             "arrays",
             x[train],
-            labels[train],
+            y[train],
             x[val],
-            labels[val],
-            empty,
-            labels[:0],
-            len(classes),
-            config={"name": "arrays"},
-            preprocessing={
-                "features": [f"x{i}" for i in range(X.shape[1])],
-                "mean": mean.tolist(),
-                "std": scale.tolist(),
-                "classes": classes.tolist(),
-            },
+            y[val],
+            x[:0],
+            y[:0],
+            n_classes,
+            config={"name": "arrays", "problem": self._problem},
+            preprocessing=preprocessing,
+            problem=self._problem,
         )
         space = self.space if self.space is not None else MLPSpace()
         config = TrainConfig(max_epochs=self.max_epochs, patience=self.patience, lr=self.lr)
@@ -130,25 +130,24 @@ class NASClassifier(ClassifierMixin, BaseEstimator):
         except ArchsearchError as exc:
             if study is not None:
                 study.close()
-            raise ValueError(f"NASClassifier: {exc}") from None
-        # fitted attributes only once the search has succeeded: a failed fit leaves the estimator unfitted
-        self.classes_, self.mean_, self.scale_ = classes, mean, scale
+            raise ValueError(f"{name}: {exc}") from None
+        self.mean_, self.scale_ = mean, scale
+        if regression:
+            self.target_mean_, self.target_scale_ = preprocessing["target_mean"], preprocessing["target_std"]
+        else:
+            self.classes_ = extra
         self.study_, self.best_architecture_, self.best_model_ = study, best.architecture, model
-        return self
 
-    def _logits(self, X: Any) -> torch.Tensor:
+    def _outputs(self, X: Any) -> torch.Tensor:
+        """The network's outputs, computed in float64 so that a row's prediction never depends on
+        which other rows share its call (float32 matrix products round differently by batch size)."""
         check_is_fitted(self, "best_model_")
         X = validate_data(self, X, dtype=np.float64, reset=False)
+        weights = {name: value.double() for name, value in self.best_model_.state_dict().items()}
         with torch.no_grad():
-            return self.best_model_(torch.as_tensor((X - self.mean_) / self.scale_, dtype=torch.float32))
-
-    def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803
-        """Class probabilities, columns in the order of ``classes_``."""
-        return torch.softmax(self._logits(X), dim=1).double().numpy()
-
-    def predict(self, X: Any) -> np.ndarray:  # noqa: N803
-        predicted = self._logits(X).argmax(dim=1).numpy()
-        return self.classes_[predicted]
+            return torch.func.functional_call(
+                self.best_model_, weights, (torch.as_tensor((X - self.mean_) / self.scale_),)
+            )
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled without the open study: ``study_`` comes back reopened (read-only) from
@@ -163,3 +162,64 @@ class NASClassifier(ClassifierMixin, BaseEstimator):
             from archsearch.study import Study
 
             self.study_ = Study.open(self.study_path, readonly=True) if self.study_path else None
+
+
+_PARAMETERS = """
+    Args:
+        strategy: ``"reinforce"``, ``"evolution"``, ``"random"`` or ``"tpe"``.
+        budget: number of networks trained (rounded up to whole steps).
+        children_per_step: networks per strategy step.
+        space: an ``MLPSpace`` (default: the seed space, up to 5 layers of 1-32 units).
+        trainer: ``"batched"`` or ``"serial"``.
+        max_epochs, patience, lr: child training (see ``TrainConfig``).
+        validation_fraction: share of the rows held out for the reward.
+        seed: seeds the split, the strategy and every child.
+        study_path: a study file to keep the search in (default: in memory).
+        verbose: show the search's progress bar.
+"""
+
+
+class NASClassifier(ClassifierMixin, _NASEstimator):
+    """Searches an MLP for ``(X, y)`` and predicts with the best one found (reward: validation accuracy)."""
+
+    def fit(self, X: Any, y: Any) -> NASClassifier:  # noqa: N803 -- scikit-learn's names
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
+        classes, codes = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError(f"NASClassifier: y has one class only ({classes[0]!r}); nothing to classify")
+        stratify = codes if np.bincount(codes).min() >= 2 else None
+        self._search(X, codes, stratify, classes)
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803
+        """Class probabilities, columns in the order of ``classes_``."""
+        return torch.softmax(self._outputs(X), dim=1).numpy()
+
+    def predict(self, X: Any) -> np.ndarray:  # noqa: N803
+        predicted = self._outputs(X).argmax(dim=1).numpy()
+        return self.classes_[predicted]
+
+
+class NASRegressor(RegressorMixin, _NASEstimator):
+    """Searches an MLP for ``(X, y)`` with a numeric ``y`` and predicts with the best one found.
+
+    The network is trained on the standardised target with mean squared error; its reward is
+    the validation R^2 clipped at 0 (see ``archsearch.evaluation._scoring``).
+    """
+
+    _problem = "regression"
+
+    def fit(self, X: Any, y: Any) -> NASRegressor:  # noqa: N803 -- scikit-learn's names
+        X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
+        if y.ndim != 1:
+            raise ValueError(f"NASRegressor: y must be one column of values, got shape {y.shape}")
+        self._search(X, y.astype(np.float64), None, None)
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:  # noqa: N803
+        return self._outputs(X)[:, 0].numpy() * self.target_scale_ + self.target_mean_
+
+
+NASClassifier.__doc__ = f"{NASClassifier.__doc__}\n{_PARAMETERS}"
+NASRegressor.__doc__ = f"{NASRegressor.__doc__}\n{_PARAMETERS}"

@@ -83,13 +83,19 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--noisy", action="store_true", help="with --benchmark: reward one recorded run, not the mean")
     data = search.add_argument_group("your own data (instead of --task)")
     data.add_argument("--data", type=Path, default=None, help="a .csv file with a header row, or an .npz with X and y")
-    data.add_argument("--target", default=None, help="the CSV column that holds the labels")
-    data.add_argument("--problem", default="classification", help="classification (the only kind so far; default)")
+    data.add_argument("--target", default=None, help="the CSV column that holds the labels or values to predict")
+    data.add_argument(
+        "--problem",
+        choices=("classification", "regression"),
+        default=None,
+        help="default: inferred from the target (text or <= 20 distinct integers: classification; "
+        "fractional numbers: regression)",
+    )
     data.add_argument(
         "--split",
         type=_fractions,
         default=(0.7, 0.2, 0.1),
-        help="train,validation,test fractions, stratified by class (default: 0.7,0.2,0.1)",
+        help="train,validation,test fractions, stratified by class for classification (default: 0.7,0.2,0.1)",
     )
     search.add_argument(
         "--strategy", default="reinforce", choices=sorted(STRATEGIES), help="search strategy (default: reinforce)"
@@ -130,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--save-children",
         action="store_true",
         help="keep every child's weights in STUDY.children/ (default: only the best network's)",
+    )
+    train.add_argument(
+        "--refit",
+        action="store_true",
+        help="when the search ends, retrain the best architecture on the training and validation rows "
+        "together (for the epochs that set its reward) and make that the study's model",
     )
     rl = search.add_argument_group("reinforce controller")
     rl.add_argument("--controller-lr", type=_positive_float, default=None, help="Adam learning rate (default: 0.03)")
@@ -341,6 +353,7 @@ def _search(args: argparse.Namespace) -> int:
         evaluator=evaluator,
         reuse_evaluations=args.reuse_evaluations,
         save_children=args.save_children,
+        refit=args.refit,
     )
     print(f"study: {study.path}  ({args.steps} steps x {args.children_per_step} children, seed {args.seed})")
     with study:
@@ -375,10 +388,14 @@ def _print_best(study) -> None:  # noqa: ANN001
         )
     else:
         test = summary["test_accuracy"]
+        metric = "r2" if summary["metric"] == "r2" else "accuracy"
         print(
-            f"best: {summary['architecture']}  val_accuracy {summary['val_accuracy']:.4f}  "
-            f"test_accuracy {test if test is None else format(test, '.4f')}  params {summary['params']}  {where}"
+            f"best: {summary['architecture']}  val_{metric} {summary['val_accuracy']:.4f}  "
+            f"test_{metric} {test if test is None else format(test, '.4f')}  params {summary['params']}  {where}"
         )
+        if summary.get("refit"):
+            refit = summary["refit"]
+            print(f"refit: retrained on {refit['rows']} training + validation rows for {refit['epochs']} epochs")
     first, last = summary["mean_reward_first_steps"], summary["mean_reward_last_steps"]
     window = summary["trend_window"]
     print(f"mean reward: first {window} steps {first:.4f}, last {window} steps {last:.4f}")
@@ -505,6 +522,7 @@ def _trials(args: argparse.Namespace) -> int:
 
     with Study.open(args.study, readonly=True) as study:
         trials = study.trials(top=args.top)
+        score = "val_r2" if study.metric == "r2" else "val_acc"
     if args.json:
         print(json.dumps([t.to_dict() for t in trials], indent=2))
         return 0
@@ -512,7 +530,7 @@ def _trials(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(box=None)
-    for column in ("#", "step", "architecture", "status", "reward", "val_acc", "params", "epochs", "seconds"):
+    for column in ("#", "step", "architecture", "status", "reward", score, "params", "epochs", "seconds"):
         table.add_column(column, justify="left" if column in ("architecture", "status") else "right")
     for t in trials:
         table.add_row(

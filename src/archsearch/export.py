@@ -8,9 +8,10 @@
   standardisation, class labels) and where the network came from;
 - ``model.py``: plain PyTorch that rebuilds the network, reads the weights file
   itself (needs ``torch`` only, not archsearch and not safetensors) and predicts
-  labels from raw rows;
+  labels (regression: values in the target's units) from raw rows;
 - ``model.onnx`` (with the optional extra ``archsearch[onnx]``): the network for
-  any ONNX runtime; input ``features`` (already preprocessed rows), output ``logits``.
+  any ONNX runtime; input ``features`` (already preprocessed rows), output
+  ``logits`` (regression: ``outputs``, the standardised prediction).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def export_best(study: Any, out: Path, onnx: bool | None = None) -> dict[str, Pa
     paths["model.py"].write_text(standalone_code(description))
     if onnx or (onnx is None and onnx_available()):
         paths["model.onnx"] = out / "model.onnx"
-        export_onnx(model, task.in_features, paths["model.onnx"])
+        export_onnx(model, task.in_features, paths["model.onnx"], "outputs" if task.regression else "logits")
     return paths
 
 
@@ -76,11 +77,13 @@ def describe(arch: MLPArchitecture, task: Any, study: Any, best: Any) -> dict[st
             for fan_in, fan_out, activation in zip(sizes, sizes[1:], activations)
         ],
         "parameters": best.params,
+        "problem": task.problem,
         "preprocessing": task.preprocessing,
         "source": {
             "study": str(study.path) if study.path else None,
             "task": task.name,
             "trial": best.number,
+            "metric": study.metric,
             "val_accuracy": best.val_accuracy,
             "test_accuracy": study.test_accuracy(),
         },
@@ -97,11 +100,13 @@ def standalone_code(description: dict[str, Any]) -> str:
             modules.append(_ACTIVATION_CODE[layer["activation"]])
     body = ",\n        ".join(modules)
     pre = description["preprocessing"]
+    regression = description.get("problem") == "regression"
+    returns = "values in the target's units" if regression else "class labels"
     return f'''"""{description["architecture"]}: a network found by archsearch, as plain PyTorch.
 
 Needs torch only. ``load_model()`` returns the network with its weights;
 ``predict(rows)`` takes raw input rows (columns: FEATURES), applies the
-standardisation the search used, and returns class labels.
+standardisation the search used, and returns {returns}.
 """
 
 import json
@@ -116,6 +121,8 @@ FEATURES = {pre.get("features")!r}
 MEAN = {pre.get("mean")!r}
 STD = {pre.get("std")!r}
 CLASSES = {pre.get("classes")!r}
+TARGET_MEAN = {pre.get("target_mean")!r}
+TARGET_STD = {pre.get("target_std")!r}
 _DTYPES = {{"F32": torch.float32, "F64": torch.float64, "F16": torch.float16, "BF16": torch.bfloat16}}
 
 
@@ -148,16 +155,19 @@ def load_model(path: Path = HERE / "weights.safetensors") -> nn.Sequential:
 
 @torch.no_grad()
 def predict(rows, model: nn.Sequential | None = None) -> list:
-    """Class labels of raw input rows (a list of lists or an array, one column per feature)."""
+    """The {returns} of raw input rows (a list of lists or an array, one column per feature)."""
     model = model or load_model()
     x = torch.as_tensor(rows, dtype=torch.float32)
     if MEAN is not None:
         x = (x - torch.tensor(MEAN, dtype=torch.float32)) / torch.tensor(STD, dtype=torch.float32)
-    return [CLASSES[i] for i in model(x).argmax(dim=1).tolist()]
+    outputs = model(x)
+    if CLASSES is None:  # regression: the network predicts the standardised target
+        return (outputs[:, 0].double() * TARGET_STD + TARGET_MEAN).tolist()
+    return [CLASSES[i] for i in outputs.argmax(dim=1).tolist()]
 '''
 
 
-def export_onnx(model: torch.nn.Module, in_features: int, path: Path) -> None:
+def export_onnx(model: torch.nn.Module, in_features: int, path: Path, output: str = "logits") -> None:
     """ONNX with a variable number of rows; the exporter's own chatter is kept off the terminal."""
     example = torch.zeros(2, in_features)
     rows = torch.export.Dim("rows")
@@ -172,7 +182,7 @@ def export_onnx(model: torch.nn.Module, in_features: int, path: Path) -> None:
                 (example,),
                 str(path),
                 input_names=["features"],
-                output_names=["logits"],
+                output_names=[output],
                 dynamic_shapes=({0: rows},),
                 dynamo=True,
             )

@@ -105,6 +105,24 @@ def boundary_figure(model: torch.nn.Module, task: Any) -> str:
     return _png(fig)
 
 
+def fit_figure(model: torch.nn.Module, task: Any) -> str:
+    """Regression: the best network's predictions against the true values of the test points."""
+    x, y = task.split("test")
+    pre = task.preprocessing
+    with torch.no_grad():
+        predicted = model(x)[:, 0].double() * pre["target_std"] + pre["target_mean"]
+    actual = y.double() * pre["target_std"] + pre["target_mean"]
+    fig, ax = _pyplot().subplots(figsize=(5.2, 4.8), dpi=110)
+    ax.scatter(actual, predicted, color="#1f4e79", edgecolors="black", linewidths=0.4, s=24)
+    low, high = float(min(actual.min(), predicted.min())), float(max(actual.max(), predicted.max()))
+    ax.plot([low, high], [low, high], color="#c0504d", linewidth=1, label="perfect prediction")
+    ax.set_xlabel("true value")
+    ax.set_ylabel("predicted value")
+    ax.set_title(f"Best network on the {len(y)} test points")
+    ax.legend(loc="upper left")
+    return _png(fig)
+
+
 def histogram_figure(accuracies: list[float]) -> str:
     from archsearch.experiments import density_peaks
 
@@ -138,6 +156,7 @@ def render_report(study: Any, top: int = 10, sample: Any = None) -> str:
     steps = study.completed_steps()
     rewards = np.array([t.reward for t in trials if t.step < steps], dtype=float)
     sections: list[tuple[str, str, str]] = []  # (id, title, html)
+    score = "R²" if study.metric == "r2" else "accuracy"
     facts = {
         "study": study.path or "(in memory)",
         "task": study.task.name if study.task is not None else study.config["trainer"].get("benchmark"),
@@ -145,8 +164,8 @@ def render_report(study: Any, top: int = 10, sample: Any = None) -> str:
         "steps": f"{steps} of {study.steps} ({per_step} architectures each)",
         "trials": len(trials),
         "best architecture": summary.get("architecture"),
-        "validation accuracy": summary.get("val_accuracy"),
-        "test accuracy": summary.get("test_accuracy"),
+        f"validation {score}": summary.get("val_accuracy"),
+        f"test {score}": summary.get("test_accuracy"),
         "parameters": summary.get("params"),
     }
     overview = "<dl>" + "".join(
@@ -163,7 +182,10 @@ def render_report(study: Any, top: int = 10, sample: Any = None) -> str:
             sections.append(("controller", "Controller loss and entropy", f'<img alt="controller" src="{controller}">'))
         sections.append(("best-so-far", "Best so far", f'<img alt="best so far" src="{best_so_far_figure(rewards)}">'))
     task = study.task
-    if task is not None and task.in_features == 2 and study.best() is not None:
+    if task is not None and task.regression and len(task.y_test) and study.best() is not None:
+        image = fit_figure(study.best_model(), task)
+        sections.append(("fit", "Predicted against true values", f'<img alt="predicted against true" src="{image}">'))
+    elif task is not None and task.in_features == 2 and study.best() is not None:
         image = boundary_figure(study.best_model(), task)
         sections.append(("boundary", "Decision boundary", f'<img alt="decision boundary" src="{image}">'))
     accuracies = None
@@ -179,7 +201,7 @@ def render_report(study: Any, top: int = 10, sample: Any = None) -> str:
          "-" if t.val_loss is None else f"{t.val_loss:.4f}", t.params, t.number]
         for i, t in enumerate(study.trials(top=top))
     ]  # fmt: skip
-    head = ["rank", "architecture", "reward", "val accuracy", "val loss", "params", "trial"]
+    head = ["rank", "architecture", "reward", f"val {score}", "val loss", "params", "trial"]
     sections.append(("top", f"Top {top} architectures", _table(head, rows)))
     config = html.escape(json.dumps(study.config, indent=2, sort_keys=True))
     sections.append(("config", "Config", f"<pre>{config}</pre>"))

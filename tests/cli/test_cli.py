@@ -336,6 +336,32 @@ def test_search_your_own_csv(tmp_path, run):
     _one_line_error(proc, "wine.csv", "has changed")
 
 
+def test_search_a_regression_csv_then_export(tmp_path, run):
+    """Fractional target values: inferred as regression; R^2 is reported and model.py predicts values."""
+    import csv
+
+    from sklearn.datasets import make_friedman1
+
+    x, y = make_friedman1(n_samples=200, noise=0.5, random_state=0)
+    with open(tmp_path / "prices.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([*(f"f{i}" for i in range(10)), "price"])
+        writer.writerows([*row, value] for row, value in zip(x, y))
+    proc = run("search", "--data", "prices.csv", "--target", "price", "--steps", "2", "--children-per-step", "4",
+               *FAST, cwd=tmp_path, check=True)  # fmt: skip
+    assert "val_r2" in proc.stdout and "test_r2" in proc.stdout and "accuracy" not in proc.stdout
+    study = tmp_path / "runs" / "prices-reinforce-s0.db"
+    summary = json.loads(run("best", study, "--json", check=True).stdout)
+    assert summary["metric"] == "r2" and summary["test_accuracy"] <= 1 and 0 <= summary["val_accuracy"] <= 1
+    assert "val_r2" in run("trials", study, "--top", "3", check=True).stdout
+    run("export", study, "--out", tmp_path / "best", "--no-onnx", check=True)
+    predicted = subprocess.run(
+        [sys.executable, "-c", f"import model; print(model.predict({x[:3].tolist()}))"],
+        cwd=tmp_path / "best", capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert len(json.loads(predicted)) == 3 and all(0 < v < 40 for v in json.loads(predicted))
+
+
 @pytest.mark.parametrize(
     "args, needles",
     [
@@ -344,7 +370,8 @@ def test_search_your_own_csv(tmp_path, run):
         (["--data", "wine.csv"], ["--target", "wine.csv"]),
         (["--data", "wine.csv", "--target", "cultivar", "--task", "moons"], ["--task", "--data", "not both"]),
         (["--target", "cultivar"], ["--target", "no --data"]),
-        (["--data", "wine.csv", "--target", "cultivar", "--problem", "regression"], ["--problem", "regression"]),
+        (["--data", "wine.csv", "--target", "cultivar", "--problem", "regression"], ["cultivar", "not numeric"]),
+        (["--data", "wine.csv", "--target", "cultivar", "--problem", "ranking"], ["--problem", "ranking"]),
         (["--data", "wine.csv", "--target", "cultivar", "--split", "0.5,0.2"], ["--split"]),
         (["--data", "wine.csv", "--target", "cultivar", "--split", "a,b,c"], ["--split", "a,b,c"]),
     ],

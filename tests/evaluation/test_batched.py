@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from archsearch import ArchsearchError
-from archsearch.evaluation import BatchedTrainer, SerialTrainer, TrainConfig, load_model, split_accuracy
+from archsearch.evaluation import BatchedTrainer, SerialTrainer, TrainConfig, load_model, split_score
 from archsearch.evaluation._batched import MAX_GROUP, plan_groups
 from archsearch.space import MLPArchitecture, MLPSpace
 
@@ -56,6 +56,25 @@ def test_matches_the_reference_trainer(moons):
             assert b.reward == pytest.approx(r.reward, abs=0.02)
 
 
+def test_regression_matches_the_reference_trainer(friedman):
+    """Mean squared error and clipped R^2: the same curves and stopping epochs as the reference."""
+    archs = equivalence_archs()[:14]
+    seeds = list(range(200, 200 + len(archs)))
+    config = TrainConfig(max_epochs=30)
+    reference = SerialTrainer(friedman, config).evaluate_all(archs, seeds)
+    batched = BatchedTrainer(friedman, config).evaluate_all(archs, seeds)
+    assert all(r.status == b.status == "ok" for r, b in zip(reference, batched))
+    same_stop = 0
+    for r, b in zip(reference, batched):
+        n = min(r.epochs, b.epochs)
+        assert b.train_loss[:n] == pytest.approx(r.train_loss[:n], rel=1e-4)
+        assert b.val_curve[:n] == pytest.approx(r.val_curve[:n], abs=1e-4)
+        assert all(0.0 <= v <= 1.0 for v in b.val_curve)
+        same_stop += r.epochs == b.epochs
+    assert same_stop >= len(archs) - 1
+    assert max(b.val_accuracy for b in batched) > 0.5  # some networks learn Friedman #1
+
+
 def test_initial_weights_are_the_reference_trainers(moons):
     """One epoch, one Adam step: the first training loss depends only on the initial weights."""
     archs = equivalence_archs()
@@ -71,7 +90,7 @@ def test_kept_weights_reproduce_the_rewarded_validation_accuracy(moons):
     for arch, result in zip(archs, BatchedTrainer(moons, TrainConfig(max_epochs=40)).evaluate_all(archs, [1, 2, 3])):
         assert result.val_curve[result.kept_epoch - 1] == result.val_accuracy
         assert result.reward == pytest.approx(result.val_accuracy**3)
-        assert split_accuracy(load_model(arch, moons, result.weights), moons, "val") == result.val_accuracy
+        assert split_score(load_model(arch, moons, result.weights), moons, "val") == result.val_accuracy
 
 
 def test_minibatches_match_the_reference(moons):

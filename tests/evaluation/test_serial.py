@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from archsearch import ArchsearchError
-from archsearch.evaluation import SerialTrainer, TrainConfig, load_model, split_accuracy
+from archsearch.evaluation import SerialTrainer, TrainConfig, load_model, split_score
 from archsearch.space import MLPArchitecture
 from archsearch.tasks import Task
 
@@ -30,7 +30,7 @@ def test_kept_weights_reproduce_the_rewarded_validation_accuracy(moons):
     assert 36 <= result.kept_epoch <= 40
     assert result.val_curve[result.kept_epoch - 1] == result.val_accuracy
     model = load_model(ARCH, moons, result.weights)
-    assert split_accuracy(model, moons, "val") == result.val_accuracy
+    assert split_score(model, moons, "val") == result.val_accuracy
 
 
 def test_early_stopping_waits_patience_epochs_without_improvement(moons):

@@ -119,6 +119,29 @@ def test_moons_export_without_scaling(tmp_path):
     assert namespace["predict"](task.x_val.tolist(), model) == study.best_model()(task.x_val).argmax(1).tolist()
 
 
+def test_regression_export_round_trip(tmp_path, friedman):
+    """model.py predicts in the target's units; ONNX gives the standardised output as 'outputs'."""
+    task = friedman
+    study = _study(tmp_path / "f.db", task)
+    paths = export_best(study, tmp_path / "best")
+    description = json.loads(paths["architecture.json"].read_text())
+    assert description["problem"] == "regression" and description["source"]["metric"] == "r2"
+    pre = task.preprocessing
+    with torch.no_grad():
+        standardised = study.best_model()(task.x_test)[:, 0].double()
+    expected = (standardised * pre["target_std"] + pre["target_mean"]).tolist()
+    namespace: dict = {}
+    exec(paths["model.py"].read_text().replace("HERE = Path(__file__)", f"HERE = Path({str(paths['model.py'])!r})"),
+         namespace)  # fmt: skip
+    assert namespace["predict"](_raw(task, "test")) == pytest.approx(expected, abs=1e-4)
+    if onnx_available():
+        ort = pytest.importorskip("onnxruntime")
+        session = ort.InferenceSession(str(paths["model.onnx"]))
+        assert [o.name for o in session.get_outputs()] == ["outputs"]
+        (outputs,) = session.run(None, {"features": task.x_test.numpy()})
+        np.testing.assert_allclose(outputs[:, 0], standardised.numpy(), atol=1e-5)
+
+
 def test_export_refuses_a_study_without_a_network(tmp_path):
     from archsearch.evaluation import LookupEvaluator, get_benchmark
     from archsearch.strategies import RandomSearch

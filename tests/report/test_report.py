@@ -68,6 +68,16 @@ def test_sections_follow_what_the_study_has(tmp_path):
     assert '<section id="reward">' in page and '<section id="top">' in page
 
 
+def test_a_regression_study_plots_predictions_against_true_values(friedman):
+    study = Study.create(None, friedman, steps=2, children_per_step=4,
+                         evaluator=BatchedTrainer(friedman, TrainConfig(max_epochs=10)))  # fmt: skip
+    study.run(progress=False)
+    page = render_report(study)
+    assert '<section id="fit">' in page and '<section id="boundary">' not in page
+    assert "<dt>validation R²</dt>" in page and "<dt>test R²</dt>" in page and "<th>val R²</th>" in page
+    assert "accuracy" not in page.split('<section id="config">')[0]
+
+
 def test_strings_from_the_study_are_escaped(tmp_path):
     hostile = "wine<script>alert(1)<"
     rows = [[i * 0.1, (i * 7) % 3 * 0.5, "abc"[i % 3]] for i in range(30)]

@@ -403,7 +403,7 @@ def test_a_study_from_the_first_schema_is_upgraded_on_open(tmp_path, moons):
 
 
 def test_save_children_keeps_every_trained_network(tmp_path, moons):
-    from archsearch.evaluation import BatchedTrainer, split_accuracy
+    from archsearch.evaluation import BatchedTrainer, split_score
 
     path = tmp_path / "s.db"
     study = Study.create(path, moons, steps=2, children_per_step=3, save_children=True,
@@ -412,7 +412,7 @@ def test_save_children_keeps_every_trained_network(tmp_path, moons):
     assert sorted(p.name for p in study.children_dir.iterdir()) == [f"{n}.safetensors" for n in range(6)]
     assert study.children_dir == tmp_path / "s.db.children"
     for trial in study.trials():  # the kept weights are the ones that set the trial's reward
-        assert split_accuracy(study.child_model(trial.number), moons, "val") == trial.val_accuracy
+        assert split_score(study.child_model(trial.number), moons, "val") == trial.val_accuracy
     x = moons.x_test
     assert torch.equal(study.child_model(best.number)(x), study.best_model()(x))
     study.close()
@@ -428,3 +428,50 @@ def test_without_save_children_only_the_best_is_kept(tmp_path, moons):
         study.child_model(0)
     with pytest.raises(ArchsearchError, match="save_children: a study kept in memory"):
         Study.create(None, moons, steps=1, save_children=True)
+
+
+def test_refit_retrains_the_pick_on_training_and_validation_rows(tmp_path, moons):
+    import dataclasses
+
+    from archsearch.evaluation import BatchedTrainer, load_model, split_score
+
+    config = TrainConfig(max_epochs=12, patience=4)
+    path = tmp_path / "refit.db"
+    study = Study.create(path, moons, steps=2, children_per_step=4, seed=5, refit=True,
+                         evaluator=BatchedTrainer(moons, config))  # fmt: skip
+    study.run(progress=False)
+    best = study.best()
+    summary = study.summary()
+    assert summary["refit"] == {"epochs": best.kept_epoch, "rows": 900}
+    # the same initial weights, trained for kept_epoch epochs on train + validation, by the reference trainer
+    merged = dataclasses.replace(moons, x_train=torch.cat([moons.x_train, moons.x_val]),
+                                 y_train=torch.cat([moons.y_train, moons.y_val]))  # fmt: skip
+    again = dataclasses.replace(config, max_epochs=best.kept_epoch, patience=best.kept_epoch + 1, reward_window=1)
+    expected = SerialTrainer(merged, again).train(best.architecture, best.seed).weights
+    model = study.best_model()
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, expected[name])
+    searched = load_model(best.architecture, moons, study._storage.best_model()[1])
+    assert not torch.equal(searched[0].weight, model[0].weight)  # the search's own weights are kept apart
+    assert summary["test_accuracy"] == split_score(model, moons, "test")
+    study.close()
+    with Study.open(path, readonly=True) as reopened:  # stored: nothing is retrained on reading
+        assert reopened.summary()["refit"] == summary["refit"]
+        assert reopened.test_accuracy() == summary["test_accuracy"]
+        assert torch.equal(reopened.best_model()[0].weight, model[0].weight)
+
+
+def test_without_refit_the_model_is_the_searchs_own(tmp_path, moons):
+    study = Study.create(None, moons, steps=1, children_per_step=3,
+                         evaluator=SerialTrainer(moons, TrainConfig(max_epochs=3)))  # fmt: skip
+    study.run(progress=False)
+    assert study.summary()["refit"] is None
+
+
+def test_refit_needs_a_trainer(moons):
+    from archsearch.evaluation import LookupEvaluator, get_benchmark
+
+    bench = get_benchmark("nas-bench-macro")
+    with pytest.raises(ArchsearchError, match="refit: retrains MLP children"):
+        Study.create(None, None, steps=1, space=bench.space, strategy=Reinforce(bench.space),
+                     evaluator=LookupEvaluator(bench), refit=True)  # fmt: skip

@@ -158,7 +158,7 @@ def test_a_corrupt_npz(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"problem": "regression"}, "classification tasks only so far"),
+        ({"problem": "ranking"}, "--problem: must be one of classification, regression"),
         ({"fractions": (0.8, 0.3, 0.1)}, "sum to 1"),
         ({"fractions": (0.5, 0.5)}, "three fractions"),
     ],
@@ -181,3 +181,58 @@ def test_csv_cells_keep_quoted_newlines_and_form_feeds(tmp_path):
     (tmp_path / "d.csv").write_text(text)
     task = from_file(str(tmp_path / "d.csv"), "label")
     assert task.preprocessing["features"] == ["x", "colour=a\nb", "colour=a\fb"]
+
+
+def test_regression_csv_is_split_at_random_and_its_target_standardised_on_training_rows(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    y = 50 + 10 * x[:, 0] - 5 * x[:, 1] + rng.normal(size=200)
+    path = write_csv(tmp_path / "r.csv", ["a", "b", "c", "price"], [[*row, value] for row, value in zip(x, y)])
+    task = from_file(str(path), "price")  # fractional numbers: inferred as regression
+    assert task.problem == "regression" and task.out_features == 1 and task.n_classes == 0
+    assert [len(task.split(s)[1]) for s in ("train", "val", "test")] == [140, 40, 20]
+    assert task.y_train.dtype == torch.float32
+    assert abs(float(task.y_train.mean())) < 1e-5 and float(task.y_train.std(correction=0)) == pytest.approx(1, 1e-5)
+    pre = task.preprocessing
+    restored = task.y_test.double() * pre["target_std"] + pre["target_mean"]
+    assert set(np.round(restored.numpy(), 3)) <= set(np.round(y, 3))  # scaled back: the file's own values
+    train_rows = np.isin(
+        np.round(y, 3), np.round((task.y_train.double() * pre["target_std"] + pre["target_mean"]).numpy(), 3)
+    )
+    assert pre["target_mean"] == pytest.approx(y[train_rows].mean()) and pre["target_mean"] != pytest.approx(y.mean())
+    assert get_task(task.config).y_val.tolist() == task.y_val.tolist()
+    assert task.config["problem"] == "regression"
+
+
+@pytest.mark.parametrize(
+    ("labels", "problem"),
+    [
+        ([i % 3 for i in range(30)], "classification"),  # a few integers
+        (["low", "high"] * 15, "classification"),  # text
+        ([i * 0.5 for i in range(30)], "regression"),  # fractional numbers
+    ],
+)
+def test_the_problem_is_inferred_when_clear(tmp_path, labels, problem):
+    path = write_csv(tmp_path / "a.csv", ["x", "y"], [[i, label] for i, label in enumerate(labels)])
+    assert from_file(str(path), "y").problem == problem
+
+
+@pytest.mark.parametrize(
+    ("labels", "problem", "message"),
+    [
+        (list(range(30)), None, "y' holds 30 distinct integers; say --problem classification or --problem regression"),
+        (["low", "high", "3"] * 10, "regression", "target 'y' is not numeric (e.g. 'low'); regression needs numbers"),
+        ([2.5] * 30, "regression", "target 'y' is constant (2.5); nothing to predict"),
+        ([0.5, 1.5] * 4, "regression", "8 rows; a train/validation/test split needs at least 10"),
+    ],
+)
+def test_bad_regression_targets_are_one_clear_error(tmp_path, labels, problem, message):
+    path = write_csv(tmp_path / "a.csv", ["x", "y"], [[i, label] for i, label in enumerate(labels)])
+    with pytest.raises(ArchsearchError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+        from_file(str(path), "y", problem=problem)
+
+
+def test_regression_npz_needs_a_numeric_y(tmp_path):
+    np.savez(tmp_path / "d.npz", X=np.zeros((20, 2)), y=np.array(["a", "b"] * 10))
+    with pytest.raises(ArchsearchError, match="y is not numeric"):
+        from_file(str(tmp_path / "d.npz"), problem="regression")

@@ -5,7 +5,7 @@ from archsearch.evaluation._batched import BatchedTrainer
 from archsearch.evaluation._config import TrainConfig
 from archsearch.evaluation._lookup import TABULAR_BENCHMARKS, LookupEvaluator, TabularBenchmark, get_benchmark
 from archsearch.evaluation._result import Result, Status
-from archsearch.evaluation._scoring import accuracy, load_model, split_accuracy, validation_loss
+from archsearch.evaluation._scoring import accuracy, load_model, split_score, validation_loss, validation_score
 from archsearch.evaluation._serial import SerialTrainer
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "accuracy",
     "get_benchmark",
     "load_model",
-    "split_accuracy",
+    "split_score",
     "validation_loss",
+    "validation_score",
 ]

@@ -6,7 +6,8 @@ so one batched matrix product per layer trains the whole group. Padding is
 exact, not approximate: padded weights start at zero and receive exactly zero
 gradient (their inputs or their downstream weights are zero), so Adam leaves
 them at zero. Forward and backward passes are written out by hand (an MLP with
-softmax cross-entropy has a short, well-known gradient), each group's
+softmax cross-entropy, or one output with squared error, has a short, well-known
+gradient), each group's
 parameters, gradients and Adam moments live in flat buffers so one Adam update
 is a handful of operations, and all intermediate tensors live in buffers
 allocated once per group: small networks make framework overhead and memory
@@ -46,6 +47,7 @@ import torch
 from archsearch.errors import ArchsearchError
 from archsearch.evaluation._base import Evaluator
 from archsearch.evaluation._result import Result
+from archsearch.evaluation._scoring import improved, r2_from_sse, total_sum_of_squares
 from archsearch.space import Architecture, MLPArchitecture
 
 aten = torch.ops.aten
@@ -242,8 +244,8 @@ class _Child:
     params: int
     losses: list[float] = field(default_factory=list)
     vals: list[float] = field(default_factory=list)
-    best: int = -1  # most validation points ever classified right
-    waited: int = 0  # epochs since that number last rose
+    best: float = -1.0  # best validation score so far
+    waited: int = 0  # epochs since it last improved
 
 
 class _Group:
@@ -325,7 +327,8 @@ class _Group:
             for layer in range(depth)
         ]
         self.passes = {tag: self._pass_buffers(tag, rows) for tag, rows in self.rows.items()}
-        self.stats = torch.empty(3, g, device=device)  # per child: loss, correct validation points, checksum
+        # per child: loss, correct validation points (regression: squared error), checksum
+        self.stats = torch.empty(3, g, device=device)
 
     def _pass_buffers(self, tag: str, rows: int) -> dict[str, Any]:
         """Buffers of a pass over ``rows`` rows, each allocated on first use.
@@ -449,23 +452,38 @@ class _Group:
         self.flat.addcdiv_(self.m, self.denom, value=-self.cfg.lr / (1 - _BETA1**step))
 
     def _losses(self, logits: torch.Tensor, onehot: torch.Tensor, out: torch.Tensor, tag: str) -> torch.Tensor:
-        """Per-child mean cross-entropy into ``out``; leaves log-probabilities in pass ``tag``'s buffer."""
+        """Per-child mean cross-entropy into ``out``; leaves log-probabilities in pass ``tag``'s buffer.
+
+        For regression ``onehot`` is the target row and the loss is the mean squared error; the
+        errors are left in the same buffer.
+        """
         n = logits.shape[-1]
+        if self.task.regression:
+            error = torch.sub(logits, onehot, out=self.passes[tag]["log-p"])
+            torch.sum(torch.mul(error, error, out=self.passes[tag]["picked"]), dim=(1, 2), out=out)
+            return out.div_(n)
         log_p = aten._log_softmax.out(logits, 1, False, out=self.passes[tag]["log-p"])
         torch.sum(torch.mul(log_p, onehot, out=self.passes[tag]["picked"]), dim=(1, 2), out=out)
         return out.div_(-n)
 
     def _delta(self, onehot: torch.Tensor, tag: str) -> torch.Tensor:
-        """dL/dlogits = (softmax - onehot) / n, from the log-probabilities the last ``_losses`` left."""
+        """dL/dlogits = (softmax - onehot) / n, from the log-probabilities the last ``_losses`` left
+        (regression: 2 (output - target) / n, from the errors)."""
+        if self.task.regression:
+            return self.passes[tag]["log-p"].mul_(2 / onehot.shape[-1])
         return self.passes[tag]["log-p"].exp_().sub_(onehot).div_(onehot.shape[-1])
 
     def _validation_stats(self, val_logits: torch.Tensor, y_val: torch.Tensor) -> None:
-        """Correctly classified validation points into ``stats[1]``, a finiteness checksum into ``stats[2]``."""
-        if val_logits.shape[1] == 2:  # argmax of two classes; a tie goes to class 0, as argmax does
-            predicted = torch.gt(val_logits[:, 1], val_logits[:, 0])
+        """Correctly classified validation points (regression: the squared error) into ``stats[1]``, a
+        finiteness checksum into ``stats[2]``."""
+        if self.task.regression:
+            torch.sum(torch.sub(val_logits, y_val).square_(), dim=(1, 2), out=self.stats[1])
         else:
-            predicted = val_logits.argmax(dim=1)
-        torch.sum(predicted == y_val, dim=1, out=self.stats[1])
+            if val_logits.shape[1] == 2:  # argmax of two classes; a tie goes to class 0, as argmax does
+                predicted = torch.gt(val_logits[:, 1], val_logits[:, 0])
+            else:
+                predicted = val_logits.argmax(dim=1)
+            torch.sum(predicted == y_val, dim=1, out=self.stats[1])
         torch.sum(val_logits, dim=(1, 2), out=self.stats[2])  # inf or nan in, inf or nan out
 
     # -- training --------------------------------------------------------------------------------
@@ -477,8 +495,10 @@ class _Group:
         n_train = len(y_train)
         minibatch = cfg.batch_size is not None and cfg.batch_size < n_train
         classes = torch.arange(task.out_features, device=device)[:, None]
-        onehot = (y_train[None, :] == classes).float()  # (classes, rows)
+        # (classes, rows) indicators; for regression the (1, rows) target, which plays the same part
+        onehot = y_train[None, :] if task.regression else (y_train[None, :] == classes).float()
         self.rows = {"all": n_train + len(y_val), "train": n_train, "val": len(y_val)}
+        self.sst = total_sum_of_squares(y_val) if task.regression else 0.0
         self._bind()
         self.passes["all"]["x"].copy_(torch.cat([x_train, x_val]).T.expand_as(self.passes["all"]["x"]))
         self.passes["val"]["x"].copy_(x_val.T.expand_as(self.passes["val"]["x"]))
@@ -536,7 +556,7 @@ class _Group:
                 self.passes[tag] = self._pass_buffers(tag, b)
             self.passes[tag]["x"].copy_(x[rows].transpose(1, 2))
             hs = self._forward(tag)
-            onehot = (y[rows][:, None, :] == classes).float()
+            onehot = y[rows][:, None, :] if self.task.regression else (y[rows][:, None, :] == classes).float()
             self._losses(hs[-1], onehot, losses, tag)
             self._backward(hs, self._delta(onehot, tag), b, tag)
             self._adam((epoch - 1) * steps_per_epoch + k + 1)
@@ -569,10 +589,13 @@ class _Group:
             if not math.isfinite(checksum[row]):
                 yield child.index, self._failure(child, f"validation outputs became non-finite at epoch {epoch}")
                 continue
-            count = int(correct[row])
-            child.vals.append(count / n_val)
-            if count > child.best:
-                child.best, child.waited = count, 0
+            if self.task.regression:
+                score = max(0.0, r2_from_sse(correct[row], self.sst))
+            else:
+                score = int(correct[row]) / n_val
+            child.vals.append(score)
+            if improved(score, child.best, self.task.regression):
+                child.best, child.waited = score, 0
             else:
                 child.waited += 1
             if child.waited >= cfg.patience or epoch == cfg.max_epochs:

@@ -1,4 +1,14 @@
-"""Scoring helpers shared by trainers and by the final pick."""
+"""Scoring helpers shared by trainers and by the final pick.
+
+A child's *validation score* drives early stopping and the reward. For
+classification it is accuracy. For regression it is the coefficient of
+determination R^2 = 1 - SSE / SST on the validation split, clipped at 0 (a
+network worse than predicting the validation mean scores 0), so it lies in
+[0, 1] like accuracy and the reward ``score ** reward_power`` means the same
+thing for both problems. A regression score counts as improved for early
+stopping only when it rises by more than ``MIN_R2_GAIN``: accuracy moves in
+whole validation samples, R^2 creeps up forever.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +18,49 @@ from torch import nn
 from archsearch.space import Architecture
 from archsearch.tasks import Task
 
+MIN_R2_GAIN = 1e-4
+
 
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
     """Fraction of rows whose largest logit is the true class, as an exact ratio of counts."""
     return int((logits.argmax(-1) == y).sum()) / len(y)
+
+
+def total_sum_of_squares(y: torch.Tensor) -> float:
+    """SST of a regression target, in float64 (so both trainers divide by the same number)."""
+    y64 = y.double()
+    return float(((y64 - y64.mean()) ** 2).sum())
+
+
+def r2_from_sse(sse: float, sst: float) -> float:
+    """R^2 from the sum of squared errors; a constant target (SST 0) scores 1 only when predicted exactly."""
+    if sst <= 0.0:
+        return 1.0 if sse == 0.0 else 0.0
+    return 1.0 - sse / sst
+
+
+def squared_error(outputs: torch.Tensor, y: torch.Tensor) -> float:
+    """Sum of squared errors of one-output predictions ``outputs`` (rows, 1)."""
+    return float(((outputs[:, 0] - y) ** 2).sum())
+
+
+def validation_score(outputs: torch.Tensor, y: torch.Tensor, regression: bool) -> float:
+    """Accuracy, or R^2 clipped at 0: the score in [0, 1] that early stopping and the reward read."""
+    if not regression:
+        return accuracy(outputs, y)
+    return max(0.0, r2_from_sse(squared_error(outputs, y), total_sum_of_squares(y)))
+
+
+def improved(score: float, best: float, regression: bool) -> bool:
+    """Whether a validation score beats the best so far, for early stopping."""
+    return score > best + MIN_R2_GAIN if regression else score > best
+
+
+def training_loss(outputs: torch.Tensor, y: torch.Tensor, regression: bool) -> torch.Tensor:
+    """Mean cross-entropy, or mean squared error of the single output."""
+    if regression:
+        return nn.functional.mse_loss(outputs[:, 0], y)
+    return nn.functional.cross_entropy(outputs, y)
 
 
 def load_model(arch: Architecture, task: Task, weights: dict[str, torch.Tensor]) -> nn.Module:
@@ -22,13 +71,17 @@ def load_model(arch: Architecture, task: Task, weights: dict[str, torch.Tensor])
 
 
 @torch.no_grad()
-def split_accuracy(model: nn.Module, task: Task, split: str) -> float:
+def split_score(model: nn.Module, task: Task, split: str) -> float:
+    """Accuracy, or R^2 (not clipped: a test R^2 below 0 is reported as it is), on one split."""
     x, y = task.split(split)
-    return accuracy(model(x), y)
+    outputs = model(x)
+    if not task.regression:
+        return accuracy(outputs, y)
+    return r2_from_sse(squared_error(outputs, y), total_sum_of_squares(y))
 
 
 @torch.no_grad()
 def validation_loss(arch: Architecture, task: Task, weights: dict[str, torch.Tensor]) -> float:
-    """Mean cross-entropy of the kept weights on the validation split: a finer measure than accuracy."""
+    """The training loss of the kept weights on the validation split: a finer measure than the score."""
     x, y = task.split("val")
-    return float(nn.functional.cross_entropy(load_model(arch, task, weights)(x), y))
+    return float(training_loss(load_model(arch, task, weights)(x), y, task.regression))

@@ -11,16 +11,19 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from archsearch.evaluation._base import Evaluator
 from archsearch.evaluation._result import Result
-from archsearch.evaluation._scoring import accuracy
+from archsearch.evaluation._scoring import improved, training_loss, validation_score
 from archsearch.space import Architecture
 
 
 class SerialTrainer(Evaluator):
-    """Trains each child on its own with ``torch.optim.Adam`` and early stopping."""
+    """Trains each child on its own with ``torch.optim.Adam`` and early stopping.
+
+    The loss is cross-entropy (classification) or mean squared error (regression); the
+    validation score is accuracy or clipped R^2 (see :mod:`archsearch.evaluation._scoring`).
+    """
 
     name = "serial"
 
@@ -64,7 +67,7 @@ class SerialTrainer(Evaluator):
                     batches = [(x[i], y[i]) for i in order.split(cfg.batch_size)]
                 total = 0.0
                 for xb, yb in batches:
-                    loss = F.cross_entropy(model(xb), yb)
+                    loss = training_loss(model(xb), yb, task.regression)
                     if not torch.isfinite(loss):
                         return failure("diverged", f"training loss became {loss.item()} at epoch {epoch + 1}")
                     optimizer.zero_grad(set_to_none=True)
@@ -76,9 +79,9 @@ class SerialTrainer(Evaluator):
                     logits = model(x_val)
                     if not torch.isfinite(logits).all():
                         return failure("diverged", f"validation outputs became non-finite at epoch {epoch + 1}")
-                vals.append(accuracy(logits, y_val))
+                vals.append(validation_score(logits, y_val, task.regression))
                 recent.append({k: v.detach().clone().cpu() for k, v in model.state_dict().items()})
-                if vals[-1] > best:
+                if improved(vals[-1], best, task.regression):
                     best, waited = vals[-1], 0
                 else:
                     waited += 1

@@ -69,7 +69,14 @@ CREATE INDEX trials_by_hash ON trials (arch_hash, number);
 CREATE TABLE steps (step INTEGER PRIMARY KEY, metrics TEXT NOT NULL, created REAL NOT NULL);
 CREATE TABLE checkpoints (step INTEGER PRIMARY KEY, state BLOB NOT NULL);
 CREATE TABLE models (number INTEGER PRIMARY KEY, weights BLOB NOT NULL, test_accuracy REAL);
+CREATE TABLE IF NOT EXISTS refits (
+    number INTEGER PRIMARY KEY, epochs INTEGER NOT NULL, rows INTEGER NOT NULL, weights BLOB NOT NULL,
+    test_accuracy REAL
+);
 """
+# Added to schema 2 without a version change: a file without it reads as "never refit", and opening
+# it for writing adds it.
+_REFITS = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS refits") :]
 
 
 @dataclass(frozen=True)
@@ -210,10 +217,11 @@ class Storage:
         if not readonly:
             try:
                 _configure(db)
-                if version == 1:  # add the column; earlier trials have no validation loss
-                    with _transaction(db):
+                with _transaction(db):
+                    if version == 1:  # add the column; earlier trials have no validation loss
                         db.execute("ALTER TABLE trials ADD COLUMN val_loss REAL")
                         db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+                    db.execute(_REFITS)
             except sqlite3.Error as exc:
                 raise ArchsearchError(f"{path}: cannot open the study for writing ({exc})") from None
         storage = cls(path, db, readonly)
@@ -333,9 +341,27 @@ class Storage:
         row = self._db.execute("SELECT number, weights, test_accuracy FROM models").fetchone()
         return None if row is None else (row[0], from_blob(row[1]), row[2])
 
-    def set_test_accuracy(self, number: int, accuracy: float) -> None:
+    def set_test_accuracy(self, number: int, accuracy: float, refit: bool = False) -> None:
+        table = "refits" if refit else "models"
         with _transaction(self._db):
-            self._db.execute("UPDATE models SET test_accuracy = ? WHERE number = ?", (accuracy, number))
+            self._db.execute(f"UPDATE {table} SET test_accuracy = ? WHERE number = ?", (accuracy, number))
+
+    def refit_model(self, number: int) -> tuple[int, int, dict[str, torch.Tensor], float | None] | None:
+        """``(epochs, rows, weights, test_accuracy)`` of trial ``number`` retrained on train + validation."""
+        try:
+            row = self._db.execute(
+                "SELECT epochs, rows, weights, test_accuracy FROM refits WHERE number = ?", (number,)
+            ).fetchone()
+        except sqlite3.OperationalError:  # a file from before refits, opened read-only
+            return None
+        return None if row is None else (row[0], row[1], from_blob(row[2]), row[3])
+
+    def add_refit(self, number: int, epochs: int, rows: int, weights: dict[str, torch.Tensor]) -> None:
+        with _transaction(self._db):
+            self._db.execute(
+                "INSERT OR REPLACE INTO refits (number, epochs, rows, weights) VALUES (?, ?, ?, ?)",
+                (number, epochs, rows, to_blob(weights)),
+            )
 
 
 def check_new_study_path(path: str | os.PathLike) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from archsearch.errors import ArchsearchError
 from archsearch.evaluation import (
@@ -27,8 +28,10 @@ from archsearch.evaluation import (
     Evaluator,
     LookupEvaluator,
     Result,
+    SerialTrainer,
+    TrainConfig,
     load_model,
-    split_accuracy,
+    split_score,
     validation_loss,
 )
 from archsearch.space import MLPSpace, SearchSpace
@@ -101,6 +104,7 @@ class Study:
             self.seed: int = config["seed"]
             self.reuse_evaluations: bool = config.get("reuse_evaluations", False)
             self.save_children: bool = config.get("save_children", False)
+            self.refit_final: bool = config.get("refit", False)
             self._configs = {name: config[name] for name in ("task", "space", "strategy", "trainer")}
         except KeyError as exc:
             raise ArchsearchError(f"{storage.path}: study config lacks {exc}") from None
@@ -152,6 +156,7 @@ class Study:
         evaluator: Evaluator | None = None,
         reuse_evaluations: bool = False,
         save_children: bool = False,
+        refit: bool = False,
     ) -> Study:
         """A new study file at ``path`` (which must not exist yet).
 
@@ -160,7 +165,9 @@ class Study:
         equivalent to one already trained successfully is not trained again: its earlier
         result is recorded again (``Trial.cached_from``). That saves time late in a search,
         when the controller resamples the same architectures, but it also freezes the reward's
-        noise for them: a lucky or unlucky first training counts every time.
+        noise for them: a lucky or unlucky first training counts every time. With ``refit`` the
+        finished search retrains its final pick on the training and validation rows together
+        (:meth:`refit`), and that network is the study's model.
         """
         _check_count("steps", steps)
         _check_count("children_per_step", children_per_step)
@@ -185,7 +192,10 @@ class Study:
             "seed": seed,
             "reuse_evaluations": bool(reuse_evaluations),
             "save_children": bool(save_children),
+            "refit": bool(refit),
         }
+        if refit and not isinstance(evaluator, SerialTrainer | BatchedTrainer):
+            raise ArchsearchError(f"refit: retrains MLP children; the {evaluator.name!r} evaluator trains nothing")
         if save_children and path is None:
             raise ArchsearchError("save_children: a study kept in memory has no folder to save children in")
         storage = Storage.create(path, config)
@@ -255,6 +265,8 @@ class Study:
                 if bar:
                     bar.__exit__(None, None, None)
         if self.completed_steps() >= self.steps:
+            if self.refit_final and best is not None:
+                self.refit()
             self.test_accuracy()
         return best
 
@@ -364,9 +376,44 @@ class Study:
         return self._storage.steps()
 
     def best_model(self):  # noqa: ANN201 -- torch.nn.Module
-        """The best child with the weights it had at the epoch that set its reward."""
+        """The study's model: the best child with the weights it had at the epoch that set its reward,
+        or, once the study has been refit, that architecture retrained on train + validation."""
         stored = self._stored_best()
-        return load_model(self.best().architecture, self.task, stored[1])
+        refit = self._storage.refit_model(stored[0])
+        return load_model(self.best().architecture, self.task, refit[2] if refit else stored[1])
+
+    def refit(self) -> dict[str, int]:
+        """Retrain the final pick on the training and validation rows together; returns what was done.
+
+        The search used the validation rows to choose; the network to ship can learn from them
+        too (as a grid search's refit does). It starts from the same initial weights (the trial's
+        seed) and trains, with the same settings, for the epochs whose weights set its reward
+        (``kept_epoch``): there is no validation split left to stop on. The reference trainer does
+        it, and it is deterministic, so a refit is done once and stored.
+        """
+        if self._configs["trainer"].get("name") not in (SerialTrainer.name, BatchedTrainer.name):
+            raise ArchsearchError(f"{self.path}: refit retrains MLP children; this study's evaluator trains nothing")
+        number = self._stored_best()[0]
+        best, task = self.best(), self.task
+        done = self._storage.refit_model(number)
+        if done is not None:
+            return {"trial": number, "epochs": done[0], "rows": done[1]}
+        if self._storage.readonly:
+            raise ArchsearchError(f"{self.path}: opened read-only; refitting writes the retrained network")
+        merged = dataclasses.replace(
+            task,
+            x_train=torch.cat([task.x_train, task.x_val]),
+            y_train=torch.cat([task.y_train, task.y_val]),
+        )
+        settings = {k: v for k, v in self._configs["trainer"].items() if k != "name"}
+        epochs = best.kept_epoch
+        config = TrainConfig.from_config({**settings, "max_epochs": epochs, "patience": epochs + 1, "reward_window": 1})
+        result = SerialTrainer(merged, config).train(best.architecture, best.seed)
+        if result.status != "ok":
+            raise ArchsearchError(f"{self.path}: refitting trial {number} failed: {result.error}")
+        rows = len(merged.y_train)
+        self._storage.add_refit(number, epochs, rows, result.weights)
+        return {"trial": number, "epochs": epochs, "rows": rows}
 
     def _stored_best(self) -> tuple[int, dict, float | None]:
         best = self.best()
@@ -375,8 +422,15 @@ class Study:
             raise ArchsearchError(f"{self.path}: the study has no successful trial with stored weights yet")
         return stored
 
+    @property
+    def metric(self) -> str:
+        """What ``val_accuracy`` and ``test_accuracy`` hold: ``"accuracy"``, or ``"r2"`` for regression."""
+        task = self._configs["task"] or {}
+        return "r2" if task.get("problem") == "regression" else "accuracy"
+
     def test_accuracy(self) -> float | None:
-        """Test accuracy of the final pick, measured once with its kept weights and then stored.
+        """Test score of the final pick (accuracy; R^2 for regression), measured once with its kept
+        weights and then stored.
 
         ``None`` when there is no successful trial, its evaluator keeps no weights, or the
         task has no test split (``NASClassifier`` keeps none).
@@ -387,10 +441,13 @@ class Study:
         if len(self.task.y_test) == 0:
             return None
         number, weights, accuracy = stored
+        refit = self._storage.refit_model(number)
+        if refit is not None:
+            weights, accuracy = refit[2], refit[3]
         if accuracy is None:
-            accuracy = split_accuracy(load_model(self.best().architecture, self.task, weights), self.task, "test")
+            accuracy = split_score(load_model(self.best().architecture, self.task, weights), self.task, "test")
             if not self._storage.readonly:
-                self._storage.set_test_accuracy(number, accuracy)
+                self._storage.set_test_accuracy(number, accuracy, refit=refit is not None)
         return accuracy
 
     def reward_trend(self, window: int = 50) -> tuple[float, float] | None:
@@ -418,8 +475,10 @@ class Study:
             "trial": best.number,
             "step": best.step,
             "reward": best.reward,
+            "metric": self.metric,
             "val_accuracy": best.val_accuracy,
             "test_accuracy": self.test_accuracy(),
+            "refit": self._refit_summary(best),
             "params": best.params,
             "epochs": best.epochs,
             "trials": self._storage.count_trials(),
@@ -430,6 +489,11 @@ class Study:
             "trend_window": min(50, max(1, self.completed_steps() // 2)),
             **self._benchmark_summary(best),
         }
+
+    def _refit_summary(self, best: Trial) -> dict[str, int] | None:
+        """How the study's model was retrained on train + validation, or ``None`` (the search's own weights)."""
+        refit = self._storage.refit_model(best.number)
+        return None if refit is None else {"epochs": refit[0], "rows": refit[1]}
 
     def _benchmark_summary(self, best: Trial) -> dict[str, Any]:
         """For a tabular benchmark: the table's value of the best architecture, and the table's best."""

@@ -1,11 +1,16 @@
 """The user's own data: a CSV file with a header row, or an ``.npz`` file with arrays ``X`` and ``y``.
 
-Classification only, for now: the target's distinct values (numbers or strings)
-become classes 0..k-1 in sorted order. The rows are split stratified by class
-with ``split_seed`` (default fractions 70 / 20 / 10, as in the seed paper), and
-every feature is standardised with the mean and standard deviation of the
-*training* split only, so nothing about the validation or test rows leaks into
-training.
+Classification: the target's distinct values (numbers or strings) become
+classes 0..k-1 in sorted order and the rows are split stratified by class.
+Regression: the target must be numeric; the rows are split at random and the
+target is standardised like the features (predictions are scaled back). The
+problem is inferred when clear: a target with text or with at most
+``MAX_INFERRED_CLASSES`` distinct integers is a classification target, one with
+fractional numbers a regression target; anything else must be named
+(``--problem``). Splits use ``split_seed`` (default fractions 70 / 20 / 10, as
+in the seed paper), and every feature is standardised with the mean and
+standard deviation of the *training* split only, so nothing about the
+validation or test rows leaks into training.
 
 CSV columns: a column whose every cell parses as a number is numeric; any other
 column is categorical and is one-hot encoded (one 0/1 column per distinct value,
@@ -30,23 +35,25 @@ import torch
 from archsearch.errors import ArchsearchError
 from archsearch.tasks._task import Task
 
-PROBLEMS = ("classification",)
+PROBLEMS = ("classification", "regression")
+MAX_INFERRED_CLASSES = 20
 
 
 def from_file(
     path: str,
     target: str | None = None,
-    problem: str = "classification",
+    problem: str | None = None,
     fractions: Sequence[float] = (0.7, 0.2, 0.1),
     split_seed: int = 0,
     sha256: str | None = None,
 ) -> Task:
-    """A task from ``path`` (``.csv`` with ``target`` naming the label column, or ``.npz``)."""
+    """A task from ``path`` (``.csv`` with ``target`` naming the label column, or ``.npz``).
+
+    ``problem`` is ``"classification"``, ``"regression"`` or ``None`` (inferred from the target).
+    """
     file = Path(path)
-    if problem not in PROBLEMS:
-        raise ArchsearchError(
-            f"--problem: {problem!r} is not available; archsearch searches classification tasks only so far"
-        )
+    if problem is not None and problem not in PROBLEMS:
+        raise ArchsearchError(f"--problem: must be one of {', '.join(PROBLEMS)}, got {problem!r}")
     _check_fractions(fractions)
     if not file.exists():
         raise ArchsearchError(f"{file}: no such file")
@@ -69,17 +76,28 @@ def from_file(
         x, labels, names = _read_csv(file, data, target)
     else:
         raise ArchsearchError(f"{file}: unknown file type {file.suffix!r} (expected .csv or .npz)")
-    classes, y = np.unique(labels, return_inverse=True)
-    if len(classes) < 2:
-        raise ArchsearchError(f"{file}: the target has one class only ({_label(classes[0])}); nothing to classify")
-    train, val, test = _stratified_split(file, y, classes, fractions, split_seed)
+    problem = problem or _infer_problem(file, target, labels)
+    if problem == "regression":
+        y, extra = _regression_target(file, target, labels)
+        train, val, test = _random_split(file, len(y), fractions, split_seed)
+        y_mean, y_std = float(y[train].mean()), float(y[train].std()) or 1.0
+        y = (y - y_mean) / y_std
+        extra.update(target_mean=y_mean, target_std=y_std)
+        n_classes, y_dtype = 0, torch.float32
+    else:
+        classes, y = np.unique(labels, return_inverse=True)
+        if len(classes) < 2:
+            raise ArchsearchError(f"{file}: the target has one class only ({_label(classes[0])}); nothing to classify")
+        train, val, test = _stratified_split(file, y, classes, fractions, split_seed)
+        extra = {"classes": [c.item() if isinstance(c, np.generic) else c for c in classes]}
+        n_classes, y_dtype = len(classes), torch.int64
     mean = x[train].mean(axis=0)
     std = x[train].std(axis=0)
     std[std == 0] = 1.0  # a constant feature stays 0 rather than dividing by zero
     x = (x - mean) / std
 
     def tensors(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.as_tensor(x[rows], dtype=torch.float32), torch.as_tensor(y[rows], dtype=torch.int64)
+        return torch.as_tensor(x[rows], dtype=torch.float32), torch.as_tensor(y[rows], dtype=y_dtype)
 
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = tensors(train), tensors(val), tensors(test)
     config = {
@@ -91,13 +109,51 @@ def from_file(
         "split_seed": int(split_seed),
         "sha256": digest,
     }
-    preprocessing = {
-        "features": names,
-        "mean": mean.tolist(),
-        "std": std.tolist(),
-        "classes": [c.item() if isinstance(c, np.generic) else c for c in classes],
-    }
-    return Task(file.stem, x_train, y_train, x_val, y_val, x_test, y_test, len(classes), config, preprocessing)
+    preprocessing = {"features": names, "mean": mean.tolist(), "std": std.tolist(), **extra}
+    return Task(file.stem, x_train, y_train, x_val, y_val, x_test, y_test, n_classes, config, preprocessing, problem)
+
+
+def _infer_problem(file: Path, target: str | None, labels: np.ndarray) -> str:
+    """Classification for text or a few distinct integers, regression for fractional numbers."""
+    if labels.dtype.kind in "OUSb":
+        return "classification"
+    values = labels.astype(np.float64)
+    if not np.all(values == np.round(values)):
+        return "regression"
+    distinct = len(np.unique(values))
+    if distinct <= MAX_INFERRED_CLASSES:
+        return "classification"
+    name = f"target {target!r}" if target else "y"
+    raise ArchsearchError(
+        f"--problem: {file}: {name} holds {distinct} distinct integers; say --problem classification "
+        "or --problem regression"
+    )
+
+
+def _regression_target(file: Path, target: str | None, labels: np.ndarray) -> tuple[np.ndarray, dict]:
+    name = f"target {target!r}" if target else "y"
+    if labels.dtype.kind in "OUS":
+        example = next(str(v) for v in labels if _as_numbers([str(v)]) is None)
+        raise ArchsearchError(f"{file}: {name} is not numeric (e.g. {example!r}); regression needs numbers")
+    y = labels.astype(np.float64)
+    if np.ptp(y) == 0:
+        raise ArchsearchError(f"{file}: {name} is constant ({y[0]:g}); nothing to predict")
+    return y, {}
+
+
+def _random_split(
+    file: Path, rows: int, fractions: Sequence[float], seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row indices of train, validation and test for regression: a seeded permutation cut in three."""
+    if rows < 10:
+        raise ArchsearchError(f"{file}: {rows} rows; a train/validation/test split needs at least 10")
+    order = np.random.default_rng(np.random.SeedSequence([seed, 20_11])).permutation(rows)
+    n_val = max(1, round(fractions[1] * rows))
+    n_test = max(1, round(fractions[2] * rows))
+    n_train = rows - n_val - n_test
+    if n_train < 2:
+        raise ArchsearchError(f"{file}: {rows} rows are too few for the split {list(fractions)}")
+    return order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]
 
 
 def _check_fractions(fractions: Sequence[float]) -> None:

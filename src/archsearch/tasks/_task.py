@@ -16,12 +16,15 @@ import torch
 class Task:
     """Tensors of one data set, already split and preprocessed.
 
-    ``x_*`` are float32 feature matrices; ``y_*`` are int64 class indices.
-    ``config`` is what rebuilds the task (see :func:`archsearch.tasks.get_task`).
-    ``preprocessing`` says how raw inputs became ``x``, so an exported model can
-    take raw rows: ``features`` (names of the columns of ``x``), ``mean`` and
-    ``std`` (x = (raw - mean) / std, absent when the task does not scale) and
-    ``classes`` (the label of each class index).
+        ``x_*`` are float32 feature matrices. ``problem`` is ``"classification"``
+    (``y_*`` are int64 class indices, one output per class) or ``"regression"``
+    (``y_*`` are the float32 target, standardised, one output; ``n_classes`` is 0).
+        ``config`` is what rebuilds the task (see :func:`archsearch.tasks.get_task`).
+        ``preprocessing`` says how raw inputs became ``x``, so an exported model can
+        take raw rows: ``features`` (names of the columns of ``x``), ``mean`` and
+        ``std`` (x = (raw - mean) / std, absent when the task does not scale) and
+        ``classes`` (the label of each class index) or, for regression,
+        ``target_mean`` and ``target_std`` (target = output * std + mean).
     """
 
     name: str
@@ -34,6 +37,11 @@ class Task:
     n_classes: int
     config: dict[str, Any] = field(default_factory=dict)
     preprocessing: dict[str, Any] = field(default_factory=dict)
+    problem: str = "classification"
+
+    @property
+    def regression(self) -> bool:
+        return self.problem == "regression"
 
     @property
     def in_features(self) -> int:
@@ -41,7 +49,7 @@ class Task:
 
     @property
     def out_features(self) -> int:
-        return self.n_classes
+        return 1 if self.regression else self.n_classes
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """``(x, y)`` of ``"train"``, ``"val"`` or ``"test"``."""
@@ -49,4 +57,5 @@ class Task:
 
     def __repr__(self) -> str:
         sizes = "/".join(str(len(self.split(s)[1])) for s in ("train", "val", "test"))
-        return f"Task({self.name!r}, {sizes}, {self.in_features} features, {self.n_classes} classes)"
+        kind = "regression" if self.regression else f"{self.n_classes} classes"
+        return f"Task({self.name!r}, {sizes}, {self.in_features} features, {kind})"
