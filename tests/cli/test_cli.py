@@ -348,8 +348,9 @@ def test_search_a_regression_csv_then_export(tmp_path, run):
         writer.writerow([*(f"f{i}" for i in range(10)), "price"])
         writer.writerows([*row, value] for row, value in zip(x, y))
     proc = run("search", "--data", "prices.csv", "--target", "price", "--steps", "2", "--children-per-step", "4",
-               *FAST, cwd=tmp_path, check=True)  # fmt: skip
+               "--refit", *FAST, cwd=tmp_path, check=True)  # fmt: skip
     assert "val_r2" in proc.stdout and "test_r2" in proc.stdout and "accuracy" not in proc.stdout
+    assert "refit: retrained on 180 training + validation rows for" in proc.stdout
     study = tmp_path / "runs" / "prices-reinforce-s0.db"
     summary = json.loads(run("best", study, "--json", check=True).stdout)
     assert summary["metric"] == "r2" and summary["test_accuracy"] <= 1 and 0 <= summary["val_accuracy"] <= 1
