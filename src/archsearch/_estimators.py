@@ -212,8 +212,6 @@ class NASRegressor(RegressorMixin, _NASEstimator):
 
     def fit(self, X: Any, y: Any) -> NASRegressor:  # noqa: N803 -- scikit-learn's names
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
-        if y.ndim != 1:
-            raise ValueError(f"NASRegressor: y must be one column of values, got shape {y.shape}")
         self._search(X, y.astype(np.float64), None, None)
         return self
 

@@ -305,6 +305,8 @@ def _search(args: argparse.Namespace) -> int:
         raise ArchsearchError("--noisy: only a tabular benchmark (--benchmark) has recorded runs to draw from")
     if args.target and not args.data:
         raise ArchsearchError("--target: names a column of your --data file, and no --data is given")
+    if args.problem and not args.data:
+        raise ArchsearchError("--problem: describes your --data file, and no --data is given")
     task = None
     if args.data:  # read and checked before anything is written
         task = from_file(str(args.data), args.target, args.problem, args.split, split_seed=args.seed)

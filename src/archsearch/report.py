@@ -185,7 +185,7 @@ def render_report(study: Any, top: int = 10, sample: Any = None) -> str:
     if task is not None and task.regression and len(task.y_test) and study.best() is not None:
         image = fit_figure(study.best_model(), task)
         sections.append(("fit", "Predicted against true values", f'<img alt="predicted against true" src="{image}">'))
-    elif task is not None and task.in_features == 2 and study.best() is not None:
+    elif task is not None and not task.regression and task.in_features == 2 and study.best() is not None:
         image = boundary_figure(study.best_model(), task)
         sections.append(("boundary", "Decision boundary", f'<img alt="decision boundary" src="{image}">'))
     accuracies = None

@@ -373,6 +373,7 @@ def test_search_a_regression_csv_then_export(tmp_path, run):
         (["--target", "cultivar"], ["--target", "no --data"]),
         (["--data", "wine.csv", "--target", "cultivar", "--problem", "regression"], ["cultivar", "not numeric"]),
         (["--data", "wine.csv", "--target", "cultivar", "--problem", "ranking"], ["--problem", "ranking"]),
+        (["--problem", "regression"], ["--problem", "no --data"]),
         (["--data", "wine.csv", "--target", "cultivar", "--split", "0.5,0.2"], ["--split"]),
         (["--data", "wine.csv", "--target", "cultivar", "--split", "a,b,c"], ["--split", "a,b,c"]),
     ],

@@ -75,6 +75,17 @@ def test_regression_matches_the_reference_trainer(friedman):
     assert max(b.val_accuracy for b in batched) > 0.5  # some networks learn Friedman #1
 
 
+def test_regression_early_stopping_reads_r2_before_clipping(friedman):
+    """Children that start worse than the mean (R^2 < 0, scored 0) keep training while R^2 rises."""
+    rng = np.random.default_rng(0)
+    archs = [MLPSpace().sample(rng) for _ in range(30)]
+    config = TrainConfig(max_epochs=40, patience=3)
+    for trainer in (SerialTrainer, BatchedTrainer):
+        results = trainer(friedman, config).evaluate_all(archs, range(30))
+        climbed = [r for r in results if r.val_curve[:4] == [0.0] * 4 and r.val_accuracy > 0.2]
+        assert len(climbed) >= 3, [r.val_curve[:6] for r in results]
+
+
 def test_initial_weights_are_the_reference_trainers(moons):
     """One epoch, one Adam step: the first training loss depends only on the initial weights."""
     archs = equivalence_archs()

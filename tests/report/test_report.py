@@ -78,6 +78,16 @@ def test_a_regression_study_plots_predictions_against_true_values(friedman):
     assert "accuracy" not in page.split('<section id="config">')[0]
 
 
+def test_a_regression_study_without_test_rows_has_no_boundary():
+    """NASRegressor keeps no test split; two features must not make it a decision boundary."""
+    from archsearch import NASRegressor
+
+    X = np.random.default_rng(0).normal(size=(80, 2))
+    model = NASRegressor(budget=4, children_per_step=4, max_epochs=5).fit(X, X[:, 0] - 2 * X[:, 1])
+    page = render_report(model.study_)
+    assert '<section id="boundary">' not in page and '<section id="fit">' not in page
+
+
 def test_strings_from_the_study_are_escaped(tmp_path):
     hostile = "wine<script>alert(1)<"
     rows = [[i * 0.1, (i * 7) % 3 * 0.5, "abc"[i % 3]] for i in range(30)]

@@ -232,6 +232,26 @@ def test_bad_regression_targets_are_one_clear_error(tmp_path, labels, problem, m
         from_file(str(path), "y", problem=problem)
 
 
+def test_regression_npz_with_numbers_stored_as_text(tmp_path):
+    np.savez(tmp_path / "d.npz", X=np.arange(40.0).reshape(20, 2), y=np.array([f"{i / 3:.4f}" for i in range(20)]))
+    task = from_file(str(tmp_path / "d.npz"), problem="regression")
+    assert task.problem == "regression" and task.y_train.dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    ("y", "problem", "message"),
+    [
+        (np.arange(20) + 1j, None, "y must be real numbers or labels"),
+        (np.r_[np.zeros(18), 1, 5], None, "has 1 row.*--problem regression if it is a quantity"),
+        (np.arange(12) / 3, "regression", "R\\^2 needs at least 2 validation and 2 test rows \\(this gives 2 and 1\\)"),
+    ],
+)
+def test_more_bad_targets(tmp_path, y, problem, message):
+    np.savez(tmp_path / "d.npz", X=np.zeros((len(y), 2)), y=y)
+    with pytest.raises(ArchsearchError, match=message):
+        from_file(str(tmp_path / "d.npz"), problem=problem)
+
+
 def test_regression_npz_needs_a_numeric_y(tmp_path):
     np.savez(tmp_path / "d.npz", X=np.zeros((20, 2)), y=np.array(["a", "b"] * 10))
     with pytest.raises(ArchsearchError, match="y is not numeric"):

@@ -244,7 +244,7 @@ class _Child:
     params: int
     losses: list[float] = field(default_factory=list)
     vals: list[float] = field(default_factory=list)
-    best: float = -1.0  # best validation score so far
+    best: float = -math.inf  # best validation score so far (regression: R^2 before clipping)
     waited: int = 0  # epochs since it last improved
 
 
@@ -590,10 +590,10 @@ class _Group:
                 yield child.index, self._failure(child, f"validation outputs became non-finite at epoch {epoch}")
                 continue
             if self.task.regression:
-                score = max(0.0, r2_from_sse(correct[row], self.sst))
+                score = r2_from_sse(correct[row], self.sst)
             else:
                 score = int(correct[row]) / n_val
-            child.vals.append(score)
+            child.vals.append(max(0.0, score))
             if improved(score, child.best, self.task.regression):
                 child.best, child.waited = score, 0
             else:

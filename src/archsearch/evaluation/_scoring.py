@@ -5,9 +5,10 @@ classification it is accuracy. For regression it is the coefficient of
 determination R^2 = 1 - SSE / SST on the validation split, clipped at 0 (a
 network worse than predicting the validation mean scores 0), so it lies in
 [0, 1] like accuracy and the reward ``score ** reward_power`` means the same
-thing for both problems. A regression score counts as improved for early
-stopping only when it rises by more than ``MIN_R2_GAIN``: accuracy moves in
-whole validation samples, R^2 creeps up forever.
+thing for both problems. Early stopping reads the *unclipped* score (a network
+climbing from R^2 = -3 to -0.1 is learning, though it scores 0 throughout), and
+a regression score counts as improved only when it rises by more than
+``MIN_R2_GAIN``: accuracy moves in whole validation samples, R^2 creeps up forever.
 """
 
 from __future__ import annotations
@@ -45,10 +46,10 @@ def squared_error(outputs: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def validation_score(outputs: torch.Tensor, y: torch.Tensor, regression: bool) -> float:
-    """Accuracy, or R^2 clipped at 0: the score in [0, 1] that early stopping and the reward read."""
+    """Accuracy, or R^2 not yet clipped: what early stopping reads (``max(0, score)`` is the reward's)."""
     if not regression:
         return accuracy(outputs, y)
-    return max(0.0, r2_from_sse(squared_error(outputs, y), total_sum_of_squares(y)))
+    return r2_from_sse(squared_error(outputs, y), total_sum_of_squares(y))
 
 
 def improved(score: float, best: float, regression: bool) -> bool:

@@ -6,6 +6,7 @@ tested against it.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -58,7 +59,7 @@ class SerialTrainer(Evaluator):
             x_val, y_val = (t.to(cfg.device) for t in task.split("val"))
             n = len(y)
             recent: deque[dict[str, torch.Tensor]] = deque(maxlen=cfg.reward_window)
-            best, waited = -1.0, 0
+            best, waited = -math.inf, 0
             for epoch in range(cfg.max_epochs):
                 if cfg.batch_size is None or cfg.batch_size >= n:
                     batches = [(x, y)]
@@ -79,10 +80,11 @@ class SerialTrainer(Evaluator):
                     logits = model(x_val)
                     if not torch.isfinite(logits).all():
                         return failure("diverged", f"validation outputs became non-finite at epoch {epoch + 1}")
-                vals.append(validation_score(logits, y_val, task.regression))
+                score = validation_score(logits, y_val, task.regression)
+                vals.append(max(0.0, score))
                 recent.append({k: v.detach().clone().cpu() for k, v in model.state_dict().items()})
-                if improved(vals[-1], best, task.regression):
-                    best, waited = vals[-1], 0
+                if improved(score, best, task.regression):
+                    best, waited = score, 0
                 else:
                     waited += 1
                     if waited >= cfg.patience:

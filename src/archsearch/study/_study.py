@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,7 +267,10 @@ class Study:
                     bar.__exit__(None, None, None)
         if self.completed_steps() >= self.steps:
             if self.refit_final and best is not None:
-                self.refit()
+                try:
+                    self.refit()
+                except ArchsearchError as exc:  # the search is complete and stays usable with its own weights
+                    warnings.warn(f"{exc}; the study keeps the search's own weights", stacklevel=2)
             self.test_accuracy()
         return best
 
@@ -408,7 +412,7 @@ class Study:
         settings = {k: v for k, v in self._configs["trainer"].items() if k != "name"}
         epochs = best.kept_epoch
         config = TrainConfig.from_config({**settings, "max_epochs": epochs, "patience": epochs + 1, "reward_window": 1})
-        result = SerialTrainer(merged, config).train(best.architecture, best.seed)
+        ((_, result),) = SerialTrainer(merged, config).evaluate([best.architecture], [best.seed])
         if result.status != "ok":
             raise ArchsearchError(f"{self.path}: refitting trial {number} failed: {result.error}")
         rows = len(merged.y_train)

@@ -76,6 +76,7 @@ def from_file(
         x, labels, names = _read_csv(file, data, target)
     else:
         raise ArchsearchError(f"{file}: unknown file type {file.suffix!r} (expected .csv or .npz)")
+    inferred = problem is None
     problem = problem or _infer_problem(file, target, labels)
     if problem == "regression":
         y, extra = _regression_target(file, target, labels)
@@ -88,7 +89,14 @@ def from_file(
         classes, y = np.unique(labels, return_inverse=True)
         if len(classes) < 2:
             raise ArchsearchError(f"{file}: the target has one class only ({_label(classes[0])}); nothing to classify")
-        train, val, test = _stratified_split(file, y, classes, fractions, split_seed)
+        try:
+            train, val, test = _stratified_split(file, y, classes, fractions, split_seed)
+        except ArchsearchError as exc:
+            if not inferred or labels.dtype.kind in "OUSb":
+                raise
+            raise ArchsearchError(
+                f"{exc} (the target was taken for classes; --problem regression if it is a quantity)"
+            ) from None
         extra = {"classes": [c.item() if isinstance(c, np.generic) else c for c in classes]}
         n_classes, y_dtype = len(classes), torch.int64
     mean = x[train].mean(axis=0)
@@ -133,8 +141,15 @@ def _infer_problem(file: Path, target: str | None, labels: np.ndarray) -> str:
 def _regression_target(file: Path, target: str | None, labels: np.ndarray) -> tuple[np.ndarray, dict]:
     name = f"target {target!r}" if target else "y"
     if labels.dtype.kind in "OUS":
-        example = next(str(v) for v in labels if _as_numbers([str(v)]) is None)
-        raise ArchsearchError(f"{file}: {name} is not numeric (e.g. {example!r}); regression needs numbers")
+        numbers = _as_numbers([str(v) for v in labels])
+        if numbers is None:
+            example = next(str(v) for v in labels if _as_numbers([str(v)]) is None)
+            raise ArchsearchError(f"{file}: {name} is not numeric (e.g. {example!r}); regression needs numbers")
+        if not np.isfinite(numbers).all():
+            raise ArchsearchError(
+                f"{file}: {name} holds NaN or infinite values in {int((~np.isfinite(numbers)).sum())} rows"
+            )
+        labels = numbers
     y = labels.astype(np.float64)
     if np.ptp(y) == 0:
         raise ArchsearchError(f"{file}: {name} is constant ({y[0]:g}); nothing to predict")
@@ -151,8 +166,11 @@ def _random_split(
     n_val = max(1, round(fractions[1] * rows))
     n_test = max(1, round(fractions[2] * rows))
     n_train = rows - n_val - n_test
-    if n_train < 2:
-        raise ArchsearchError(f"{file}: {rows} rows are too few for the split {list(fractions)}")
+    if n_train < 2 or min(n_val, n_test) < 2:
+        raise ArchsearchError(
+            f"{file}: {rows} rows are too few for the split {list(fractions)}: R^2 needs at least 2 validation "
+            f"and 2 test rows (this gives {n_val} and {n_test}) and 2 training rows"
+        )
     return order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]
 
 
@@ -191,6 +209,8 @@ def _read_npz(file: Path) -> tuple[np.ndarray, np.ndarray]:
         column = int(np.flatnonzero(bad.any(axis=0))[0])
         rows = int(bad.any(axis=1).sum())
         raise ArchsearchError(f"{file}: X holds NaN or infinite values in {rows} rows (first in column {column})")
+    if y.dtype.kind == "c":
+        raise ArchsearchError(f"{file}: y must be real numbers or labels, got {y.dtype}")
     if np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():
         raise ArchsearchError(f"{file}: y holds NaN or infinite values in {int((~np.isfinite(y)).sum())} rows")
     return x, y
