@@ -69,6 +69,7 @@ class _NASEstimator(BaseEstimator):
         from archsearch.space import MLPSpace
         from archsearch.study import Study, build_evaluator, build_strategy
         from archsearch.tasks import Task
+        from archsearch.tasks._files import scale_of
 
         name = type(self).__name__
         if not 0 < self.validation_fraction < 1:
@@ -76,9 +77,7 @@ class _NASEstimator(BaseEstimator):
         train, val = train_test_split(
             np.arange(len(X)), test_size=self.validation_fraction, random_state=self.seed, stratify=stratify
         )
-        mean = X[train].mean(axis=0)
-        scale = X[train].std(axis=0)
-        scale[scale == 0] = 1.0
+        mean, scale = scale_of(X[train])
         x = torch.as_tensor((X - mean) / scale, dtype=torch.float32)
         regression = self._problem == "regression"
         preprocessing: dict[str, Any] = {
@@ -87,7 +86,7 @@ class _NASEstimator(BaseEstimator):
             "std": scale.tolist(),
         }
         if regression:
-            y_mean, y_scale = float(targets[train].mean()), float(targets[train].std()) or 1.0
+            y_mean, y_scale = (float(v) for v in scale_of(targets[train]))
             y = torch.as_tensor((targets - y_mean) / y_scale, dtype=torch.float32)
             preprocessing.update(target_mean=y_mean, target_std=y_scale)
             n_classes = 0

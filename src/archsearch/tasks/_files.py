@@ -81,9 +81,9 @@ def from_file(
     if problem == "regression":
         y, extra = _regression_target(file, target, labels)
         train, val, test = _random_split(file, len(y), fractions, split_seed)
-        y_mean, y_std = float(y[train].mean()), float(y[train].std()) or 1.0
+        y_mean, y_std = scale_of(y[train])
         y = (y - y_mean) / y_std
-        extra.update(target_mean=y_mean, target_std=y_std)
+        extra.update(target_mean=float(y_mean), target_std=float(y_std))
         n_classes, y_dtype = 0, torch.float32
     else:
         classes, y = np.unique(labels, return_inverse=True)
@@ -99,9 +99,7 @@ def from_file(
             ) from None
         extra = {"classes": [c.item() if isinstance(c, np.generic) else c for c in classes]}
         n_classes, y_dtype = len(classes), torch.int64
-    mean = x[train].mean(axis=0)
-    std = x[train].std(axis=0)
-    std[std == 0] = 1.0  # a constant feature stays 0 rather than dividing by zero
+    mean, std = scale_of(x[train])
     x = (x - mean) / std
 
     def tensors(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,6 +117,13 @@ def from_file(
     }
     preprocessing = {"features": names, "mean": mean.tolist(), "std": std.tolist(), **extra}
     return Task(file.stem, x_train, y_train, x_val, y_val, x_test, y_test, n_classes, config, preprocessing, problem)
+
+
+def scale_of(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation per column (over axis 0) for standardising; a constant column
+    gets scale 1, so it becomes 0 rather than a division by zero."""
+    mean, std = values.mean(axis=0), values.std(axis=0)
+    return mean, np.where(std == 0, 1.0, std)
 
 
 def _infer_problem(file: Path, target: str | None, labels: np.ndarray) -> str:
