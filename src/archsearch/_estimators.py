@@ -59,10 +59,6 @@ class _NASEstimator(BaseEstimator):
         self.study_path = study_path
         self.verbose = verbose
 
-    def _targets(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """``(targets, stratify)``: what the network is trained on, and the labels to stratify by."""
-        raise NotImplementedError
-
     def _search(self, X: np.ndarray, targets: np.ndarray, stratify: np.ndarray | None, extra: Any) -> None:
         """Split, standardise, search; sets the fitted attributes only once the search has succeeded."""
         from archsearch.evaluation import TrainConfig

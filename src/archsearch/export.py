@@ -84,7 +84,7 @@ def describe(arch: MLPArchitecture, task: Any, study: Any, best: Any) -> dict[st
             "task": task.name,
             "trial": best.number,
             "metric": study.metric,
-            "refit": study.summary().get("refit"),
+            "refit": study.refit_summary(),
             "val_accuracy": best.val_accuracy,
             "test_accuracy": study.test_accuracy(),
         },

@@ -398,12 +398,12 @@ class Study:
         if self._configs["trainer"].get("name") not in (SerialTrainer.name, BatchedTrainer.name):
             raise ArchsearchError(f"{self.path}: refit retrains MLP children; this study's evaluator trains nothing")
         number = self._stored_best()[0]
-        best, task = self.best(), self.task
         done = self._storage.refit_model(number)
         if done is not None:
             return {"trial": number, "epochs": done[0], "rows": done[1]}
         if self._storage.readonly:
             raise ArchsearchError(f"{self.path}: opened read-only; refitting writes the retrained network")
+        best, task = self.best(), self.task
         merged = dataclasses.replace(
             task,
             x_train=torch.cat([task.x_train, task.x_val]),
@@ -482,7 +482,7 @@ class Study:
             "metric": self.metric,
             "val_accuracy": best.val_accuracy,
             "test_accuracy": self.test_accuracy(),
-            "refit": self._refit_summary(best),
+            "refit": self.refit_summary(),
             "params": best.params,
             "epochs": best.epochs,
             "trials": self._storage.count_trials(),
@@ -494,9 +494,10 @@ class Study:
             **self._benchmark_summary(best),
         }
 
-    def _refit_summary(self, best: Trial) -> dict[str, int] | None:
+    def refit_summary(self) -> dict[str, int] | None:
         """How the study's model was retrained on train + validation, or ``None`` (the search's own weights)."""
-        refit = self._storage.refit_model(best.number)
+        best = self.best()
+        refit = None if best is None else self._storage.refit_model(best.number)
         return None if refit is None else {"epochs": refit[0], "rows": refit[1]}
 
     def _benchmark_summary(self, best: Trial) -> dict[str, Any]:
