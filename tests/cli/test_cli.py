@@ -189,7 +189,10 @@ def test_sigkill_then_resume_completes_and_loses_nothing(tmp_path, run):
     run("resume", killed, "--quiet", check=True)
     after = _rows(killed)
     assert len(after) == 150
-    assert after[: len(before)] == before  # every trial committed before the kill is still there
+    # Every trial committed before the kill is still there, unchanged. A step's children are
+    # committed as they finish (early stoppers first), so the killed file may have holes.
+    by_number = {row[0]: row for row in after}
+    assert [by_number[row[0]] for row in before] == before
 
     straight = tmp_path / "straight.db"
     run("search", *args, "--study", straight, check=True)
