@@ -46,6 +46,9 @@ class Evaluator(ABC):
             results[index] = result
         return results  # type: ignore[return-value]
 
+    def close(self) -> None:
+        """Release what the evaluator holds beyond memory (worker processes); it may be used again."""
+
     def to_config(self) -> dict[str, Any]:
         return {"name": self.name, **self.config.to_config()}
 

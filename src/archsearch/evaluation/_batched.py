@@ -33,11 +33,9 @@ from __future__ import annotations
 
 import math
 import os
-import queue
-import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +46,7 @@ from archsearch.errors import ArchsearchError
 from archsearch.evaluation._base import Evaluator
 from archsearch.evaluation._result import Result
 from archsearch.evaluation._scoring import improved, r2_from_sse, total_sum_of_squares
+from archsearch.evaluation._workers import Job, WorkerPool
 from archsearch.space import Architecture, MLPArchitecture
 
 aten = torch.ops.aten
@@ -60,6 +59,7 @@ class BatchedTrainer(Evaluator):
     name = "batched"
     batch_dependent = True
     max_batch = 256  # children planned and held in memory at once; larger batches are split
+    _workers: WorkerPool | None = None
 
     def evaluate(self, archs: Sequence[Architecture], seeds: Sequence[int]) -> Iterator[tuple[int, Result]]:
         if len(archs) != len(seeds):
@@ -73,61 +73,69 @@ class BatchedTrainer(Evaluator):
             chunk = range(start, min(start + self.max_batch, len(archs)))
             planned = plan_groups([archs[i] for i in chunk], self.task.in_features, self.task.out_features, rows)
             groups += [[chunk[i] for i in members] for members in planned]
-        threads = self.config.threads or _useful_threads(
-            [[archs[i] for i in members] for members in groups], self.task.in_features, self.task.out_features, rows
-        )
-        threads = min(threads, len(groups))
+        jobs = [(members, archs, seeds) for members in groups]
+        workers = self._workers_for(groups, archs)
         previous = torch.get_num_threads()
-        torch.set_num_threads(1)  # one core per group: results never depend on the thread count
+        torch.set_num_threads(1)  # one core per group: results never depend on the number of cores
         try:
-            if threads <= 1:
-                for members in groups:
-                    yield from self._train_group(archs, seeds, members)
+            if workers <= 1:
+                for job in jobs:
+                    yield from self.train_group(*job)
             else:
-                yield from self._train_in_parallel(archs, seeds, groups, threads)
+                order = sorted(range(len(jobs)), key=lambda j: -self._group_cost([archs[i] for i in groups[j]]))
+                portable = [self._job(archs, seeds, groups[j]) for j in order]
+                yield from self._pool(workers).run(portable, lambda job: self.train_group(*job))
         finally:
             torch.set_num_threads(previous)
 
-    def _train_in_parallel(
-        self, archs: Sequence[Architecture], seeds: Sequence[int], groups: list[list[int]], threads: int
+    def _workers_for(self, groups: list[list[int]], archs: Sequence[Architecture]) -> int:
+        """Worker processes worth using for these groups: ``config.threads`` when given, else the
+        cores available once the batch's modelled work pays for handing groups to other processes."""
+        if len(groups) < 2 or torch.device(self.config.device).type != "cpu":
+            return 1
+        if self.config.threads is not None:
+            return min(self.config.threads, len(groups))
+        work = sum(self._group_cost([archs[i] for i in members]) for members in groups) * self.config.max_epochs
+        if work < _POOL_WORK:
+            return 1
+        return min(available_cores(), len(groups))
+
+    def _group_cost(self, group: list[MLPArchitecture]) -> float:
+        """Modelled microseconds of one epoch of one group."""
+        rows = len(self.task.y_train) + len(self.task.y_val)
+        widest = [max(a.widths[layer] for a in group) for layer in range(len(group[0].layers))]
+        sizes = np.array([self.task.in_features, *widest, self.task.out_features], dtype=np.float64)
+        return float(_cost(len(group), sizes, rows))
+
+    @staticmethod
+    def _job(archs: Sequence[Architecture], seeds: Sequence[int], members: list[int]) -> Job:
+        """What a worker needs of one group: only its own children's architectures and seeds."""
+        return members, {i: archs[i] for i in members}, {i: int(seeds[i]) for i in members}
+
+    def _pool(self, size: int) -> WorkerPool:
+        """The worker processes, started on first use and kept for the trainer's lifetime."""
+        if self._workers is None or self._workers.alive < min(size, self._workers.size):
+            self.close()
+            self._workers = WorkerPool(self.task, self.config, size)
+            self._finalizer = weakref.finalize(self, self._workers.close)
+        return self._workers
+
+    def close(self) -> None:
+        """Stop the worker processes, if any were started."""
+        if self._workers is not None:
+            self._finalizer.detach()
+            self._workers.close()
+            self._workers = None
+
+    def train_group(
+        self, members: list[int], archs: Sequence[Architecture] | dict, seeds: Sequence[int] | dict
     ) -> Iterator[tuple[int, Result]]:
-        """Groups on a pool of threads (PyTorch releases the GIL inside its kernels)."""
-        finished: queue.Queue[tuple[int, Result] | None] = queue.Queue()
-        stop = threading.Event()
-
-        def work(members: list[int]) -> None:
-            try:
-                for item in self._train_group(archs, seeds, members, stop):
-                    finished.put(item)
-            finally:
-                finished.put(None)
-
-        with ThreadPoolExecutor(threads, thread_name_prefix="archsearch-batched") as pool:
-            for members in groups:
-                pool.submit(work, members)
-            try:
-                remaining = len(groups)
-                while remaining:
-                    item = finished.get()
-                    if item is None:
-                        remaining -= 1
-                    else:
-                        yield item
-            finally:
-                stop.set()  # the consumer left early: let the workers give up
-
-    def _train_group(
-        self,
-        archs: Sequence[Architecture],
-        seeds: Sequence[int],
-        members: list[int],
-        stop: threading.Event | None = None,
-    ) -> Iterator[tuple[int, Result]]:
+        """Train the children ``members`` (indices into ``archs`` and ``seeds``) as one group."""
         done: set[int] = set()
         start = time.perf_counter()
         try:
             group = _Group(self, [(i, archs[i], seeds[i]) for i in members])
-            for index, result in group.train(stop):
+            for index, result in group.train():
                 done.add(index)
                 yield index, result
         except Exception as exc:  # a broken batch is recorded trials, not a crashed search
@@ -152,27 +160,9 @@ _ELEMENT_COST = 2e-3  # per activation element and row: the elementwise passes a
 MAX_GROUP = 8  # children per group at most, so that groups can run on several cores
 
 
-_PARALLEL_COST = 1500.0  # modelled microseconds per group and epoch above which groups run on several threads
-
-
-def _useful_threads(groups: list[list[MLPArchitecture]], in_features: int, out_features: int, rows: int) -> int:
-    """Threads worth using: PyTorch releases the GIL inside its kernels, so groups whose epochs are
-    long, large matrix products, run well side by side; groups of small networks spend most of
-    their time in Python and only contend for the GIL."""
-    costs = [
-        _cost(
-            len(g),
-            np.array(
-                [in_features, *(max(a.widths[l] for a in g) for l in range(len(g[0].layers))), out_features],
-                dtype=np.float64,
-            ),
-            rows,
-        )
-        for g in groups
-    ]
-    if len(groups) < 2 or float(np.mean(costs)) < _PARALLEL_COST:
-        return 1
-    return available_cores()
+# Modelled microseconds of a whole batch above which its groups are handed to worker processes:
+# a few milliseconds of messages per batch, and a second or two to start the workers once.
+_POOL_WORK = 50_000.0
 
 
 def available_cores() -> int:
@@ -488,7 +478,7 @@ class _Group:
 
     # -- training --------------------------------------------------------------------------------
 
-    def train(self, stop: threading.Event | None = None) -> Iterator[tuple[int, Result]]:
+    def train(self) -> Iterator[tuple[int, Result]]:
         cfg, task, device = self.cfg, self.task, self.device
         x_train, y_train = (t.to(device) for t in task.split("train"))
         x_val, y_val = (t.to(device) for t in task.split("val"))
@@ -504,8 +494,6 @@ class _Group:
         self.passes["val"]["x"].copy_(x_val.T.expand_as(self.passes["val"]["x"]))
 
         for epoch in range(1, cfg.max_epochs + 2):
-            if stop is not None and stop.is_set():
-                return
             # One forward pass reads the weights after epoch - 1: it validates epoch - 1 and, in
             # full-batch mode, gives this epoch's training loss. One read-back serves both.
             full_batch_step = not minibatch and epoch <= cfg.max_epochs

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from archsearch.space import Architecture
+from archsearch.space import Architecture, MLPArchitecture
 from archsearch.tasks import Task
 
 MIN_R2_GAIN = 1e-4
@@ -85,4 +85,8 @@ def split_score(model: nn.Module, task: Task, split: str) -> float:
 def validation_loss(arch: Architecture, task: Task, weights: dict[str, torch.Tensor]) -> float:
     """The training loss of the kept weights on the validation split: a finer measure than the score."""
     x, y = task.split("val")
-    return float(training_loss(load_model(arch, task, weights)(x), y, task.regression))
+    if isinstance(arch, MLPArchitecture):
+        outputs = arch.apply(weights, x)
+    else:
+        outputs = load_model(arch, task, weights)(x)
+    return float(training_loss(outputs, y, task.regression))

@@ -22,6 +22,7 @@ from torch import nn
 from archsearch.errors import ArchsearchError
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
+_FUNCTIONS = {"relu": torch.relu, "tanh": torch.tanh}  # the same activations, as functions
 
 
 class Architecture(ABC):
@@ -185,3 +186,13 @@ class MLPArchitecture(Architecture):
                     linear.weight.copy_(weight)
                     linear.bias.copy_(bias)
         return nn.Sequential(*modules)
+
+    def apply(self, weights: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """What :meth:`build`'s network computes on ``x`` with the state dict ``weights``, without
+        building modules (ten times faster for the tiny networks of a search)."""
+        h = x
+        for i in range(len(self.layers) + 1):
+            h = nn.functional.linear(h, weights[f"{2 * i}.weight"], weights[f"{2 * i}.bias"])
+            if i < len(self.layers):
+                h = _FUNCTIONS[self.layers[i].activation](h)
+        return h

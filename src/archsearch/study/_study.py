@@ -208,6 +208,8 @@ class Study:
         return cls(Storage.open(path, readonly=readonly))
 
     def close(self) -> None:
+        if self._evaluator is not None:
+            self._evaluator.close()
         self._storage.close()
 
     def __enter__(self) -> Study:
