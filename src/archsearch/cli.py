@@ -124,7 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads",
         type=_positive_int,
         default=None,
-        help="threads the batched trainer uses (default: as many as help)",
+        help="CPU cores the trainer uses: the batched trainer trains groups of children side by side in "
+        "this many worker processes, the serial one uses this many threads (default: batched, all cores "
+        "once a step's work pays for the workers; serial, 1); never changes results",
     )
     train.add_argument(
         "--reuse-evaluations",

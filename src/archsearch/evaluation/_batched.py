@@ -50,6 +50,7 @@ from archsearch.evaluation._workers import Job, WorkerPool
 from archsearch.space import Architecture, MLPArchitecture
 
 aten = torch.ops.aten
+_FUSED_ADAM = hasattr(torch, "_fused_adam_")  # one kernel for the whole update (PyTorch >= 2.4 on CPU)
 _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8  # torch.optim.Adam's defaults, as the reference trainer uses
 
 
@@ -302,6 +303,10 @@ class _Group:
         self.grad = torch.zeros_like(self.flat)
         self.denom = torch.zeros_like(self.flat)
         self.ring = torch.zeros(self.cfg.reward_window, total, device=self.device)
+        # constants as 0-d tensors: a Python number costs a conversion on every operation it enters
+        self._two = torch.tensor(2.0, device=self.device)
+        self._one = torch.tensor(1.0, device=self.device)
+        self._step = torch.zeros((), device=self.device)
 
     def _bind(self) -> None:
         """Views of parameters and workspace for the current children, built once per membership."""
@@ -317,6 +322,7 @@ class _Group:
             for layer in range(depth)
         ]
         self.passes = {tag: self._pass_buffers(tag, rows) for tag, rows in self.rows.items()}
+        self._plans: dict[Any, list[tuple]] = {}
         # per child: loss, correct validation points (regression: squared error), checksum
         self.stats = torch.empty(3, g, device=device)
 
@@ -373,67 +379,129 @@ class _Group:
 
     def _forward(self, tag: str) -> list[torch.Tensor]:
         """Activations of every layer for the pass ``tag`` (its input already in place); the last are logits."""
+        plan = self._plans.get(tag) or self._plan_forward(tag)
+        for bias, weight, h, z, activate in plan:
+            torch.baddbmm(bias, weight, h, out=z)
+            if activate is not None:
+                activate()
+        return self.passes[tag]["hs"]
+
+    def _plan_forward(self, tag: str) -> list[tuple]:
+        """The views and bound operations of a forward pass, made once per membership: building
+        views costs microseconds each, as much as the arithmetic of a small layer."""
         buffers = self.passes[tag]
-        h = buffers["x"]
-        hs = [h]
+        hs = buffers["hs"] = [buffers["x"], *buffers["h"]]
         depth = len(self.params) - 1
+        plan = []
         for layer, (weight, bias) in enumerate(self.params):
-            z = torch.baddbmm(bias, weight, h, out=buffers["h"][layer])
-            if layer < depth:
-                self._activate(z, layer, buffers["tanh"][layer])
-            h = z
-            hs.append(h)
-        return hs
+            z = buffers["h"][layer]
+            activate = self._activation(z, layer, buffers["tanh"][layer]) if layer < depth else None
+            plan.append((bias, weight, hs[layer], z, activate))
+        self._plans[tag] = plan
+        return plan
 
-    def _activate(self, z: torch.Tensor, layer: int, scratch: torch.Tensor) -> None:
-        """relu or tanh per child, in place. tanh(z) is computed as 2 sigmoid(2z) - 1."""
+    def _activation(self, z: torch.Tensor, layer: int, scratch: torch.Tensor) -> Any:
+        """relu or tanh per child, in place, as one callable. tanh(z) is computed as 2 sigmoid(2z) - 1
+        (within 2e-7 of torch.tanh and three times faster on the CPU)."""
+        two, one = self._two, self._one
         runs = self.runs[layer]
-        if len(runs) <= 2:  # one slice per run of children with the same activation
-            for start, end, activation in runs:
-                block = z if end - start == len(z) else z[start:end]
-                if activation == "relu":
-                    block.relu_()
-                else:
-                    block.mul_(2).sigmoid_().mul_(2).sub_(1)
-            return
-        # many runs: both activations on every child, then pick per child (lerp by 0 or 1 is exact)
-        torch.mul(z, 2, out=scratch).sigmoid_().mul_(2).sub_(1)
-        torch.lerp(z.relu_(), scratch, self.is_tanh[layer], out=z)
+        if len(runs) > 2:  # many runs: both activations on every child, then pick per child (lerp by 0 or 1 is exact)
+            is_tanh = self.is_tanh[layer]
 
-    def _backward(self, hs: list[torch.Tensor], delta: torch.Tensor, n: int, tag: str) -> None:
-        """Gradients of the summed per-child losses into ``self.grad``; ``delta`` = dL/dlogits.
+            def mixed() -> None:
+                torch.mul(z, two, out=scratch).sigmoid_().mul_(two).sub_(one)
+                torch.lerp(z.relu_(), scratch, is_tanh, out=z)
 
-        The backward pass reads the first ``n`` rows of the forward pass ``hs`` and writes into the
-        buffers of pass ``tag``, which has exactly ``n`` rows.
+            return mixed
+        blocks = [(z if end - start == len(z) else z[start:end], activation) for start, end, activation in runs]
+        relus = [block for block, activation in blocks if activation == "relu"]
+        tanhs = [block for block, activation in blocks if activation != "relu"]
+
+        def by_runs() -> None:
+            for block in relus:
+                block.relu_()
+            for block in tanhs:
+                block.mul_(two).sigmoid_().mul_(two).sub_(one)
+
+        return by_runs
+
+    def _backward(self, forward: str, tag: str, n: int) -> None:
+        """Gradients of the summed per-child losses into ``self.grad``, from dL/dlogits that
+        :meth:`_delta` left in pass ``tag``'s buffer.
+
+        The backward pass reads the first ``n`` rows of the forward pass ``forward`` and writes into
+        the buffers of pass ``tag``, which has exactly ``n`` rows.
         """
+        key = (forward, tag)
+        plan = self._plans.get(key) or self._plan_backward(forward, tag, n)
+        delta = self.passes[tag]["log-p"]
+        for g_weight, g_bias, h_in_t, weight_t, upstream, activation_backward in plan:
+            torch.bmm(delta, h_in_t, out=g_weight)
+            torch.sum(delta, dim=2, keepdim=True, out=g_bias)
+            if upstream is None:
+                break
+            torch.bmm(weight_t, delta, out=upstream)
+            activation_backward()
+            delta = upstream
+
+    def _plan_backward(self, forward: str, tag: str, n: int) -> list[tuple]:
+        hs = self.passes[forward]["hs"]  # the forward pass ran, and was planned, first
         buffers = self.passes[tag]
         depth = len(self.params) - 1
+        plan = []
         for layer in range(depth, -1, -1):
             g_weight, g_bias = self.grads[layer]
             h_in = hs[layer][..., :n]
-            torch.bmm(delta, h_in.transpose(1, 2), out=g_weight)
-            torch.sum(delta, dim=2, keepdim=True, out=g_bias)
             if layer == 0:
+                plan.append((g_weight, g_bias, h_in.transpose(1, 2), None, None, None))
                 break
-            weight = self.params[layer][0]
-            upstream = torch.bmm(weight.transpose(1, 2), delta, out=buffers["up"][layer])
-            # relu: dL/dz = dL/dh where h > 0, else 0; tanh: dL/dz = dL/dh * (1 - h^2)
-            runs = self.runs[layer - 1]
-            if len(runs) <= 2:
-                for start, end, activation in runs:
-                    block, out = upstream[start:end], h_in[start:end]
-                    if activation == "relu":
-                        aten.threshold_backward.grad_input(block, out, 0, grad_input=block)
-                    else:
-                        aten.tanh_backward.grad_input(block, out, grad_input=block)
-            else:
-                relu = aten.threshold_backward.grad_input(upstream, h_in, 0, grad_input=buffers["relu-grad"][layer])
-                aten.tanh_backward.grad_input(upstream, h_in, grad_input=upstream)
-                torch.lerp(relu, upstream, self.is_tanh[layer - 1], out=upstream)
-            delta = upstream
+            upstream = buffers["up"][layer]
+            plan.append(
+                (
+                    g_weight,
+                    g_bias,
+                    h_in.transpose(1, 2),
+                    self.params[layer][0].transpose(1, 2),
+                    upstream,
+                    self._activation_backward(upstream, h_in, layer - 1, buffers["relu-grad"][layer]),
+                )
+            )
+        self._plans[(forward, tag)] = plan
+        return plan
+
+    def _activation_backward(self, upstream: torch.Tensor, out: torch.Tensor, layer: int, scratch: torch.Tensor) -> Any:
+        """dL/dz from dL/dh in place: relu passes it where h > 0, tanh multiplies it by 1 - h^2."""
+        runs = self.runs[layer]
+        if len(runs) > 2:
+            is_tanh = self.is_tanh[layer]
+
+            def mixed() -> None:
+                relu = aten.threshold_backward.grad_input(upstream, out, 0, grad_input=scratch)
+                aten.tanh_backward.grad_input(upstream, out, grad_input=upstream)
+                torch.lerp(relu, upstream, is_tanh, out=upstream)
+
+            return mixed
+        blocks = [(upstream[start:end], out[start:end], activation) for start, end, activation in runs]
+        relus = [(block, h) for block, h, activation in blocks if activation == "relu"]
+        tanhs = [(block, h) for block, h, activation in blocks if activation != "relu"]
+
+        def by_runs() -> None:
+            for block, h in relus:
+                aten.threshold_backward.grad_input(block, h, 0, grad_input=block)
+            for block, h in tanhs:
+                aten.tanh_backward.grad_input(block, h, grad_input=block)
+
+        return by_runs
 
     def _adam(self, step: int) -> None:
         """torch.optim.Adam's update, on all children's parameters at once."""
+        if _FUSED_ADAM:
+            self._step.fill_(step)
+            torch._fused_adam_(
+                [self.flat], [self.grad], [self.m], [self.v], [], [self._step],
+                lr=self.cfg.lr, beta1=_BETA1, beta2=_BETA2, weight_decay=0.0, eps=_EPS, amsgrad=False, maximize=False,
+            )  # fmt: skip
+            return
         self.m.lerp_(self.grad, 1 - _BETA1)
         self.v.mul_(_BETA2).addcmul_(self.grad, self.grad, value=1 - _BETA2)
         # sqrt is ~10x slower on exact zeros (padding, dead units) than on other values; lifting v by
@@ -520,7 +588,8 @@ class _Group:
                 losses = self._minibatch_epoch(x_train, y_train, classes, epoch).tolist()
             else:
                 losses = stats[0]
-                self._backward(hs, self._delta(onehot, "train"), n_train, "train")
+                self._delta(onehot, "train")
+                self._backward("all", "train", n_train)
                 self._adam(epoch)
             keep = yield from self._losses_recorded(epoch, losses)
             if keep is not None:
@@ -546,7 +615,8 @@ class _Group:
             hs = self._forward(tag)
             onehot = y[rows][:, None, :] if self.task.regression else (y[rows][:, None, :] == classes).float()
             self._losses(hs[-1], onehot, losses, tag)
-            self._backward(hs, self._delta(onehot, tag), b, tag)
+            self._delta(onehot, tag)
+            self._backward(tag, tag, b)
             self._adam((epoch - 1) * steps_per_epoch + k + 1)
             total += losses * b
         return total / n

@@ -17,8 +17,10 @@ class TrainConfig:
     improved for ``patience`` epochs. The reward is
     ``max(validation accuracy of the last reward_window epochs) ** reward_power``
     (Zoph & Le 2017 use the cube of the best of the last five epochs). ``threads`` is how many
-    threads the batched trainer trains groups of children on (default: as many as help, up to
-    the cores available); it never changes results.
+    CPU cores training uses: the batched trainer trains groups of children side by side in that
+    many worker processes (default: all cores once a batch's modelled work pays for starting
+    them), the serial trainer runs PyTorch on that many threads (default 1). It never changes
+    results.
     """
 
     max_epochs: int = 50

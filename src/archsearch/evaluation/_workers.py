@@ -9,8 +9,8 @@ then trains one group at a time and sends each child's result the moment it fini
 A group trains single-threaded wherever it runs, so results are bitwise identical to training it
 in the study's own process: the number of workers never changes a study. A worker that dies
 (killed, out of memory) costs nothing but time: its unfinished group is trained again in the
-study's process. Workers read end-of-file and exit when the study's process goes away, so a
-killed search leaves no processes behind.
+study's process. Workers exit within a second when the study's process goes away, so a killed
+search leaves no processes behind.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -71,10 +73,15 @@ class WorkerPool:
         finished = False
         try:
             while pending or busy:
-                for worker in self._workers:
+                for worker in list(self._workers):
                     if pending and worker.conn not in busy:
                         job = pending.popleft()
-                        worker.send(("group", job, *jobs[job]))
+                        try:
+                            worker.send(("group", job, *jobs[job]))
+                        except OSError:  # it died while idle
+                            pending.appendleft(job)
+                            self._drop(worker, None)
+                            continue
                         busy[worker.conn] = (worker, job)
                 if not busy:  # every worker died
                     break
@@ -180,9 +187,17 @@ def _from_portable(result: Result) -> Result:
     return result
 
 
+def _exit_with_parent(parent: int) -> None:
+    """An idle worker sees the study's process go through its socket; a busy one through this watch."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+
 def _serve(fd: int) -> None:
     """A worker's life: set up, then train groups until the study's process closes the socket."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the study's to handle
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     torch.set_num_threads(1)
     conn = Connection(fd)
 
