@@ -68,7 +68,9 @@ def main() -> None:
     for batch in (15, args.archs):
         for threads in (1, None):
             label = f"batched, batch {batch}, threads {'auto' if threads is None else threads}"
-            trainer = BatchedTrainer(task, TrainConfig(max_epochs=args.epochs, patience=args.epochs + 1, threads=threads))
+            trainer = BatchedTrainer(
+                task, TrainConfig(max_epochs=args.epochs, patience=args.epochs + 1, threads=threads)
+            )
             runs[label] = best_of(args.repeats, lambda b=batch, t=trainer: batched(t, b))
             trainer.close()
 

@@ -122,3 +122,16 @@ def test_a_worker_that_died_while_idle_is_replaced_by_this_process(moons):
         results = trainer.evaluate_all(archs, range(10))
     _same(inline, results)
     trainer.close()
+
+
+def test_workers_that_cannot_start_leave_the_work_to_this_process(moons, monkeypatch):
+    from archsearch.evaluation import _workers
+
+    monkeypatch.setattr(_workers, "_ENTRY", "import sys; sys.exit(3)")
+    archs = _batch(10)
+    inline = BatchedTrainer(moons, TrainConfig(max_epochs=5, threads=1)).evaluate_all(archs, range(10))
+    trainer = BatchedTrainer(moons, TrainConfig(max_epochs=5, threads=2))
+    with pytest.warns(UserWarning, match=r"could not start \(exit code 3\); training in this process only"):
+        results = trainer.evaluate_all(archs, range(10))
+    _same(inline, results)
+    assert trainer._workers is None

@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ class BatchedTrainer(Evaluator):
     batch_dependent = True
     max_batch = 256  # children planned and held in memory at once; larger batches are split
     _workers: WorkerPool | None = None
+    _no_workers = False  # set when worker processes could not be started
 
     def evaluate(self, archs: Sequence[Architecture], seeds: Sequence[int]) -> Iterator[tuple[int, Result]]:
         if len(archs) != len(seeds):
@@ -76,16 +78,17 @@ class BatchedTrainer(Evaluator):
             groups += [[chunk[i] for i in members] for members in planned]
         jobs = [(members, archs, seeds) for members in groups]
         workers = self._workers_for(groups, archs)
+        pool = self._pool(workers) if workers > 1 else None
         previous = torch.get_num_threads()
         torch.set_num_threads(1)  # one core per group: results never depend on the number of cores
         try:
-            if workers <= 1:
+            if pool is None:
                 for job in jobs:
                     yield from self.train_group(*job)
             else:
                 order = sorted(range(len(jobs)), key=lambda j: -self._group_cost([archs[i] for i in groups[j]]))
                 portable = [self._job(archs, seeds, groups[j]) for j in order]
-                yield from self._pool(workers).run(portable, lambda job: self.train_group(*job))
+                yield from pool.run(portable, lambda job: self.train_group(*job))
         finally:
             torch.set_num_threads(previous)
 
@@ -113,11 +116,19 @@ class BatchedTrainer(Evaluator):
         """What a worker needs of one group: only its own children's architectures and seeds."""
         return members, {i: archs[i] for i in members}, {i: int(seeds[i]) for i in members}
 
-    def _pool(self, size: int) -> WorkerPool:
-        """The worker processes, started on first use and kept for the trainer's lifetime."""
+    def _pool(self, size: int) -> WorkerPool | None:
+        """The worker processes, started on first use and kept for the trainer's lifetime; None
+        (train in this process) when they cannot be started."""
+        if self._no_workers:
+            return None
         if self._workers is None or self._workers.alive < min(size, self._workers.size):
             self.close()
-            self._workers = WorkerPool(self.task, self.config, size)
+            try:
+                self._workers = WorkerPool(self.task, self.config, size)
+            except (OSError, RuntimeError) as exc:
+                warnings.warn(f"{exc}; training in this process only", stacklevel=3)
+                self._no_workers = True
+                return None
             self._finalizer = weakref.finalize(self, self._workers.close)
         return self._workers
 

@@ -35,6 +35,7 @@ import torch
 
 from archsearch.evaluation._result import Result
 
+_START_TIMEOUT = 120.0  # seconds for a worker to import PyTorch and report ready
 _ENTRY = "import sys; from archsearch.evaluation._workers import _serve; _serve(int(sys.argv[1]))"
 
 #: (indices of the group's children, their architectures and seeds by index)
@@ -147,6 +148,9 @@ class _Worker:
         self.send(("setup", task, config))
 
     def wait_ready(self) -> None:
+        if not self.conn.poll(_START_TIMEOUT):
+            self.stop()
+            raise RuntimeError(f"trainer: a worker process did not start within {_START_TIMEOUT:.0f} s")
         message = self.receive()
         if message != ("ready",):
             detail = message[1] if message and message[0] == "error" else f"exit code {self.stop()}"
