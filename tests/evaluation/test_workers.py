@@ -71,14 +71,19 @@ def test_workers_start_only_when_the_batch_pays_for_them(moons):
     assert trainer._workers is None  # 6 small children x 3 epochs: a few milliseconds
 
 
-def test_closing_the_study_stops_its_workers(tmp_path, moons):
+def test_workers_live_as_long_as_a_run(tmp_path, moons):
     evaluator = BatchedTrainer(moons, TrainConfig(max_epochs=4, threads=2))
-    with Study.create(tmp_path / "s.db", moons, steps=1, children_per_step=8, seed=0, evaluator=evaluator) as study:
-        study.run(progress=False)
-        processes = [w.process for w in evaluator._workers._workers]
+    processes = []
+
+    def during(info):
+        processes.extend(w.process for w in evaluator._workers._workers)
         assert all(p.poll() is None for p in processes)
-    assert evaluator._workers is None
-    assert all(p.poll() is not None for p in processes)
+
+    with Study.create(tmp_path / "s.db", moons, steps=1, children_per_step=8, seed=0, evaluator=evaluator) as study:
+        study.run(progress=False, callback=during)
+        assert len(processes) == 2
+        assert evaluator._workers is None
+        assert all(p.poll() is not None for p in processes)
 
 
 def test_workers_exit_when_the_study_process_is_killed(tmp_path):

@@ -267,6 +267,8 @@ class Study:
             finally:
                 if bar:
                     bar.__exit__(None, None, None)
+                if self._evaluator is not None:  # worker processes live as long as a run
+                    self._evaluator.close()
         if self.completed_steps() >= self.steps:
             if self.refit_final and best is not None:
                 try:
