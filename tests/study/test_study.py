@@ -475,3 +475,15 @@ def test_refit_needs_a_trainer(moons):
     with pytest.raises(ArchsearchError, match="refit: retrains MLP children"):
         Study.create(None, None, steps=1, space=bench.space, strategy=Reinforce(bench.space),
                      evaluator=LookupEvaluator(bench), refit=True)  # fmt: skip
+
+
+def test_a_study_does_not_depend_on_the_callers_thread_count(tmp_path, moons):
+    """The controller runs on one thread during a run, and the caller's setting comes back after."""
+    studies = []
+    for threads in (1, 3):
+        torch.set_num_threads(threads)
+        with make(tmp_path / f"t{threads}.db", moons, steps=3) as study:
+            study.run(progress=False)
+            assert torch.get_num_threads() == threads
+            studies.append([key(t) for t in study.trials()])
+    assert studies[0] == studies[1]

@@ -257,6 +257,11 @@ class Study:
             bar = ProgressBar(self.steps, completed=start) if show else None
             if bar:
                 bar.__enter__()
+            # The controller runs on one thread: its tensors are too small to gain from more, idle
+            # intra-op threads spin on the cores that the trainer's workers need, and a study's
+            # numbers must not depend on how many cores the machine has.
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
             try:
                 for step in range(start, self.steps):
                     best, info = self._run_step(step, best)
@@ -269,6 +274,7 @@ class Study:
                     bar.__exit__(None, None, None)
                 if self._evaluator is not None:  # worker processes live as long as a run
                     self._evaluator.close()
+                torch.set_num_threads(threads)
         if self.completed_steps() >= self.steps:
             if self.refit_final and best is not None:
                 try:
