@@ -77,7 +77,8 @@ class BatchedTrainer(Evaluator):
             planned = plan_groups([archs[i] for i in chunk], self.task.in_features, self.task.out_features, rows)
             groups += [[chunk[i] for i in members] for members in planned]
         jobs = [(members, archs, seeds) for members in groups]
-        workers = self._workers_for(groups, archs)
+        costs = [self._group_cost([archs[i] for i in members]) for members in groups]
+        workers = self._workers_for(costs)
         pool = self._pool(workers) if workers > 1 else None
         previous = torch.get_num_threads()
         torch.set_num_threads(1)  # one core per group: results never depend on the number of cores
@@ -86,23 +87,22 @@ class BatchedTrainer(Evaluator):
                 for job in jobs:
                     yield from self.train_group(*job)
             else:
-                order = sorted(range(len(jobs)), key=lambda j: -self._group_cost([archs[i] for i in groups[j]]))
+                order = sorted(range(len(jobs)), key=lambda j: -costs[j])
                 portable = [self._job(archs, seeds, groups[j]) for j in order]
                 yield from pool.run(portable, lambda job: self.train_group(*job))
         finally:
             torch.set_num_threads(previous)
 
-    def _workers_for(self, groups: list[list[int]], archs: Sequence[Architecture]) -> int:
-        """Worker processes worth using for these groups: ``config.threads`` when given, else the
-        cores available once the batch's modelled work pays for handing groups to other processes."""
-        if len(groups) < 2 or torch.device(self.config.device).type != "cpu":
+    def _workers_for(self, costs: list[float]) -> int:
+        """Worker processes worth using for groups of these modelled epoch costs: ``config.threads``
+        when given, else the cores available once the batch's work pays for handing groups out."""
+        if len(costs) < 2 or torch.device(self.config.device).type != "cpu":
             return 1
         if self.config.threads is not None:
-            return min(self.config.threads, len(groups))
-        work = sum(self._group_cost([archs[i] for i in members]) for members in groups) * self.config.max_epochs
-        if work < _POOL_WORK:
+            return min(self.config.threads, len(costs))
+        if sum(costs) * self.config.max_epochs < _POOL_WORK:
             return 1
-        return min(available_cores(), len(groups))
+        return min(available_cores(), len(costs))
 
     def _group_cost(self, group: list[MLPArchitecture]) -> float:
         """Modelled microseconds of one epoch of one group."""
@@ -117,8 +117,8 @@ class BatchedTrainer(Evaluator):
         return members, {i: archs[i] for i in members}, {i: int(seeds[i]) for i in members}
 
     def _pool(self, size: int) -> WorkerPool | None:
-        """The worker processes, started on first use and kept for the trainer's lifetime; None
-        (train in this process) when they cannot be started."""
+        """The worker processes, started on first use and kept until :meth:`close` (a study closes
+        them when a run returns); None (train in this process) when they cannot be started."""
         if self._no_workers:
             return None
         if self._workers is None or self._workers.alive < min(size, self._workers.size):
