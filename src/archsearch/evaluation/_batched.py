@@ -427,17 +427,23 @@ class _Group:
                 torch.lerp(z.relu_(), scratch, is_tanh, out=z)
 
             return mixed
-        blocks = [(z if end - start == len(z) else z[start:end], activation) for start, end, activation in runs]
-        relus = [block for block, activation in blocks if activation == "relu"]
-        tanhs = [block for block, activation in blocks if activation != "relu"]
+        relus, tanhs = self._blocks(layer, z)
 
         def by_runs() -> None:
-            for block in relus:
+            for (block,) in relus:
                 block.relu_()
-            for block in tanhs:
+            for (block,) in tanhs:
                 block.mul_(two).sigmoid_().mul_(two).sub_(one)
 
         return by_runs
+
+    def _blocks(self, layer: int, *tensors: torch.Tensor) -> tuple[list[tuple], list[tuple]]:
+        """The rows of ``tensors`` of each run of equal activation at ``layer``, relu runs then tanh runs."""
+        relus, tanhs = [], []
+        for start, end, activation in self.runs[layer]:
+            rows = tuple(t if end - start == len(t) else t[start:end] for t in tensors)
+            (relus if activation == "relu" else tanhs).append(rows)
+        return relus, tanhs
 
     def _backward(self, forward: str, tag: str, n: int) -> None:
         """Gradients of the summed per-child losses into ``self.grad``, from dL/dlogits that
@@ -495,9 +501,7 @@ class _Group:
                 torch.lerp(relu, upstream, is_tanh, out=upstream)
 
             return mixed
-        blocks = [(upstream[start:end], out[start:end], activation) for start, end, activation in runs]
-        relus = [(block, h) for block, h, activation in blocks if activation == "relu"]
-        tanhs = [(block, h) for block, h, activation in blocks if activation != "relu"]
+        relus, tanhs = self._blocks(layer, upstream, out)
 
         def by_runs() -> None:
             for block, h in relus:
