@@ -98,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="train,validation,test fractions, stratified by class for classification (default: 0.7,0.2,0.1)",
     )
     search.add_argument(
+        "--split-seed",
+        type=int,
+        default=None,
+        help="seed of the --data split (default: the study seed); fix it to compare searches on one split",
+    )
+    search.add_argument(
         "--strategy", default="reinforce", choices=sorted(STRATEGIES), help="search strategy (default: reinforce)"
     )
     search.add_argument("--steps", type=_positive_int, default=500, help="strategy updates (default: 500)")
@@ -309,9 +315,14 @@ def _search(args: argparse.Namespace) -> int:
         raise ArchsearchError("--target: names a column of your --data file, and no --data is given")
     if args.problem and not args.data:
         raise ArchsearchError("--problem: describes your --data file, and no --data is given")
+    if args.split_seed is not None and not args.data:
+        raise ArchsearchError("--split-seed: splits your --data file, and no --data is given")
     task = None
     if args.data:  # read and checked before anything is written
-        task = from_file(str(args.data), args.target, args.problem, args.split, split_seed=args.seed)
+        task = from_file(
+            str(args.data), args.target, args.problem, args.split,
+            split_seed=args.seed if args.split_seed is None else args.split_seed,
+        )  # fmt: skip
         args.task = task.name
     elif not args.benchmark:
         args.task = args.task or "moons"

@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from .conftest import COMMAND, FAST
 
@@ -339,6 +340,23 @@ def test_search_your_own_csv(tmp_path, run):
     _one_line_error(proc, "wine.csv", "has changed")
 
 
+def test_split_seed_fixes_the_split_whatever_the_study_seed(tmp_path, run):
+    from archsearch import Study
+
+    _wine_csv(tmp_path / "wine.csv")
+    tests = []
+    for seed, split_seed in [(0, 5), (1, 5), (5, None), (1, None)]:
+        study = tmp_path / f"s{seed}-{split_seed}.db"
+        extra = [] if split_seed is None else ["--split-seed", str(split_seed)]
+        run("search", "--data", "wine.csv", "--target", "cultivar", "--seed", seed, *extra, "--steps", "1",
+            "--children-per-step", "2", "--study", study, *FAST, cwd=tmp_path, check=True)  # fmt: skip
+        with Study.open(study, readonly=True) as opened:
+            assert opened.config["task"]["split_seed"] == (seed if split_seed is None else split_seed)
+            tests.append(opened.task.x_test)
+    assert torch.equal(tests[0], tests[1]) and torch.equal(tests[0], tests[2])
+    assert not torch.equal(tests[0], tests[3])
+
+
 def test_search_a_regression_csv_then_export(tmp_path, run):
     """Fractional target values: inferred as regression; R^2 is reported and model.py predicts values."""
     import csv
@@ -377,6 +395,7 @@ def test_search_a_regression_csv_then_export(tmp_path, run):
         (["--data", "wine.csv", "--target", "cultivar", "--problem", "regression"], ["cultivar", "not numeric"]),
         (["--data", "wine.csv", "--target", "cultivar", "--problem", "ranking"], ["--problem", "ranking"]),
         (["--problem", "regression"], ["--problem", "no --data"]),
+        (["--split-seed", "3"], ["--split-seed", "no --data"]),
         (["--data", "wine.csv", "--target", "cultivar", "--split", "0.5,0.2"], ["--split"]),
         (["--data", "wine.csv", "--target", "cultivar", "--split", "a,b,c"], ["--split", "a,b,c"]),
     ],
