@@ -35,10 +35,17 @@ class Decision:
 
 @dataclass(frozen=True)
 class Slot:
-    """One position of the schedule: which decision it asks and whether EOS is allowed."""
+    """One position of the schedule: which decision it asks and whether EOS is allowed.
+
+    A slot with ``anchors`` is a set selection (Zoph & Le's anchor points): its token is a bit
+    mask, bit ``b`` saying whether candidate ``b`` is chosen, and ``anchors[b]`` is the earlier
+    slot whose controller state stands for candidate ``b``. A controller samples each bit as a
+    Bernoulli instead of the token from a softmax.
+    """
 
     decision: int
     eos: bool
+    anchors: tuple[int, ...] = ()
 
 
 class SearchSpace(ABC):

@@ -5,6 +5,13 @@ previous action (a zero vector at the first slot), a softmax head for the
 slot's decision type gives the action distribution, and one action is sampled.
 Choosing EOS ends the sequence.
 
+A slot with anchors (a set selection, such as a CNN layer's skip connections)
+has no softmax head: each candidate ``j`` is an independent Bernoulli with Zoph
+& Le's anchor-point attention, P(j) = sigmoid(v^T tanh(W_prev h_j + W_curr h_t)),
+where ``h_j`` is the controller's hidden state at candidate ``j``'s anchor slot
+and ``h_t`` its hidden state now. The chosen set, as a bit mask, is the token;
+its embedding is the next input, as for any token.
+
 Sampling runs without autograd; :meth:`Controller.log_probs` replays the
 sampled tokens through the LSTM in one pass *with* autograd, so the REINFORCE
 loss has gradients with respect to every controller weight (the seed paper's
@@ -47,7 +54,16 @@ class Controller(nn.Module):
         offsets = [sum(sizes[:i]) for i in range(len(sizes))]
         self.embedding = nn.Embedding(sum(sizes), hidden_size)
         self.lstm = nn.LSTM(hidden_size, hidden_size, num_layers=num_layers, batch_first=True)
-        self.heads = nn.ModuleList(nn.Linear(hidden_size, size) for size in sizes)
+        anchored = {s.decision for s in slots if s.anchors}
+        self.heads = nn.ModuleList(
+            nn.Identity() if d in anchored else nn.Linear(hidden_size, size) for d, size in enumerate(sizes)
+        )
+        self._anchored = anchored
+        self._anchors = [s.anchors for s in slots]
+        if anchored:  # registered after the heads: spaces without anchors keep their initial weights
+            self.attend_prev = nn.Linear(hidden_size, hidden_size, bias=False)
+            self.attend_curr = nn.Linear(hidden_size, hidden_size, bias=False)
+            self.attend_v = nn.Linear(hidden_size, 1, bias=False)
         self._sizes, self._offsets = sizes, offsets
         self._decision = [s.decision for s in slots]
         self._eos = [s.eos for s in slots]
@@ -80,6 +96,7 @@ class Controller(nn.Module):
         states = [(zeros, zeros)] * self.lstm.num_layers
         weights = [self.lstm.all_weights[layer] for layer in range(self.lstm.num_layers)]
         x = zeros
+        hiddens = []  # per slot, for anchor points
         for t in range(n_slots):
             # one step of the same LSTM, cell by cell: far cheaper than a call of nn.LSTM per step
             h = x
@@ -87,11 +104,18 @@ class Controller(nn.Module):
                 states[layer] = torch.lstm_cell(h, states[layer], w_ih, w_hh, b_ih, b_hh)
                 h = states[layer][0]
             decision = self._decision[t]
-            head = self.heads[decision]
-            logits = F.linear(h, head.weight, head.bias)
-            if self._mask_eos[t]:
-                logits[:, -1] = _MASKED
-            action = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator)[:, 0]
+            if self._anchored:
+                hiddens.append(h)
+            if self._anchors[t]:
+                p = torch.sigmoid(self._attention(torch.stack([hiddens[a] for a in self._anchors[t]], 1), h))
+                bits = torch.bernoulli(p, generator=generator).long()
+                action = (bits << torch.arange(bits.shape[1], device=device)).sum(1)
+            else:
+                head = self.heads[decision]
+                logits = F.linear(h, head.weight, head.bias)
+                if self._mask_eos[t]:
+                    logits[:, -1] = _MASKED
+                action = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator)[:, 0]
             tokens[:, t] = action.masked_fill(done, PAD) if any_done else action
             if self._eos[t]:
                 done |= action == self._eos_token[t]
@@ -101,6 +125,11 @@ class Controller(nn.Module):
             start = self._offsets[decision]
             x = F.embedding(action, self.embedding.weight[start : start + self._sizes[decision]])
         return tokens
+
+    def _attention(self, anchors: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+        """Logits of the anchor-point attention: ``anchors`` (n, k, hidden), ``current`` (n, hidden) -> (n, k)."""
+        mixed = torch.tanh(self.attend_prev(anchors) + self.attend_curr(current)[:, None])
+        return self.attend_v(mixed)[..., 0]
 
     def log_probs(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per sequence: sum of log p(a_t | a_<t) and sum of the policy's entropies, with gradients.
@@ -116,9 +145,19 @@ class Controller(nn.Module):
         hidden, _ = self.lstm(inputs)
         log_prob = hidden.new_zeros(n)
         entropy = hidden.new_zeros(n)
+        for t, anchors in enumerate(self._anchors[:n_slots]):
+            if not anchors:
+                continue
+            logits = self._attention(hidden[:, list(anchors)], hidden[:, t])
+            bits = ((safe[:, t, None] >> torch.arange(len(anchors), device=tokens.device)) & 1).float()
+            chosen = (bits * F.logsigmoid(logits) + (1 - bits) * F.logsigmoid(-logits)).sum(1)
+            p = torch.sigmoid(logits)
+            step_entropy = -(p * F.logsigmoid(logits) + (1 - p) * F.logsigmoid(-logits)).sum(1)
+            log_prob = log_prob + chosen * valid[:, t]
+            entropy = entropy + step_entropy * valid[:, t]
         for decision, head in enumerate(self.heads):
             positions = getattr(self, f"positions{decision}")
-            if len(positions) == 0:
+            if len(positions) == 0 or decision in self._anchored:
                 continue
             logits = head(hidden[:, positions]).masked_fill(getattr(self, f"mask{decision}"), _MASKED)
             logp = torch.log_softmax(logits, dim=-1)
