@@ -18,6 +18,9 @@ from archsearch.errors import ArchsearchError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+#: child training on image tasks unless the command line says otherwise: minibatches, fewer epochs
+#: (each is thousands of images) and Adam's usual learning rate for CNNs
+IMAGE_TRAINING = {"max_epochs": 5, "patience": 2, "lr": 0.001, "batch_size": 64}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,6 +69,7 @@ def _non_negative_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     from archsearch.evaluation import TABULAR_BENCHMARKS
     from archsearch.study import STRATEGIES, TRAINERS
+    from archsearch.tasks import IMAGE_TASKS
     from archsearch.tasks import NAMED_TASKS as TASKS
 
     parser = _Parser(prog="archsearch", description="Neural architecture search that never loses work.")
@@ -73,7 +77,27 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     search = commands.add_parser("search", help="start a new search", description="Start a new search.")
-    search.add_argument("--task", default=None, choices=sorted(TASKS), help="data set (default: moons)")
+    search.add_argument(
+        "--task",
+        default=None,
+        choices=sorted([*TASKS, *IMAGE_TASKS]),
+        help="data set (default: moons); image tasks (digits, mnist-5k, mnist, fashion-mnist) search CNNs",
+    )
+    search.add_argument(
+        "--data-dir", type=Path, default=None, help="with --task mnist or fashion-mnist: the folder of its IDX files"
+    )
+    search.add_argument(
+        "--space",
+        choices=("mlp", "cnn"),
+        default=None,
+        help="search space (default: cnn for image tasks, mlp otherwise)",
+    )
+    search.add_argument(
+        "--max-layers", type=_positive_int, default=None, help="deepest child (default: 5 for mlp, 4 for cnn)"
+    )
+    search.add_argument(
+        "--no-skips", action="store_true", help="cnn space: no skip connections (default: the controller chooses them)"
+    )
     search.add_argument(
         "--benchmark",
         default=None,
@@ -115,16 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--study", type=Path, default=None, help="study file to create (default: runs/TASK-STRATEGY-sSEED.db)"
     )
     train = search.add_argument_group("child training")
-    train.add_argument(
-        "--trainer",
-        default="batched",
-        choices=sorted(TRAINERS),
-        help="batched: many children in one vectorised pass (default); serial: the plain reference loop",
-    )
-    train.add_argument("--max-epochs", type=_positive_int, default=None, help="epoch limit per child (default: 50)")
-    train.add_argument("--patience", type=_positive_int, default=None, help="early-stopping patience (default: 10)")
-    train.add_argument("--lr", type=_positive_float, default=None, help="child Adam learning rate (default: 0.01)")
-    train.add_argument("--batch-size", type=_positive_int, default=None, help="minibatch size (default: full batch)")
+    _training_arguments(train, TRAINERS)
     train.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     train.add_argument(
         "--threads",
@@ -238,6 +253,22 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", type=Path, default=None, help="output folder (default: runs/compare-NAME)")
     compare.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    baseline = commands.add_parser(
+        "baseline",
+        help="train the hand-designed CNN that a search on images must beat",
+        description="Train seed 002's hand-designed CNN (32 and 64 filters of 5x5, max pooling, dropout, a dense "
+        "layer of 128) on an image task with the same training budget as a search's children; print its accuracy.",
+    )
+    baseline.add_argument("--task", required=True, choices=sorted(IMAGE_TASKS), help="image task")
+    baseline.add_argument("--data-dir", type=Path, default=None, help="with mnist or fashion-mnist: the IDX folder")
+    baseline.add_argument(
+        "--seed", type=_non_negative_int, default=0, help="initial weights and shuffling (default: 0)"
+    )
+    _training_arguments(baseline.add_argument_group("training (defaults: as a search's children on images)"), {})
+    baseline.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    baseline.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (default: all cores)")
+    baseline.add_argument("--json", action="store_true", help="JSON instead of text")
+
     sample = commands.add_parser(
         "sample",
         help="train random architectures and plot their accuracies",
@@ -252,6 +283,49 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--plot", type=Path, default=None, help="PNG to write (default: the study's name, .png)")
     sample.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def _training_arguments(train: argparse._ArgumentGroup, trainers: dict) -> None:
+    """Child-training options, shared by ``search`` and ``baseline``."""
+    if trainers:
+        train.add_argument(
+            "--trainer",
+            default=None,
+            choices=sorted(trainers),
+            help="batched: many MLP children in one vectorised pass (default for mlp); "
+            "serial: the plain reference loop (default for cnn)",
+        )
+    train.add_argument(
+        "--max-epochs",
+        type=_positive_int,
+        default=None,
+        help=f"epoch limit per child (default: 50; images: {IMAGE_TRAINING['max_epochs']})",
+    )
+    train.add_argument(
+        "--patience",
+        type=_positive_int,
+        default=None,
+        help=f"early-stopping patience (default: 10; images: {IMAGE_TRAINING['patience']})",
+    )
+    train.add_argument(
+        "--lr",
+        type=_positive_float,
+        default=None,
+        help=f"child Adam learning rate (default: 0.01; images: {IMAGE_TRAINING['lr']})",
+    )
+    train.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        help=f"minibatch size (default: full batch; images: {IMAGE_TRAINING['batch_size']})",
+    )
+    train.add_argument(
+        "--time-limit",
+        type=_positive_float,
+        default=None,
+        help="seconds of training per child, after which it is validated and recorded as it is "
+        "(default: none; results then depend on the machine's speed)",
+    )
 
 
 def _fractions(text: str) -> tuple[float, ...]:
@@ -284,7 +358,7 @@ def _version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"search": _search, "resume": _resume, "trials": _trials, "best": _best, "compare": _compare}
-    handler = {**handlers, "sample": _sample, "export": _export, "report": _report}[args.command]
+    handler = {**handlers, "sample": _sample, "export": _export, "report": _report, "baseline": _baseline}[args.command]
     try:
         return handler(args)
     except ArchsearchError as exc:
@@ -299,7 +373,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _search(args: argparse.Namespace) -> int:
     from archsearch.evaluation import LookupEvaluator, TrainConfig, get_benchmark
-    from archsearch.space import MLPSpace
     from archsearch.study import Study, build_evaluator, build_strategy
     from archsearch.study._storage import check_new_study_path
     from archsearch.tasks import from_file, get_task
@@ -317,7 +390,11 @@ def _search(args: argparse.Namespace) -> int:
         raise ArchsearchError("--problem: describes your --data file, and no --data is given")
     if args.split_seed is not None and not args.data:
         raise ArchsearchError("--split-seed: splits your --data file, and no --data is given")
-    task = None
+    if args.benchmark:
+        for flag, value in (("--space", args.space), ("--max-layers", args.max_layers), ("--no-skips", args.no_skips)):
+            if value:
+                raise ArchsearchError(f"{flag}: a tabular benchmark has its own space")
+    task = _image_task(args)  # read and checked before anything is written
     if args.data:  # read and checked before anything is written
         task = from_file(
             str(args.data), args.target, args.problem, args.split,
@@ -330,18 +407,7 @@ def _search(args: argparse.Namespace) -> int:
         args.study = Path("runs") / f"{args.benchmark or args.task}-{args.strategy}-s{args.seed}.db"
         args.study.parent.mkdir(exist_ok=True)
     check_new_study_path(args.study)  # before any slow set-up
-    train = {
-        key: value
-        for key, value in {
-            "max_epochs": args.max_epochs,
-            "patience": args.patience,
-            "lr": args.lr,
-            "batch_size": args.batch_size,
-            "device": args.device,
-            "threads": args.threads,
-        }.items()
-        if value is not None
-    }
+    train = _training_settings(args, images=task is not None and task.x_train.dim() == 4)
     strategy_config: dict = {"name": args.strategy, "seed": args.seed}
     if args.strategy == "reinforce":
         for key in ("controller_lr", "entropy_weight", "advantage"):
@@ -354,8 +420,8 @@ def _search(args: argparse.Namespace) -> int:
         task, space, evaluator = None, bench.space, LookupEvaluator(bench, noisy=args.noisy)
     else:
         task = task or get_task(args.task)
-        space = MLPSpace()
-        evaluator = build_evaluator({"name": args.trainer, **TrainConfig(**train).to_config()}, task)
+        space, trainer = _space_and_trainer(args, task)
+        evaluator = build_evaluator({"name": trainer, **TrainConfig(**train).to_config()}, task)
     strategy = build_strategy(strategy_config, space)
     study = Study.create(
         args.study,
@@ -374,6 +440,96 @@ def _search(args: argparse.Namespace) -> int:
     with study:
         study.run(progress=False if args.quiet else None)
         _print_best(study)
+    return 0
+
+
+def _image_task(args: argparse.Namespace):  # noqa: ANN202 -- Task | None
+    """The image task that ``--task`` (and ``--data-dir``) name, or None for any other task."""
+    from archsearch.tasks import IMAGE_TASKS, get_task
+
+    from_files = ("mnist", "fashion-mnist")
+    if args.data_dir is not None and args.task not in from_files:
+        raise ArchsearchError(f"--data-dir: only --task {' or '.join(from_files)} read a folder of files")
+    if args.task not in IMAGE_TASKS:
+        return None
+    if args.task in from_files:
+        if args.data_dir is None:
+            raise ArchsearchError(f"--task {args.task}: needs --data-dir, the folder that holds its IDX files")
+        return get_task({"name": args.task, "data_dir": str(args.data_dir)})
+    return get_task(args.task)
+
+
+def _training_settings(args: argparse.Namespace, images: bool) -> dict:
+    """TrainConfig arguments from the command line; image tasks start from ``IMAGE_TRAINING``."""
+    given = {
+        "max_epochs": args.max_epochs,
+        "patience": args.patience,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "time_limit": args.time_limit,
+        "device": getattr(args, "device", None),
+        "threads": getattr(args, "threads", None),
+    }
+    defaults = {}
+    if images:  # one CNN child's operations are large enough to share out over every core
+        from archsearch.evaluation._batched import available_cores
+
+        defaults = {**IMAGE_TRAINING, "threads": available_cores()}
+    return {**defaults, **{k: v for k, v in given.items() if v is not None}}
+
+
+def _space_and_trainer(args: argparse.Namespace, task) -> tuple:  # noqa: ANN001
+    """The search space and trainer name for ``task``: CNNs for images, MLPs for feature vectors."""
+    from archsearch.space import CNNSpace, MLPSpace
+
+    images = task.x_train.dim() == 4
+    kind = args.space or ("cnn" if images else "mlp")
+    if kind == "mlp" and images:
+        raise ArchsearchError(f"--space mlp: task {task.name!r} is images; search it with --space cnn")
+    if kind == "cnn" and not images:
+        raise ArchsearchError(f"--space cnn: task {task.name!r} has feature vectors, not images; use --space mlp")
+    if args.no_skips and kind != "cnn":
+        raise ArchsearchError("--no-skips: only the cnn space has skip connections")
+    trainer = args.trainer or ("serial" if kind == "cnn" else "batched")
+    if kind == "cnn" and trainer == "batched":
+        raise ArchsearchError("--trainer batched: trains MLP children only; the cnn space trains with --trainer serial")
+    if kind == "cnn":
+        return CNNSpace(max_layers=args.max_layers or 4, skips=not args.no_skips), trainer
+    return MLPSpace(max_layers=args.max_layers or 5), trainer
+
+
+def _baseline(args: argparse.Namespace) -> int:
+    from archsearch.evaluation import SerialTrainer, TrainConfig, load_model, split_score
+    from archsearch.space import BaselineCNN
+
+    task = _image_task(args)
+    config = TrainConfig(**_training_settings(args, images=True))
+    arch = BaselineCNN(side=int(task.x_train.shape[-1]))
+    if not args.json:
+        print(f"baseline: {arch} on {task!r}, {config.max_epochs} epochs at most, seed {args.seed}", flush=True)
+    result = SerialTrainer(task, config).train(arch, args.seed)
+    if result.status != "ok":
+        raise ArchsearchError(f"baseline: training {result.status}: {result.error}")
+    test = split_score(load_model(arch, task, result.weights), task, "test")
+    summary = {
+        "task": task.name,
+        "architecture": str(arch),
+        "params": result.params,
+        "val_accuracy": result.val_accuracy,
+        "test_accuracy": test,
+        "epochs": result.epochs,
+        "kept_epoch": result.kept_epoch,
+        "seconds": result.seconds,
+        "seed": args.seed,
+        "training": config.to_config(),
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(
+            f"baseline: val_accuracy {result.val_accuracy:.4f}  test_accuracy {test:.4f}  params {result.params}  "
+            f"epochs {result.epochs}  ({result.seconds:.1f} s)"
+        )
     return 0
 
 

@@ -424,3 +424,52 @@ def test_save_children_from_the_command_line(tmp_path, run):
     study = tmp_path / "s.db"
     run("search", "--steps", "2", "--children-per-step", "2", "--save-children", "--study", study, *FAST, check=True)
     assert sorted(p.name for p in (tmp_path / "s.db.children").iterdir()) == [f"{n}.safetensors" for n in range(4)]
+
+
+def test_cnn_search_on_digits_end_to_end(tmp_path, run):
+    """Image tasks default to the CNN space and the serial trainer with minibatches."""
+    from archsearch import Study
+
+    started = time.perf_counter()
+    proc = run("search", "--task", "digits", "--steps", "3", "--children-per-step", "4", "--max-epochs", "2",
+               "--quiet", cwd=tmp_path, check=True)  # fmt: skip
+    assert time.perf_counter() - started < 60
+    study = tmp_path / "runs" / "digits-reinforce-s0.db"
+    assert "test_accuracy" in proc.stdout
+    with Study.open(study, readonly=True) as opened:
+        assert opened.config["space"]["kind"] == "cnn" and opened.config["space"]["skips"] is True
+        trainer = opened.config["trainer"]
+        assert trainer["name"] == "serial" and trainer["batch_size"] == 64 and trainer["max_epochs"] == 2
+        trials = opened.trials()
+        assert len(trials) == 12 and all(t.status == "ok" for t in trials)
+        assert all(t.architecture.kind == "cnn" for t in trials)
+        assert opened.best().val_accuracy > 0.3  # ten classes: chance is 0.1
+    summary = json.loads(run("best", study, "--json", check=True).stdout)
+    assert 0.2 < summary["test_accuracy"] <= 1
+
+
+def test_baseline_command(tmp_path, run):
+    proc = run("baseline", "--task", "digits", "--max-epochs", "2", "--json", check=True)
+    summary = json.loads(proc.stdout)
+    assert summary["params"] == 86282 and summary["epochs"] == 2 and summary["test_accuracy"] > 0.5
+    assert summary["architecture"] == "32c5-max/64c5-max-d0.25/dense128-d0.5"
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["--task", "digits", "--space", "mlp"], ["--space mlp", "images"]),
+        (["--task", "moons", "--space", "cnn"], ["--space cnn", "feature vectors"]),
+        (["--task", "digits", "--trainer", "batched"], ["--trainer batched", "MLP children only"]),
+        (["--task", "mnist"], ["--task mnist", "--data-dir"]),
+        (["--task", "moons", "--data-dir", "."], ["--data-dir", "mnist"]),
+        (["--task", "moons", "--no-skips"], ["--no-skips", "cnn"]),
+        (["--benchmark", "nas-bench-macro", "--space", "cnn"], ["--space", "benchmark"]),
+        (["--task", "mnist", "--data-dir", "nowhere"], ["nowhere"]),
+        (["--task", "moons", "--time-limit", "5"], ["time_limit", "serial"]),
+    ],
+)
+def test_bad_image_arguments(tmp_path, run, args, needles):
+    proc = run("search", "--study", tmp_path / "s.db", *args, cwd=tmp_path)
+    _one_line_error(proc, *needles)
+    assert list(tmp_path.iterdir()) == []

@@ -111,3 +111,26 @@ def test_reward_window_arithmetic():
     config = TrainConfig(reward_window=3, reward_power=2.0)
     assert config.reward([0.5, 0.9, 0.6, 0.8, 0.7]) == (pytest.approx(0.64), 0.8, 4)
     assert config.reward([0.5]) == (0.25, 0.5, 1)
+
+
+def test_cnn_child_validates_without_dropout_and_stops_at_its_time_limit():
+    from archsearch.evaluation import load_model, split_score
+    from archsearch.space import CNNArchitecture
+    from archsearch.tasks import digits
+
+    task = digits()
+    arch = CNNArchitecture.parse("16c3-d0.5/16c3-max-d0.5")
+    config = TrainConfig(max_epochs=3, patience=3, lr=1e-3, batch_size=64)
+    result = SerialTrainer(task, config).train(arch, seed=0)
+    assert result.status == "ok" and result.epochs == 3
+    # validation ran in eval mode: the kept weights score exactly the recorded accuracy
+    assert split_score(load_model(arch, task, result.weights), task, "val") == result.val_accuracy
+    assert result.val_accuracy > 0.5
+    again = SerialTrainer(task, config).train(arch, seed=0)
+    assert again.val_curve == result.val_curve and again.train_loss == result.train_loss
+
+    limited = SerialTrainer(task, TrainConfig(max_epochs=50, patience=50, lr=1e-3, batch_size=8, time_limit=0.3))
+    stopped = limited.train(arch, seed=0)
+    assert stopped.status == "ok" and 1 <= stopped.epochs < 50
+    assert len(stopped.val_curve) == stopped.epochs and stopped.weights is not None
+    assert stopped.seconds < 5

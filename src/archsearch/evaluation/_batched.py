@@ -45,10 +45,12 @@ import torch
 
 from archsearch.errors import ArchsearchError
 from archsearch.evaluation._base import Evaluator
+from archsearch.evaluation._config import TrainConfig
 from archsearch.evaluation._result import Result
 from archsearch.evaluation._scoring import improved, r2_from_sse, total_sum_of_squares
 from archsearch.evaluation._workers import Job, WorkerPool
 from archsearch.space import Architecture, MLPArchitecture
+from archsearch.tasks import Task
 
 aten = torch.ops.aten
 _FUSED_ADAM = hasattr(torch, "_fused_adam_")  # one kernel for the whole update (PyTorch >= 2.4 on CPU)
@@ -63,6 +65,14 @@ class BatchedTrainer(Evaluator):
     max_batch = 256  # children planned and held in memory at once; larger batches are split
     _workers: WorkerPool | None = None
     _no_workers = False  # set when worker processes could not be started
+
+    def __init__(self, task: Task, config: TrainConfig | None = None) -> None:
+        super().__init__(task, config)
+        if self.config.time_limit is not None:
+            raise ArchsearchError(
+                "trainer.time_limit: the batched trainer trains children in lockstep, without a limit per child; "
+                "use the serial trainer"
+            )
 
     def evaluate(self, archs: Sequence[Architecture], seeds: Sequence[int]) -> Iterator[tuple[int, Result]]:
         if len(archs) != len(seeds):

@@ -20,7 +20,10 @@ class TrainConfig:
     CPU cores training uses: the batched trainer trains groups of children side by side in that
     many worker processes (default: all cores once a batch's modelled work pays for starting
     them), the serial trainer runs PyTorch on that many threads (default 1). It never changes
-    results.
+    results. ``time_limit`` (seconds, default none) bounds one child's training: a child that
+    reaches it stops after the minibatch in progress, is validated, and is recorded with what it
+    reached (its curves show the epochs it completed). It makes results depend on the machine's
+    speed, so it is off unless asked for.
     """
 
     max_epochs: int = 50
@@ -31,6 +34,7 @@ class TrainConfig:
     reward_power: float = 3.0
     device: str = "cpu"
     threads: int | None = None
+    time_limit: float | None = None
 
     def __post_init__(self) -> None:
         def need(ok: bool, name: str, what: str) -> None:
@@ -48,6 +52,7 @@ class TrainConfig:
             "threads",
             "must be an integer >= 1",
         )
+        need(self.time_limit is None or self.time_limit > 0, "time_limit", "must be > 0 seconds or omitted")
 
     def to_config(self) -> dict[str, Any]:
         return asdict(self)

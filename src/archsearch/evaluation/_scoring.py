@@ -20,6 +20,15 @@ from archsearch.space import Architecture, MLPArchitecture
 from archsearch.tasks import Task
 
 MIN_R2_GAIN = 1e-4
+EVAL_ROWS = 1024  # rows per forward pass when only predicting: bounds memory on large image splits
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``model(x)`` in chunks of ``EVAL_ROWS`` rows, without gradients."""
+    if len(x) <= EVAL_ROWS:
+        return model(x)
+    return torch.cat([model(chunk) for chunk in x.split(EVAL_ROWS)])
 
 
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
@@ -75,7 +84,7 @@ def load_model(arch: Architecture, task: Task, weights: dict[str, torch.Tensor])
 def split_score(model: nn.Module, task: Task, split: str) -> float:
     """Accuracy, or R^2 (not clipped: a test R^2 below 0 is reported as it is), on one split."""
     x, y = task.split(split)
-    outputs = model(x)
+    outputs = predict(model, x)
     if not task.regression:
         return accuracy(outputs, y)
     return r2_from_sse(squared_error(outputs, y), total_sum_of_squares(y))
@@ -88,5 +97,5 @@ def validation_loss(arch: Architecture, task: Task, weights: dict[str, torch.Ten
     if isinstance(arch, MLPArchitecture):
         outputs = arch.apply(weights, x)
     else:
-        outputs = load_model(arch, task, weights)(x)
+        outputs = predict(load_model(arch, task, weights), x)
     return float(training_loss(outputs, y, task.regression))

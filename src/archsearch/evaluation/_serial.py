@@ -11,11 +11,12 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 
+import numpy as np
 import torch
 
 from archsearch.evaluation._base import Evaluator
 from archsearch.evaluation._result import Result
-from archsearch.evaluation._scoring import improved, training_loss, validation_score
+from archsearch.evaluation._scoring import improved, predict, training_loss, validation_score
 from archsearch.space import Architecture
 
 
@@ -52,45 +53,54 @@ class SerialTrainer(Evaluator):
             return Result.failure(status, error, params, seconds, val_curve=vals, train_loss=losses)
 
         try:
-            generator = torch.Generator().manual_seed(int(seed))
-            model = arch.build(task.in_features, task.out_features, generator=generator).to(cfg.device)
-            optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-            x, y = (t.to(cfg.device) for t in task.split("train"))
-            x_val, y_val = (t.to(cfg.device) for t in task.split("val"))
-            n = len(y)
-            recent: deque[dict[str, torch.Tensor]] = deque(maxlen=cfg.reward_window)
-            best, waited = -math.inf, 0
-            for epoch in range(cfg.max_epochs):
-                if cfg.batch_size is None or cfg.batch_size >= n:
-                    batches = [(x, y)]
-                else:
-                    order = torch.randperm(n, generator=generator).to(cfg.device)
-                    batches = [(x[i], y[i]) for i in order.split(cfg.batch_size)]
-                total = 0.0
-                for xb, yb in batches:
-                    loss = training_loss(model(xb), yb, task.regression)
-                    if not torch.isfinite(loss):
-                        return failure("diverged", f"training loss became {loss.item()} at epoch {epoch + 1}")
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    total += loss.item() * len(yb)
-                losses.append(total / n)
-                with torch.no_grad():
-                    logits = model(x_val)
+            # dropout draws from the global generator: seed it per child, and leave the caller's untouched
+            with torch.random.fork_rng(devices=_cuda_devices(cfg.device)):
+                _seed_dropout(seed, cfg.device)
+                generator = torch.Generator().manual_seed(int(seed))
+                model = arch.build(task.in_features, task.out_features, generator=generator).to(cfg.device)
+                optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+                x, y = (t.to(cfg.device) for t in task.split("train"))
+                x_val, y_val = (t.to(cfg.device) for t in task.split("val"))
+                n = len(y)
+                recent: deque[dict[str, torch.Tensor]] = deque(maxlen=cfg.reward_window)
+                best, waited = -math.inf, 0
+                out_of_time = False
+                for epoch in range(cfg.max_epochs):
+                    if cfg.batch_size is None or cfg.batch_size >= n:
+                        batches = [(x, y)]
+                    else:
+                        order = torch.randperm(n, generator=generator).to(cfg.device)
+                        batches = [(x[i], y[i]) for i in order.split(cfg.batch_size)]
+                    total, seen = 0.0, 0
+                    model.train()  # dropout on
+                    for xb, yb in batches:
+                        loss = training_loss(model(xb), yb, task.regression)
+                        if not torch.isfinite(loss):
+                            return failure("diverged", f"training loss became {loss.item()} at epoch {epoch + 1}")
+                        optimizer.zero_grad(set_to_none=True)
+                        loss.backward()
+                        optimizer.step()
+                        total += loss.item() * len(yb)
+                        seen += len(yb)
+                        if cfg.time_limit is not None and time.perf_counter() - start > cfg.time_limit:
+                            out_of_time = True
+                            break
+                    losses.append(total / seen)
+                    model.eval()
+                    logits = predict(model, x_val)
                     if not torch.isfinite(logits).all():
                         return failure("diverged", f"validation outputs became non-finite at epoch {epoch + 1}")
-                score = validation_score(logits, y_val, task.regression)
-                vals.append(max(0.0, score))
-                recent.append({k: v.detach().clone().cpu() for k, v in model.state_dict().items()})
-                if improved(score, best, task.regression):
-                    best, waited = score, 0
-                else:
-                    waited += 1
-                    if waited >= cfg.patience:
+                    score = validation_score(logits, y_val, task.regression)
+                    vals.append(max(0.0, score))
+                    recent.append({k: v.detach().clone().cpu() for k, v in model.state_dict().items()})
+                    if improved(score, best, task.regression):
+                        best, waited = score, 0
+                    else:
+                        waited += 1
+                    if waited >= cfg.patience or out_of_time:
                         break
-            reward, val_accuracy, kept_epoch = cfg.reward(vals)
-            weights = recent[kept_epoch - 1 - (len(vals) - len(recent))]
+                reward, val_accuracy, kept_epoch = cfg.reward(vals)
+                weights = recent[kept_epoch - 1 - (len(vals) - len(recent))]
         except Exception as exc:  # a broken child is a recorded trial, not a crashed search
             return failure("failed", f"{type(exc).__name__}: {exc}")
         return Result(
@@ -103,3 +113,19 @@ class SerialTrainer(Evaluator):
             kept_epoch=kept_epoch,
             weights=weights,
         )
+
+
+def _seed_dropout(seed: int, device: str) -> None:
+    """Seed the generator that the child's dropout masks draw from (the global one of its device)
+    with a number derived from its seed but not equal to it."""
+    derived = int(np.random.SeedSequence([int(seed), 1]).generate_state(1)[0])
+    torch.default_generator.manual_seed(derived)
+    for index in _cuda_devices(device):
+        with torch.cuda.device(index):
+            torch.cuda.manual_seed(derived)
+
+
+def _cuda_devices(device: str) -> list[int]:
+    """The CUDA devices whose random state training may touch."""
+    place = torch.device(device)
+    return [place.index or 0] if place.type == "cuda" else []

@@ -2,12 +2,13 @@
 
 from archsearch.space._architecture import Architecture, MLPArchitecture, MLPLayer
 from archsearch.space._base import Decision, SearchSpace, Slot
-from archsearch.space._cnn import CNNArchitecture, CNNLayer, CNNSpace
+from archsearch.space._cnn import BaselineCNN, CNNArchitecture, CNNLayer, CNNSpace
 from archsearch.space._code import CodeArchitecture, CodeSpace
 from archsearch.space._mlp import MLPSpace
 
 __all__ = [
     "Architecture",
+    "BaselineCNN",
     "CNNArchitecture",
     "CNNLayer",
     "CNNSpace",

@@ -153,13 +153,18 @@ class CNNArchitecture(Architecture):
         """
         model = CNN(self, in_features, out_features)
         if generator is not None:
-            with torch.no_grad():
-                for module in model.modules():
-                    if isinstance(module, nn.Conv2d | nn.Linear):
-                        bound = 1.0 / math.sqrt(module.weight[0].numel())
-                        module.weight.copy_((torch.rand(module.weight.shape, generator=generator) * 2 - 1) * bound)
-                        module.bias.copy_((torch.rand(module.bias.shape, generator=generator) * 2 - 1) * bound)
+            _draw(model, generator)
         return model
+
+
+@torch.no_grad()
+def _draw(model: nn.Module, generator: torch.Generator) -> None:
+    """Every conv and linear weight and bias from U(-1/sqrt(fan_in), 1/sqrt(fan_in)), in module order."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d | nn.Linear):
+            bound = 1.0 / math.sqrt(module.weight[0].numel())
+            module.weight.copy_((torch.rand(module.weight.shape, generator=generator) * 2 - 1) * bound)
+            module.bias.copy_((torch.rand(module.bias.shape, generator=generator) * 2 - 1) * bound)
 
 
 class CNN(nn.Module):
@@ -402,3 +407,53 @@ def _distinct(name: str, values: Sequence[Any], kind: type, ok: Any) -> tuple[An
     if not checked or len(set(checked)) != len(checked) or not all(ok(v) for v in checked):
         raise ArchsearchError(f"space.{name}: need distinct valid values, got {list(values)!r}")
     return checked
+
+
+@dataclass(frozen=True)
+class BaselineCNN(Architecture):
+    """Seed 002's hand-designed CNN, the network a search must beat on images.
+
+    Two convolutional layers of 32 and 64 filters of 5x5 (padding 2), each followed by ReLU and
+    2x2 max pooling, dropout 0.25, a dense layer of 128 units with ReLU, dropout 0.5, and the
+    output layer. ``side`` is the input images' height and width (the dense layer reads the
+    flattened feature map, so its size depends on it).
+    """
+
+    kind: ClassVar[str] = "baseline-cnn"
+    side: int = 28
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "side": self.side}
+
+    @classmethod
+    def _from_dict(cls, data: dict[str, Any]) -> BaselineCNN:
+        return cls(int(data.get("side", 28)))
+
+    def __str__(self) -> str:
+        return "32c5-max/64c5-max-d0.25/dense128-d0.5"
+
+    def _flat(self) -> int:
+        pooled = -(-(-(-self.side // 2)) // 2)  # two ceil-mode 2x2 poolings
+        return 64 * pooled * pooled
+
+    def num_params(self, in_features: int, out_features: int) -> int:
+        return (in_features * 25 + 1) * 32 + (32 * 25 + 1) * 64 + (self._flat() + 1) * 128 + 129 * out_features
+
+    def build(self, in_features: int, out_features: int, generator: torch.Generator | None = None) -> nn.Module:
+        model = nn.Sequential(
+            nn.Conv2d(in_features, 32, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2, ceil_mode=True),
+            nn.Conv2d(32, 64, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2, ceil_mode=True),
+            nn.Dropout(0.25),
+            nn.Flatten(),
+            nn.Linear(self._flat(), 128),
+            nn.ReLU(),
+            nn.Dropout(0.5),
+            nn.Linear(128, out_features),
+        )
+        if generator is not None:
+            _draw(model, generator)
+        return model

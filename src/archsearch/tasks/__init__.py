@@ -9,12 +9,20 @@ from typing import Any
 from archsearch.errors import ArchsearchError
 from archsearch.tasks._builtin import moons
 from archsearch.tasks._files import from_file
+from archsearch.tasks._images import digits, fashion_mnist, mnist, mnist_5k
 from archsearch.tasks._task import Task
 
 #: tasks a user can name on the command line (``--task``); they need no arguments
 NAMED_TASKS: dict[str, Callable[..., Task]] = {"moons": moons}
+#: image classification tasks: ``x_*`` of shape (N, 1, H, W); not on the command line yet
+IMAGE_TASKS: dict[str, Callable[..., Task]] = {
+    "digits": digits,
+    "mnist-5k": mnist_5k,
+    "mnist": mnist,
+    "fashion-mnist": fashion_mnist,
+}
 #: every task kind a study config may hold; "file" is the user's own data (``--data``)
-TASKS: dict[str, Callable[..., Task]] = {**NAMED_TASKS, "file": from_file}
+TASKS: dict[str, Callable[..., Task]] = {**NAMED_TASKS, "file": from_file, **IMAGE_TASKS}
 
 
 def get_task(config: str | dict[str, Any]) -> Task:
@@ -34,4 +42,16 @@ def get_task(config: str | dict[str, Any]) -> Task:
     return factory(**config)
 
 
-__all__ = ["NAMED_TASKS", "TASKS", "Task", "from_file", "get_task", "moons"]
+__all__ = [
+    "IMAGE_TASKS",
+    "NAMED_TASKS",
+    "TASKS",
+    "Task",
+    "digits",
+    "fashion_mnist",
+    "from_file",
+    "get_task",
+    "mnist",
+    "mnist_5k",
+    "moons",
+]

@@ -58,4 +58,7 @@ class Task:
     def __repr__(self) -> str:
         sizes = "/".join(str(len(self.split(s)[1])) for s in ("train", "val", "test"))
         kind = "regression" if self.regression else f"{self.n_classes} classes"
-        return f"Task({self.name!r}, {sizes}, {self.in_features} features, {kind})"
+        inputs = f"{self.in_features} features"
+        if self.x_train.dim() == 4:
+            inputs = "x".join(str(d) for d in self.x_train.shape[1:]) + " images"
+        return f"Task({self.name!r}, {sizes}, {inputs}, {kind})"
