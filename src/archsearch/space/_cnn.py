@@ -433,7 +433,7 @@ class BaselineCNN(Architecture):
         return "32c5-max/64c5-max-d0.25/dense128-d0.5"
 
     def _flat(self) -> int:
-        pooled = -(-(-(-self.side // 2)) // 2)  # two ceil-mode 2x2 poolings
+        pooled = math.ceil(math.ceil(self.side / 2) / 2)  # two ceil-mode 2x2 poolings
         return 64 * pooled * pooled
 
     def num_params(self, in_features: int, out_features: int) -> int:

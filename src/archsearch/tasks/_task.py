@@ -16,8 +16,9 @@ import torch
 class Task:
     """Tensors of one data set, already split and preprocessed.
 
-        ``x_*`` are float32 feature matrices. ``problem`` is ``"classification"``
-    (``y_*`` are int64 class indices, one output per class) or ``"regression"``
+        ``x_*`` are float32 feature matrices (rows, features), or for image tasks
+    images (N, channels, height, width), whose ``in_features`` is the channel count.
+    ``problem`` is ``"classification"`` (``y_*`` are int64 class indices, one output per class) or ``"regression"``
     (``y_*`` are the float32 target, standardised, one output; ``n_classes`` is 0).
         ``config`` is what rebuilds the task (see :func:`archsearch.tasks.get_task`).
         ``preprocessing`` says how raw inputs became ``x``, so an exported model can
