@@ -177,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="rank: a reward's rank among the last 200 (default); baseline: reward minus a moving average",
     )
+    _executor_arguments(search.add_argument_group("where children run (never changes the trials)"))
     search.add_argument("--quiet", action="store_true", help="no progress bar")
 
     resume = commands.add_parser(
@@ -184,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     resume.add_argument("study", type=Path, help="study file")
     resume.add_argument("--steps", type=_positive_int, default=None, help="new total number of steps")
+    _executor_arguments(resume.add_argument_group("where children run (default: as the search was started)"))
     resume.add_argument("--quiet", action="store_true", help="no progress bar")
 
     trials = commands.add_parser("trials", help="list the trials of a study", description="List a study's trials.")
@@ -283,6 +285,52 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--plot", type=Path, default=None, help="PNG to write (default: the study's name, .png)")
     sample.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def _executor_arguments(group: argparse._ArgumentGroup) -> None:
+    """``--executor``, ``--workers``, ``--retries``, ``--address``: shared by ``search`` and ``resume``."""
+    group.add_argument(
+        "--executor",
+        choices=("inline", "process", "ray"),
+        default=None,
+        help="inline: this process; process: a pool of --workers local processes (the default when "
+        "--workers > 1); ray: Ray tasks on a cluster (--address) or a local Ray instance",
+    )
+    group.add_argument(
+        "--workers", type=_positive_int, default=None, help="children evaluated at once (default: 1; ray: the CPUs)"
+    )
+    group.add_argument(
+        "--retries",
+        type=_non_negative_int,
+        default=None,
+        help="re-runs of a child whose worker process died before it is recorded as failed (default: 2)",
+    )
+    group.add_argument("--address", default=None, help="with --executor ray: the cluster to join, or 'auto'")
+
+
+def _executor(args: argparse.Namespace):  # noqa: ANN202 -- Executor | None
+    """The executor the command line asks for; ``None`` when it names none (resume: the stored one)."""
+    import importlib.util
+
+    from archsearch.evaluation import DEFAULT_RETRIES, build_executor
+
+    if args.executor is None and args.workers is None and args.retries is None and args.address is None:
+        return None
+    name = args.executor or ("ray" if args.address else "process" if (args.workers or 1) > 1 else "inline")
+    if args.address is not None and name != "ray":
+        raise ArchsearchError(f"--address: names a Ray cluster, and the executor is {name!r}; add --executor ray")
+    if name == "inline" and (args.workers or 1) > 1:
+        raise ArchsearchError("--workers: the inline executor runs in this process alone; use --executor process")
+    if name == "ray" and importlib.util.find_spec("ray") is None:
+        raise ArchsearchError("--executor ray: Ray is not installed; pip install 'archsearch[ray]'")
+    retries = DEFAULT_RETRIES if args.retries is None else args.retries
+    config = {"name": name, "retries": retries}
+    if name == "ray":
+        config["address"] = args.address
+        config["workers"] = args.workers
+    else:
+        config["workers"] = args.workers or (2 if name == "process" else 1)
+    return build_executor(config)
 
 
 def _training_arguments(train: argparse._ArgumentGroup, trainers: dict) -> None:
@@ -407,7 +455,10 @@ def _search(args: argparse.Namespace) -> int:
         args.study = Path("runs") / f"{args.benchmark or args.task}-{args.strategy}-s{args.seed}.db"
         args.study.parent.mkdir(exist_ok=True)
     check_new_study_path(args.study)  # before any slow set-up
+    executor = _executor(args)
     train = _training_settings(args, images=task is not None and task.x_train.dim() == 4)
+    if executor is not None and executor.name == "process" and args.threads is None and "threads" in train:
+        train["threads"] = max(1, train["threads"] // executor.workers)  # workers x threads <= cores
     strategy_config: dict = {"name": args.strategy, "seed": args.seed}
     if args.strategy == "reinforce":
         for key in ("controller_lr", "entropy_weight", "advantage"):
@@ -435,6 +486,7 @@ def _search(args: argparse.Namespace) -> int:
         reuse_evaluations=args.reuse_evaluations,
         save_children=args.save_children,
         refit=args.refit,
+        executor=executor,
     )
     print(f"study: {study.path}  ({args.steps} steps x {args.children_per_step} children, seed {args.seed})")
     with study:
@@ -536,7 +588,7 @@ def _baseline(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     from archsearch.study import Study
 
-    with Study.open(args.study) as study:
+    with Study.open(args.study, executor=_executor(args)) as study:
         before = study.completed_steps()
         target = args.steps or study.steps
         print(f"study: {study.path}  (resuming at step {before + 1 if before < target else before} of {target})")

@@ -123,7 +123,7 @@ def test_a_worker_that_died_while_idle_is_replaced_by_this_process(moons):
     pool = trainer._pool(2)
     pool._workers[0].process.kill()
     pool._workers[0].process.wait()
-    with pytest.warns(UserWarning, match="worker process exited"):
+    with pytest.warns(UserWarning, match="worker process was killed by SIGKILL"):
         results = trainer.evaluate_all(archs, range(10))
     _same(inline, results)
     trainer.close()

@@ -3,6 +3,15 @@
 from archsearch.evaluation._base import Evaluator
 from archsearch.evaluation._batched import BatchedTrainer
 from archsearch.evaluation._config import TrainConfig
+from archsearch.evaluation._executors import (
+    DEFAULT_RETRIES,
+    EXECUTORS,
+    Executor,
+    InlineExecutor,
+    ProcessExecutor,
+    RayExecutor,
+    build_executor,
+)
 from archsearch.evaluation._lookup import TABULAR_BENCHMARKS, LookupEvaluator, TabularBenchmark, get_benchmark
 from archsearch.evaluation._result import Result, Status
 from archsearch.evaluation._scoring import accuracy, load_model, split_score, validation_loss, validation_score
@@ -10,7 +19,14 @@ from archsearch.evaluation._serial import SerialTrainer
 
 __all__ = [
     "BatchedTrainer",
+    "DEFAULT_RETRIES",
+    "EXECUTORS",
     "Evaluator",
+    "Executor",
+    "InlineExecutor",
+    "ProcessExecutor",
+    "RayExecutor",
+    "build_executor",
     "LookupEvaluator",
     "TABULAR_BENCHMARKS",
     "TabularBenchmark",

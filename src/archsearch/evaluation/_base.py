@@ -46,6 +46,19 @@ class Evaluator(ABC):
             results[index] = result
         return results  # type: ignore[return-value]
 
+    def jobs(self, archs: Sequence[Architecture], seeds: Sequence[int]) -> list[list[int]]:
+        """How an executor may split a batch: lists of indices that must be evaluated together,
+        costliest first. By default every child is a job of its own."""
+        return [[index] for index in range(len(archs))]
+
+    def run_job(
+        self, members: Sequence[int], archs: Sequence[Architecture] | dict, seeds: Sequence[int] | dict
+    ) -> Iterator[tuple[int, Result]]:
+        """Evaluate one job from :meth:`jobs` (indices into ``archs`` and ``seeds``) in this process."""
+        members = list(members)
+        for position, result in self.evaluate([archs[i] for i in members], [seeds[i] for i in members]):
+            yield members[position], result
+
     def close(self) -> None:
         """Release what the evaluator holds beyond memory (worker processes); it may be used again."""
 

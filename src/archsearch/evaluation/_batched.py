@@ -48,7 +48,7 @@ from archsearch.evaluation._base import Evaluator
 from archsearch.evaluation._config import TrainConfig
 from archsearch.evaluation._result import Result
 from archsearch.evaluation._scoring import improved, r2_from_sse, total_sum_of_squares
-from archsearch.evaluation._workers import Job, WorkerPool
+from archsearch.evaluation._workers import WorkerPool, job_for
 from archsearch.space import Architecture, MLPArchitecture
 from archsearch.tasks import Task
 
@@ -75,6 +75,24 @@ class BatchedTrainer(Evaluator):
             )
 
     def evaluate(self, archs: Sequence[Architecture], seeds: Sequence[int]) -> Iterator[tuple[int, Result]]:
+        groups = self.jobs(archs, seeds)
+        costs = [self._group_cost([archs[i] for i in members]) for members in groups]
+        workers = self._workers_for(costs)
+        pool = self._pool(workers) if workers > 1 else None
+        previous = torch.get_num_threads()
+        torch.set_num_threads(1)  # one core per group: results never depend on the number of cores
+        try:
+            if pool is None:
+                for members in groups:
+                    yield from self.train_group(members, archs, seeds)
+            else:
+                portable = [job_for(archs, seeds, members) for members in groups]
+                yield from pool.run(portable, inline=lambda job: self.train_group(*job))
+        finally:
+            torch.set_num_threads(previous)
+
+    def jobs(self, archs: Sequence[Architecture], seeds: Sequence[int]) -> list[list[int]]:
+        """The batch's groups (children trained together), costliest first."""
         if len(archs) != len(seeds):
             raise ValueError(f"evaluate: {len(archs)} architectures but {len(seeds)} seeds")
         for arch in archs:
@@ -86,20 +104,17 @@ class BatchedTrainer(Evaluator):
             chunk = range(start, min(start + self.max_batch, len(archs)))
             planned = plan_groups([archs[i] for i in chunk], self.task.in_features, self.task.out_features, rows)
             groups += [[chunk[i] for i in members] for members in planned]
-        jobs = [(members, archs, seeds) for members in groups]
         costs = [self._group_cost([archs[i] for i in members]) for members in groups]
-        workers = self._workers_for(costs)
-        pool = self._pool(workers) if workers > 1 else None
+        return [groups[j] for j in sorted(range(len(groups)), key=lambda j: -costs[j])]
+
+    def run_job(
+        self, members: Sequence[int], archs: Sequence[Architecture] | dict, seeds: Sequence[int] | dict
+    ) -> Iterator[tuple[int, Result]]:
+        """One group, trained single-threaded (as everywhere, so results never depend on where)."""
         previous = torch.get_num_threads()
-        torch.set_num_threads(1)  # one core per group: results never depend on the number of cores
+        torch.set_num_threads(1)
         try:
-            if pool is None:
-                for job in jobs:
-                    yield from self.train_group(*job)
-            else:
-                order = sorted(range(len(jobs)), key=lambda j: -costs[j])
-                portable = [self._job(archs, seeds, groups[j]) for j in order]
-                yield from pool.run(portable, lambda job: self.train_group(*job))
+            yield from self.train_group(list(members), archs, seeds)
         finally:
             torch.set_num_threads(previous)
 
@@ -121,11 +136,6 @@ class BatchedTrainer(Evaluator):
         sizes = np.array([self.task.in_features, *widest, self.task.out_features], dtype=np.float64)
         return float(_cost(len(group), sizes, rows))
 
-    @staticmethod
-    def _job(archs: Sequence[Architecture], seeds: Sequence[int], members: list[int]) -> Job:
-        """What a worker needs of one group: only its own children's architectures and seeds."""
-        return members, {i: archs[i] for i in members}, {i: int(seeds[i]) for i in members}
-
     def _pool(self, size: int) -> WorkerPool | None:
         """The worker processes, started on first use and kept until :meth:`close` (a study closes
         them when a run returns); None (train in this process) when they cannot be started."""
@@ -134,7 +144,7 @@ class BatchedTrainer(Evaluator):
         if self._workers is None or self._workers.alive < min(size, self._workers.size):
             self.close()
             try:
-                self._workers = WorkerPool(self.task, self.config, size)
+                self._workers = WorkerPool(self, size)
             except (OSError, RuntimeError) as exc:
                 warnings.warn(f"{exc}; training in this process only", stacklevel=3)
                 self._no_workers = True

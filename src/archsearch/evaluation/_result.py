@@ -19,7 +19,8 @@ class Result:
     ``train_loss`` hold one value per epoch. ``weights`` are the child's
     weights at ``kept_epoch`` (the epoch whose validation accuracy set the
     reward), kept so the final pick needs no retraining; studies persist them
-    only for the best child.
+    only for the best child. ``attempts`` counts the evaluations it took: more than one when an
+    executor re-ran the child after its worker process died.
     """
 
     reward: float
@@ -32,6 +33,7 @@ class Result:
     error: str | None = None
     kept_epoch: int = 0
     val_loss: float | None = None
+    attempts: int = 1
     weights: dict[str, torch.Tensor] | None = field(default=None, repr=False)
 
     @property

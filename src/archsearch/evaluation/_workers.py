@@ -1,16 +1,19 @@
-"""Worker processes for the batched trainer: groups of children train side by side on several cores.
+"""Worker processes: jobs of children evaluated side by side on several cores.
 
-The batched trainer launches many small PyTorch operations, and each holds Python's global
-interpreter lock for most of its few microseconds, so threads do not make groups train side by
-side; processes do. A worker is a fresh interpreter (``python -c ...``, so no user script is
-re-imported) that receives the task and the training settings once,
-then trains one group at a time and sends each child's result the moment it finishes.
+Used by the ``process`` executor (one job = one child, or one group of the batched trainer) and
+by the batched trainer itself when it spreads a batch's groups over the cores. The batched
+trainer launches many small PyTorch operations, and each holds Python's global interpreter lock
+for most of its few microseconds, so threads do not make groups train side by side; processes
+do. A worker is a fresh interpreter (``python -c ...``, so no user script is re-imported) that
+receives the task and the evaluator's settings once, then evaluates one job at a time and sends
+each child's result the moment it finishes.
 
-A group trains single-threaded wherever it runs, so results are bitwise identical to training it
-in the study's own process: the number of workers never changes a study. A worker that dies
-(killed, out of memory) costs nothing but time: its unfinished group is trained again in the
-study's process. Workers exit within a second when the study's process goes away, so a killed
-search leaves no processes behind.
+A job runs single-threaded wherever it runs, so results are bitwise identical to evaluating it in
+the study's own process: the number of workers never changes a study. A worker that dies (killed,
+segfault, out of memory) costs the job it was running: the pool either re-runs it on a fresh
+worker (``retries``), hands it to the study's process (``inline``), or reports its children as
+failed with the reason. Workers exit within a second when the study's process goes away, so a
+killed search leaves no processes behind.
 """
 
 from __future__ import annotations
@@ -38,19 +41,54 @@ from archsearch.evaluation._result import Result
 _START_TIMEOUT = 120.0  # seconds for a worker to import PyTorch and report ready
 _ENTRY = "import sys; from archsearch.evaluation._workers import _serve; _serve(int(sys.argv[1]))"
 
-#: (indices of the group's children, their architectures and seeds by index)
+#: (indices of the job's children, their architectures and seeds by index)
 Job = tuple[list[int], dict[int, Any], dict[int, int]]
+
+#: Test-only hook: ``ARCH`` or ``ARCH@MARKER``. A worker about to evaluate a job holding the
+#: architecture whose string is ``ARCH`` kills its own process (with ``@MARKER``: only while the
+#: file MARKER does not exist, which it creates first, so the retry succeeds).
+KILL_HOOK = "ARCHSEARCH_TEST_KILL_WORKER"
+
+
+def job_for(archs: Any, seeds: Any, members: list[int]) -> Job:
+    """What a worker needs of one job: only its own children's architectures and seeds."""
+    return list(members), {i: archs[i] for i in members}, {i: int(seeds[i]) for i in members}
+
+
+def kill_if_hooked(archs: Any, members: list[int], hook: str | None) -> None:
+    """The test hook (see :data:`KILL_HOOK`); ``hook`` is its value, read in the study's process."""
+    if not hook:
+        return
+    target, _, marker = hook.partition("@")
+    if not any(str(archs[i]) == target for i in members):
+        return
+    if marker:
+        if os.path.exists(marker):
+            return
+        Path(marker).touch()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def death(code: int | None) -> str:
+    """How a worker process ended, in words."""
+    if code is not None and code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
 
 
 class WorkerPool:
-    """``size`` worker processes that train groups for one task and one training config."""
+    """``size`` worker processes that evaluate jobs of one evaluator (its task and settings)."""
 
-    def __init__(self, task: Any, config: Any, size: int) -> None:
+    def __init__(self, evaluator: Any, size: int) -> None:
         self.size = size
+        self._setup = ("setup", evaluator.to_config(), evaluator.task)
         self._workers: list[_Worker] = []
         try:
             for _ in range(size):
-                self._workers.append(_Worker(task, config))
+                self._workers.append(_Worker(self._setup))
             for worker in self._workers:
                 worker.wait_ready()
         except BaseException:
@@ -61,16 +99,26 @@ class WorkerPool:
     def alive(self) -> int:
         return len(self._workers)
 
-    def run(self, jobs: list[Job], inline: Callable[[Job], Iterator[tuple[int, Any]]]) -> Iterator[tuple[int, Any]]:
-        """Train ``jobs`` (longest first is best) on the workers; yield ``(index, result)`` as they arrive.
+    def run(
+        self,
+        jobs: list[Job],
+        inline: Callable[[Job], Iterator[tuple[int, Any]]] | None = None,
+        retries: int = 0,
+    ) -> Iterator[tuple[int, Any]]:
+        """Evaluate ``jobs`` (costliest first is best); yield ``(index, result)`` as they arrive.
 
-        A job whose worker died is handed to ``inline`` (minus the children already received).
-        If the consumer stops early, busy workers are stopped too: their groups are abandoned.
+        A job whose worker died is started again on a fresh worker up to ``retries`` times; after
+        that its remaining children go to ``inline`` when given, else they are yielded as failed
+        results that say how the worker died. Every result's ``attempts`` counts the tries. If
+        the consumer stops early, busy workers are stopped too: their jobs are abandoned.
         """
+        hook = os.environ.get(KILL_HOOK)
+        jobs = list(jobs)
         pending = deque(range(len(jobs)))
         busy: dict[Connection, tuple[_Worker, int]] = {}
         received: dict[int, set[int]] = {job: set() for job in range(len(jobs))}
-        lost: list[int] = []
+        tries = dict.fromkeys(range(len(jobs)), 1)
+        lost: list[tuple[int, str]] = []
         finished = False
         try:
             while pending or busy:
@@ -78,46 +126,75 @@ class WorkerPool:
                     if pending and worker.conn not in busy:
                         job = pending.popleft()
                         try:
-                            worker.send(("group", job, *jobs[job]))
+                            worker.send(("job", job, *jobs[job], hook))
                         except OSError:  # it died while idle
                             pending.appendleft(job)
-                            self._drop(worker, None)
+                            self._drop(worker, None, warn=inline is not None)
                             continue
                         busy[worker.conn] = (worker, job)
                 if not busy:  # every worker died
+                    lost += [(job, "no worker process is left") for job in pending]
+                    pending.clear()
                     break
                 for conn in wait(list(busy)):
                     worker, job = busy[conn]
                     message = worker.receive()
                     if message is None or message[0] == "error":
                         del busy[conn]
-                        lost.append(job)
-                        self._drop(worker, None if message is None else message[1])
+                        code = self._drop(worker, None if message is None else message[1], warn=inline is not None)
+                        why = message[1] if message else f"worker process {death(code)}"
+                        if tries[job] <= retries:
+                            tries[job] += 1
+                            indices, archs, seeds = jobs[job]
+                            jobs[job] = ([i for i in indices if i not in received[job]], archs, seeds)
+                            pending.appendleft(job)
+                            self._replace()
+                        else:
+                            lost.append((job, why))
                     elif message[0] == "done":
                         del busy[conn]
                     else:
                         _, index, result = message
                         received[job].add(index)
-                        yield index, _from_portable(result)
-            for job in [*lost, *pending]:
+                        result = _from_portable(result)
+                        result.attempts = tries[job]
+                        yield index, result
+            for job, why in lost:
                 indices, archs, seeds = jobs[job]
                 rest = [i for i in indices if i not in received[job]]
-                if rest:
+                if rest and inline is not None:
                     yield from inline((rest, archs, seeds))
+                elif rest:
+                    attempts = f" ({tries[job]} attempts)" if tries[job] > 1 else ""
+                    for index in rest:
+                        failed = Result.failure("failed", f"{why}{attempts}")
+                        failed.attempts = tries[job]
+                        yield index, failed
             finished = True
         finally:
             if not finished:
                 for worker, _ in busy.values():
                     self._drop(worker, None, warn=False)
 
-    def _drop(self, worker: _Worker, error: str | None, warn: bool = True) -> None:
+    def _replace(self) -> None:
+        """Start a worker in place of one that died; a pool that cannot grow goes on smaller."""
+        try:
+            worker = _Worker(self._setup)
+            worker.wait_ready()
+        except (OSError, RuntimeError) as exc:
+            warnings.warn(f"{exc}; going on with {len(self._workers)} worker processes", stacklevel=4)
+            return
+        self._workers.append(worker)
+
+    def _drop(self, worker: _Worker, error: str | None, warn: bool = True) -> int | None:
         code = worker.stop()
         self._workers.remove(worker)
         if warn:
-            why = error or f"exited with code {code}"
+            why = error or death(code)
             warnings.warn(
                 f"trainer: a worker process {why}; its group is trained in this process instead", stacklevel=3
             )
+        return code
 
     def close(self) -> None:
         for worker in self._workers:
@@ -126,7 +203,7 @@ class WorkerPool:
 
 
 class _Worker:
-    def __init__(self, task: Any, config: Any) -> None:
+    def __init__(self, setup: tuple) -> None:
         ours, theirs = socket.socketpair()
         package_root = str(Path(__file__).resolve().parents[2])
         env = {
@@ -145,7 +222,7 @@ class _Worker:
         finally:
             theirs.close()
         self.conn = Connection(ours.detach())
-        self.send(("setup", task, config))
+        self.send(setup)
 
     def wait_ready(self) -> None:
         if not self.conn.poll(_START_TIMEOUT):
@@ -209,10 +286,10 @@ def _serve(fd: int) -> None:
         conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
     try:
-        _, task, config = pickle.loads(conn.recv_bytes())
-        from archsearch.evaluation._batched import BatchedTrainer
+        _, config, task = pickle.loads(conn.recv_bytes())
+        from archsearch.study._components import build_evaluator
 
-        trainer = BatchedTrainer(task, config)
+        evaluator = build_evaluator(config, task)
     except EOFError:
         return
     except Exception as exc:  # noqa: BLE001 -- reported to the study's process, which raises it
@@ -221,15 +298,16 @@ def _serve(fd: int) -> None:
     send(("ready",))
     while True:
         try:
-            _, job, indices, archs, seeds = pickle.loads(conn.recv_bytes())
+            _, job, indices, archs, seeds, hook = pickle.loads(conn.recv_bytes())
         except (EOFError, OSError):
             return
+        kill_if_hooked(archs, indices, hook)
         try:
-            for index, result in trainer.train_group(indices, archs, seeds):
+            for index, result in evaluator.run_job(indices, archs, seeds):
                 send(("result", index, _portable(result)))
         except (BrokenPipeError, ConnectionResetError):
             return
-        except Exception as exc:  # noqa: BLE001 -- train_group turns training errors into results
+        except Exception as exc:  # noqa: BLE001 -- evaluators turn training errors into results
             send(("error", f"failed: {type(exc).__name__}: {exc}"))
             return
         send(("done", job))

@@ -4,7 +4,7 @@ Tables:
 
 - ``meta``: the file format marker, schema version and the study's config.
 - ``trials``: one row per finished child, append-only, committed as soon as it
-  finishes. ``number = step * children_per_step + slot``, so a trial's identity
+  finishes, with the executor and number of workers that ran it and the attempts it took. ``number = step * children_per_step + slot``, so a trial's identity
   does not depend on the order in which children finished.
 - ``steps``: the strategy's metrics (loss, entropy, baseline, ...) per update.
 - ``checkpoints``: the strategy's ``state_dict`` after its latest update; it is
@@ -38,7 +38,9 @@ from archsearch.evaluation import Result
 from archsearch.space import Architecture
 
 FORMAT = "archsearch-study"
-SCHEMA_VERSION = 2  # 2: trials.val_loss, the tie-break between equal rewards
+SCHEMA_VERSION = 3  # 2: trials.val_loss, the tie-break between equal rewards; 3: executor, workers, attempts
+# Columns added by each schema version, in table order; opening an older file for writing adds them.
+_ADDED = {2: ["val_loss REAL"], 3: ["executor TEXT", "workers INTEGER", "attempts INTEGER"]}
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -63,6 +65,9 @@ CREATE TABLE trials (
     created REAL NOT NULL,
     cached_from INTEGER,
     val_loss REAL,
+    executor TEXT,
+    workers INTEGER,
+    attempts INTEGER,
     UNIQUE (step, slot)
 );
 CREATE INDEX trials_by_hash ON trials (arch_hash, number);
@@ -101,6 +106,9 @@ class Trial:
     train_loss: list[float] = field(repr=False)
     cached_from: int | None = None
     val_loss: float | None = None
+    executor: str | None = None
+    workers: int | None = None
+    attempts: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (curves left out)."""
@@ -119,6 +127,9 @@ class Trial:
             "error": self.error,
             "cached_from": self.cached_from,
             "val_loss": self.val_loss,
+            "executor": self.executor,
+            "workers": self.workers,
+            "attempts": self.attempts,
         }
 
 
@@ -157,6 +168,7 @@ class Storage:
         self.path = path
         self.readonly = readonly
         self._db = connection
+        self._db.row_factory = sqlite3.Row
         self._rank_order = RANK_ORDER
 
     # -- opening ---------------------------------------------------------------------------
@@ -210,7 +222,7 @@ class Storage:
         if rows.get("format") != FORMAT:
             raise ArchsearchError(f"{path}: not an archsearch study (no study marker)")
         version = int(rows.get("schema_version", "0"))
-        if version not in (1, SCHEMA_VERSION):
+        if not 1 <= version <= SCHEMA_VERSION:
             raise ArchsearchError(
                 f"{path}: study schema version {version}, this archsearch reads 1 to {SCHEMA_VERSION}"
             )
@@ -218,8 +230,13 @@ class Storage:
             try:
                 _configure(db)
                 with _transaction(db):
-                    if version == 1:  # add the column; earlier trials have no validation loss
-                        db.execute("ALTER TABLE trials ADD COLUMN val_loss REAL")
+                    # add the newer columns; earlier trials hold NULL there (not recorded)
+                    present = {row[1] for row in db.execute("PRAGMA table_info(trials)")}
+                    for added in range(version + 1, SCHEMA_VERSION + 1):
+                        for column in _ADDED[added]:
+                            if column.split()[0] not in present:
+                                db.execute(f"ALTER TABLE trials ADD COLUMN {column}")
+                    if version < SCHEMA_VERSION:
                         db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
                     db.execute(_REFITS)
             except sqlite3.Error as exc:
@@ -260,8 +277,14 @@ class Storage:
         result: Result,
         keep_weights: bool = False,
         cached_from: int | None = None,
+        executor: str | None = None,
+        workers: int | None = None,
     ) -> Trial:
-        """Commit one finished trial; with ``keep_weights`` it replaces the stored best model."""
+        """Commit one finished trial; with ``keep_weights`` it replaces the stored best model.
+
+        ``executor`` and ``workers`` say where it ran (``None`` for a result reused from an
+        earlier trial, which ran nowhere).
+        """
         row = (
             number,
             step,
@@ -283,15 +306,18 @@ class Storage:
             time.time(),
             cached_from,
             result.val_loss,
+            executor,
+            workers,
+            None if executor is None else int(result.attempts),
         )
         with _transaction(self._db):
-            self._db.execute(f"INSERT INTO trials VALUES ({', '.join('?' * len(row))})", row)
+            self._db.execute(f"INSERT INTO trials ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(row))})", row)
             if keep_weights and result.weights is not None:
                 self._db.execute("DELETE FROM models")
                 self._db.execute(
                     "INSERT INTO models (number, weights) VALUES (?, ?)", (number, to_blob(result.weights))
                 )
-        return _trial(row)
+        return _trial(dict(zip(_COLUMNS, row, strict=True)))
 
     def trials(self, step: int | None = None, order: str = "number") -> list[Trial]:
         orders = {"number": "number", "reward": self._rank_order}
@@ -403,27 +429,40 @@ def _remove_study_files(path: Path) -> None:
             pass
 
 
-def _trial(row: tuple) -> Trial:
-    (number, step, slot, architecture, arch_hash, _, status, reward, val_accuracy, error, params, epochs,
-     kept_epoch, seconds, seed, val_curve, train_loss, _, cached_from, *rest) = row  # fmt: skip
-    val_loss = rest[0] if rest else None  # schema 1 has no val_loss column
+_COLUMNS = [  # the trials table's columns, in _SCHEMA's order
+    *("number", "step", "slot", "architecture", "arch_hash", "arch_str", "status", "reward", "val_accuracy"),
+    *("error", "params", "epochs", "kept_epoch", "seconds", "seed", "val_curve", "train_loss", "created"),
+    *("cached_from", "val_loss", "executor", "workers", "attempts"),
+]
+
+
+def _trial(row: sqlite3.Row | dict) -> Trial:
+    """A trial from its row; columns an older schema lacks read as ``None``."""
+    names = row.keys()
+
+    def get(name: str) -> Any:
+        return row[name] if name in names else None
+
     return Trial(
-        number=number,
-        step=step,
-        slot=slot,
-        architecture=Architecture.from_json(architecture),
-        arch_hash=arch_hash,
-        status=status,
-        reward=reward,
-        val_accuracy=val_accuracy,
-        error=error,
-        params=params,
-        epochs=epochs,
-        kept_epoch=kept_epoch,
-        seconds=seconds,
-        seed=seed,
-        val_curve=json.loads(val_curve),
-        train_loss=json.loads(train_loss),
-        cached_from=cached_from,
-        val_loss=val_loss,
+        number=row["number"],
+        step=row["step"],
+        slot=row["slot"],
+        architecture=Architecture.from_json(row["architecture"]),
+        arch_hash=row["arch_hash"],
+        status=row["status"],
+        reward=row["reward"],
+        val_accuracy=row["val_accuracy"],
+        error=row["error"],
+        params=row["params"],
+        epochs=row["epochs"],
+        kept_epoch=row["kept_epoch"],
+        seconds=row["seconds"],
+        seed=row["seed"],
+        val_curve=json.loads(row["val_curve"]),
+        train_loss=json.loads(row["train_loss"]),
+        cached_from=row["cached_from"],
+        val_loss=get("val_loss"),
+        executor=get("executor"),
+        workers=get("workers"),
+        attempts=get("attempts"),
     )

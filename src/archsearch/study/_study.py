@@ -27,12 +27,14 @@ from archsearch.errors import ArchsearchError
 from archsearch.evaluation import (
     BatchedTrainer,
     Evaluator,
+    Executor,
     LookupEvaluator,
     Result,
     SerialTrainer,
     TrainConfig,
     load_model,
     split_score,
+    build_executor,
     validation_loss,
 )
 from archsearch.space import MLPSpace, SearchSpace
@@ -94,6 +96,7 @@ class Study:
         space: SearchSpace | None = None,
         strategy: Strategy | None = None,
         evaluator: Evaluator | None = None,
+        executor: Executor | None = None,
     ) -> None:
         """Use :meth:`create` or :meth:`open`. Components not given are rebuilt from the stored config
         when first used, so reading results never pays for building a controller or a data set."""
@@ -110,6 +113,7 @@ class Study:
         except KeyError as exc:
             raise ArchsearchError(f"{storage.path}: study config lacks {exc}") from None
         self._task, self._space, self._strategy, self._evaluator = task, space, strategy, evaluator
+        self._executor = executor
 
     @property
     def task(self) -> Task | None:
@@ -137,6 +141,14 @@ class Study:
         return self._evaluator
 
     @property
+    def executor(self) -> Executor:
+        """Where children are evaluated: the one given to :meth:`create` or :meth:`open`, else the
+        one the study was created with."""
+        if self._executor is None:
+            self._executor = build_executor(self.config.get("executor"))
+        return self._executor
+
+    @property
     def path(self) -> Path | None:
         """The study file; ``None`` for a study kept in memory."""
         return self._storage.path
@@ -155,6 +167,7 @@ class Study:
         space: SearchSpace | None = None,
         strategy: Strategy | None = None,
         evaluator: Evaluator | None = None,
+        executor: Executor | None = None,
         reuse_evaluations: bool = False,
         save_children: bool = False,
         refit: bool = False,
@@ -168,7 +181,8 @@ class Study:
         when the controller resamples the same architectures, but it also freezes the reward's
         noise for them: a lucky or unlucky first training counts every time. With ``refit`` the
         finished search retrains its final pick on the training and validation rows together
-        (:meth:`refit`), and that network is the study's model.
+        (:meth:`refit`), and that network is the study's model. ``executor`` says where children
+        are evaluated (default: inline, in this process); it never changes the trials.
         """
         _check_count("steps", steps)
         _check_count("children_per_step", children_per_step)
@@ -188,6 +202,7 @@ class Study:
             "space": space.to_config(),
             "strategy": strategy.to_config(),
             "trainer": evaluator.to_config(),
+            "executor": (executor.to_config() if executor is not None else {"name": "inline", "workers": 1}),
             "steps": steps,
             "children_per_step": children_per_step,
             "seed": seed,
@@ -200,14 +215,17 @@ class Study:
         if save_children and path is None:
             raise ArchsearchError("save_children: a study kept in memory has no folder to save children in")
         storage = Storage.create(path, config)
-        return cls(storage, task=task, space=space, strategy=strategy, evaluator=evaluator)
+        return cls(storage, task=task, space=space, strategy=strategy, evaluator=evaluator, executor=executor)
 
     @classmethod
-    def open(cls, path: str | os.PathLike, readonly: bool = False) -> Study:
-        """Reopen a study file; everything is rebuilt from the config it stores."""
-        return cls(Storage.open(path, readonly=readonly))
+    def open(cls, path: str | os.PathLike, readonly: bool = False, executor: Executor | None = None) -> Study:
+        """Reopen a study file; everything is rebuilt from the config it stores. ``executor``
+        replaces the stored one for this process (a search can move to a cluster when resumed)."""
+        return cls(Storage.open(path, readonly=readonly), executor=executor)
 
     def close(self) -> None:
+        if self._executor is not None:
+            self._executor.close()
         if self._evaluator is not None:
             self._evaluator.close()
         self._storage.close()
@@ -272,7 +290,9 @@ class Study:
             finally:
                 if bar:
                     bar.__exit__(None, None, None)
-                if self._evaluator is not None:  # worker processes live as long as a run
+                if self._executor is not None:  # worker processes live as long as a run
+                    self._executor.close()
+                if self._evaluator is not None:
                     self._evaluator.close()
                 torch.set_num_threads(threads)
         if self.completed_steps() >= self.steps:
@@ -302,7 +322,7 @@ class Study:
         # child sees the same batch-mates; only the children not yet recorded are recorded.
         evaluated = trained if self.evaluator.batch_dependent else [s for s in trained if s not in done]
         if any(slot not in done for slot in evaluated):
-            jobs = self.evaluator.evaluate([archs[s] for s in evaluated], [seeds[s] for s in evaluated])
+            jobs = self.executor.run(self.evaluator, [archs[s] for s in evaluated], [seeds[s] for s in evaluated])
             for index, result in jobs:
                 slot = evaluated[index]
                 if slot not in done:
@@ -342,8 +362,18 @@ class Study:
         better = result.status == "ok" and (best is None or rank(candidate) < rank(best))
         if self.save_children and result.weights is not None and origin is None:
             self._save_child(number, result.weights)
+        ran = origin is None
         trial = self._storage.add_trial(
-            number, step, slot, arch, seed, result, keep_weights=better, cached_from=origin and origin.number
+            number,
+            step,
+            slot,
+            arch,
+            seed,
+            result,
+            keep_weights=better,
+            cached_from=origin and origin.number,
+            executor=self.executor.name if ran else None,
+            workers=self.executor.workers if ran else None,
         )
         return trial, trial if better else best
 

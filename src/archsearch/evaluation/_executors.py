@@ -1,0 +1,229 @@
+"""Executors: where a batch of children is evaluated. One interface, three places.
+
+- ``inline``: in the study's process, the evaluator's own way (the batched trainer may still
+  spread its groups over its worker processes, see ``TrainConfig.threads``).
+- ``process``: a pool of ``workers`` local worker processes; each evaluates one job at a time
+  (a child, or a group of the batched trainer) on one thread.
+- ``ray``: Ray tasks on a cluster (``address``) or on a local Ray instance started for the run.
+
+Every executor yields ``(index, result)`` as children finish, in any order; the study numbers a
+trial by its position in the batch, so parallel and inline runs with the same seed record the same
+trials. A job runs single-threaded wherever it runs, so its numbers never depend on the executor.
+A worker that dies (killed, segfault, out of memory) turns into a retry, and after ``retries``
+retries into failed trials that say why; the search goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+from archsearch.errors import ArchsearchError
+from archsearch.evaluation._base import Evaluator
+from archsearch.evaluation._result import Result
+from archsearch.evaluation._workers import KILL_HOOK, WorkerPool, _from_portable, _portable, job_for, kill_if_hooked
+from archsearch.space import Architecture
+
+DEFAULT_RETRIES = 2
+
+
+class Executor(ABC):
+    """Runs an evaluator's jobs somewhere and yields results as they finish."""
+
+    name: ClassVar[str]
+
+    def __init__(self, workers: int = 1, retries: int = DEFAULT_RETRIES) -> None:
+        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+            raise ArchsearchError(f"executor.workers: must be a positive integer, got {workers!r}")
+        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+            raise ArchsearchError(f"executor.retries: must be a non-negative integer, got {retries!r}")
+        self.workers = workers
+        self.retries = retries
+
+    @abstractmethod
+    def run(
+        self, evaluator: Evaluator, archs: Sequence[Architecture], seeds: Sequence[int]
+    ) -> Iterator[tuple[int, Result]]:
+        """Evaluate every architecture with its seed; yield ``(index, result)`` as each finishes."""
+
+    def close(self) -> None:
+        """Release workers; the executor may be used again (they start again)."""
+
+    def to_config(self) -> dict[str, Any]:
+        return {"name": self.name, "workers": self.workers, "retries": self.retries}
+
+
+class InlineExecutor(Executor):
+    """The study's own process."""
+
+    name = "inline"
+
+    def __init__(self, workers: int = 1, retries: int = DEFAULT_RETRIES) -> None:
+        super().__init__(workers, retries)
+        if workers != 1:
+            raise ArchsearchError(
+                f"executor.workers: the inline executor is one process, got {workers}; use the process executor"
+            )
+
+    def run(
+        self, evaluator: Evaluator, archs: Sequence[Architecture], seeds: Sequence[int]
+    ) -> Iterator[tuple[int, Result]]:
+        return evaluator.evaluate(archs, seeds)
+
+
+class ProcessExecutor(Executor):
+    """A pool of ``workers`` local processes, started on first use and kept until :meth:`close`.
+
+    A worker evaluates one job at a time on the threads its trainer asks for (``TrainConfig.threads``;
+    the command line keeps workers x threads within the machine's cores). A worker that dies is
+    replaced and its job re-run, up to ``retries`` times.
+    """
+
+    name = "process"
+
+    def __init__(self, workers: int = 2, retries: int = DEFAULT_RETRIES) -> None:
+        super().__init__(workers, retries)
+        self._pool: WorkerPool | None = None
+        self._for: int | None = None
+
+    def run(
+        self, evaluator: Evaluator, archs: Sequence[Architecture], seeds: Sequence[int]
+    ) -> Iterator[tuple[int, Result]]:
+        jobs = [job_for(archs, seeds, members) for members in evaluator.jobs(archs, seeds)]
+        if self._pool is None or self._for != id(evaluator) or self._pool.alive == 0:
+            self.close()
+            try:
+                self._pool = WorkerPool(evaluator, self.workers)
+            except (OSError, RuntimeError) as exc:
+                raise ArchsearchError(f"executor: {exc}") from None
+            self._for = id(evaluator)
+        yield from self._pool.run(jobs, retries=self.retries)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+
+class RayExecutor(Executor):
+    """Ray tasks, one per job, retried by Ray itself (``max_retries``) when a worker or node dies.
+
+    ``address`` names a running cluster (``"auto"``: the one this machine belongs to); without
+    it a local Ray instance with ``workers`` CPUs is started for the run and stopped by
+    :meth:`close`. The study, its file and the strategy stay in this process (the head node): a
+    task receives the task data once per run (through Ray's object store) and one job's
+    architectures and seeds, and returns their results; only the best child's weights are kept.
+    Every node needs archsearch installed in the same version.
+    """
+
+    name = "ray"
+
+    def __init__(self, workers: int | None = None, retries: int = DEFAULT_RETRIES, address: str | None = None) -> None:
+        super().__init__(workers or 1, retries)
+        self.requested_workers = workers
+        self.address = address
+        self._started = False
+        self._spec: tuple[int, Any] | None = None
+        self._remote: Any = None
+
+    def to_config(self) -> dict[str, Any]:
+        return {"name": self.name, "workers": self.requested_workers, "retries": self.retries, "address": self.address}
+
+    def _ray(self) -> Any:
+        try:
+            import ray
+        except ImportError:
+            raise ArchsearchError(
+                "executor: the ray executor needs Ray: pip install 'archsearch[ray]'"
+            ) from None
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
+            try:
+                if self.address:
+                    ray.init(address=self.address, **kwargs)
+                else:
+                    ray.init(num_cpus=self.requested_workers or os.cpu_count() or 1, **kwargs)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                where = self.address or "a local instance"
+                raise ArchsearchError(f"executor: cannot connect to Ray at {where} ({exc})") from None
+            self._started = True
+        self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        if self._remote is None:
+            self._remote = ray.remote(_ray_job)
+        return ray
+
+    def run(
+        self, evaluator: Evaluator, archs: Sequence[Architecture], seeds: Sequence[int]
+    ) -> Iterator[tuple[int, Result]]:
+        ray = self._ray()
+        if self._spec is None or self._spec[0] != id(evaluator):
+            token = uuid.uuid4().hex
+            self._spec = (id(evaluator), ray.put((token, evaluator.to_config(), evaluator.task)))
+        remote = self._remote.options(num_cpus=1, max_retries=self.retries, retry_exceptions=False)
+        hook = os.environ.get(KILL_HOOK)
+        pending = {}
+        for members in evaluator.jobs(archs, seeds):
+            job = job_for(archs, seeds, members)
+            pending[remote.remote(self._spec[1], *job, hook)] = members
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                members = pending.pop(ref)
+                try:
+                    results = ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    for index in members:
+                        failed = Result.failure("failed", f"ray: {type(exc).__name__}: {why}")
+                        failed.attempts = self.retries + 1
+                        yield index, failed
+                    continue
+                for index, result in results:
+                    yield index, _from_portable(result)
+
+    def close(self) -> None:
+        self._spec = None
+        if self._started:
+            import ray
+
+            ray.shutdown()
+            self._started = False
+
+
+_RAY_EVALUATORS: dict[str, Evaluator] = {}
+
+
+def _ray_job(spec: tuple[str, dict, Any], members: list[int], archs: dict, seeds: dict, hook: str | None) -> list:
+    """One job in a Ray worker; the evaluator is built once per worker process and run."""
+    import torch
+
+    token, config, task = spec
+    evaluator = _RAY_EVALUATORS.get(token)
+    if evaluator is None:
+        from archsearch.study._components import build_evaluator
+
+        _RAY_EVALUATORS.clear()
+        evaluator = _RAY_EVALUATORS[token] = build_evaluator(config, task)
+    torch.set_num_threads(1)
+    kill_if_hooked(archs, members, hook)
+    return [(index, _portable(result)) for index, result in evaluator.run_job(members, archs, seeds)]
+
+
+EXECUTORS: dict[str, type[Executor]] = {"inline": InlineExecutor, "process": ProcessExecutor, "ray": RayExecutor}
+
+
+def build_executor(config: dict[str, Any] | None) -> Executor:
+    """An executor from ``Executor.to_config()`` output (``None``: inline)."""
+    config = dict(config or {"name": "inline"})
+    name = config.pop("name", None)
+    if name not in EXECUTORS:
+        raise ArchsearchError(f"executor: unknown executor {name!r} (known: {', '.join(EXECUTORS)})")
+    if name == "ray":
+        config.setdefault("workers", None)
+    try:
+        return EXECUTORS[name](**config)
+    except TypeError as exc:
+        raise ArchsearchError(f"executor: bad settings for {name!r} ({exc})") from None
