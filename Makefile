@@ -33,7 +33,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[dev,optuna,onnx,images]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,optuna,onnx,images,ray]"
 	touch $(STAMP)
 
 clean:

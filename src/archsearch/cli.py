@@ -316,7 +316,7 @@ def _executor(args: argparse.Namespace):  # noqa: ANN202 -- Executor | None
 
     if args.executor is None and args.workers is None and args.retries is None and args.address is None:
         return None
-    name = args.executor or ("ray" if args.address else "process" if (args.workers or 1) > 1 else "inline")
+    name = args.executor or ("process" if (args.workers or 1) > 1 else "inline")
     if args.address is not None and name != "ray":
         raise ArchsearchError(f"--address: names a Ray cluster, and the executor is {name!r}; add --executor ray")
     if name == "inline" and (args.workers or 1) > 1:

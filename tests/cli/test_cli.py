@@ -6,6 +6,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 import time
 
 import pytest
@@ -85,6 +86,12 @@ def _one_line_error(proc, *needles):
         (["--benchmark", "nas-bench-101"], ["--benchmark", "nas-bench-101"]),
         (["--benchmark", "nas-bench-macro", "--task", "moons"], ["--task", "--benchmark", "not both"]),
         (["--noisy"], ["--noisy", "--benchmark"]),
+        (["--executor", "dask"], ["--executor", "dask"]),
+        (["--executor", "inline", "--workers", "2"], ["--workers", "inline", "--executor process"]),
+        (["--workers", "0"], ["--workers"]),
+        (["--retries", "-1"], ["--retries"]),
+        (["--address", "auto"], ["--address", "--executor ray"]),
+        (["--executor", "process", "--address", "auto"], ["--address", "'process'"]),
     ],
 )
 def test_bad_search_arguments(tmp_path, run, args, needles):
@@ -202,6 +209,18 @@ def test_sigkill_then_resume_completes_and_loses_nothing(tmp_path, run):
         json.loads(run("best", killed, "--json").stdout)["architecture"]
         == json.loads(run("best", straight, "--json").stdout)["architecture"]
     )
+
+
+def test_process_workers_give_the_inline_study_and_a_resume_can_change_them(tmp_path, run):
+    args = ["--steps", "3", "--children-per-step", "6", "--seed", "2", "--trainer", "serial", *FAST]
+    run("search", *args, "--executor", "inline", "--study", tmp_path / "inline.db", check=True)
+    parallel = tmp_path / "process.db"
+    run("search", *args, "--workers", "2", "--steps", "2", "--study", parallel, check=True)  # process by default
+    run("resume", parallel, "--steps", "3", "--executor", "inline", "--quiet", check=True)
+    assert _rows(parallel) == _rows(tmp_path / "inline.db")
+    with sqlite3.connect(parallel) as db:
+        ran = db.execute("SELECT executor, workers, attempts FROM trials ORDER BY number").fetchall()
+    assert ran == [("process", 2, 1)] * 12 + [("inline", 1, 1)] * 6
 
 
 def test_serial_trainer_and_reused_evaluations(tmp_path, run):
@@ -473,3 +492,24 @@ def test_bad_image_arguments(tmp_path, run, args, needles):
     proc = run("search", "--study", tmp_path / "s.db", *args, cwd=tmp_path)
     _one_line_error(proc, *needles)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_kill_anywhere_script_finds_the_uninterrupted_study(tmp_path):
+    """benchmarks/kill_anywhere.py, on a small search with a few kills (the benchmark runs 20)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "kill_anywhere.py"
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec = importlib.util.spec_from_file_location("kill_anywhere", path)
+        script = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(script)
+    finally:
+        sys.path.remove(str(path.parent))
+    search = [
+        *("--task", "moons", "--trainer", "serial", "--steps", "6", "--children-per-step", "6"),
+        *("--max-epochs", "20", "--seed", "4", "--executor", "process", "--workers", "2"),
+    ]
+    result = script.run(kills=3, seed=1, search=search, workdir=tmp_path)
+    assert result["trials"] == 36 and result["kills"] >= 1
+    assert result["same_trials"] and result["same_steps"] and result["same"], result

@@ -136,9 +136,7 @@ class RayExecutor(Executor):
         try:
             import ray
         except ImportError:
-            raise ArchsearchError(
-                "executor: the ray executor needs Ray: pip install 'archsearch[ray]'"
-            ) from None
+            raise ArchsearchError("executor: the ray executor needs Ray: pip install 'archsearch[ray]'") from None
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
             try:

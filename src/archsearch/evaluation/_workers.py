@@ -264,7 +264,11 @@ def _portable(result: Result) -> Result:
 
 def _from_portable(result: Result) -> Result:
     if result.weights is not None:
-        result.weights = {name: torch.from_numpy(np.asarray(value)) for name, value in result.weights.items()}
+        # arrays from Ray's object store are read-only views: copy those
+        result.weights = {
+            name: torch.from_numpy(value if value.flags.writeable else value.copy())
+            for name, value in ((n, np.asarray(v)) for n, v in result.weights.items())
+        }
     return result
 
 
