@@ -178,6 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="rank: a reward's rank among the last 200 (default); baseline: reward minus a moving average",
     )
     _executor_arguments(search.add_argument_group("where children run (never changes the trials)"))
+    rl.add_argument(
+        "--curriculum",
+        type=_curriculum,
+        default=None,
+        metavar="START,EVERY[,BY]",
+        help="depth curriculum (Zoph & Le): children have at most START layers, BY (default 1) more "
+        "every EVERY sampled children, up to --max-layers",
+    )
     search.add_argument("--quiet", action="store_true", help="no progress bar")
 
     resume = commands.add_parser(
@@ -383,6 +391,16 @@ def _fractions(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"{text!r} is not three comma-separated numbers") from None
 
 
+def _curriculum(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) not in (2, 3) or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not START,EVERY or START,EVERY,BY (positive integers)")
+    return values
+
+
 def _strategy_list(text: str) -> list[str]:
     from archsearch.study import STRATEGIES
 
@@ -438,8 +456,15 @@ def _search(args: argparse.Namespace) -> int:
         raise ArchsearchError("--problem: describes your --data file, and no --data is given")
     if args.split_seed is not None and not args.data:
         raise ArchsearchError("--split-seed: splits your --data file, and no --data is given")
+    if args.curriculum and args.strategy != "reinforce":
+        raise ArchsearchError(f"--curriculum: grows the reinforce controller's children, not {args.strategy}'s")
     if args.benchmark:
-        for flag, value in (("--space", args.space), ("--max-layers", args.max_layers), ("--no-skips", args.no_skips)):
+        for flag, value in (
+            ("--curriculum", args.curriculum),
+            ("--space", args.space),
+            ("--max-layers", args.max_layers),
+            ("--no-skips", args.no_skips),
+        ):
             if value:
                 raise ArchsearchError(f"{flag}: a tabular benchmark has its own space")
     task = _image_task(args)  # read and checked before anything is written
@@ -461,7 +486,7 @@ def _search(args: argparse.Namespace) -> int:
         train["threads"] = max(1, train["threads"] // executor.workers)  # workers x threads <= cores
     strategy_config: dict = {"name": args.strategy, "seed": args.seed}
     if args.strategy == "reinforce":
-        for key in ("controller_lr", "entropy_weight", "advantage"):
+        for key in ("controller_lr", "entropy_weight", "advantage", "curriculum"):
             value = getattr(args, key)
             if value is not None:
                 strategy_config["lr" if key == "controller_lr" else key] = value

@@ -1,4 +1,5 @@
 import math
+import re
 
 import numpy as np
 import pytest
@@ -184,3 +185,54 @@ def test_decisions_of_a_custom_space_drive_the_controller():
     assert all(2 <= len(a.layers) <= 3 and set(a.widths) <= {3, 5} for a in archs)
     assert {len(a.layers) for a in archs} == {2, 3}
     assert MLPArchitecture.parse("3-relu") not in archs
+
+
+def test_depth_curriculum_caps_depth_and_grows_it():
+    space = MLPSpace(max_layers=5)
+    strategy = Reinforce(space, seed=0, curriculum=(2, 40, 1))
+    depths = []
+    for _ in range(12):
+        archs = strategy.ask(10)
+        strategy.tell(archs, [len(a.layers) / 5 for a in archs])  # pays for depth: the cap binds
+        depths.append(max(len(a.layers) for a in archs))
+    # 2 layers for the first 40 children, 3 for the next 40, then 4; never more than the cap
+    assert depths == [2] * 4 + [3] * 4 + [4] * 4
+    assert strategy.depth_cap(sampled=0) == 2 and strategy.depth_cap(sampled=10_000) is None
+
+
+def test_capped_probabilities_sum_to_one_and_match_sampling():
+    """Under a cap the forced EOS has probability 1: the members within the cap carry all the mass."""
+    space = MLPSpace(units=(2, 4), activations=("tanh",), max_layers=3)
+    strategy = Reinforce(space, seed=2, init_range=1.0, curriculum=(2, 1_000_000))
+    archs = strategy.ask(20_000)
+    within = [m for m in space.enumerate() if len(m.layers) <= 2]
+    with torch.no_grad():
+        log_prob, entropy = strategy.controller.log_probs(strategy._tokens(within), eos_at=strategy._asked_eos)
+    assert math.isclose(float(log_prob.exp().sum()), 1.0, rel_tol=1e-5)
+    observed = np.array([sum(a == m for a in archs) for m in within]) / len(archs)
+    assert np.abs(observed - log_prob.exp().numpy()).max() < 0.015
+    assert all(len(a.layers) <= 2 for a in archs)
+
+
+def test_curriculum_resumes_exactly_and_is_checked():
+    space = MLPSpace(max_layers=4)
+
+    def run(strategy, steps):
+        out = []
+        for _ in range(steps):
+            archs = strategy.ask(5)
+            strategy.tell(archs, [0.5] * 5)
+            out.append([str(a) for a in archs])
+        return out
+
+    expected = run(Reinforce(space, seed=1, curriculum=(1, 7)), 6)
+    first = Reinforce(space, seed=1, curriculum=(1, 7))
+    head = run(first, 3)
+    resumed = Reinforce(space, seed=1, curriculum=(1, 7))
+    resumed.load_state_dict(first.state_dict())
+    assert head + run(resumed, 3) == expected
+    assert Reinforce(space, curriculum=[1, 7]).to_config()["curriculum"] == [1, 7, 1]
+    assert "curriculum" not in Reinforce(space).to_config()
+    for bad, needle in [((0, 5), "start must be within"), ((2, 0), "every and by"), ((2,), "must be (start, every)")]:
+        with pytest.raises(ArchsearchError, match=r"strategy\.curriculum: " + re.escape(needle)):
+            Reinforce(space, curriculum=bad)

@@ -82,10 +82,11 @@ class Controller(nn.Module):
                 p.uniform_(-init_range, init_range, generator=generator)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator, eos_at: int | None = None) -> torch.Tensor:
         """``n`` token sequences, shape ``(n, slots)``, padded with ``PAD`` after EOS.
 
-        ``generator`` must live on the controller's device.
+        ``generator`` must live on the controller's device. ``eos_at`` (a slot that allows EOS)
+        forces EOS there: a depth cap, as a depth curriculum sets it.
         """
         device = self.slot_offset.device
         n_slots = len(self._decision)
@@ -115,6 +116,8 @@ class Controller(nn.Module):
                 logits = F.linear(h, head.weight, head.bias)
                 if self._mask_eos[t]:
                     logits[:, -1] = _MASKED
+                if t == eos_at:
+                    logits[:, :-1] = _MASKED
                 action = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator)[:, 0]
             tokens[:, t] = action.masked_fill(done, PAD) if any_done else action
             if self._eos[t]:
@@ -131,10 +134,11 @@ class Controller(nn.Module):
         mixed = torch.tanh(self.attend_prev(anchors) + self.attend_curr(current)[:, None])
         return self.attend_v(mixed)[..., 0]
 
-    def log_probs(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def log_probs(self, tokens: torch.Tensor, eos_at: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per sequence: sum of log p(a_t | a_<t) and sum of the policy's entropies, with gradients.
 
-        ``tokens`` is ``(n, slots)`` as :meth:`sample` returns it (``PAD`` after EOS).
+        ``tokens`` is ``(n, slots)`` as :meth:`sample` returns it (``PAD`` after EOS), and
+        ``eos_at`` the depth cap they were sampled under (a forced EOS has probability 1).
         """
         n, n_slots = tokens.shape
         valid = tokens != PAD
@@ -159,7 +163,11 @@ class Controller(nn.Module):
             positions = getattr(self, f"positions{decision}")
             if len(positions) == 0 or decision in self._anchored:
                 continue
-            logits = head(hidden[:, positions]).masked_fill(getattr(self, f"mask{decision}"), _MASKED)
+            mask = getattr(self, f"mask{decision}")
+            if eos_at is not None and self._decision[eos_at] == decision:
+                mask = mask.clone()
+                mask[(positions == eos_at).nonzero()[0, 0], :-1] = True
+            logits = head(hidden[:, positions]).masked_fill(mask, _MASKED)
             logp = torch.log_softmax(logits, dim=-1)
             chosen = logp.gather(-1, safe[:, positions, None])[..., 0]
             step_entropy = -(logp.exp() * logp).sum(-1)

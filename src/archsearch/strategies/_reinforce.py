@@ -54,6 +54,11 @@ class Reinforce(Strategy):
             advantage's: 0.1 for ranks (in [-1/2, 1/2]), about 1e-3 for raw rewards.
         init_range: controller weights start uniform in [-init_range, init_range].
         device: where the controller lives.
+        curriculum: ``(start, every, by)``, a depth curriculum (Zoph & Le 2017 grew their
+            children by 2 layers every 1,600 samples): children have at most ``start`` layers
+            at first, and ``by`` more for every ``every`` architectures sampled, up to the
+            space's ``max_layers``. The cap is a forced EOS, so the controller's
+            probabilities and its REINFORCE loss are those of the capped policy.
     """
 
     name = "reinforce"
@@ -71,8 +76,10 @@ class Reinforce(Strategy):
         entropy_weight: float = 0.1,
         init_range: float = 0.08,
         device: str = "cpu",
+        curriculum: Sequence[int] | None = None,
     ) -> None:
         super().__init__(space, seed)
+        self.curriculum = None if curriculum is None else _check_curriculum(space, curriculum)
         if not 0.0 <= baseline_decay < 1.0:
             raise ArchsearchError(f"strategy.baseline_decay: must be in [0, 1), got {baseline_decay}")
         if lr <= 0:
@@ -105,9 +112,28 @@ class Reinforce(Strategy):
         self.generator = torch.Generator(device=self.device).manual_seed(int(sample_seed))
         self.baseline: float | None = None
         self.updates = 0
+        self.sampled = 0
+        self._asked_eos: int | None = None
+
+    def depth_cap(self, sampled: int | None = None) -> int | None:
+        """The curriculum's most layers after ``sampled`` architectures (default: so far); None: no cap."""
+        if self.curriculum is None:
+            return None
+        start, every, by = self.curriculum
+        cap = start + by * ((self.sampled if sampled is None else sampled) // every)
+        return cap if cap < self.space.max_layers else None
+
+    def _eos_slot(self, cap: int | None) -> int | None:
+        """The slot whose forced EOS ends a child at ``cap`` layers."""
+        if cap is None:
+            return None
+        eos_slots = [t for t, slot in enumerate(self.space.slots) if slot.eos]
+        return eos_slots[cap - self.space.min_layers]
 
     def ask(self, n: int) -> list[Architecture]:
-        tokens = self.controller.sample(n, self.generator).cpu()
+        self._asked_eos = self._eos_slot(self.depth_cap())
+        tokens = self.controller.sample(n, self.generator, eos_at=self._asked_eos).cpu()
+        self.sampled += n
         return [self.space.decode([t for t in row.tolist() if t != PAD]) for row in tokens]
 
     def _tokens(self, archs: Sequence[Architecture]) -> torch.Tensor:
@@ -132,7 +158,7 @@ class Reinforce(Strategy):
         else:
             advantages = values - baseline
         advantage = torch.tensor(advantages, dtype=torch.float32, device=self.device)
-        log_prob, entropy = self.controller.log_probs(self._tokens(archs))
+        log_prob, entropy = self.controller.log_probs(self._tokens(archs), eos_at=self._asked_eos)
         loss = -(advantage * log_prob).mean() - self.entropy_weight * entropy.mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -154,6 +180,7 @@ class Reinforce(Strategy):
             "baseline": self.baseline,
             "recent": list(self.recent),
             "updates": self.updates,
+            "sampled": self.sampled,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -163,6 +190,7 @@ class Reinforce(Strategy):
         self.baseline = state["baseline"]
         self.recent = deque((float(r) for r in state.get("recent", [])), maxlen=self.rank_window)
         self.updates = int(state["updates"])
+        self.sampled = int(state.get("sampled", 0))
 
     def to_config(self) -> dict[str, Any]:
         return {
@@ -176,4 +204,24 @@ class Reinforce(Strategy):
             "entropy_weight": self.entropy_weight,
             "init_range": self.init_range,
             "device": str(self.device),
+            **({"curriculum": list(self.curriculum)} if self.curriculum is not None else {}),
         }
+
+
+def _check_curriculum(space: SearchSpace, curriculum: Sequence[int]) -> tuple[int, int, int]:
+    values = tuple(curriculum)
+    if len(values) == 2:
+        values = (*values, 1)
+    if len(values) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise ArchsearchError(f"strategy.curriculum: must be (start, every) or (start, every, by), got {curriculum!r}")
+    start, every, by = values
+    if not hasattr(space, "min_layers") or not hasattr(space, "max_layers"):
+        raise ArchsearchError(f"strategy.curriculum: the {space.kind!r} space has no depth to grow")
+    if not space.min_layers <= start <= space.max_layers:
+        raise ArchsearchError(
+            f"strategy.curriculum: start must be within the space's {space.min_layers}..{space.max_layers} layers, "
+            f"got {start}"
+        )
+    if every < 1 or by < 1:
+        raise ArchsearchError(f"strategy.curriculum: every and by must be >= 1, got {every} and {by}")
+    return start, every, by
