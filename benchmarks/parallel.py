@@ -5,7 +5,10 @@
    ``--workers`` worker processes (and on a local Ray instance with as many CPUs). Workers start
    once per search, so their start-up (and each worker's first child) is timed apart and left
    out of the speed-up; each timing is the best of ``--repeats`` runs.
-2. Overhead per trial: children that cost nothing to evaluate (rewards looked up in
+2. Synchronous against asynchronous evolution on the process executor: the same search
+   (``--evolution-steps`` steps of 2 x ``--workers`` children) told step by step, or as each
+   result comes in; wall time including the workers' start-up, best of ``--repeats``.
+3. Overhead per trial: children that cost nothing to evaluate (rewards looked up in
    NAS-Bench-Macro) sent through each executor one batch of ``--lookups`` at a time: wall time /
    trials, plus the round trip of a single trial.
 
@@ -30,6 +33,8 @@ from archsearch.evaluation import (
     TrainConfig,
 )
 from archsearch.space import MLPSpace
+from archsearch.strategies import RegularizedEvolution
+from archsearch.study import Study
 from archsearch.tasks import get_task
 
 
@@ -44,6 +49,7 @@ def main() -> None:
     parser.add_argument("--children", type=int, default=90)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--lookups", type=int, default=300)
+    parser.add_argument("--evolution-steps", type=int, default=15)
     parser.add_argument("--repeats", type=int, default=3, help="each timing is the best of this many runs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-ray", action="store_true")
@@ -75,6 +81,28 @@ def main() -> None:
         data["training"][name] = {"wall_s": wall, "startup_s": startup, "speedup": speedup, "same_results": same}
         rows.append([f"train {args.children} children", name, wall, speedup, startup, str(same)])
 
+    data["evolution"] = {}
+    for asynchronous in (False, True):
+
+        def search() -> float:
+            space = MLPSpace()
+            study = Study.create(
+                None, task, steps=args.evolution_steps, children_per_step=2 * args.workers, seed=args.seed,
+                space=space, strategy=RegularizedEvolution(space, seed=args.seed), evaluator=trainer,
+                executor=ProcessExecutor(workers=args.workers), asynchronous=asynchronous,
+            )  # fmt: skip
+            start = time.perf_counter()
+            study.run(progress=False)
+            return time.perf_counter() - start
+
+        wall = min(search() for _ in range(args.repeats))
+        name = "asynchronous" if asynchronous else "synchronous"
+        data["evolution"][name] = {"wall_s": wall}
+        children = args.evolution_steps * 2 * args.workers
+        rows.append([f"evolution, {children} children", f"process, {name}", wall, "", "", ""])
+    evolution = data["evolution"]
+    evolution["speedup"] = evolution["synchronous"]["wall_s"] / evolution["asynchronous"]["wall_s"]
+
     bench = LookupEvaluator("nas-bench-macro")
     space = bench.benchmark.space
     codes = [space.sample(rng) for _ in range(args.lookups)]
@@ -96,6 +124,7 @@ def main() -> None:
     )
     process = data["training"]["process"]
     print(f"process x{args.workers} over inline: {process['speedup']:.2f}x (same results: {process['same_results']})")
+    print(f"asynchronous evolution over synchronous on {args.workers} workers: {evolution['speedup']:.2f}x")
     if use_ray:
         print(
             f"ray: {data['overhead']['ray']['per_trial_ms']:.2f} ms per trial in batches, "

@@ -177,7 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="rank: a reward's rank among the last 200 (default); baseline: reward minus a moving average",
     )
-    _executor_arguments(search.add_argument_group("where children run (never changes the trials)"))
+    where = search.add_argument_group("where children run (never changes the trials)")
+    _executor_arguments(where)
+    where.add_argument(
+        "--asynchronous",
+        action="store_true",
+        help="evolution and random: keep --children-per-step children in flight, tell each result (in trial "
+        "order) as it comes in and propose a replacement at once, instead of waiting for a whole step",
+    )
     rl.add_argument(
         "--curriculum",
         type=_curriculum,
@@ -456,6 +463,12 @@ def _search(args: argparse.Namespace) -> int:
         raise ArchsearchError("--problem: describes your --data file, and no --data is given")
     if args.split_seed is not None and not args.data:
         raise ArchsearchError("--split-seed: splits your --data file, and no --data is given")
+    if args.asynchronous and args.strategy not in ("evolution", "random"):
+        raise ArchsearchError(
+            f"--asynchronous: {args.strategy} learns from whole steps; use --strategy evolution or random"
+        )
+    if args.asynchronous and args.reuse_evaluations:
+        raise ArchsearchError("--asynchronous: cannot be combined with --reuse-evaluations")
     if args.curriculum and args.strategy != "reinforce":
         raise ArchsearchError(f"--curriculum: grows the reinforce controller's children, not {args.strategy}'s")
     if args.benchmark:
@@ -512,6 +525,7 @@ def _search(args: argparse.Namespace) -> int:
         save_children=args.save_children,
         refit=args.refit,
         executor=executor,
+        asynchronous=args.asynchronous,
     )
     print(f"study: {study.path}  ({args.steps} steps x {args.children_per_step} children, seed {args.seed})")
     with study:

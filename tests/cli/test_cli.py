@@ -88,6 +88,8 @@ def _one_line_error(proc, *needles):
         (["--noisy"], ["--noisy", "--benchmark"]),
         (["--executor", "dask"], ["--executor", "dask"]),
         (["--curriculum", "2"], ["--curriculum", "START,EVERY"]),
+        (["--asynchronous"], ["--asynchronous", "reinforce", "evolution or random"]),
+        (["--asynchronous", "--strategy", "random", "--reuse-evaluations"], ["--asynchronous", "--reuse-evaluations"]),
         (["--curriculum", "2,3", "--strategy", "random"], ["--curriculum", "random"]),
         (["--curriculum", "7,3"], ["curriculum", "start must be within", "1..5"]),
         (["--executor", "inline", "--workers", "2"], ["--workers", "inline", "--executor process"]),

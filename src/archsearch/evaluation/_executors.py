@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections import deque
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
@@ -24,7 +25,15 @@ from typing import Any, ClassVar
 from archsearch.errors import ArchsearchError
 from archsearch.evaluation._base import Evaluator
 from archsearch.evaluation._result import Result
-from archsearch.evaluation._workers import KILL_HOOK, WorkerPool, _from_portable, _portable, job_for, kill_if_hooked
+from archsearch.evaluation._workers import (
+    KILL_HOOK,
+    JobFeed,
+    WorkerPool,
+    _from_portable,
+    _portable,
+    job_for,
+    kill_if_hooked,
+)
 from archsearch.space import Architecture
 
 DEFAULT_RETRIES = 2
@@ -49,11 +58,76 @@ class Executor(ABC):
     ) -> Iterator[tuple[int, Result]]:
         """Evaluate every architecture with its seed; yield ``(index, result)`` as each finishes."""
 
+    @abstractmethod
+    def stream(self, evaluator: Evaluator) -> Stream:
+        """Children submitted one at a time while others run (an asynchronous search)."""
+
     def close(self) -> None:
         """Release workers; the executor may be used again (they start again)."""
 
     def to_config(self) -> dict[str, Any]:
         return {"name": self.name, "workers": self.workers, "retries": self.retries}
+
+
+class Stream(ABC):
+    """Children submitted one by one, each under a key; iterating yields ``(key, result)`` as
+    they finish. Iterate only while something is submitted and not yet yielded."""
+
+    @abstractmethod
+    def submit(self, key: int, arch: Architecture, seed: int) -> None:
+        """Start evaluating ``arch`` with ``seed``."""
+
+    def __iter__(self) -> Stream:
+        return self
+
+    @abstractmethod
+    def __next__(self) -> tuple[int, Result]:
+        """The next finished child."""
+
+    def close(self) -> None:
+        """Stop waiting for children still running (their results are dropped)."""
+
+
+class _InlineStream(Stream):
+    """Evaluates each child when its result is asked for, in submission order."""
+
+    def __init__(self, evaluator: Evaluator) -> None:
+        self._evaluator = evaluator
+        self._queue: deque[tuple[int, Architecture, int]] = deque()
+
+    def submit(self, key: int, arch: Architecture, seed: int) -> None:
+        self._queue.append((key, arch, seed))
+
+    def __next__(self) -> tuple[int, Result]:
+        if not self._queue:
+            raise StopIteration
+        key, arch, seed = self._queue.popleft()
+        return key, next(iter(self._evaluator.evaluate([arch], [seed])))[1]
+
+
+class _PoolStream(Stream):
+    """Children fed to a worker pool that is running; it picks new ones up as workers free."""
+
+    def __init__(self, executor: ProcessExecutor, evaluator: Evaluator) -> None:
+        self._pool = executor._pool_for(evaluator)
+        self._retries = executor.retries
+        self._feed = JobFeed()
+        self._results: Iterator[tuple[int, Result]] | None = None
+
+    def submit(self, key: int, arch: Architecture, seed: int) -> None:
+        self._feed.add(([key], {key: arch}, {key: int(seed)}))
+
+    def __next__(self) -> tuple[int, Result]:
+        for _ in range(2):  # a run that ended (nothing was in flight) restarts on new submissions
+            if self._results is None:
+                self._results = self._pool.run(self._feed, retries=self._retries)
+            try:
+                return next(self._results)
+            except StopIteration:
+                self._results = None
+                if not self._feed.pending:
+                    raise
+        raise StopIteration
 
 
 class InlineExecutor(Executor):
@@ -72,6 +146,9 @@ class InlineExecutor(Executor):
         self, evaluator: Evaluator, archs: Sequence[Architecture], seeds: Sequence[int]
     ) -> Iterator[tuple[int, Result]]:
         return evaluator.evaluate(archs, seeds)
+
+    def stream(self, evaluator: Evaluator) -> Stream:
+        return _InlineStream(evaluator)
 
 
 class ProcessExecutor(Executor):
@@ -93,6 +170,12 @@ class ProcessExecutor(Executor):
         self, evaluator: Evaluator, archs: Sequence[Architecture], seeds: Sequence[int]
     ) -> Iterator[tuple[int, Result]]:
         jobs = [job_for(archs, seeds, members) for members in evaluator.jobs(archs, seeds)]
+        yield from self._pool_for(evaluator).run(jobs, retries=self.retries)
+
+    def stream(self, evaluator: Evaluator) -> Stream:
+        return _PoolStream(self, evaluator)
+
+    def _pool_for(self, evaluator: Evaluator) -> WorkerPool:
         if self._pool is None or self._for != id(evaluator) or self._pool.alive == 0:
             self.close()
             try:
@@ -100,7 +183,7 @@ class ProcessExecutor(Executor):
             except (OSError, RuntimeError) as exc:
                 raise ArchsearchError(f"executor: {exc}") from None
             self._for = id(evaluator)
-        yield from self._pool.run(jobs, retries=self.retries)
+        return self._pool
 
     def close(self) -> None:
         if self._pool is not None:
@@ -156,31 +239,22 @@ class RayExecutor(Executor):
     def run(
         self, evaluator: Evaluator, archs: Sequence[Architecture], seeds: Sequence[int]
     ) -> Iterator[tuple[int, Result]]:
+        stream = _RayStream(self, evaluator)
+        for members in evaluator.jobs(archs, seeds):
+            stream.submit_job(job_for(archs, seeds, members))
+        yield from stream
+
+    def stream(self, evaluator: Evaluator) -> Stream:
+        return _RayStream(self, evaluator)
+
+    def _prepare(self, evaluator: Evaluator) -> tuple[Any, Any, Any]:
+        """Ray, the remote function with this executor's options, and the evaluator's spec in the object store."""
         ray = self._ray()
         if self._spec is None or self._spec[0] != id(evaluator):
             token = uuid.uuid4().hex
             self._spec = (id(evaluator), ray.put((token, evaluator.to_config(), evaluator.task)))
         remote = self._remote.options(num_cpus=1, max_retries=self.retries, retry_exceptions=False)
-        hook = os.environ.get(KILL_HOOK)
-        pending = {}
-        for members in evaluator.jobs(archs, seeds):
-            job = job_for(archs, seeds, members)
-            pending[remote.remote(self._spec[1], *job, hook)] = members
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                members = pending.pop(ref)
-                try:
-                    results = ray.get(ref)
-                except ray.exceptions.RayError as exc:
-                    why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                    for index in members:
-                        failed = Result.failure("failed", f"ray: {type(exc).__name__}: {why}")
-                        failed.attempts = self.retries + 1
-                        yield index, failed
-                    continue
-                for index, result in results:
-                    yield index, _from_portable(result)
+        return ray, remote, self._spec[1]
 
     def close(self) -> None:
         self._spec = None
@@ -189,6 +263,42 @@ class RayExecutor(Executor):
 
             ray.shutdown()
             self._started = False
+
+
+class _RayStream(Stream):
+    """One Ray task per job; results as tasks finish."""
+
+    def __init__(self, executor: RayExecutor, evaluator: Evaluator) -> None:
+        self._ray, self._remote, self._spec = executor._prepare(evaluator)
+        self._retries = executor.retries
+        self._hook = os.environ.get(KILL_HOOK)
+        self._pending: dict[Any, list[int]] = {}
+        self._ready: deque[tuple[int, Result]] = deque()
+
+    def submit(self, key: int, arch: Architecture, seed: int) -> None:
+        self.submit_job(([key], {key: arch}, {key: int(seed)}))
+
+    def submit_job(self, job: tuple) -> None:
+        self._pending[self._remote.remote(self._spec, *job, self._hook)] = job[0]
+
+    def __next__(self) -> tuple[int, Result]:
+        ray = self._ray
+        while not self._ready:
+            if not self._pending:
+                raise StopIteration
+            (ref,), _ = ray.wait(list(self._pending), num_returns=1)
+            members = self._pending.pop(ref)
+            try:
+                results = ray.get(ref)
+            except ray.exceptions.RayError as exc:
+                why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                for index in members:
+                    failed = Result.failure("failed", f"ray: {type(exc).__name__}: {why}")
+                    failed.attempts = self._retries + 1
+                    self._ready.append((index, failed))
+                continue
+            self._ready.extend((index, _from_portable(result)) for index, result in results)
+        return self._ready.popleft()
 
 
 _RAY_EVALUATORS: dict[str, Evaluator] = {}

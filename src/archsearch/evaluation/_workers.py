@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 import warnings
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -79,6 +79,18 @@ def death(code: int | None) -> str:
     return f"exited with code {code}"
 
 
+class JobFeed:
+    """Jobs for :meth:`WorkerPool.run`; jobs added while it runs are picked up too."""
+
+    def __init__(self, jobs: list[Job] | None = None) -> None:
+        self.jobs: list[Job] = list(jobs or [])
+        self.pending: deque[int] = deque(range(len(self.jobs)))
+
+    def add(self, job: Job) -> None:
+        self.jobs.append(job)
+        self.pending.append(len(self.jobs) - 1)
+
+
 class WorkerPool:
     """``size`` worker processes that evaluate jobs of one evaluator (its task and settings)."""
 
@@ -101,25 +113,35 @@ class WorkerPool:
 
     def run(
         self,
-        jobs: list[Job],
+        jobs: list[Job] | JobFeed,
         inline: Callable[[Job], Iterator[tuple[int, Any]]] | None = None,
         retries: int = 0,
     ) -> Iterator[tuple[int, Any]]:
         """Evaluate ``jobs`` (costliest first is best); yield ``(index, result)`` as they arrive.
 
-        A job whose worker died is started again on a fresh worker up to ``retries`` times; after
-        that its remaining children go to ``inline`` when given, else they are yielded as failed
-        results that say how the worker died. Every result's ``attempts`` counts the tries. If
-        the consumer stops early, busy workers are stopped too: their jobs are abandoned.
+        ``jobs`` may be a :class:`JobFeed` that grows while this runs. A job whose worker died is
+        started again on a fresh worker up to ``retries`` times; after that its remaining children
+        go to ``inline`` when given (once the others are done), else they are yielded at once as
+        failed results that say how the worker died. Every result's ``attempts`` counts the
+        tries. If the consumer stops early, busy workers are stopped too: their jobs are abandoned.
         """
         hook = os.environ.get(KILL_HOOK)
-        jobs = list(jobs)
-        pending = deque(range(len(jobs)))
+        feed = jobs if isinstance(jobs, JobFeed) else JobFeed(jobs)
+        jobs, pending = feed.jobs, feed.pending
         busy: dict[Connection, tuple[_Worker, int]] = {}
-        received: dict[int, set[int]] = {job: set() for job in range(len(jobs))}
-        tries = dict.fromkeys(range(len(jobs)), 1)
-        lost: list[tuple[int, str]] = []
+        received: dict[int, set[int]] = defaultdict(set)
+        tries: dict[int, int] = defaultdict(lambda: 1)
+        lost: list[int] = []
         finished = False
+
+        def failures(job: int, why: str) -> Iterator[tuple[int, Result]]:
+            attempts = f" ({tries[job]} attempts)" if tries[job] > 1 else ""
+            for index in jobs[job][0]:
+                if index not in received[job]:
+                    failed = Result.failure("failed", f"{why}{attempts}")
+                    failed.attempts = tries[job]
+                    yield index, failed
+
         try:
             while pending or busy:
                 for worker in list(self._workers):
@@ -133,8 +155,12 @@ class WorkerPool:
                             continue
                         busy[worker.conn] = (worker, job)
                 if not busy:  # every worker died
-                    lost += [(job, "no worker process is left") for job in pending]
-                    pending.clear()
+                    while pending:
+                        job = pending.popleft()
+                        if inline is not None:
+                            lost.append(job)
+                        else:
+                            yield from failures(job, "no worker process is left")
                     break
                 for conn in wait(list(busy)):
                     worker, job = busy[conn]
@@ -143,14 +169,16 @@ class WorkerPool:
                         del busy[conn]
                         code = self._drop(worker, None if message is None else message[1], warn=inline is not None)
                         why = message[1] if message else f"worker process {death(code)}"
+                        indices, archs, seeds = jobs[job]
+                        jobs[job] = ([i for i in indices if i not in received[job]], archs, seeds)
                         if tries[job] <= retries:
                             tries[job] += 1
-                            indices, archs, seeds = jobs[job]
-                            jobs[job] = ([i for i in indices if i not in received[job]], archs, seeds)
                             pending.appendleft(job)
                             self._replace()
+                        elif inline is not None:
+                            lost.append(job)
                         else:
-                            lost.append((job, why))
+                            yield from failures(job, why)
                     elif message[0] == "done":
                         del busy[conn]
                     else:
@@ -159,21 +187,20 @@ class WorkerPool:
                         result = _from_portable(result)
                         result.attempts = tries[job]
                         yield index, result
-            for job, why in lost:
-                indices, archs, seeds = jobs[job]
-                rest = [i for i in indices if i not in received[job]]
-                if rest and inline is not None:
-                    yield from inline((rest, archs, seeds))
-                elif rest:
-                    attempts = f" ({tries[job]} attempts)" if tries[job] > 1 else ""
-                    for index in rest:
-                        failed = Result.failure("failed", f"{why}{attempts}")
-                        failed.attempts = tries[job]
-                        yield index, failed
+            for job in lost:
+                if jobs[job][0]:
+                    yield from inline(jobs[job])
             finished = True
         finally:
             if not finished:
-                for worker, _ in busy.values():
+                for worker, job in busy.values():
+                    # a worker that has sent its job's every result is only finishing: keep it
+                    if (
+                        set(jobs[job][0]) <= received[job]
+                        and worker.conn.poll(1.0)
+                        and worker.receive() == ("done", job)
+                    ):
+                        continue
                     self._drop(worker, None, warn=False)
 
     def _replace(self) -> None:
@@ -314,4 +341,7 @@ def _serve(fd: int) -> None:
         except Exception as exc:  # noqa: BLE001 -- evaluators turn training errors into results
             send(("error", f"failed: {type(exc).__name__}: {exc}"))
             return
-        send(("done", job))
+        try:
+            send(("done", job))
+        except (BrokenPipeError, ConnectionResetError):
+            return

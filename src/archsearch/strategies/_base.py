@@ -18,6 +18,10 @@ class Strategy(ABC):
     """Base class: ``ask`` for architectures, ``tell`` their rewards."""
 
     name: ClassVar[str]
+    #: True when the strategy can learn from one result at a time, so that an asynchronous study
+    #: may tell each result as it arrives and ask for one replacement (evolution, random search);
+    #: REINFORCE and TPE learn from a whole step's rewards.
+    asynchronous: ClassVar[bool] = False
 
     def __init__(self, space: SearchSpace, seed: int = 0) -> None:
         self.space = space

@@ -32,6 +32,7 @@ class RegularizedEvolution(Strategy):
     """Aging evolution with tournament selection; works on any space through its ``mutate``."""
 
     name = "evolution"
+    asynchronous = True
 
     def __init__(self, space: SearchSpace, seed: int = 0, population_size: int = 20, sample_size: int = 5) -> None:
         super().__init__(space, seed)

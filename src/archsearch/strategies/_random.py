@@ -21,6 +21,7 @@ class RandomSearch(Strategy):
     """
 
     name = "random"
+    asynchronous = True
 
     def __init__(self, space: SearchSpace, seed: int = 0, unique: bool = True) -> None:
         super().__init__(space, seed)

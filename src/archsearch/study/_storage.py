@@ -354,6 +354,12 @@ class Storage:
             self._db.execute("DELETE FROM checkpoints")
             self._db.execute("INSERT INTO checkpoints VALUES (?, ?)", (step, to_blob(state)))
 
+    def set_checkpoint(self, step: int, state: dict[str, Any]) -> None:
+        """Replace the strategy's state without completing a step (an asynchronous study's tells)."""
+        with _transaction(self._db):
+            self._db.execute("DELETE FROM checkpoints")
+            self._db.execute("INSERT INTO checkpoints VALUES (?, ?)", (step, to_blob(state)))
+
     def latest_checkpoint(self) -> tuple[int, dict[str, Any]] | None:
         row = self._db.execute("SELECT step, state FROM checkpoints ORDER BY step DESC LIMIT 1").fetchone()
         return None if row is None else (row[0], from_blob(row[1]))

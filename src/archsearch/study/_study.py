@@ -7,6 +7,14 @@ committed. Reopening the file continues from the last committed strategy
 state; trials of an unfinished step that were already committed are reused,
 not retrained, so a search killed at any instant and resumed produces exactly
 the trials of an uninterrupted run.
+
+An *asynchronous* study (evolution, random search) keeps ``children_per_step``
+children in flight instead: each result is told to the strategy the moment it
+and every earlier child are in, and the strategy proposes one replacement right
+away, so workers never wait for a step's slowest child. The order of tells and
+asks is fixed by trial numbers, not by finishing times, so such a study is as
+reproducible and as resumable as a synchronous one; its strategy state (and the
+proposals in flight) is committed after every tell.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ from archsearch.evaluation import (
     build_executor,
     validation_loss,
 )
-from archsearch.space import MLPSpace, SearchSpace
+from archsearch.space import Architecture, MLPSpace, SearchSpace
 from archsearch.strategies import Reinforce, Strategy
 from archsearch.study._components import build_evaluator, build_strategy
 from archsearch.study._progress import ProgressBar
@@ -109,6 +117,7 @@ class Study:
             self.reuse_evaluations: bool = config.get("reuse_evaluations", False)
             self.save_children: bool = config.get("save_children", False)
             self.refit_final: bool = config.get("refit", False)
+            self.asynchronous: bool = config.get("asynchronous", False)
             self._configs = {name: config[name] for name in ("task", "space", "strategy", "trainer")}
         except KeyError as exc:
             raise ArchsearchError(f"{storage.path}: study config lacks {exc}") from None
@@ -171,6 +180,7 @@ class Study:
         reuse_evaluations: bool = False,
         save_children: bool = False,
         refit: bool = False,
+        asynchronous: bool = False,
     ) -> Study:
         """A new study file at ``path`` (which must not exist yet).
 
@@ -182,7 +192,10 @@ class Study:
         noise for them: a lucky or unlucky first training counts every time. With ``refit`` the
         finished search retrains its final pick on the training and validation rows together
         (:meth:`refit`), and that network is the study's model. ``executor`` says where children
-        are evaluated (default: inline, in this process); it never changes the trials.
+        are evaluated (default: inline, in this process); it never changes the trials. With
+        ``asynchronous`` (strategies that learn from one result at a time: evolution, random) the
+        study keeps ``children_per_step`` children in flight and tells each result as it comes in
+        (see the module docstring); the trials differ from a synchronous study's.
         """
         _check_count("steps", steps)
         _check_count("children_per_step", children_per_step)
@@ -209,7 +222,15 @@ class Study:
             "reuse_evaluations": bool(reuse_evaluations),
             "save_children": bool(save_children),
             "refit": bool(refit),
+            **({"asynchronous": True} if asynchronous else {}),
         }
+        if asynchronous and not strategy.asynchronous:
+            raise ArchsearchError(
+                f"asynchronous: the {strategy.name} strategy learns from whole steps; evolution and random "
+                "search can run asynchronously"
+            )
+        if asynchronous and reuse_evaluations:
+            raise ArchsearchError("asynchronous: cannot be combined with reuse_evaluations")
         if refit and not isinstance(evaluator, SerialTrainer | BatchedTrainer):
             raise ArchsearchError(f"refit: retrains MLP children; the {evaluator.name!r} evaluator trains nothing")
         if save_children and path is None:
@@ -269,7 +290,8 @@ class Study:
             start = 0
             if checkpoint is not None:
                 start = checkpoint[0] + 1
-                self.strategy.load_state_dict(checkpoint[1])
+                if not self.asynchronous:
+                    self.strategy.load_state_dict(checkpoint[1])
             best = self._storage.best_trial()
             show = sys.stderr.isatty() if progress is None else progress
             bar = ProgressBar(self.steps, completed=start) if show else None
@@ -281,7 +303,9 @@ class Study:
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
             try:
-                for step in range(start, self.steps):
+                if self.asynchronous:
+                    best = self._run_asynchronous(checkpoint, best, bar, callback)
+                for step in range(start, self.steps) if not self.asynchronous else ():
                     best, info = self._run_step(step, best)
                     if bar:
                         bar.update(step + 1, info.mean_reward, best.reward if best else None)
@@ -335,6 +359,73 @@ class Study:
         metrics = self.strategy.tell(archs, rewards)
         self._storage.add_step(step, metrics, self.strategy.state_dict())
         return best, StepInfo(step, self.steps, float(np.mean(rewards)), best, metrics)
+
+    def _run_asynchronous(
+        self, checkpoint: tuple[int, dict] | None, best: Trial | None, bar: ProgressBar | None, callback
+    ) -> Trial | None:  # noqa: ANN001
+        """Children in flight; tell trial n, then ask trial n + m, in trial order (see the module docstring)."""
+        m = self.children_per_step
+        total = self.steps * m
+        if checkpoint is None:
+            told, proposals = 0, self.strategy.ask(m)
+        else:
+            state = checkpoint[1]
+            self.strategy.load_state_dict(state["strategy"])
+            told = int(state["told"])
+            proposals = [Architecture.from_json(a) for a in state["asked"]]
+        asked = {told + i: arch for i, arch in enumerate(proposals)}  # trial number -> architecture
+        recorded = {t.number: t for t in self._storage.trials() if t.number >= told}
+        for number, trial in recorded.items():
+            if number not in asked or trial.arch_hash != asked[number].hash:
+                raise ArchsearchError(
+                    f"{self.path}: trial {number} holds {trial.architecture} but the strategy proposes "
+                    f"{asked.get(number, 'nothing')} there; the study file does not match its config"
+                )
+        stream = self.executor.stream(self.evaluator)
+
+        def submit(number: int) -> None:
+            if number < total and number not in recorded:
+                stream.submit(number, asked[number], child_seed(self.seed, number // m, number % m))
+
+        for number in sorted(asked):
+            submit(number)
+        try:
+            return self._tell_in_order(stream, submit, asked, recorded, told, best, bar, callback)
+        finally:
+            stream.close()
+
+    def _tell_in_order(self, stream, submit, asked, recorded, told, best, bar, callback):  # noqa: ANN001, ANN202
+        m = self.children_per_step
+        total = self.steps * m
+        while told < total:
+            while told not in recorded:
+                number, result = next(stream)
+                seed = child_seed(self.seed, number // m, number % m)
+                recorded[number], best = self._record(number // m, number % m, asked[number], seed, result, best)
+            trial = recorded.pop(told)
+            metrics = self.strategy.tell([trial.architecture], [trial.reward])
+            del asked[told]
+            asked[told + m] = self.strategy.ask(1)[0]
+            submit(told + m)
+            told += 1
+            state = {
+                "strategy": self.strategy.state_dict(),
+                "told": told,
+                "asked": [asked[n].to_json() for n in sorted(asked)],
+            }
+            if told % m:
+                self._storage.set_checkpoint(told // m - 1, state)
+                continue
+            step = told // m - 1
+            rewards = [t.reward for t in self._storage.trials(step=step)]
+            metrics = {**metrics, "mean_reward": float(np.mean(rewards))}
+            self._storage.add_step(step, metrics, state)
+            info = StepInfo(step, self.steps, metrics["mean_reward"], best, metrics)
+            if bar:
+                bar.update(step + 1, info.mean_reward, best.reward if best else None)
+            if callback:
+                callback(info)
+        return best
 
     def _reused_sources(self, step: int, archs: list) -> dict[int, Trial | int]:
         """Slots whose result is reused: an earlier successful trial, or an earlier slot of this step."""
