@@ -7,7 +7,9 @@
    out of the speed-up; each timing is the best of ``--repeats`` runs.
 2. Synchronous against asynchronous evolution on the process executor: the same search
    (``--evolution-steps`` steps of 2 x ``--workers`` children) told step by step, or as each
-   result comes in; wall time including the workers' start-up, best of ``--repeats``.
+   result comes in; wall time including the workers' start-up, and the workers' use: the
+   children's summed training seconds / (workers x wall). The two searches train different
+   children (their tells interleave differently), so the use is the fairer comparison.
 3. Overhead per trial: children that cost nothing to evaluate (rewards looked up in
    NAS-Bench-Macro) sent through each executor one batch of ``--lookups`` at a time: wall time /
    trials, plus the round trip of a single trial.
@@ -49,7 +51,7 @@ def main() -> None:
     parser.add_argument("--children", type=int, default=90)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--lookups", type=int, default=300)
-    parser.add_argument("--evolution-steps", type=int, default=15)
+    parser.add_argument("--evolution-steps", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3, help="each timing is the best of this many runs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-ray", action="store_true")
@@ -84,7 +86,7 @@ def main() -> None:
     data["evolution"] = {}
     for asynchronous in (False, True):
 
-        def search() -> float:
+        def search() -> tuple[float, float]:
             space = MLPSpace()
             study = Study.create(
                 None, task, steps=args.evolution_steps, children_per_step=2 * args.workers, seed=args.seed,
@@ -93,13 +95,14 @@ def main() -> None:
             )  # fmt: skip
             start = time.perf_counter()
             study.run(progress=False)
-            return time.perf_counter() - start
+            return time.perf_counter() - start, sum(t.seconds for t in study.trials())
 
-        wall = min(search() for _ in range(args.repeats))
+        wall, busy = min((search() for _ in range(args.repeats)), key=lambda r: r[0])
         name = "asynchronous" if asynchronous else "synchronous"
-        data["evolution"][name] = {"wall_s": wall}
+        use = busy / (args.workers * wall)
+        data["evolution"][name] = {"wall_s": wall, "children_s": busy, "worker_use": use}
         children = args.evolution_steps * 2 * args.workers
-        rows.append([f"evolution, {children} children", f"process, {name}", wall, "", "", ""])
+        rows.append([f"evolution, {children} children", f"process, {name}", wall, f"use {use:.0%}", "", ""])
     evolution = data["evolution"]
     evolution["speedup"] = evolution["synchronous"]["wall_s"] / evolution["asynchronous"]["wall_s"]
 
@@ -124,7 +127,11 @@ def main() -> None:
     )
     process = data["training"]["process"]
     print(f"process x{args.workers} over inline: {process['speedup']:.2f}x (same results: {process['same_results']})")
-    print(f"asynchronous evolution over synchronous on {args.workers} workers: {evolution['speedup']:.2f}x")
+    print(
+        f"evolution on {args.workers} workers: synchronous {evolution['synchronous']['wall_s']:.2f} s "
+        f"(workers busy {evolution['synchronous']['worker_use']:.0%}), asynchronous "
+        f"{evolution['asynchronous']['wall_s']:.2f} s ({evolution['asynchronous']['worker_use']:.0%})"
+    )
     if use_ray:
         print(
             f"ray: {data['overhead']['ray']['per_trial_ms']:.2f} ms per trial in batches, "
