@@ -495,8 +495,6 @@ def _search(args: argparse.Namespace) -> int:
     check_new_study_path(args.study)  # before any slow set-up
     executor = _executor(args)
     train = _training_settings(args, images=task is not None and task.x_train.dim() == 4)
-    if executor is not None and executor.name == "process" and args.threads is None and "threads" in train:
-        train["threads"] = max(1, train["threads"] // executor.workers)  # workers x threads <= cores
     strategy_config: dict = {"name": args.strategy, "seed": args.seed}
     if args.strategy == "reinforce":
         for key in ("controller_lr", "entropy_weight", "advantage", "curriculum"):

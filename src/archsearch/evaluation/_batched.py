@@ -32,7 +32,6 @@ whole (``batch_dependent``) to reproduce an uninterrupted run exactly.
 from __future__ import annotations
 
 import math
-import os
 import time
 import warnings
 import weakref
@@ -48,7 +47,7 @@ from archsearch.evaluation._base import Evaluator
 from archsearch.evaluation._config import TrainConfig
 from archsearch.evaluation._result import Result
 from archsearch.evaluation._scoring import improved, r2_from_sse, total_sum_of_squares
-from archsearch.evaluation._workers import WorkerPool, job_for
+from archsearch.evaluation._workers import WorkerPool, available_cores, job_for
 from archsearch.space import Architecture, MLPArchitecture
 from archsearch.tasks import Task
 
@@ -198,14 +197,6 @@ MAX_GROUP = 8  # children per group at most, so that groups can run on several c
 # Modelled microseconds of a whole batch above which its groups are handed to worker processes:
 # a few milliseconds of messages per batch, and a second or two to start the workers once.
 _POOL_WORK = 50_000.0
-
-
-def available_cores() -> int:
-    """CPU cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover -- not Linux
-        return os.cpu_count() or 1
 
 
 def _cost(children: np.ndarray, sizes: np.ndarray, rows: int) -> np.ndarray:

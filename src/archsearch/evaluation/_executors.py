@@ -154,9 +154,10 @@ class InlineExecutor(Executor):
 class ProcessExecutor(Executor):
     """A pool of ``workers`` local processes, started on first use and kept until :meth:`close`.
 
-    A worker evaluates one job at a time on the threads its trainer asks for (``TrainConfig.threads``;
-    the command line keeps workers x threads within the machine's cores). A worker that dies is
-    replaced and its job re-run, up to ``retries`` times.
+    A worker evaluates one job at a time on the threads its trainer asks for
+    (``TrainConfig.threads``), at most cores // workers of them, so that workers x threads stay
+    within the machine's cores. A worker that dies is replaced and its job re-run, up to
+    ``retries`` times.
     """
 
     name = "process"
@@ -314,6 +315,8 @@ def _ray_job(spec: tuple[str, dict, Any], members: list[int], archs: dict, seeds
         from archsearch.study._components import build_evaluator
 
         _RAY_EVALUATORS.clear()
+        if config.get("threads"):  # a task holds one of Ray's CPUs
+            config = {**config, "threads": 1}
         evaluator = _RAY_EVALUATORS[token] = build_evaluator(config, task)
     torch.set_num_threads(1)
     kill_if_hooked(archs, members, hook)

@@ -69,6 +69,14 @@ def kill_if_hooked(archs: Any, members: list[int], hook: str | None) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def available_cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover -- not Linux
+        return os.cpu_count() or 1
+
+
 def death(code: int | None) -> str:
     """How a worker process ended, in words."""
     if code is not None and code < 0:
@@ -96,7 +104,10 @@ class WorkerPool:
 
     def __init__(self, evaluator: Any, size: int) -> None:
         self.size = size
-        self._setup = ("setup", evaluator.to_config(), evaluator.task)
+        config = evaluator.to_config()
+        if config.get("threads"):  # workers x threads within the machine's cores (threads never change results)
+            config = {**config, "threads": max(1, min(config["threads"], available_cores() // size))}
+        self._setup = ("setup", config, evaluator.task)
         self._workers: list[_Worker] = []
         try:
             for _ in range(size):
