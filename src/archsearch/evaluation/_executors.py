@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections import deque
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 

@@ -40,9 +40,9 @@ from archsearch.evaluation import (
     Result,
     SerialTrainer,
     TrainConfig,
+    build_executor,
     load_model,
     split_score,
-    build_executor,
     validation_loss,
 )
 from archsearch.space import Architecture, MLPSpace, SearchSpace
@@ -303,14 +303,19 @@ class Study:
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
             try:
-                if self.asynchronous:
-                    best = self._run_asynchronous(checkpoint, best, bar, callback)
-                for step in range(start, self.steps) if not self.asynchronous else ():
-                    best, info = self._run_step(step, best)
+
+                def report(info: StepInfo) -> None:
                     if bar:
-                        bar.update(step + 1, info.mean_reward, best.reward if best else None)
+                        bar.update(info.step + 1, info.mean_reward, info.best.reward if info.best else None)
                     if callback:
                         callback(info)
+
+                if self.asynchronous:
+                    best = self._run_asynchronous(checkpoint, best, report)
+                else:
+                    for step in range(start, self.steps):
+                        best, info = self._run_step(step, best)
+                        report(info)
             finally:
                 if bar:
                     bar.__exit__(None, None, None)
@@ -361,9 +366,9 @@ class Study:
         return best, StepInfo(step, self.steps, float(np.mean(rewards)), best, metrics)
 
     def _run_asynchronous(
-        self, checkpoint: tuple[int, dict] | None, best: Trial | None, bar: ProgressBar | None, callback
-    ) -> Trial | None:  # noqa: ANN001
-        """Children in flight; tell trial n, then ask trial n + m, in trial order (see the module docstring)."""
+        self, checkpoint: tuple[int, dict] | None, best: Trial | None, report: Callable[[StepInfo], None]
+    ) -> Trial | None:
+        """Children in flight: tell trial n, then ask trial n + m, in trial order (see the module docstring)."""
         m = self.children_per_step
         total = self.steps * m
         if checkpoint is None:
@@ -383,48 +388,38 @@ class Study:
                 )
         stream = self.executor.stream(self.evaluator)
 
-        def submit(number: int) -> None:
+        def submit(number: int) -> None:  # proposals past the budget wait, so that extending it changes nothing
             if number < total and number not in recorded:
                 stream.submit(number, asked[number], child_seed(self.seed, number // m, number % m))
 
         for number in sorted(asked):
             submit(number)
         try:
-            return self._tell_in_order(stream, submit, asked, recorded, told, best, bar, callback)
+            while told < total:
+                while told not in recorded:
+                    number, result = next(stream)
+                    seed = child_seed(self.seed, number // m, number % m)
+                    recorded[number], best = self._record(number // m, number % m, asked[number], seed, result, best)
+                trial = recorded.pop(told)
+                metrics = self.strategy.tell([trial.architecture], [trial.reward])
+                del asked[told]
+                asked[told + m] = self.strategy.ask(1)[0]
+                submit(told + m)
+                told += 1
+                state = {
+                    "strategy": self.strategy.state_dict(),
+                    "told": told,
+                    "asked": [asked[n].to_json() for n in sorted(asked)],
+                }
+                if told % m:
+                    self._storage.set_checkpoint(told // m - 1, state)
+                    continue
+                step = told // m - 1
+                metrics["mean_reward"] = float(np.mean([t.reward for t in self._storage.trials(step=step)]))
+                self._storage.add_step(step, metrics, state)
+                report(StepInfo(step, self.steps, metrics["mean_reward"], best, metrics))
         finally:
             stream.close()
-
-    def _tell_in_order(self, stream, submit, asked, recorded, told, best, bar, callback):  # noqa: ANN001, ANN202
-        m = self.children_per_step
-        total = self.steps * m
-        while told < total:
-            while told not in recorded:
-                number, result = next(stream)
-                seed = child_seed(self.seed, number // m, number % m)
-                recorded[number], best = self._record(number // m, number % m, asked[number], seed, result, best)
-            trial = recorded.pop(told)
-            metrics = self.strategy.tell([trial.architecture], [trial.reward])
-            del asked[told]
-            asked[told + m] = self.strategy.ask(1)[0]
-            submit(told + m)
-            told += 1
-            state = {
-                "strategy": self.strategy.state_dict(),
-                "told": told,
-                "asked": [asked[n].to_json() for n in sorted(asked)],
-            }
-            if told % m:
-                self._storage.set_checkpoint(told // m - 1, state)
-                continue
-            step = told // m - 1
-            rewards = [t.reward for t in self._storage.trials(step=step)]
-            metrics = {**metrics, "mean_reward": float(np.mean(rewards))}
-            self._storage.add_step(step, metrics, state)
-            info = StepInfo(step, self.steps, metrics["mean_reward"], best, metrics)
-            if bar:
-                bar.update(step + 1, info.mean_reward, best.reward if best else None)
-            if callback:
-                callback(info)
         return best
 
     def _reused_sources(self, step: int, archs: list) -> dict[int, Trial | int]:
