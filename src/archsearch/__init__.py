@@ -1,7 +1,18 @@
 """archsearch: neural architecture search that is correct, fast and never loses work."""
 
 from archsearch.errors import ArchsearchError
-from archsearch.evaluation import BatchedTrainer, Evaluator, LookupEvaluator, Result, SerialTrainer, TrainConfig
+from archsearch.evaluation import (
+    BatchedTrainer,
+    Evaluator,
+    Executor,
+    InlineExecutor,
+    LookupEvaluator,
+    ProcessExecutor,
+    RayExecutor,
+    Result,
+    SerialTrainer,
+    TrainConfig,
+)
 from archsearch.space import Architecture, MLPArchitecture, MLPSpace, SearchSpace
 from archsearch.strategies import TPE, RandomSearch, RegularizedEvolution, Reinforce, Strategy
 from archsearch.study import Study, Trial
@@ -26,9 +37,13 @@ __all__ = [
     "ArchsearchError",
     "BatchedTrainer",
     "Evaluator",
+    "Executor",
+    "InlineExecutor",
     "LookupEvaluator",
     "NASClassifier",
     "NASRegressor",
+    "ProcessExecutor",
+    "RayExecutor",
     "RandomSearch",
     "RegularizedEvolution",
     "MLPArchitecture",
