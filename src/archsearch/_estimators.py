@@ -41,6 +41,7 @@ class _NASEstimator(BaseEstimator):
         max_epochs: int = 50,
         patience: int = 10,
         lr: float = 0.01,
+        weight_decay: float = 0.0,
         validation_fraction: float = 0.2,
         seed: int = 0,
         study_path: str | None = None,
@@ -54,6 +55,7 @@ class _NASEstimator(BaseEstimator):
         self.max_epochs = max_epochs
         self.patience = patience
         self.lr = lr
+        self.weight_decay = weight_decay
         self.validation_fraction = validation_fraction
         self.seed = seed
         self.study_path = study_path
@@ -104,7 +106,9 @@ class _NASEstimator(BaseEstimator):
             problem=self._problem,
         )
         space = self.space if self.space is not None else MLPSpace()
-        config = TrainConfig(max_epochs=self.max_epochs, patience=self.patience, lr=self.lr)
+        config = TrainConfig(
+            max_epochs=self.max_epochs, patience=self.patience, lr=self.lr, weight_decay=self.weight_decay
+        )
         study = None
         try:
             study = Study.create(
@@ -166,7 +170,7 @@ _PARAMETERS = """
         children_per_step: networks per strategy step.
         space: an ``MLPSpace`` (default: the seed space, up to 5 layers of 1-32 units).
         trainer: ``"batched"`` or ``"serial"``.
-        max_epochs, patience, lr: child training (see ``TrainConfig``).
+        max_epochs, patience, lr, weight_decay: child training (see ``TrainConfig``).
         validation_fraction: share of the rows held out for the reward.
         seed: seeds the split, the strategy and every child.
         study_path: a study file to keep the search in (default: in memory).

@@ -377,6 +377,12 @@ def _training_arguments(train: argparse._ArgumentGroup, trainers: dict) -> None:
         help=f"child Adam learning rate (default: 0.01; images: {IMAGE_TRAINING['lr']})",
     )
     train.add_argument(
+        "--weight-decay",
+        type=_non_negative_float,
+        default=None,
+        help="L2 penalty on the child's weights, as torch.optim.Adam's weight_decay (default: 0)",
+    )
+    train.add_argument(
         "--batch-size",
         type=_positive_int,
         default=None,
@@ -554,6 +560,7 @@ def _training_settings(args: argparse.Namespace, images: bool) -> dict:
         "max_epochs": args.max_epochs,
         "patience": args.patience,
         "lr": args.lr,
+        "weight_decay": args.weight_decay,
         "batch_size": args.batch_size,
         "time_limit": args.time_limit,
         "device": getattr(args, "device", None),

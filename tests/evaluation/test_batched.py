@@ -39,10 +39,10 @@ def agreement(ref, fast):
     return losses, vals, ref.epochs == fast.epochs
 
 
-def test_matches_the_reference_trainer(moons):
+@pytest.mark.parametrize("config", [TrainConfig(), TrainConfig(weight_decay=0.01)], ids=["plain", "weight-decay"])
+def test_matches_the_reference_trainer(moons, config):
     archs = equivalence_archs()
     seeds = list(range(100, 100 + len(archs)))
-    config = TrainConfig()
     reference = SerialTrainer(moons, config).evaluate_all(archs, seeds)
     batched = BatchedTrainer(moons, config).evaluate_all(archs, seeds)
     checks = [agreement(r, b) for r, b in zip(reference, batched)]
@@ -84,6 +84,19 @@ def test_regression_early_stopping_reads_r2_before_clipping(friedman):
         results = trainer(friedman, config).evaluate_all(archs, range(30))
         climbed = [r for r in results if r.val_curve[:4] == [0.0] * 4 and r.val_accuracy > 0.2]
         assert len(climbed) >= 3, [r.val_curve[:6] for r in results]
+
+
+def test_weight_decay_shrinks_the_weights(moons):
+    archs, seeds = [MLPArchitecture.parse("32-relu/32-tanh")], [7]
+
+    def norm(config):
+        (result,) = BatchedTrainer(moons, config).evaluate_all(archs, seeds)
+        return sum(float(w.square().sum()) for w in result.weights.values())
+
+    plain = TrainConfig(max_epochs=30, patience=40)
+    decayed = TrainConfig(max_epochs=30, patience=40, weight_decay=0.1)
+    assert norm(decayed) < 0.8 * norm(plain)
+    assert "weight_decay" not in plain.to_config() and decayed.to_config()["weight_decay"] == 0.1
 
 
 def test_initial_weights_are_the_reference_trainers(moons):

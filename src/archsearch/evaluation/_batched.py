@@ -528,9 +528,11 @@ class _Group:
             self._step.fill_(step)
             torch._fused_adam_(
                 [self.flat], [self.grad], [self.m], [self.v], [], [self._step],
-                lr=self.cfg.lr, beta1=_BETA1, beta2=_BETA2, weight_decay=0.0, eps=_EPS, amsgrad=False, maximize=False,
+                lr=self.cfg.lr, beta1=_BETA1, beta2=_BETA2, weight_decay=self.cfg.weight_decay, eps=_EPS, amsgrad=False, maximize=False,
             )  # fmt: skip
             return
+        if self.cfg.weight_decay:
+            self.grad.add_(self.flat, alpha=self.cfg.weight_decay)
         self.m.lerp_(self.grad, 1 - _BETA1)
         self.v.mul_(_BETA2).addcmul_(self.grad, self.grad, value=1 - _BETA2)
         # sqrt is ~10x slower on exact zeros (padding, dead units) than on other values; lifting v by

@@ -12,7 +12,8 @@ from archsearch.errors import ArchsearchError
 class TrainConfig:
     """How a child is trained and scored.
 
-    Adam with learning rate ``lr``, full batch unless ``batch_size`` is given,
+    Adam with learning rate ``lr`` (and ``weight_decay``, an L2 penalty added to the gradients as
+    ``torch.optim.Adam`` does; default none), full batch unless ``batch_size`` is given,
     at most ``max_epochs`` epochs, stopping once validation accuracy has not
     improved for ``patience`` epochs. The reward is
     ``max(validation accuracy of the last reward_window epochs) ** reward_power``
@@ -35,6 +36,7 @@ class TrainConfig:
     device: str = "cpu"
     threads: int | None = None
     time_limit: float | None = None
+    weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
         def need(ok: bool, name: str, what: str) -> None:
@@ -53,9 +55,13 @@ class TrainConfig:
             "must be an integer >= 1",
         )
         need(self.time_limit is None or self.time_limit > 0, "time_limit", "must be > 0 seconds or omitted")
+        need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
 
     def to_config(self) -> dict[str, Any]:
-        return asdict(self)
+        config = asdict(self)
+        if not self.weight_decay:  # studies written before it existed stay byte-identical in config
+            del config["weight_decay"]
+        return config
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> TrainConfig:

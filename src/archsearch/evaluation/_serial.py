@@ -58,7 +58,7 @@ class SerialTrainer(Evaluator):
                 _seed_dropout(seed, cfg.device)
                 generator = torch.Generator().manual_seed(int(seed))
                 model = arch.build(task.in_features, task.out_features, generator=generator).to(cfg.device)
-                optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+                optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
                 x, y = (t.to(cfg.device) for t in task.split("train"))
                 x_val, y_val = (t.to(cfg.device) for t in task.split("val"))
                 n = len(y)
