@@ -8,7 +8,7 @@ scored on the same 500 test images. Seed 002 compares its found CNN with a
 hand-designed one (32 and 64 filters of 5x5, max pooling, dropout, a dense
 layer); ``archsearch baseline`` trains that network.
 
-    .venv/bin/python benchmarks/cnn_mnist.py [--minutes 20] [--epochs 10]
+    .venv/bin/python benchmarks/cnn_mnist.py [--minutes 20] [--epochs 10] [--seed 0]   # -> results/cnn_mnist_seedN.json
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def main() -> None:
          found["val_accuracy"], found["test_accuracy"], found["seconds"]],
     ]  # fmt: skip
     report(
-        "cnn_mnist",
+        f"cnn_mnist_seed{args.seed}",
         f"mnist-5k (4000/500/500): search {search_seconds / 60:.1f} min on {cores} cores, {len(trials)} children "
         f"({args.search_epochs} epochs each, <= {args.child_seconds:g} s); both networks trained {args.epochs} epochs",
         ["network", "architecture", "params", "skips", "val", "test", "train s"],

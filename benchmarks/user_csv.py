@@ -13,7 +13,7 @@ moves from 0.833 to 1.000 between random states on one split. The table also
 shows archsearch's pick before its refit and the grid search with random state 0
 alone, as it is usually run.
 
-    .venv/bin/python benchmarks/user_csv.py [--steps 100] [--splits 5] [--repeats 3]
+    .venv/bin/python benchmarks/user_csv.py [--steps 100] [--splits 5] [--repeats 3] [--extra '--weight-decay 0.001']
 """
 
 from __future__ import annotations
@@ -58,10 +58,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--splits", type=int, default=5, help="splits with split seeds 0..N-1")
     parser.add_argument("--repeats", type=int, default=3, help="study seeds and random states per split")
+    parser.add_argument(
+        "--extra", default="", help="more 'archsearch search' options, in one string (e.g. '--weight-decay 0.001')"
+    )
     args = parser.parse_args()
     rows, results = [], []
     for split in range(args.splits):
-        runs = [run(args.steps, split, seed) for seed in range(args.repeats)]
+        runs = [run(args.steps, split, seed, args.extra.split()) for seed in range(args.repeats)]
         grids = [tuned_mlp(runs[0]["task"], state) for state in range(args.repeats)]
         ours = [r["archsearch"] for r in runs]
         result = {
@@ -101,6 +104,7 @@ def main() -> None:
         {
             "steps": args.steps,
             "repeats": args.repeats,
+            "extra": args.extra,
             "splits": results,
             "mean_test_accuracy": {
                 "archsearch": mean_ours,
@@ -115,14 +119,14 @@ def main() -> None:
           f"{'within' if gap <= 1 else 'NOT within'} 1 point ({gap:+.1f} points)")  # fmt: skip
 
 
-def run(steps: int, split: int, seed: int) -> dict:
+def run(steps: int, split: int, seed: int, extra: list[str]) -> dict:
     """One search through the CLI on split ``split`` with study seed ``seed``."""
     with tempfile.TemporaryDirectory() as folder:
         data, study_path = Path(folder) / "wine.csv", Path(folder) / "wine.db"
         write_wine(data)
         command = [sys.executable, "-m", "archsearch", "search", "--data", str(data), "--target", "cultivar",
                    "--steps", str(steps), "--study", str(study_path), "--seed", str(seed),
-                   "--split-seed", str(split), "--quiet", "--refit"]  # fmt: skip
+                   "--split-seed", str(split), "--quiet", "--refit", *extra]  # fmt: skip
         started = time.perf_counter()
         subprocess.run(command, check=True)
         search_seconds = time.perf_counter() - started
