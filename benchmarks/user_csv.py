@@ -19,6 +19,7 @@ alone, as it is usually run.
 from __future__ import annotations
 
 import argparse
+import re
 import csv
 import json
 import subprocess
@@ -86,8 +87,9 @@ def main() -> None:
     mean_ours = float(np.mean([r["mean_test_accuracy"]["archsearch"] for r in results]))
     mean_theirs = float(np.mean([r["mean_test_accuracy"]["sklearn"] for r in results]))
     state_zero = float(np.mean([r["sklearn"][0]["test_accuracy"] for r in results]))
+    suffix = re.sub(r"[^A-Za-z0-9.]+", "_", args.extra).strip("_")
     report(
-        "user_csv",
+        f"user_csv_{suffix}" if suffix else "user_csv",
         f"wine.csv through the CLI: {args.steps} steps x 15 children per search, --refit; "
         f"{args.repeats} study seeds / random states per split",
         [
