@@ -436,6 +436,7 @@ def _version() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _one_line_warnings(args.command)
     handlers = {"search": _search, "resume": _resume, "trials": _trials, "best": _best, "compare": _compare}
     handler = {**handlers, "sample": _sample, "export": _export, "report": _report, "baseline": _baseline}[args.command]
     try:
@@ -448,6 +449,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = f"; continue with 'archsearch resume {study}'" if study else ""
         print(f"archsearch {args.command}: interrupted, every finished trial is saved{hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _one_line_warnings(command: str) -> None:
+    """Warnings from archsearch (a worker that died, a refit that failed) as one line each, like errors;
+    other libraries' warnings keep Python's form."""
+    import warnings
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+        if "archsearch" in str(filename) and issubclass(category, UserWarning):
+            print(f"archsearch {command}: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
 
 
 def _search(args: argparse.Namespace) -> int:

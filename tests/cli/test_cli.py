@@ -518,3 +518,19 @@ def test_kill_anywhere_script_finds_the_uninterrupted_study(tmp_path):
     result = script.run(kills=3, seed=1, search=search, workdir=tmp_path)
     assert result["trials"] == 36 and result["kills"] >= 1
     assert result["same_trials"] and result["same_steps"] and result["same"], result
+
+
+def test_archsearch_warnings_are_one_line_and_others_keep_their_form(capsys, monkeypatch):
+    import warnings
+
+    from archsearch.cli import _one_line_warnings
+
+    others = []
+    monkeypatch.setattr(warnings, "showwarning", lambda message, *rest: others.append(str(message)))
+    _one_line_warnings("resume")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn_explicit("trainer: a worker process died", UserWarning, "/x/archsearch/evaluation/_b.py", 9)
+        warnings.warn_explicit("something else", UserWarning, "/x/otherlib/module.py", 3)
+    assert capsys.readouterr().err.splitlines() == ["archsearch resume: warning: trainer: a worker process died"]
+    assert others == ["something else"]  # left to Python's (here: the test's) handler
