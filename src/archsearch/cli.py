@@ -323,28 +323,40 @@ def _executor_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--address", default=None, help="with --executor ray: the cluster to join, or 'auto'")
 
 
-def _executor(args: argparse.Namespace):  # noqa: ANN202 -- Executor | None
-    """The executor the command line asks for; ``None`` when it names none (resume: the stored one)."""
+def _executor(args: argparse.Namespace, stored: dict | None = None):  # noqa: ANN202 -- Executor | None
+    """The executor the command line asks for; ``None`` when it names none. On ``resume`` the flags
+    given change the ``stored`` executor (``--retries 5`` alone keeps its kind and workers)."""
     import importlib.util
 
     from archsearch.evaluation import DEFAULT_RETRIES, build_executor
 
     if args.executor is None and args.workers is None and args.retries is None and args.address is None:
         return None
-    name = args.executor or ("process" if (args.workers or 1) > 1 else "inline")
+    stored = dict(stored or {})
+    same = args.executor is None or args.executor == stored.get("name")
+    base = stored if same else {}
+    if args.executor:
+        name = args.executor
+    elif args.address is not None and base.get("name") in (None, "ray"):
+        name = "ray" if base.get("name") == "ray" else "inline"
+    elif args.workers is not None and base.get("name") in (None, "inline"):
+        name = "process" if args.workers > 1 else "inline"
+    else:
+        name = base.get("name", "inline")
+    workers = args.workers if args.workers is not None else base.get("workers")
     if args.address is not None and name != "ray":
         raise ArchsearchError(f"--address: names a Ray cluster, and the executor is {name!r}; add --executor ray")
-    if name == "inline" and (args.workers or 1) > 1:
+    if name == "inline" and (workers or 1) > 1:
         raise ArchsearchError("--workers: the inline executor runs in this process alone; use --executor process")
     if name == "ray" and importlib.util.find_spec("ray") is None:
         raise ArchsearchError("--executor ray: Ray is not installed; pip install 'archsearch[ray]'")
-    retries = DEFAULT_RETRIES if args.retries is None else args.retries
+    retries = args.retries if args.retries is not None else base.get("retries", DEFAULT_RETRIES)
     config = {"name": name, "retries": retries}
     if name == "ray":
-        config["address"] = args.address
-        config["workers"] = args.workers
+        config["address"] = args.address if args.address is not None else base.get("address")
+        config["workers"] = workers
     else:
-        config["workers"] = args.workers or (2 if name == "process" else 1)
+        config["workers"] = workers or (2 if name == "process" else 1)
     return build_executor(config)
 
 
@@ -518,6 +530,9 @@ def _search(args: argparse.Namespace) -> int:
     check_new_study_path(args.study)  # before any slow set-up
     executor = _executor(args)
     train = _training_settings(args, images=task is not None and task.x_train.dim() == 4)
+    if executor is not None and executor.workers > 1 and args.threads is None and "threads" in train:
+        # workers x threads within the cores; stored with the trainer, so every executor trains alike
+        train["threads"] = max(1, train["threads"] // executor.workers)
     strategy_config: dict = {"name": args.strategy, "seed": args.seed}
     if args.strategy == "reinforce":
         for key in ("controller_lr", "entropy_weight", "advantage", "curriculum"):
@@ -649,7 +664,10 @@ def _baseline(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     from archsearch.study import Study
 
-    with Study.open(args.study, executor=_executor(args)) as study:
+    with Study.open(args.study) as study:
+        executor = _executor(args, study.config.get("executor"))
+        if executor is not None:
+            study.executor = executor
         before = study.completed_steps()
         target = args.steps or study.steps
         print(f"study: {study.path}  (resuming at step {before + 1 if before < target else before} of {target})")

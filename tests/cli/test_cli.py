@@ -534,3 +534,33 @@ def test_archsearch_warnings_are_one_line_and_others_keep_their_form(capsys, mon
         warnings.warn_explicit("something else", UserWarning, "/x/otherlib/module.py", 3)
     assert capsys.readouterr().err.splitlines() == ["archsearch resume: warning: trainer: a worker process died"]
     assert others == ["something else"]  # left to Python's (here: the test's) handler
+
+
+def test_resume_flags_change_only_what_they_name():
+    import argparse
+
+    from archsearch.cli import _executor
+
+    def given(**flags):
+        return argparse.Namespace(**{"executor": None, "workers": None, "retries": None, "address": None, **flags})
+
+    process = {"name": "process", "workers": 4, "retries": 2}
+    ray = {"name": "ray", "workers": None, "retries": 2, "address": "auto"}
+    assert _executor(given(), process) is None  # nothing named: the stored executor runs
+    assert _executor(given(retries=5), process).to_config() == {**process, "retries": 5}
+    assert _executor(given(workers=8), ray).to_config() == {**ray, "workers": 8}
+    assert _executor(given(address="head:6379"), ray).to_config() == {**ray, "address": "head:6379"}
+    assert _executor(given(executor="inline"), process).to_config() == {"name": "inline", "workers": 1, "retries": 2}
+    assert _executor(given(workers=2), {"name": "inline", "workers": 1, "retries": 2}).to_config()["name"] == "process"
+
+
+def test_image_search_on_workers_shares_the_cores_and_stores_the_threads(tmp_path, run):
+    from archsearch.evaluation._workers import available_cores
+
+    study = tmp_path / "d.db"
+    run("search", "--task", "digits", "--workers", "2", "--steps", "1", "--children-per-step", "2",
+        "--max-epochs", "1", "--study", study, "--quiet", check=True)  # fmt: skip
+    with sqlite3.connect(study) as db:
+        config = json.loads(db.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()[0])
+    assert config["trainer"]["threads"] == max(1, available_cores() // 2)
+    assert config["executor"] == {"name": "process", "workers": 2, "retries": 2}

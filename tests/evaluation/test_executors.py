@@ -149,14 +149,3 @@ def test_without_ray_the_ray_executor_says_how_to_get_it(moons, monkeypatch):
     executor = RayExecutor()
     with pytest.raises(ArchsearchError, match=r"pip install 'archsearch\[ray\]'"):
         list(executor.run(SerialTrainer(moons), [], []))
-
-
-def test_workers_times_threads_stay_within_the_cores(moons):
-    """A trainer asking for more threads than a worker's share of the cores gets its share."""
-    from archsearch.evaluation._workers import WorkerPool, available_cores
-
-    pool = WorkerPool(SerialTrainer(moons, TrainConfig(threads=64)), 2)
-    try:
-        assert pool._setup[1]["threads"] == max(1, available_cores() // 2)
-    finally:
-        pool.close()

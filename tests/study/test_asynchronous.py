@@ -109,3 +109,16 @@ def test_only_strategies_that_learn_from_single_results_run_asynchronously(tmp_p
             asynchronous=True, reuse_evaluations=True,
         )  # fmt: skip
     assert not (tmp_path / "r.db").exists() and not (tmp_path / "e.db").exists()
+
+
+def test_random_search_without_repeats_can_exhaust_a_small_space_asynchronously(tmp_path, moons):
+    space = MLPSpace(units=(2, 4), activations=("tanh",), max_layers=1)  # 2 members
+    with Study.create(
+        tmp_path / "s.db", moons, steps=1, children_per_step=2, seed=0, space=space,
+        strategy=RandomSearch(space, seed=0), evaluator=SerialTrainer(moons, TrainConfig(max_epochs=3)),
+        asynchronous=True,
+    ) as study:  # fmt: skip
+        study.run(progress=False)
+        assert sorted(str(t.architecture) for t in study.trials()) == ["2-tanh", "4-tanh"]
+        with pytest.raises(ArchsearchError, match="all 2 architectures proposed already"):
+            study.run(steps=2, progress=False)

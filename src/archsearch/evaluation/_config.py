@@ -20,8 +20,9 @@ class TrainConfig:
     (Zoph & Le 2017 use the cube of the best of the last five epochs). ``threads`` is how many
     CPU cores training uses: the batched trainer trains groups of children side by side in that
     many worker processes (default: all cores once a batch's modelled work pays for starting
-    them), the serial trainer runs PyTorch on that many threads (default 1). It never changes
-    results. ``time_limit`` (seconds, default none) bounds one child's training: a child that
+    them), the serial trainer runs PyTorch on that many threads (default 1). It never changes an
+    MLP's results; a CNN's convolutions may round differently on another number of threads, which
+    is one reason a study stores it (every executor then trains with it). ``time_limit`` (seconds, default none) bounds one child's training: a child that
     reaches it stops after the minibatch in progress, is validated, and is recorded with what it
     reached (its curves show the epochs it completed). It makes results depend on the machine's
     speed, so it is off unless asked for.

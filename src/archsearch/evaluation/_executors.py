@@ -109,8 +109,7 @@ class _PoolStream(Stream):
     """Children fed to a worker pool that is running; it picks new ones up as workers free."""
 
     def __init__(self, executor: ProcessExecutor, evaluator: Evaluator) -> None:
-        self._pool = executor._pool_for(evaluator)
-        self._retries = executor.retries
+        self._executor, self._evaluator = executor, evaluator
         self._feed = JobFeed()
         self._results: Iterator[tuple[int, Result]] | None = None
 
@@ -119,8 +118,9 @@ class _PoolStream(Stream):
 
     def __next__(self) -> tuple[int, Result]:
         for _ in range(2):  # a run that ended (nothing was in flight) restarts on new submissions
-            if self._results is None:
-                self._results = self._pool.run(self._feed, retries=self._retries)
+            if self._results is None:  # the executor's pool, restarted if every worker has died
+                pool = self._executor._pool_for(self._evaluator)
+                self._results = pool.run(self._feed, retries=self._executor.retries)
             try:
                 return next(self._results)
             except StopIteration:
@@ -128,6 +128,11 @@ class _PoolStream(Stream):
                 if not self._feed.pending:
                     raise
         raise StopIteration
+
+    def close(self) -> None:
+        if self._results is not None:
+            self._results.close()  # workers still busy are stopped; their children are abandoned
+            self._results = None
 
 
 class InlineExecutor(Executor):
@@ -155,9 +160,9 @@ class ProcessExecutor(Executor):
     """A pool of ``workers`` local processes, started on first use and kept until :meth:`close`.
 
     A worker evaluates one job at a time on the threads its trainer asks for
-    (``TrainConfig.threads``), at most cores // workers of them, so that workers x threads stay
-    within the machine's cores. A worker that dies is replaced and its job re-run, up to
-    ``retries`` times.
+    (``TrainConfig.threads``: the study stores them, so every executor trains alike; the command
+    line keeps workers x threads within the machine's cores). A worker that dies is replaced and
+    its job re-run, up to ``retries`` times.
     """
 
     name = "process"
@@ -254,7 +259,8 @@ class RayExecutor(Executor):
         if self._spec is None or self._spec[0] != id(evaluator):
             token = uuid.uuid4().hex
             self._spec = (id(evaluator), ray.put((token, evaluator.to_config(), evaluator.task)))
-        remote = self._remote.options(num_cpus=1, max_retries=self.retries, retry_exceptions=False)
+        threads = getattr(getattr(evaluator, "config", None), "threads", None) or 1
+        remote = self._remote.options(num_cpus=threads, max_retries=self.retries, retry_exceptions=False)
         return ray, remote, self._spec[1]
 
     def close(self) -> None:
@@ -293,13 +299,19 @@ class _RayStream(Stream):
                 results = ray.get(ref)
             except ray.exceptions.RayError as exc:
                 why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                crashed = isinstance(exc, ray.exceptions.WorkerCrashedError | ray.exceptions.NodeDiedError)
                 for index in members:
                     failed = Result.failure("failed", f"ray: {type(exc).__name__}: {why}")
-                    failed.attempts = self._retries + 1
+                    failed.attempts = self._retries + 1 if crashed else 1  # Ray retries system failures only
                     self._ready.append((index, failed))
                 continue
             self._ready.extend((index, _from_portable(result)) for index, result in results)
         return self._ready.popleft()
+
+    def close(self) -> None:
+        for ref in self._pending:  # a cluster's CPUs are not left busy with abandoned children
+            self._ray.cancel(ref, force=True)
+        self._pending.clear()
 
 
 _RAY_EVALUATORS: dict[str, Evaluator] = {}
@@ -315,10 +327,8 @@ def _ray_job(spec: tuple[str, dict, Any], members: list[int], archs: dict, seeds
         from archsearch.study._components import build_evaluator
 
         _RAY_EVALUATORS.clear()
-        if config.get("threads"):  # a task holds one of Ray's CPUs
-            config = {**config, "threads": 1}
         evaluator = _RAY_EVALUATORS[token] = build_evaluator(config, task)
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # the trainers set their own thread counts (and a task holds that many CPUs)
     kill_if_hooked(archs, members, hook)
     return [(index, _portable(result)) for index, result in evaluator.run_job(members, archs, seeds)]
 

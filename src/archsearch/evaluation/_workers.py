@@ -77,6 +77,14 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def _finishing(worker: _Worker, job: int) -> bool:
+    """Whether ``worker`` reports ``job`` done within a second."""
+    try:
+        return worker.conn.poll(1.0) and worker.receive() == ("done", job)
+    except (OSError, ValueError):
+        return False
+
+
 def death(code: int | None) -> str:
     """How a worker process ended, in words."""
     if code is not None and code < 0:
@@ -104,10 +112,7 @@ class WorkerPool:
 
     def __init__(self, evaluator: Any, size: int) -> None:
         self.size = size
-        config = evaluator.to_config()
-        if config.get("threads"):  # workers x threads within the machine's cores (threads never change results)
-            config = {**config, "threads": max(1, min(config["threads"], available_cores() // size))}
-        self._setup = ("setup", config, evaluator.task)
+        self._setup = ("setup", evaluator.to_config(), evaluator.task)
         self._workers: list[_Worker] = []
         try:
             for _ in range(size):
@@ -163,6 +168,8 @@ class WorkerPool:
                         except OSError:  # it died while idle
                             pending.appendleft(job)
                             self._drop(worker, None, warn=inline is not None)
+                            if inline is None:
+                                self._replace()
                             continue
                         busy[worker.conn] = (worker, job)
                 if not busy:  # every worker died
@@ -180,8 +187,8 @@ class WorkerPool:
                         del busy[conn]
                         code = self._drop(worker, None if message is None else message[1], warn=inline is not None)
                         why = message[1] if message else f"worker process {death(code)}"
-                        indices, archs, seeds = jobs[job]
-                        jobs[job] = ([i for i in indices if i not in received[job]], archs, seeds)
+                        # a retry re-runs the whole job (a group's children train alike only with the same
+                        # batch-mates); results already received are not yielded again
                         if tries[job] <= retries:
                             tries[job] += 1
                             pending.appendleft(job)
@@ -194,23 +201,25 @@ class WorkerPool:
                         del busy[conn]
                     else:
                         _, index, result = message
+                        if index in received[job]:
+                            continue
                         received[job].add(index)
                         result = _from_portable(result)
                         result.attempts = tries[job]
                         yield index, result
             for job in lost:
-                if jobs[job][0]:
-                    yield from inline(jobs[job])
+                if set(jobs[job][0]) - received[job]:
+                    for index, result in inline(jobs[job]):
+                        if index not in received[job]:
+                            yield index, result
             finished = True
         finally:
             if not finished:
                 for worker, job in busy.values():
+                    if worker not in self._workers:  # the pool was closed first
+                        continue
                     # a worker that has sent its job's every result is only finishing: keep it
-                    if (
-                        set(jobs[job][0]) <= received[job]
-                        and worker.conn.poll(1.0)
-                        and worker.receive() == ("done", job)
-                    ):
+                    if set(jobs[job][0]) <= received[job] and _finishing(worker, job):
                         continue
                     self._drop(worker, None, warn=False)
 
@@ -226,7 +235,8 @@ class WorkerPool:
 
     def _drop(self, worker: _Worker, error: str | None, warn: bool = True) -> int | None:
         code = worker.stop()
-        self._workers.remove(worker)
+        if worker in self._workers:  # the pool may have been closed already
+            self._workers.remove(worker)
         if warn:
             why = error or death(code)
             warnings.warn(

@@ -157,6 +157,13 @@ class Study:
             self._executor = build_executor(self.config.get("executor"))
         return self._executor
 
+    @executor.setter
+    def executor(self, executor: Executor) -> None:
+        """Run the rest of this study elsewhere (the stored default is unchanged)."""
+        if self._executor is not None:
+            self._executor.close()
+        self._executor = executor
+
     @property
     def path(self) -> Path | None:
         """The study file; ``None`` for a study kept in memory."""
@@ -379,6 +386,19 @@ class Study:
             told = int(state["told"])
             proposals = [Architecture.from_json(a) for a in state["asked"]]
         asked = {told + i: arch for i, arch in enumerate(proposals)}  # trial number -> architecture
+
+        def propose(number: int) -> None:
+            # Proposals run ahead of the budget, so that extending it later changes nothing; a strategy
+            # that has nothing left to propose there (random search without repeats on a small space)
+            # fails only when that trial is within the budget.
+            try:
+                asked[number] = self.strategy.ask(1)[0]
+            except ArchsearchError:
+                if number < total:
+                    raise
+
+        for number in range(told + len(proposals), told + m):  # after an extended budget
+            propose(number)
         recorded = {t.number: t for t in self._storage.trials() if t.number >= told}
         for number, trial in recorded.items():
             if number not in asked or trial.arch_hash != asked[number].hash:
@@ -388,7 +408,7 @@ class Study:
                 )
         stream = self.executor.stream(self.evaluator)
 
-        def submit(number: int) -> None:  # proposals past the budget wait, so that extending it changes nothing
+        def submit(number: int) -> None:
             if number < total and number not in recorded:
                 stream.submit(number, asked[number], child_seed(self.seed, number // m, number % m))
 
@@ -403,7 +423,7 @@ class Study:
                 trial = recorded.pop(told)
                 metrics = self.strategy.tell([trial.architecture], [trial.reward])
                 del asked[told]
-                asked[told + m] = self.strategy.ask(1)[0]
+                propose(told + m)
                 submit(told + m)
                 told += 1
                 state = {
