@@ -6,8 +6,8 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from pathlib import Path
 import time
+from pathlib import Path
 
 import pytest
 import torch
