@@ -8,7 +8,8 @@
 
 Every executor yields ``(index, result)`` as children finish, in any order; the study numbers a
 trial by its position in the batch, so parallel and inline runs with the same seed record the same
-trials. A job runs single-threaded wherever it runs, so its numbers never depend on the executor.
+trials. A job runs on its trainer's threads (one by default) wherever it runs, so its numbers
+never depend on the executor.
 A worker that dies (killed, segfault, out of memory) turns into a retry, and after ``retries``
 retries into failed trials that say why; the search goes on.
 """

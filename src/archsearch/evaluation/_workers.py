@@ -8,8 +8,9 @@ do. A worker is a fresh interpreter (``python -c ...``, so no user script is re-
 receives the task and the evaluator's settings once, then evaluates one job at a time and sends
 each child's result the moment it finishes.
 
-A job runs single-threaded wherever it runs, so results are bitwise identical to evaluating it in
-the study's own process: the number of workers never changes a study. A worker that dies (killed,
+A job runs on the threads its trainer's settings name (one by default) wherever it runs, so
+results are bitwise identical to evaluating it in the study's own process: the number of workers
+never changes a study. A worker that dies (killed,
 segfault, out of memory) costs the job it was running: the pool either re-runs it on a fresh
 worker (``retries``), hands it to the study's process (``inline``), or reports its children as
 failed with the reason. Workers exit within a second when the study's process goes away, so a
