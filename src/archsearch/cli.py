@@ -529,6 +529,8 @@ def _search(args: argparse.Namespace) -> int:
         args.study.parent.mkdir(exist_ok=True)
     check_new_study_path(args.study)  # before any slow set-up
     executor = _executor(args)
+    if executor is not None and executor.name == "ray":
+        executor.connect()  # an unreachable cluster is refused before the study file is written
     train = _training_settings(args, images=task is not None and task.x_train.dim() == 4)
     if executor is not None and executor.workers > 1 and args.threads is None and "threads" in train:
         # workers x threads within the cores; stored with the trainer, so every executor trains alike

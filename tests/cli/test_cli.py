@@ -564,3 +564,13 @@ def test_image_search_on_workers_shares_the_cores_and_stores_the_threads(tmp_pat
         config = json.loads(db.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()[0])
     assert config["trainer"]["threads"] == max(1, available_cores() // 2)
     assert config["executor"] == {"name": "process", "workers": 2, "retries": 2}
+
+
+def test_an_unreachable_ray_cluster_is_one_line_and_writes_nothing(tmp_path, run):
+    pytest.importorskip("ray", reason="ray is not installed (pip install 'archsearch[ray]')")
+    env_address = os.environ.get("RAY_ADDRESS")
+    if env_address:
+        pytest.skip(f"RAY_ADDRESS is set ({env_address}): a cluster may be reachable")
+    proc = run("search", "--executor", "ray", "--address", "auto", "--study", tmp_path / "s.db", *FAST, cwd=tmp_path)
+    _one_line_error(proc, "executor: cannot connect to Ray at auto")
+    assert list(tmp_path.iterdir()) == []

@@ -222,7 +222,9 @@ class RayExecutor(Executor):
     def to_config(self) -> dict[str, Any]:
         return {"name": self.name, "workers": self.requested_workers, "retries": self.retries, "address": self.address}
 
-    def _ray(self) -> Any:
+    def connect(self) -> Any:
+        """Join the cluster (or start the local instance) now; returns the ``ray`` module. One clear
+        error when Ray is missing or the cluster cannot be reached."""
         try:
             import ray
         except ImportError:
@@ -256,7 +258,7 @@ class RayExecutor(Executor):
 
     def _prepare(self, evaluator: Evaluator) -> tuple[Any, Any, Any]:
         """Ray, the remote function with this executor's options, and the evaluator's spec in the object store."""
-        ray = self._ray()
+        ray = self.connect()
         if self._spec is None or self._spec[0] != id(evaluator):
             token = uuid.uuid4().hex
             self._spec = (id(evaluator), ray.put((token, evaluator.to_config(), evaluator.task)))
