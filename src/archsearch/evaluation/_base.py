@@ -46,6 +46,11 @@ class Evaluator(ABC):
             results[index] = result
         return results  # type: ignore[return-value]
 
+    @property
+    def job_threads(self) -> int:
+        """CPU threads one job of :meth:`jobs` trains on (what a cluster task must reserve)."""
+        return 1
+
     def jobs(self, archs: Sequence[Architecture], seeds: Sequence[int]) -> list[list[int]]:
         """How an executor may split a batch: lists of indices that must be evaluated together,
         costliest first. By default every child is a job of its own."""

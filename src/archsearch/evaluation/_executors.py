@@ -251,7 +251,10 @@ class RayExecutor(Executor):
         stream = _RayStream(self, evaluator)
         for members in evaluator.jobs(archs, seeds):
             stream.submit_job(job_for(archs, seeds, members))
-        yield from stream
+        try:
+            yield from stream
+        finally:
+            stream.close()
 
     def stream(self, evaluator: Evaluator) -> Stream:
         return _RayStream(self, evaluator)
@@ -262,8 +265,7 @@ class RayExecutor(Executor):
         if self._spec is None or self._spec[0] != id(evaluator):
             token = uuid.uuid4().hex
             self._spec = (id(evaluator), ray.put((token, evaluator.to_config(), evaluator.task)))
-        threads = getattr(getattr(evaluator, "config", None), "threads", None) or 1
-        remote = self._remote.options(num_cpus=threads, max_retries=self.retries, retry_exceptions=False)
+        remote = self._remote.options(num_cpus=evaluator.job_threads, max_retries=self.retries, retry_exceptions=False)
         return ray, remote, self._spec[1]
 
     def close(self) -> None:

@@ -29,6 +29,10 @@ class SerialTrainer(Evaluator):
 
     name = "serial"
 
+    @property
+    def job_threads(self) -> int:
+        return self.config.threads or 1
+
     def evaluate(self, archs: Sequence[Architecture], seeds: Sequence[int]) -> Iterator[tuple[int, Result]]:
         """Children one after another, on ``config.threads`` threads (default 1: tiny networks gain
         nothing from more, and results then never depend on the machine's core count)."""
