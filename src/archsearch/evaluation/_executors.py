@@ -305,10 +305,9 @@ class _RayStream(Stream):
             except ray.exceptions.RayError as exc:
                 why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 crashed = isinstance(exc, ray.exceptions.WorkerCrashedError | ray.exceptions.NodeDiedError)
-                for index in members:
-                    failed = Result.failure("failed", f"ray: {type(exc).__name__}: {why}")
-                    failed.attempts = self._retries + 1 if crashed else 1  # Ray retries system failures only
-                    self._ready.append((index, failed))
+                attempts = self._retries + 1 if crashed else 1  # Ray retries system failures only
+                error = f"ray: {type(exc).__name__}: {why}"
+                self._ready.extend((index, Result.failure("failed", error, attempts=attempts)) for index in members)
                 continue
             self._ready.extend((index, _from_portable(result)) for index, result in results)
         return self._ready.popleft()

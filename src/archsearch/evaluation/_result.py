@@ -41,6 +41,6 @@ class Result:
         return len(self.train_loss)
 
     @classmethod
-    def failure(cls, status: Status, error: str, params: int = 0, seconds: float = 0.0, **curves) -> Result:
-        """A child that diverged or crashed: reward 0 and the reason."""
-        return cls(reward=0.0, status=status, error=error, params=params, seconds=seconds, **curves)
+    def failure(cls, status: Status, error: str, params: int = 0, seconds: float = 0.0, **fields) -> Result:
+        """A child that diverged or crashed: reward 0 and the reason (``fields``: curves, attempts)."""
+        return cls(reward=0.0, status=status, error=error, params=params, seconds=seconds, **fields)

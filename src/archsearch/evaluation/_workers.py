@@ -10,10 +10,9 @@ each child's result the moment it finishes.
 
 A job runs on the threads its trainer's settings name (one by default) wherever it runs, so
 results are bitwise identical to evaluating it in the study's own process: the number of workers
-never changes a study. A worker that dies (killed,
-segfault, out of memory) costs the job it was running: the pool either re-runs it on a fresh
-worker (``retries``), hands it to the study's process (``inline``), or reports its children as
-failed with the reason. Workers exit within a second when the study's process goes away, so a
+never changes a study. A worker that dies (killed, segfault, out of memory) costs the job it was
+running: the pool either re-runs it on a fresh worker (``retries``), hands it to the study's
+process (``inline``), or reports its children as failed with the reason. Workers exit within a second when the study's process goes away, so a
 killed search leaves no processes behind.
 """
 
@@ -155,9 +154,7 @@ class WorkerPool:
             attempts = f" ({tries[job]} attempts)" if tries[job] > 1 else ""
             for index in jobs[job][0]:
                 if index not in received[job]:
-                    failed = Result.failure("failed", f"{why}{attempts}")
-                    failed.attempts = tries[job]
-                    yield index, failed
+                    yield index, Result.failure("failed", f"{why}{attempts}", attempts=tries[job])
 
         try:
             while pending or busy:
