@@ -330,7 +330,7 @@ class _Group:
         self.ring = torch.zeros(self.cfg.reward_window, total, device=self.device)
         # constants as 0-d tensors: a Python number costs a conversion on every operation it enters
         self._two = torch.tensor(2.0, device=self.device)
-        self._one = torch.tensor(1.0, device=self.device)
+        self._minus_one = torch.tensor(-1.0, device=self.device)
         self._step = torch.zeros((), device=self.device)
 
     def _bind(self) -> None:
@@ -428,13 +428,13 @@ class _Group:
     def _activation(self, z: torch.Tensor, layer: int, scratch: torch.Tensor) -> Any:
         """relu or tanh per child, in place, as one callable. tanh(z) is computed as 2 sigmoid(2z) - 1
         (within 2e-7 of torch.tanh and three times faster on the CPU)."""
-        two, one = self._two, self._one
+        two, minus_one = self._two, self._minus_one
         runs = self.runs[layer]
         if len(runs) > 2:  # many runs: both activations on every child, then pick per child (lerp by 0 or 1 is exact)
             is_tanh = self.is_tanh[layer]
 
             def mixed() -> None:
-                torch.mul(z, two, out=scratch).sigmoid_().mul_(two).sub_(one)
+                torch.add(minus_one, torch.mul(z, two, out=scratch).sigmoid_(), alpha=2, out=scratch)
                 torch.lerp(z.relu_(), scratch, is_tanh, out=z)
 
             return mixed
@@ -444,7 +444,7 @@ class _Group:
             for (block,) in relus:
                 block.relu_()
             for (block,) in tanhs:
-                block.mul_(two).sigmoid_().mul_(two).sub_(one)
+                torch.add(minus_one, block.mul_(two).sigmoid_(), alpha=2, out=block)
 
         return by_runs
 
@@ -540,40 +540,58 @@ class _Group:
         torch.add(self.v, 1e-30, out=self.denom).sqrt_().div_((1 - _BETA2**step) ** 0.5).add_(_EPS)
         self.flat.addcdiv_(self.m, self.denom, value=-self.cfg.lr / (1 - _BETA1**step))
 
-    def _losses(self, logits: torch.Tensor, onehot: torch.Tensor, out: torch.Tensor, tag: str) -> torch.Tensor:
-        """Per-child mean cross-entropy into ``out``; leaves log-probabilities in pass ``tag``'s buffer.
+    def _losses(self, logits: torch.Tensor, target: torch.Tensor, out: torch.Tensor, tag: str) -> torch.Tensor:
+        """Per-child mean loss into ``out``; leaves what :meth:`_delta` needs in pass ``tag``'s buffer.
 
-        For regression ``onehot`` is the target row and the loss is the mean squared error; the
-        errors are left in the same buffer.
+        Classification: ``target`` is minus the one-hot targets over the rows (:func:`_scaled_targets`),
+        so the mean cross-entropy is one product and one sum; the log-probabilities are left.
+        Regression: ``target`` is the target row, the loss is the mean squared error and the
+        errors are left.
         """
-        n = logits.shape[-1]
         if self.task.regression:
-            error = torch.sub(logits, onehot, out=self.passes[tag]["log-p"])
+            error = torch.sub(logits, target, out=self.passes[tag]["log-p"])
             torch.sum(torch.mul(error, error, out=self.passes[tag]["picked"]), dim=(1, 2), out=out)
-            return out.div_(n)
+            return out.div_(logits.shape[-1])
         log_p = aten._log_softmax.out(logits, 1, False, out=self.passes[tag]["log-p"])
-        torch.sum(torch.mul(log_p, onehot, out=self.passes[tag]["picked"]), dim=(1, 2), out=out)
-        return out.div_(-n)
+        return torch.sum(torch.mul(log_p, target, out=self.passes[tag]["picked"]), dim=(1, 2), out=out)
 
-    def _delta(self, onehot: torch.Tensor, tag: str) -> torch.Tensor:
+    def _delta(self, target: torch.Tensor, tag: str) -> torch.Tensor:
         """dL/dlogits = (softmax - onehot) / n, from the log-probabilities the last ``_losses`` left
         (regression: 2 (output - target) / n, from the errors)."""
+        buffer = self.passes[tag]["log-p"]
+        n = target.shape[-1]
         if self.task.regression:
-            return self.passes[tag]["log-p"].mul_(2 / onehot.shape[-1])
-        return self.passes[tag]["log-p"].exp_().sub_(onehot).div_(onehot.shape[-1])
+            return buffer.mul_(2 / n)
+        return torch.add(target, buffer.exp_(), alpha=1 / n, out=buffer)
 
-    def _validation_stats(self, val_logits: torch.Tensor, y_val: torch.Tensor) -> None:
+    def _validation_stats(self, views: _LogitViews, y_val: torch.Tensor) -> None:
         """Correctly classified validation points (regression: the squared error) into ``stats[1]``, a
-        finiteness checksum into ``stats[2]``."""
+        finiteness checksum into ``stats[2]``. ``y_val`` is boolean for two classes."""
+        val_logits = views.val
         if self.task.regression:
-            torch.sum(torch.sub(val_logits, y_val).square_(), dim=(1, 2), out=self.stats[1])
+            torch.sum(torch.sub(val_logits, y_val).square_(), dim=(1, 2), out=views.correct)
         else:
-            if val_logits.shape[1] == 2:  # argmax of two classes; a tie goes to class 0, as argmax does
-                predicted = torch.gt(val_logits[:, 1], val_logits[:, 0])
+            if views.second is not None:  # argmax of two classes; a tie goes to class 0, as argmax does
+                predicted = torch.gt(views.second, views.first)
             else:
                 predicted = val_logits.argmax(dim=1)
-            torch.sum(predicted == y_val, dim=1, out=self.stats[1])
-        torch.sum(val_logits, dim=(1, 2), out=self.stats[2])  # inf or nan in, inf or nan out
+            torch.sum(predicted == y_val, dim=1, out=views.correct)
+        torch.sum(val_logits, dim=(1, 2), out=views.checksum)  # inf or nan in, inf or nan out
+
+    def _logit_views(self, forward: str, n_train: int) -> _LogitViews:
+        """Views of pass ``forward``'s logits and of ``stats``, made once per membership."""
+        key = ("views", forward)
+        views = self._plans.get(key)
+        if views is None:
+            self._plans.get(forward) or self._plan_forward(forward)
+            logits = self.passes[forward]["hs"][-1]
+            val = logits[..., n_train:] if forward == "all" else logits
+            two = val.shape[1] == 2 and not self.task.regression
+            views = self._plans[key] = _LogitViews(
+                logits[..., :n_train], val, self.stats[0], self.stats[1], self.stats[2],
+                val[:, 0] if two else None, val[:, 1] if two else None,
+            )  # fmt: skip
+        return views
 
     # -- training --------------------------------------------------------------------------------
 
@@ -584,8 +602,9 @@ class _Group:
         n_train = len(y_train)
         minibatch = cfg.batch_size is not None and cfg.batch_size < n_train
         classes = torch.arange(task.out_features, device=device)[:, None]
-        # (classes, rows) indicators; for regression the (1, rows) target, which plays the same part
-        onehot = y_train[None, :] if task.regression else (y_train[None, :] == classes).float()
+        target = _scaled_targets(y_train[None, :], classes, task.regression)
+        if task.out_features == 2 and not task.regression:
+            y_val = y_val.bool()  # compared with a boolean prediction: no type promotion per epoch
         self.rows = {"all": n_train + len(y_val), "train": n_train, "val": len(y_val)}
         self.sst = total_sum_of_squares(y_val) if task.regression else 0.0
         self._bind()
@@ -596,14 +615,16 @@ class _Group:
             # One forward pass reads the weights after epoch - 1: it validates epoch - 1 and, in
             # full-batch mode, gives this epoch's training loss. One read-back serves both.
             full_batch_step = not minibatch and epoch <= cfg.max_epochs
+            views = None
             if full_batch_step:
-                hs = self._forward("all")
-                self._losses(hs[-1][..., :n_train], onehot, self.stats[0], "train")
-                val_logits = hs[-1][..., n_train:]
+                self._forward("all")
+                views = self._logit_views("all", n_train)
+                self._losses(views.train, target, views.loss, "train")
             elif epoch > 1:
-                val_logits = self._forward("val")[-1]
+                self._forward("val")
+                views = self._logit_views("val", 0)
             if epoch > 1:
-                self._validation_stats(val_logits, y_val)
+                self._validation_stats(views, y_val)
             stats = self.stats.tolist()
             if epoch > 1:
                 keep = yield from self._validated(epoch - 1, stats[1], stats[2], len(y_val))
@@ -611,15 +632,16 @@ class _Group:
                     stats = [[row[i] for i in keep] for row in stats]
                     self._remove(keep)
                     if full_batch_step and self.children:  # the loss pass must follow the rows kept
-                        hs = self._forward("all")
-                        self._losses(hs[-1][..., :n_train], onehot, self.stats[0], "train")
+                        self._forward("all")
+                        views = self._logit_views("all", n_train)
+                        self._losses(views.train, target, views.loss, "train")
             if epoch > cfg.max_epochs or not self.children:
                 return
             if minibatch:
                 losses = self._minibatch_epoch(x_train, y_train, classes, epoch).tolist()
             else:
                 losses = stats[0]
-                self._delta(onehot, "train")
+                self._delta(target, "train")
                 self._backward("all", "train", n_train)
                 self._adam(epoch)
             keep = yield from self._losses_recorded(epoch, losses)
@@ -644,9 +666,9 @@ class _Group:
                 self.passes[tag] = self._pass_buffers(tag, b)
             self.passes[tag]["x"].copy_(x[rows].transpose(1, 2))
             hs = self._forward(tag)
-            onehot = y[rows][:, None, :] if self.task.regression else (y[rows][:, None, :] == classes).float()
-            self._losses(hs[-1], onehot, losses, tag)
-            self._delta(onehot, tag)
+            target = _scaled_targets(y[rows][:, None, :], classes, self.task.regression)
+            self._losses(hs[-1], target, losses, tag)
+            self._delta(target, tag)
             self._backward(tag, tag, b)
             self._adam((epoch - 1) * steps_per_epoch + k + 1)
             total += losses * b
@@ -716,6 +738,28 @@ class _Group:
     def _failure(self, child: _Child, error: str) -> Result:
         seconds = time.perf_counter() - self.start
         return Result.failure("diverged", error, child.params, seconds, val_curve=child.vals, train_loss=child.losses)
+
+
+@dataclass
+class _LogitViews:
+    """Views used every epoch: logits of the training and validation rows, the rows of ``stats``
+    they fill, and for two classes each class's validation logits."""
+
+    train: torch.Tensor
+    val: torch.Tensor
+    loss: torch.Tensor
+    correct: torch.Tensor
+    checksum: torch.Tensor
+    first: torch.Tensor | None
+    second: torch.Tensor | None
+
+
+def _scaled_targets(y: torch.Tensor, classes: torch.Tensor, regression: bool) -> torch.Tensor:
+    """What the loss multiplies the log-probabilities by: minus the one-hot targets over the number of
+    rows (y: (..., 1, rows) class indices; classes: (classes, 1)). For regression, y as a float row."""
+    if regression:
+        return y
+    return (y == classes).float().mul_(-1.0 / y.shape[-1])
 
 
 class _Lazy(dict):

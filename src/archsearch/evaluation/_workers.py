@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 import warnings
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
@@ -243,6 +244,8 @@ class WorkerPool:
         return code
 
     def close(self) -> None:
+        for worker in self._workers:  # all told first, so that they exit side by side
+            worker.conn.close()
         for worker in self._workers:
             worker.stop()
         self._workers = []
@@ -326,7 +329,23 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def _serve(fd: int) -> None:
-    """A worker's life: set up, then train groups until the study's process closes the socket."""
+    """A worker's life: set up, then train groups until the study's process closes the socket.
+
+    The worker then exits at once: an interpreter that has imported PyTorch takes about half a
+    second to tear itself down, which a search would otherwise wait for at its end.
+    """
+    code = 0
+    try:
+        _work(fd)
+    except BaseException:  # noqa: BLE001 -- printed as Python would, then the exit code says so
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _work(fd: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the study's to handle
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     torch.set_num_threads(1)

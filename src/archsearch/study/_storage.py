@@ -317,7 +317,14 @@ class Storage:
                 self._db.execute(
                     "INSERT INTO models (number, weights) VALUES (?, ?)", (number, to_blob(result.weights))
                 )
-        return _trial(dict(zip(_COLUMNS, row, strict=True)))
+        # built from what is at hand rather than parsed back from the row's JSON: a search records
+        # thousands of trials, each while worker processes want the same cores
+        return _trial(
+            dict(zip(_COLUMNS, row, strict=True)),
+            architecture=arch,
+            val_curve=list(result.val_curve),
+            train_loss=list(result.train_loss),
+        )
 
     def trials(self, step: int | None = None, order: str = "number") -> list[Trial]:
         orders = {"number": "number", "reward": self._rank_order}
@@ -442,8 +449,14 @@ _COLUMNS = [  # the trials table's columns, in _SCHEMA's order
 ]
 
 
-def _trial(row: sqlite3.Row | dict) -> Trial:
-    """A trial from its row; columns an older schema lacks read as ``None``."""
+def _trial(
+    row: sqlite3.Row | dict,
+    architecture: Architecture | None = None,
+    val_curve: list[float] | None = None,
+    train_loss: list[float] | None = None,
+) -> Trial:
+    """A trial from its row; columns an older schema lacks read as ``None``. The row's JSON columns
+    are parsed unless given already parsed."""
     names = row.keys()
 
     def get(name: str) -> Any:
@@ -453,7 +466,7 @@ def _trial(row: sqlite3.Row | dict) -> Trial:
         number=row["number"],
         step=row["step"],
         slot=row["slot"],
-        architecture=Architecture.from_json(row["architecture"]),
+        architecture=Architecture.from_json(row["architecture"]) if architecture is None else architecture,
         arch_hash=row["arch_hash"],
         status=row["status"],
         reward=row["reward"],
@@ -464,8 +477,8 @@ def _trial(row: sqlite3.Row | dict) -> Trial:
         kept_epoch=row["kept_epoch"],
         seconds=row["seconds"],
         seed=row["seed"],
-        val_curve=json.loads(row["val_curve"]),
-        train_loss=json.loads(row["train_loss"]),
+        val_curve=json.loads(row["val_curve"]) if val_curve is None else val_curve,
+        train_loss=json.loads(row["train_loss"]) if train_loss is None else train_loss,
         cached_from=row["cached_from"],
         val_loss=get("val_loss"),
         executor=get("executor"),
