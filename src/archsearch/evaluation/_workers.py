@@ -145,11 +145,15 @@ class WorkerPool:
         hook = os.environ.get(KILL_HOOK)
         feed = jobs if isinstance(jobs, JobFeed) else JobFeed(jobs)
         jobs, pending = feed.jobs, feed.pending
-        busy: dict[Connection, tuple[_Worker, int]] = {}
+        # the jobs sent to each busy worker, in order: the first is the one it is running
+        busy: dict[Connection, tuple[_Worker, deque[int]]] = {}
         received: dict[int, set[int]] = defaultdict(set)
         tries: dict[int, int] = defaultdict(lambda: 1)
         lost: list[int] = []
         finished = False
+
+        def complete(job: int) -> bool:
+            return set(jobs[job][0]) <= received[job]
 
         def failures(job: int, why: str) -> Iterator[tuple[int, Result]]:
             attempts = f" ({tries[job]} attempts)" if tries[job] > 1 else ""
@@ -157,20 +161,34 @@ class WorkerPool:
                 if index not in received[job]:
                     yield index, Result.failure("failed", f"{why}{attempts}", attempts=tries[job])
 
+        def dispatch() -> None:
+            """Send pending jobs to idle workers, and to workers whose job has sent its last result
+            (it is only saying so): they start the next one without waiting for this process, which
+            may be busy recording results."""
+            for worker in list(self._workers):
+                if not pending:
+                    return
+                sent = busy.get(worker.conn)
+                if sent is not None and (len(sent[1]) > 1 or not complete(sent[1][0])):
+                    continue
+                job = pending.popleft()
+                try:
+                    worker.send(("job", job, *jobs[job], hook))
+                except OSError:
+                    pending.appendleft(job)
+                    if sent is None:  # it died while idle (a busy one's death is seen when it is read)
+                        self._drop(worker, None, warn=inline is not None)
+                        if inline is None:
+                            self._replace()
+                    continue
+                if sent is None:
+                    busy[worker.conn] = (worker, deque([job]))
+                else:
+                    sent[1].append(job)
+
         try:
             while pending or busy:
-                for worker in list(self._workers):
-                    if pending and worker.conn not in busy:
-                        job = pending.popleft()
-                        try:
-                            worker.send(("job", job, *jobs[job], hook))
-                        except OSError:  # it died while idle
-                            pending.appendleft(job)
-                            self._drop(worker, None, warn=inline is not None)
-                            if inline is None:
-                                self._replace()
-                            continue
-                        busy[worker.conn] = (worker, job)
+                dispatch()
                 if not busy:  # every worker died
                     while pending:
                         job = pending.popleft()
@@ -180,12 +198,16 @@ class WorkerPool:
                             yield from failures(job, "no worker process is left")
                     break
                 for conn in wait(list(busy)):
-                    worker, job = busy[conn]
+                    worker, sent = busy[conn]
+                    job = sent[0]
                     message = worker.receive()
                     if message is None or message[0] == "error":
                         del busy[conn]
                         code = self._drop(worker, None if message is None else message[1], warn=inline is not None)
                         why = message[1] if message else f"worker process {death(code)}"
+                        pending.extendleft(reversed(list(sent)[1:]))  # sent but never started
+                        if complete(job):
+                            continue
                         # a retry re-runs the whole job (a group's children train alike only with the same
                         # batch-mates); results already received are not yielded again
                         if tries[job] <= retries:
@@ -197,7 +219,9 @@ class WorkerPool:
                         else:
                             yield from failures(job, why)
                     elif message[0] == "done":
-                        del busy[conn]
+                        sent.popleft()
+                        if not sent:
+                            del busy[conn]
                     else:
                         _, index, result = message
                         if index in received[job]:
@@ -205,6 +229,8 @@ class WorkerPool:
                         received[job].add(index)
                         result = _from_portable(result)
                         result.attempts = tries[job]
+                        if complete(job):
+                            dispatch()
                         yield index, result
             for job in lost:
                 if set(jobs[job][0]) - received[job]:
@@ -214,11 +240,11 @@ class WorkerPool:
             finished = True
         finally:
             if not finished:
-                for worker, job in busy.values():
+                for worker, sent in busy.values():
                     if worker not in self._workers:  # the pool was closed first
                         continue
                     # a worker that has sent its job's every result is only finishing: keep it
-                    if set(jobs[job][0]) <= received[job] and _finishing(worker, job):
+                    if len(sent) == 1 and complete(sent[0]) and _finishing(worker, sent[0]):
                         continue
                     self._drop(worker, None, warn=False)
 
