@@ -139,8 +139,9 @@ class WorkerPool:
         ``jobs`` may be a :class:`JobFeed` that grows while this runs. A job whose worker died is
         started again on a fresh worker up to ``retries`` times; after that its remaining children
         go to ``inline`` when given (once the others are done), else they are yielded at once as
-        failed results that say how the worker died. Every result's ``attempts`` counts the
-        tries. If the consumer stops early, busy workers are stopped too: their jobs are abandoned.
+        failed results that say how the worker died; without ``inline`` a dead worker is replaced
+        either way, so one poisonous job does not shrink the pool. Every result's ``attempts``
+        counts the tries. If the consumer stops early, busy workers are stopped too: their jobs are abandoned.
         """
         hook = os.environ.get(KILL_HOOK)
         feed = jobs if isinstance(jobs, JobFeed) else JobFeed(jobs)
@@ -206,18 +207,22 @@ class WorkerPool:
                         code = self._drop(worker, None if message is None else message[1], warn=inline is not None)
                         why = message[1] if message else f"worker process {death(code)}"
                         pending.extendleft(reversed(list(sent)[1:]))  # sent but never started
-                        if complete(job):
-                            continue
+                        given_up = None
                         # a retry re-runs the whole job (a group's children train alike only with the same
                         # batch-mates); results already received are not yielded again
-                        if tries[job] <= retries:
+                        if complete(job):
+                            pass
+                        elif tries[job] <= retries:
                             tries[job] += 1
                             pending.appendleft(job)
-                            self._replace()
                         elif inline is not None:
                             lost.append(job)
                         else:
-                            yield from failures(job, why)
+                            given_up = job
+                        if inline is None or job in pending:  # the pool stays at strength for the jobs left
+                            self._replace()
+                        if given_up is not None:
+                            yield from failures(given_up, why)
                     elif message[0] == "done":
                         sent.popleft()
                         if not sent:

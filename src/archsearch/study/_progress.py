@@ -23,6 +23,7 @@ class ProgressBar:
             TextColumn("eta"),
             TimeRemainingColumn(),
             console=console or Console(file=sys.stderr),
+            refresh_per_second=4,  # a redraw holds the interpreter lock for a millisecond or so
         )
         self._task = self._progress.add_task("search", total=total, completed=completed, mean="-", best="-")
 
