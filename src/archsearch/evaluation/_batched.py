@@ -292,6 +292,11 @@ class _Group:
     def g(self) -> int:
         return len(self.children)
 
+    @property
+    def binary(self) -> bool:
+        """Two classes: a prediction is one comparison, against boolean labels."""
+        return self.task.out_features == 2 and not self.task.regression
+
     # -- parameters ------------------------------------------------------------------------------
 
     def _layout(self, g: int) -> list[tuple[int, int, int]]:
@@ -583,10 +588,9 @@ class _Group:
         key = ("views", forward)
         views = self._plans.get(key)
         if views is None:
-            self._plans.get(forward) or self._plan_forward(forward)
-            logits = self.passes[forward]["hs"][-1]
+            logits = self.passes[forward]["hs"][-1]  # the pass has run (and was planned) first
             val = logits[..., n_train:] if forward == "all" else logits
-            two = val.shape[1] == 2 and not self.task.regression
+            two = self.binary
             views = self._plans[key] = _LogitViews(
                 logits[..., :n_train], val, self.stats[0], self.stats[1], self.stats[2],
                 val[:, 0] if two else None, val[:, 1] if two else None,
@@ -603,7 +607,7 @@ class _Group:
         minibatch = cfg.batch_size is not None and cfg.batch_size < n_train
         classes = torch.arange(task.out_features, device=device)[:, None]
         target = _scaled_targets(y_train[None, :], classes, task.regression)
-        if task.out_features == 2 and not task.regression:
+        if self.binary:
             y_val = y_val.bool()  # compared with a boolean prediction: no type promotion per epoch
         self.rows = {"all": n_train + len(y_val), "train": n_train, "val": len(y_val)}
         self.sst = total_sum_of_squares(y_val) if task.regression else 0.0
