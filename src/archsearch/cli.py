@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-skips", action="store_true", help="cnn space: no skip connections (default: the controller chooses them)"
     )
     search.add_argument(
+        "--no-batch-norm",
+        action="store_true",
+        help="cnn space: no batch normalization (default: after every convolution)",
+    )
+    search.add_argument(
         "--benchmark",
         default=None,
         choices=sorted(TABULAR_BENCHMARKS),
@@ -512,6 +517,7 @@ def _search(args: argparse.Namespace) -> int:
             ("--space", args.space),
             ("--max-layers", args.max_layers),
             ("--no-skips", args.no_skips),
+            ("--no-batch-norm", args.no_batch_norm),
         ):
             if value:
                 raise ArchsearchError(f"{flag}: a tabular benchmark has its own space")
@@ -620,11 +626,15 @@ def _space_and_trainer(args: argparse.Namespace, task) -> tuple:  # noqa: ANN001
         raise ArchsearchError(f"--space cnn: task {task.name!r} has feature vectors, not images; use --space mlp")
     if args.no_skips and kind != "cnn":
         raise ArchsearchError("--no-skips: only the cnn space has skip connections")
+    if args.no_batch_norm and kind != "cnn":
+        raise ArchsearchError("--no-batch-norm: only the cnn space has batch normalization")
     trainer = args.trainer or ("serial" if kind == "cnn" else "batched")
     if kind == "cnn" and trainer == "batched":
         raise ArchsearchError("--trainer batched: trains MLP children only; the cnn space trains with --trainer serial")
     if kind == "cnn":
-        return CNNSpace(max_layers=args.max_layers or 4, skips=not args.no_skips), trainer
+        return CNNSpace(
+            max_layers=args.max_layers or 4, skips=not args.no_skips, batch_norm=not args.no_batch_norm
+        ), trainer
     return MLPSpace(max_layers=args.max_layers or 5), trainer
 
 

@@ -462,14 +462,20 @@ def test_cnn_search_on_digits_end_to_end(tmp_path, run):
     assert "test_accuracy" in proc.stdout
     with Study.open(study, readonly=True) as opened:
         assert opened.config["space"]["kind"] == "cnn" and opened.config["space"]["skips"] is True
+        assert opened.config["space"]["batch_norm"] is True
         trainer = opened.config["trainer"]
         assert trainer["name"] == "serial" and trainer["batch_size"] == 64 and trainer["max_epochs"] == 2
         trials = opened.trials()
         assert len(trials) == 12 and all(t.status == "ok" for t in trials)
-        assert all(t.architecture.kind == "cnn" for t in trials)
+        assert all(t.architecture.kind == "cnn" and "-bn" in str(t.architecture) for t in trials)
         assert opened.best().val_accuracy > 0.3  # ten classes: chance is 0.1
     summary = json.loads(run("best", study, "--json", check=True).stdout)
     assert 0.2 < summary["test_accuracy"] <= 1
+    run("search", "--task", "digits", "--steps", "1", "--children-per-step", "2", "--max-epochs", "1",
+        "--no-batch-norm", "--study", "plain.db", "--quiet", cwd=tmp_path, check=True)  # fmt: skip
+    with Study.open(tmp_path / "plain.db", readonly=True) as opened:
+        assert opened.config["space"]["batch_norm"] is False
+        assert all("bn" not in str(t.architecture) for t in opened.trials())
 
 
 def test_baseline_command(tmp_path, run):
@@ -488,6 +494,8 @@ def test_baseline_command(tmp_path, run):
         (["--task", "mnist"], ["--task mnist", "--data-dir"]),
         (["--task", "moons", "--data-dir", "."], ["--data-dir", "mnist"]),
         (["--task", "moons", "--no-skips"], ["--no-skips", "cnn"]),
+        (["--task", "moons", "--no-batch-norm"], ["--no-batch-norm", "cnn"]),
+        (["--benchmark", "nas-bench-macro", "--no-batch-norm"], ["--no-batch-norm", "benchmark"]),
         (["--benchmark", "nas-bench-macro", "--space", "cnn"], ["--space", "benchmark"]),
         (["--task", "mnist", "--data-dir", "nowhere"], ["nowhere"]),
         (["--task", "moons", "--time-limit", "5"], ["time_limit", "serial"]),

@@ -134,3 +134,25 @@ def test_cnn_child_validates_without_dropout_and_stops_at_its_time_limit():
     assert stopped.status == "ok" and 1 <= stopped.epochs < 50
     assert len(stopped.val_curve) == stopped.epochs and stopped.weights is not None
     assert stopped.seconds < 5
+
+
+def test_cnn_child_with_batch_norm_keeps_standard_layout_weights_with_running_statistics():
+    """Children train channels-last; what they keep is ordinary contiguous CPU tensors (batch
+    norm's running statistics included) that score, loaded into a plain module, exactly the
+    recorded validation accuracy; the two layouts compute the same outputs."""
+    from archsearch.space import CNNArchitecture
+    from archsearch.tasks import digits
+
+    task = digits()
+    arch = CNNArchitecture.parse("8c3-bn/16c3s2-bn-max-d0.25/8c3-bn+0")
+    result = SerialTrainer(task, TrainConfig(max_epochs=3, patience=3, lr=1e-3, batch_size=64)).train(arch, seed=1)
+    assert result.status == "ok" and result.val_accuracy > 0.5
+    assert all(w.is_contiguous() and w.device.type == "cpu" for w in result.weights.values())
+    assert int(result.weights["norms.0.num_batches_tracked"]) == result.kept_epoch * 20  # 1258 rows / 64
+    model = load_model(arch, task, result.weights)
+    assert split_score(model, task, "val") == result.val_accuracy
+    x = task.split("val")[0]
+    with torch.no_grad():
+        plain = model(x)
+        last = model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(last, plain, rtol=1e-4, atol=1e-5)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from archsearch.errors import ArchsearchError
-from archsearch.space import Architecture, CNNArchitecture, CNNLayer, CNNSpace
+from archsearch.space import Architecture, CNNArchitecture, CNNLayer, CNNSpace, SearchSpace
 from archsearch.strategies import TPE, RandomSearch, RegularizedEvolution, Reinforce
 
 TINY = CNNSpace(filters=(4, 8), kernels=(3,), strides=(1,), pools=("none",), dropouts=(0.0,), max_layers=4)
@@ -61,6 +61,42 @@ def test_encode_decode_parse_and_json_round_trip():
             assert arch.hash == Architecture.from_dict(arch.to_dict()).hash
 
 
+def test_batch_norm_is_a_setting_of_the_space_written_in_each_layer():
+    """On by default; ``-bn`` in the text; without it a layer has a conv bias instead (and the
+    JSON of such a layer is what it was before the setting existed, so stored hashes hold)."""
+    rng = np.random.default_rng(4)
+    with_bn, without = CNNSpace().sample(rng), CNNSpace(batch_norm=False).sample(rng)
+    assert all(layer.batch_norm for layer in with_bn.layers) and "-bn" in str(with_bn)
+    assert not any(layer.batch_norm for layer in without.layers) and "bn" not in str(without)
+    arch = CNNArchitecture.parse("16c3-bn-max/8c5s2-d0.25")
+    assert [layer.batch_norm for layer in arch.layers] == [True, False]
+    assert str(arch) == "16c3-bn-max/8c5s2-d0.25"
+    assert arch.num_params(1, 10) == (9 * 16 + 2 * 16) + (16 * 25 + 1) * 8 + (8 * 16 + 1) * 10
+    _runs(arch)
+    plain = CNNArchitecture.parse("8c3")
+    assert plain.to_dict() == {"kind": "cnn", "layers": [
+        {"filters": 8, "kernel": 3, "stride": 1, "pool": "none", "dropout": 0.0, "skips": []}]}  # fmt: skip
+    with pytest.raises(ArchsearchError, match="not in CNNSpace"):
+        CNNSpace().encode(plain)
+    with pytest.raises(ArchsearchError, match="layer 0 is malformed"):
+        CNNArchitecture(((8, 3, 1, "none", 0.0, (), "yes"),))
+    # a study written before the setting existed searched without it, and reopens that way
+    old = {key: value for key, value in CNNSpace().to_config().items() if key != "batch_norm"}
+    assert SearchSpace.from_config(old).batch_norm is False
+    assert SearchSpace.from_config(CNNSpace().to_config()) == CNNSpace()
+
+
+def test_batch_norm_trains_on_a_single_image_shrunk_to_one_pixel():
+    """PyTorch refuses to normalize one value per channel while training; a child must not fail."""
+    arch = CNNArchitecture.parse("4c3s2-bn-max/4c3s2-bn-max")
+    model = arch.build(1, 3, torch.Generator().manual_seed(0))
+    model.train()
+    out = model(torch.randn(1, 1, 4, 4))
+    out.sum().backward()
+    assert torch.isfinite(out).all() and all(p.grad is not None for p in model.parameters())
+    assert int(model.norms[1].num_batches_tracked) == 0 and int(model.norms[0].num_batches_tracked) == 1
+
+
 def test_skips_must_come_from_layers_before_the_previous_one():
     base = CNNLayer(8, 3)
     with pytest.raises(ArchsearchError, match="layer 2: skips \\[1\\]"):
@@ -68,7 +104,7 @@ def test_skips_must_come_from_layers_before_the_previous_one():
     with pytest.raises(ArchsearchError, match="layer 1"):
         CNNArchitecture((base, base._replace(skips=(0,))))
     with pytest.raises(ArchsearchError, match="does not allow"):
-        CNNSpace(skips=False).encode(CNNArchitecture((base, base, base._replace(skips=(0,)))))
+        CNNSpace(skips=False, batch_norm=False).encode(CNNArchitecture((base, base, base._replace(skips=(0,)))))
     with pytest.raises(ArchsearchError, match="dropout"):
         CNNArchitecture((base._replace(dropout=1.0),))
     with pytest.raises(ArchsearchError, match="space.kernels"):

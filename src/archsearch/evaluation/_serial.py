@@ -62,9 +62,12 @@ class SerialTrainer(Evaluator):
                 _seed_dropout(seed, cfg.device)
                 generator = torch.Generator().manual_seed(int(seed))
                 model = arch.build(task.in_features, task.out_features, generator=generator).to(cfg.device)
-                optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
                 x, y = (t.to(cfg.device) for t in task.split("train"))
                 x_val, y_val = (t.to(cfg.device) for t in task.split("val"))
+                if x.dim() == 4:  # images: convolutions run 20-30 % faster in channels-last layout on CPU
+                    model = model.to(memory_format=torch.channels_last)
+                    x, x_val = (t.contiguous(memory_format=torch.channels_last) for t in (x, x_val))
+                optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
                 n = len(y)
                 recent: deque[dict[str, torch.Tensor]] = deque(maxlen=cfg.reward_window)
                 best, waited = -math.inf, 0
@@ -96,7 +99,7 @@ class SerialTrainer(Evaluator):
                         return failure("diverged", f"validation outputs became non-finite at epoch {epoch + 1}")
                     score = validation_score(logits, y_val, task.regression)
                     vals.append(max(0.0, score))
-                    recent.append({k: v.detach().clone().cpu() for k, v in model.state_dict().items()})
+                    recent.append({k: _kept(v) for k, v in model.state_dict().items()})
                     if improved(score, best, task.regression):
                         best, waited = score, 0
                     else:
@@ -117,6 +120,11 @@ class SerialTrainer(Evaluator):
             kept_epoch=kept_epoch,
             weights=weights,
         )
+
+
+def _kept(tensor: torch.Tensor) -> torch.Tensor:
+    """A copy of a weight on the CPU in the standard layout, whatever the layout it trained in."""
+    return tensor.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
 
 
 def _seed_dropout(seed: int, device: str) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -53,6 +53,8 @@ class SearchSpace(ABC):
 
     kind: str
     _kinds: dict[str, type[SearchSpace]] = {}
+    #: settings added after studies were first written, with the values those studies were run with
+    _legacy_config: ClassVar[dict[str, Any]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -67,8 +69,9 @@ class SearchSpace(ABC):
         if kind not in SearchSpace._kinds:
             known = ", ".join(sorted(SearchSpace._kinds))
             raise ArchsearchError(f"space.kind: unknown space {kind!r} (known: {known})")
+        space = SearchSpace._kinds[kind]
         try:
-            return SearchSpace._kinds[kind](**config)
+            return space(**{**space._legacy_config, **config})
         except TypeError as exc:
             raise ArchsearchError(f"space: bad arguments for {kind!r} space ({exc})") from None
 

@@ -13,8 +13,10 @@ How a child combines its inputs (documented, and the same for every child):
 layer ``i`` reads layer ``i - 1``'s output (the image for layer 0); each skip
 input is average-pooled to that output's height and width (spatial sizes only
 shrink along the network) and all inputs are concatenated along channels, as in
-Zoph & Le. A layer is ``conv(padding k // 2, stride) -> ReLU -> max pool 2x2
-(ceil mode) -> dropout``. The head average-pools the last layer to 4x4 and
+Zoph & Le. A layer is ``conv(padding k // 2, stride) -> batch normalization ->
+ReLU -> max pool 2x2 (ceil mode) -> dropout`` (batch normalization, Ioffe &
+Szegedy 2015, is a setting of the space, on by default; a layer without it has
+a conv bias instead). The head average-pools the last layer to 4x4 and
 applies one linear layer, so the same child runs on 8x8 digits and 28x28 MNIST
 and its parameter count does not depend on the image size. Padding ``k // 2``
 and ceil-mode pooling never shrink a side below one pixel, so every member of
@@ -51,11 +53,14 @@ class CNNLayer(NamedTuple):
     pool: str = "none"
     dropout: float = 0.0
     skips: tuple[int, ...] = ()
+    batch_norm: bool = False
 
     def __str__(self) -> str:
         text = f"{self.filters}c{self.kernel}"
         if self.stride != 1:
             text += f"s{self.stride}"
+        if self.batch_norm:
+            text += "-bn"
         if self.pool != "none":
             text += f"-{self.pool}"
         if self.dropout:
@@ -69,9 +74,9 @@ class CNNLayer(NamedTuple):
 class CNNArchitecture(Architecture):
     """A convolutional network for images: layers of :class:`CNNLayer`, input to output.
 
-    ``str()`` writes one layer per ``/``-separated part, e.g. ``32c5-max/64c3s2-d0.25+0``:
-    32 filters of 5x5 then 2x2 max pooling; 64 filters of 3x3 with stride 2, dropout
-    0.25, and a skip input from layer 0. :meth:`parse` reads it back.
+    ``str()`` writes one layer per ``/``-separated part, e.g. ``32c5-bn-max/64c3s2-d0.25+0``:
+    32 filters of 5x5, batch normalization, then 2x2 max pooling; 64 filters of 3x3 with
+    stride 2, dropout 0.25, and a skip input from layer 0. :meth:`parse` reads it back.
     """
 
     kind: ClassVar[str] = "cnn"
@@ -96,10 +101,12 @@ class CNNArchitecture(Architecture):
                 raise ArchsearchError(
                     f"architecture: cannot parse {part!r} in {text!r}; expected e.g. 32c5s2-max-d0.25+0"
                 )
-            pool, dropout = "none", 0.0
+            pool, dropout, batch_norm = "none", 0.0, False
             for option in options:
                 if option in POOLS:
                     pool = option
+                elif option == "bn":
+                    batch_norm = True
                 elif option.startswith("d"):
                     try:
                         dropout = float(option[1:])
@@ -111,11 +118,11 @@ class CNNArchitecture(Architecture):
                 sources = tuple(int(j) for j in skips.split(",")) if skips else ()
             except ValueError:
                 raise ArchsearchError(f"architecture: bad skip list {skips!r} in {text!r}") from None
-            layers.append(CNNLayer(int(filters), int(kernel), int(stride or 1), pool, dropout, sources))
+            layers.append(CNNLayer(int(filters), int(kernel), int(stride or 1), pool, dropout, sources, batch_norm))
         return cls(tuple(layers))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "layers": [{**layer._asdict(), "skips": list(layer.skips)} for layer in self.layers]}
+        return {"kind": self.kind, "layers": [_layer_dict(layer) for layer in self.layers]}
 
     @classmethod
     def _from_dict(cls, data: dict[str, Any]) -> CNNArchitecture:
@@ -141,15 +148,17 @@ class CNNArchitecture(Architecture):
     def num_params(self, in_features: int, out_features: int) -> int:
         """Trainable parameters; ``in_features`` is the number of image channels."""
         convs = sum(
-            (c * layer.kernel**2 + 1) * layer.filters for c, layer in zip(self._in_channels(in_features), self.layers)
+            (c * layer.kernel**2 + (2 if layer.batch_norm else 1)) * layer.filters
+            for c, layer in zip(self._in_channels(in_features), self.layers)
         )
         return convs + (self.layers[-1].filters * HEAD_GRID**2 + 1) * out_features
 
     def build(self, in_features: int, out_features: int, generator: torch.Generator | None = None) -> CNN:
         """The network for images of ``in_features`` channels and ``out_features`` classes.
 
-        With ``generator`` every weight and bias is drawn from U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
-        PyTorch's default range, module by module, weight before bias: a pure function of it.
+        With ``generator`` every conv and linear weight and bias is drawn from
+        U(-1/sqrt(fan_in), 1/sqrt(fan_in)), PyTorch's default range, module by module, weight
+        before bias: a pure function of it (batch normalization starts at scale 1, shift 0).
         """
         model = CNN(self, in_features, out_features)
         if generator is not None:
@@ -164,7 +173,8 @@ def _draw(model: nn.Module, generator: torch.Generator) -> None:
         if isinstance(module, nn.Conv2d | nn.Linear):
             bound = 1.0 / math.sqrt(module.weight[0].numel())
             module.weight.copy_((torch.rand(module.weight.shape, generator=generator) * 2 - 1) * bound)
-            module.bias.copy_((torch.rand(module.bias.shape, generator=generator) * 2 - 1) * bound)
+            if module.bias is not None:
+                module.bias.copy_((torch.rand(module.bias.shape, generator=generator) * 2 - 1) * bound)
 
 
 class CNN(nn.Module):
@@ -175,8 +185,12 @@ class CNN(nn.Module):
         self.skips = [list(layer.skips) for layer in arch.layers]
         self.pools = [layer.pool == "max" for layer in arch.layers]
         self.convs = nn.ModuleList(
-            nn.Conv2d(c, layer.filters, layer.kernel, stride=layer.stride, padding=layer.kernel // 2)
+            nn.Conv2d(c, layer.filters, layer.kernel, stride=layer.stride, padding=layer.kernel // 2,
+                      bias=not layer.batch_norm)
             for c, layer in zip(arch._in_channels(in_channels), arch.layers)
+        )  # fmt: skip
+        self.norms = nn.ModuleList(
+            _BatchNorm(layer.filters) if layer.batch_norm else nn.Identity() for layer in arch.layers
         )
         self.dropouts = nn.ModuleList(nn.Dropout(layer.dropout) for layer in arch.layers)
         self.head = nn.Linear(arch.layers[-1].filters * HEAD_GRID**2, out_features)
@@ -184,11 +198,11 @@ class CNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outputs: list[torch.Tensor] = []
         h = x
-        for conv, dropout, skips, pool in zip(self.convs, self.dropouts, self.skips, self.pools):
+        for conv, norm, dropout, skips, pool in zip(self.convs, self.norms, self.dropouts, self.skips, self.pools):
             if skips:
                 size = h.shape[-2:]
                 h = torch.cat([h, *(_resized(outputs[j], size) for j in skips)], dim=1)
-            h = F.relu(conv(h))
+            h = F.relu(norm(conv(h)))
             if pool:
                 h = F.max_pool2d(h, 2, ceil_mode=True)
             h = dropout(h)
@@ -200,12 +214,36 @@ def _resized(h: torch.Tensor, size: torch.Size) -> torch.Tensor:
     return h if h.shape[-2:] == size else F.adaptive_avg_pool2d(h, size)
 
 
+class _BatchNorm(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` that also normalizes a batch holding one value per channel (one image
+    shrunk to one pixel), which PyTorch refuses while training: every value equals its mean, so
+    the output is the shift, and the running statistics are left alone."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] * x.shape[2] * x.shape[3] == 1:
+            shape = (1, -1, 1, 1)
+            return (x - x.detach()) * self.weight.view(shape) + self.bias.view(shape)
+        return super().forward(x)
+
+
+def _layer_dict(layer: CNNLayer) -> dict[str, Any]:
+    """A layer as JSON; ``batch_norm`` only when set, so layers written before it existed keep
+    their hashes."""
+    data = {**layer._asdict(), "skips": list(layer.skips)}
+    if not layer.batch_norm:
+        del data["batch_norm"]
+    return data
+
+
 def _layer(layer: Any, index: int) -> CNNLayer:
     """A checked :class:`CNNLayer` at position ``index``."""
     try:
         filters, kernel, stride, pool, dropout, *rest = layer
         skips = tuple(sorted(int(j) for j in (rest[0] if rest else ())))
-        checked = CNNLayer(int(filters), int(kernel), int(stride), str(pool), float(dropout), skips)
+        batch_norm = rest[1] if len(rest) > 1 else False
+        if not isinstance(batch_norm, bool | np.bool_):
+            raise TypeError(f"batch_norm must be true or false, got {batch_norm!r}")
+        checked = CNNLayer(int(filters), int(kernel), int(stride), str(pool), float(dropout), skips, bool(batch_norm))
     except (TypeError, ValueError) as exc:
         raise ArchsearchError(f"architecture: cnn layer {index} is malformed ({exc})") from None
     if checked.filters < 1 or checked.kernel < 1 or checked.stride < 1:
@@ -225,6 +263,9 @@ class CNNSpace(SearchSpace):
     """Per layer: filters, kernel, stride, pool, dropout; then, with ``skips``, the set of earlier
     layers that also feed it. EOS may end the network after ``min_layers`` layers.
 
+    ``batch_norm`` (default on) puts batch normalization after every layer's convolution; it is
+    a setting of the space, not a decision. Configs written before it existed mean off.
+
     The schedule is ``filters_1, kernel_1, stride_1, pool_1, dropout_1, filters_2, ...``; from the
     third layer on, with ``skips``, each layer ends with one *anchor* slot whose token is a bit
     mask over the candidate layers ``0 .. i - 2`` (bit ``j`` set: layer ``j`` feeds layer ``i``).
@@ -234,6 +275,7 @@ class CNNSpace(SearchSpace):
     """
 
     kind = "cnn"
+    _legacy_config: ClassVar[dict[str, Any]] = {"batch_norm": False}
 
     def __init__(
         self,
@@ -245,6 +287,7 @@ class CNNSpace(SearchSpace):
         max_layers: int = 4,
         min_layers: int = 1,
         skips: bool = True,
+        batch_norm: bool = True,
     ) -> None:
         self.filters = _distinct("filters", filters, int, lambda v: v >= 1)
         self.kernels = _distinct("kernels", kernels, int, lambda v: v >= 1)
@@ -252,6 +295,7 @@ class CNNSpace(SearchSpace):
         self.pools = _distinct("pools", pools, str, lambda v: v in POOLS)
         self.dropouts = _distinct("dropouts", dropouts, float, lambda v: 0.0 <= v < 1.0)
         self.max_layers, self.min_layers, self.skips = int(max_layers), int(min_layers), bool(skips)
+        self.batch_norm = bool(batch_norm)
         if self.min_layers < 1:
             raise ArchsearchError(f"space.min_layers: must be >= 1, got {min_layers}")
         if self.max_layers < self.min_layers:
@@ -284,6 +328,7 @@ class CNNSpace(SearchSpace):
             "max_layers": self.max_layers,
             "min_layers": self.min_layers,
             "skips": self.skips,
+            "batch_norm": self.batch_norm,
         }
 
     def _options(self) -> tuple[tuple[Any, ...], ...]:
@@ -300,7 +345,7 @@ class CNNSpace(SearchSpace):
                 raise ArchsearchError(f"{self}: tokens end inside layer {i}")
             values = [options[t] for options, t in zip(self._options(), part)]
             mask = part[5] if width == 6 else 0
-            layers.append(CNNLayer(*values, tuple(j for j in range(i - 1) if mask >> j & 1)))
+            layers.append(CNNLayer(*values, tuple(j for j in range(i - 1) if mask >> j & 1), self.batch_norm))
             position += width
         if len(layers) < self.min_layers:
             raise ArchsearchError(f"{self}: {len(layers)} layers, fewer than min_layers={self.min_layers}")
@@ -314,10 +359,9 @@ class CNNSpace(SearchSpace):
             raise ArchsearchError(f"{arch}: {n} layers, outside {self.min_layers}..{self.max_layers}")
         tokens = []
         for i, layer in enumerate(arch.layers):
-            for options, value in zip(self._options(), layer[:5]):
-                if value not in options:
-                    raise ArchsearchError(f"{arch}: layer {i} ({layer}) is not in {self}")
-                tokens.append(options.index(value))
+            if any(v not in o for o, v in zip(self._options(), layer[:5])) or layer.batch_norm != self.batch_norm:
+                raise ArchsearchError(f"{arch}: layer {i} ({layer}) is not in {self}")
+            tokens += [options.index(value) for options, value in zip(self._options(), layer[:5])]
             if self._has_anchor(i):
                 tokens.append(sum(1 << j for j in layer.skips))
             elif layer.skips:
@@ -341,7 +385,7 @@ class CNNSpace(SearchSpace):
                 itertools.product(*self._options(), _skip_sets(i) if self._has_anchor(i) else [()]) for i in range(n)
             ]
             for layers in itertools.product(*(list(p) for p in per_layer)):
-                yield CNNArchitecture(tuple(CNNLayer(*layer) for layer in layers))
+                yield CNNArchitecture(tuple(CNNLayer(*layer, self.batch_norm) for layer in layers))
 
     def sample(self, rng: np.random.Generator) -> CNNArchitecture:
         counts = np.array(self._per_depth(), dtype=np.float64)
@@ -350,7 +394,7 @@ class CNNSpace(SearchSpace):
         for i in range(n):
             values = [options[int(rng.integers(len(options)))] for options in self._options()]
             skips = tuple(j for j in range(i - 1) if rng.random() < 0.5) if self._has_anchor(i) else ()
-            layers.append(CNNLayer(*values, skips))
+            layers.append(CNNLayer(*values, skips, self.batch_norm))
         return CNNArchitecture(tuple(layers))
 
     def mutate(self, arch: Architecture, rng: np.random.Generator) -> CNNArchitecture:
@@ -378,6 +422,7 @@ class CNNSpace(SearchSpace):
             layers[i] = layers[i]._replace(skips=tuple(sorted(skips)))
         elif move == "add":
             new = CNNLayer(*(options[int(rng.integers(len(options)))] for options in self._options()))
+            new = new._replace(batch_norm=self.batch_norm)
             layers = [_shifted(layer, lambda j: j + (j >= i)) for layer in layers]
             layers.insert(i, new)
         else:
