@@ -359,9 +359,12 @@ class CNNSpace(SearchSpace):
             raise ArchsearchError(f"{arch}: {n} layers, outside {self.min_layers}..{self.max_layers}")
         tokens = []
         for i, layer in enumerate(arch.layers):
-            if any(v not in o for o, v in zip(self._options(), layer[:5])) or layer.batch_norm != self.batch_norm:
+            if layer.batch_norm != self.batch_norm:
                 raise ArchsearchError(f"{arch}: layer {i} ({layer}) is not in {self}")
-            tokens += [options.index(value) for options, value in zip(self._options(), layer[:5])]
+            for options, value in zip(self._options(), layer[:5]):
+                if value not in options:
+                    raise ArchsearchError(f"{arch}: layer {i} ({layer}) is not in {self}")
+                tokens.append(options.index(value))
             if self._has_anchor(i):
                 tokens.append(sum(1 << j for j in layer.skips))
             elif layer.skips:
@@ -421,8 +424,8 @@ class CNNSpace(SearchSpace):
             skips = set(layers[i].skips) ^ {k}
             layers[i] = layers[i]._replace(skips=tuple(sorted(skips)))
         elif move == "add":
-            new = CNNLayer(*(options[int(rng.integers(len(options)))] for options in self._options()))
-            new = new._replace(batch_norm=self.batch_norm)
+            values = (options[int(rng.integers(len(options)))] for options in self._options())
+            new = CNNLayer(*values, batch_norm=self.batch_norm)
             layers = [_shifted(layer, lambda j: j + (j >= i)) for layer in layers]
             layers.insert(i, new)
         else:
