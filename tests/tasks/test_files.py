@@ -140,7 +140,7 @@ def test_bad_csv_inputs_are_one_clear_error(tmp_path, make, target, message):
             {"X": np.zeros((20, 2)), "y": np.where(np.arange(20) == 3, np.inf, np.arange(20) % 2)},
             "y holds NaN or infinite",
         ),
-        ({"X": np.array([["a", "b"]] * 20), "y": np.arange(20) % 2}, "X must be numeric"),
+        ({"X": np.array([["a", "b"]] * 20), "y": np.arange(20) % 2}, "array 'X' has dtype <U1; expected numbers"),
     ],
 )
 def test_bad_npz_inputs_are_one_clear_error(tmp_path, arrays, message):
@@ -241,7 +241,7 @@ def test_regression_npz_with_numbers_stored_as_text(tmp_path):
 @pytest.mark.parametrize(
     ("y", "problem", "message"),
     [
-        (np.arange(20) + 1j, None, "y must be real numbers or labels"),
+        (np.arange(20) + 1j, None, "array 'y' has dtype complex128; expected numbers or text labels"),
         (np.r_[np.zeros(18), 1, 5], None, "has 1 row.*--problem regression if it is a quantity"),
         (np.arange(12) / 3, "regression", "R\\^2 needs at least 2 validation and 2 test rows \\(this gives 2 and 1\\)"),
     ],
@@ -256,3 +256,222 @@ def test_regression_npz_needs_a_numeric_y(tmp_path):
     np.savez(tmp_path / "d.npz", X=np.zeros((20, 2)), y=np.array(["a", "b"] * 10))
     with pytest.raises(ArchsearchError, match="y is not numeric"):
         from_file(str(tmp_path / "d.npz"), problem="regression")
+
+
+# -- hostile files: each is one ArchsearchError naming the file (issue 16) ----------------------------------
+
+
+def npz_bytes(**arrays) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+GOOD_X, GOOD_Y = np.arange(40.0).reshape(20, 2), np.arange(20) % 2
+
+
+def test_an_unreadable_file_is_named(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    path = write_csv(tmp_path / "secret.csv", ["x", "y"], GOOD_ROWS)
+
+    def refuse(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    with pytest.raises(ArchsearchError, match=r"secret\.csv: cannot read the file \(Permission denied\)$"):
+        from_file(str(path), "y")
+
+
+def test_a_fifo_or_a_folder_is_not_read(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "pipe.csv")  # opening it would block: it must not be opened
+    with pytest.raises(ArchsearchError, match=r"pipe\.csv: not a file \(a FIFO, socket or device\)"):
+        from_file(str(tmp_path / "pipe.csv"), "y")
+    (tmp_path / "folder.npz").mkdir()
+    with pytest.raises(ArchsearchError, match=r"folder\.npz: not a file \(a directory\)"):
+        from_file(str(tmp_path / "folder.npz"))
+    with pytest.raises(ArchsearchError, match="cannot read the file"):
+        from_file(str(tmp_path / ("x" * 300 + ".csv")), "y")  # a name too long for the file system
+
+
+def test_a_file_larger_than_memory_allows_is_refused_before_reading(tmp_path, monkeypatch):
+    import archsearch.tasks._files as files
+
+    path = write_csv(tmp_path / "a.csv", ["x", "y"], GOOD_ROWS)
+    monkeypatch.setattr(files, "_memory_bytes", lambda: 400)
+    with pytest.raises(ArchsearchError, match=r"a\.csv: 0\.0 MiB, more than a quarter of this machine's memory$"):
+        from_file(str(path), "y")
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        (
+            {"X": np.array([[1, None]] * 20, dtype=object), "y": GOOD_Y},
+            "array 'X' has dtype object; expected numbers",
+        ),
+        (
+            {"X": np.zeros((20, 2), dtype="datetime64[s]"), "y": GOOD_Y},
+            r"array 'X' has dtype datetime64\[s\]; expected numbers",
+        ),
+        (
+            {"X": np.zeros((20, 2), dtype="timedelta64[ms]"), "y": GOOD_Y},
+            r"array 'X' has dtype timedelta64\[ms\]; expected numbers",
+        ),
+        (
+            {"X": np.zeros((20, 2), dtype=complex), "y": GOOD_Y},
+            "array 'X' has dtype complex128; expected numbers",
+        ),
+        (
+            {"X": np.zeros((20, 2), dtype=[("a", "<i4"), ("b", "<f8")]), "y": GOOD_Y},
+            r"array 'X' has dtype \[\('a', '<i4'\), \('b', '<f8'\)\]; expected numbers",
+        ),
+        (
+            {"X": GOOD_X, "y": np.array(["a", None] * 10, dtype=object)},
+            "array 'y' has dtype object; expected numbers or text labels",
+        ),
+        (
+            {"X": GOOD_X, "y": np.zeros(20, dtype="datetime64[D]")},
+            r"array 'y' has dtype datetime64\[D\]; expected numbers or text labels",
+        ),
+        ({"X": np.zeros((20, 2, 1)), "y": GOOD_Y}, r"X must be a 2-D array \(rows x features\), got shape \(20, 2, 1"),
+        ({"X": GOOD_X, "y": GOOD_Y.reshape(20, 1)}, r"y must be a 1-D array of labels, got shape \(20, 1\)"),
+        (
+            {"X": np.where(np.arange(40).reshape(20, 2) == 7, 1e300, 1.0), "y": GOOD_Y},
+            r"array 'X' holds 1 values beyond the range of 32-bit floats \(±3\.4e\+38\), the first X\[3, 1\] = 1e\+3",
+        ),
+        (
+            {"X": GOOD_X, "y": np.where(np.arange(20) == 5, -1e300, np.arange(20) / 3)},
+            r"array 'y' holds 1 values beyond the range of 32-bit floats \(±3\.4e\+38\), the first y\[5\] = -1e\+300",
+        ),
+        ({"X": GOOD_X[:0], "y": GOOD_Y[:0]}, r"X has shape \(0, 2\); it needs rows and at least one feature column"),
+        ({"x": GOOD_X, "y": GOOD_Y}, r"no array 'X' \(found: 'x', 'y'\)"),
+    ],
+)
+def test_hostile_npz_arrays_are_named_with_their_dtype_or_shape(tmp_path, arrays, message):
+    (tmp_path / "data.npz").write_bytes(npz_bytes(**arrays))
+    with pytest.raises(ArchsearchError, match=r"data\.npz: " + message):
+        from_file(str(tmp_path / "data.npz"))
+
+
+def test_a_target_of_numbers_as_text_beyond_float32_is_refused(tmp_path):
+    y = np.array([f"{i / 3:.4f}" for i in range(19)] + ["1e300"])
+    (tmp_path / "d.npz").write_bytes(npz_bytes(X=GOOD_X, y=y))
+    with pytest.raises(ArchsearchError, match=r"array 'y' holds 1 values beyond .* the first y\[19\] = 1e\+300"):
+        from_file(str(tmp_path / "d.npz"), problem="regression")
+
+
+def test_byte_string_labels_are_text_classes(tmp_path):
+    (tmp_path / "d.npz").write_bytes(npz_bytes(X=GOOD_X, y=np.array([b"no", b"yes"] * 10)))
+    task = from_file(str(tmp_path / "d.npz"))
+    assert task.n_classes == 2 and task.preprocessing["classes"] == ["no", "yes"]
+
+
+def write_npy_member(path, header: dict, body: bytes) -> None:
+    import io
+    import zipfile
+
+    member = io.BytesIO()
+    np.lib.format.write_array_header_1_0(member, header)
+    member.write(body)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("X.npy", member.getvalue())
+        archive.writestr("y.npy", npz_member(GOOD_Y))
+
+
+def npz_member(array) -> bytes:
+    import io
+
+    member = io.BytesIO()
+    np.save(member, array)
+    return member.getvalue()
+
+
+def test_an_array_header_that_claims_more_than_the_file_holds_is_refused_before_allocating(tmp_path):
+    header = {"descr": "<f8", "fortran_order": False, "shape": (10**9, 10**6)}
+    write_npy_member(tmp_path / "d.npz", header, b"\0" * 64)
+    with pytest.raises(ArchsearchError, match=r"'X' declares shape \(1000000000, 1000000\) of float64 .* but holds"):
+        from_file(str(tmp_path / "d.npz"))
+
+
+def test_an_array_larger_than_memory_allows_is_refused_before_reading(tmp_path, monkeypatch):
+    import archsearch.tasks._files as files
+
+    np.savez_compressed(tmp_path / "d.npz", X=np.zeros((2000, 100)), y=np.arange(2000) % 2)  # 1.5 MiB in 2 KiB
+    assert (tmp_path / "d.npz").stat().st_size < 2**15
+    monkeypatch.setattr(files, "_memory_bytes", lambda: 4 * 2**20)
+    with pytest.raises(ArchsearchError, match=r"d\.npz: array 'X' of shape \(2000, 100\) needs 1\.5 MiB, more than"):
+        from_file(str(tmp_path / "d.npz"))
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda good: b"garbage, not a zip" * 100, "not a readable .npz file .*BadZipFile"),
+        (lambda good: good[: len(good) // 2], "not a readable .npz file"),
+        (lambda good: good.replace(np.float64(7.0).tobytes(), np.float64(8.0).tobytes(), 1), "Bad CRC-32"),
+        (lambda good: npz_member(GOOD_X), "not a readable .npz file"),  # a lone .npy file named .npz
+    ],
+)
+def test_a_damaged_npz_archive_is_one_line(tmp_path, damage, message):
+    (tmp_path / "d.npz").write_bytes(damage(npz_bytes(X=GOOD_X, y=GOOD_Y)))
+    with pytest.raises(ArchsearchError, match=message) as caught:
+        from_file(str(tmp_path / "d.npz"))
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("cell", "message"),
+    [
+        (
+            "1e400",
+            r"column 'x' holds 1 numbers beyond the range of 32-bit floats \(±3\.4e\+38\), the first on line 6: '1e4",
+        ),
+        ("-1e300", r"column 'x' holds 1 numbers beyond .*, the first on line 6: '-1e300'"),
+        ("-inf", r"column 'x' holds NaN or infinite values in 1 rows \(the first on line 6: '-inf'\)"),
+    ],
+)
+def test_csv_numbers_beyond_float32_name_their_column_and_line(tmp_path, cell, message):
+    rows = [[i, i % 2] for i in range(30)]
+    rows[4][0] = cell
+    with pytest.raises(ArchsearchError, match=message):
+        from_file(str(write_csv(tmp_path / "a.csv", ["x", "y"], rows)), "y")
+
+
+def test_a_csv_target_beyond_float32_and_line_numbers_past_quoted_line_breaks(tmp_path):
+    text = "note,x,y\n" + "".join(f'"two\nlines",{i},{i / 3}\n' for i in range(20)) + '"last",1,3e39\n'
+    (tmp_path / "a.csv").write_text(text)
+    with pytest.raises(ArchsearchError, match=r"target 'y' holds 1 numbers beyond .* the first on line 42: '3e39'"):
+        from_file(str(tmp_path / "a.csv"), "y")
+
+
+def test_a_one_hot_encoding_larger_than_memory_is_refused_naming_the_column(tmp_path, monkeypatch):
+    import archsearch.tasks._files as files
+
+    rows = [[i, f"id-{i}", i % 2] for i in range(30)]
+    path = write_csv(tmp_path / "a.csv", ["x", "name", "y"], rows)
+    monkeypatch.setattr(files, "_memory_bytes", lambda: 2 * 30 * 31 * 20 - 1)
+    with pytest.raises(ArchsearchError, match=r"31 feature columns need more memory.*\(column 'name' alone becomes 30"):
+        from_file(str(path), "y")
+    monkeypatch.setattr(files, "_memory_bytes", lambda: 2 * 30 * 31 * 20)
+    assert from_file(str(path), "y").in_features == 31
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"path": 7}, "the data file's path and target must be text"),
+        ({"path": "d.csv", "target": ["y"]}, "the data file's path and target must be text"),
+        ({"path": "d.csv", "target": "y", "fractions": "0.7"}, "--split: need three fractions"),
+        ({"path": "d.csv", "target": "y", "fractions": [0.7, "0.2", 0.1]}, "--split: need three fractions"),
+        ({"path": "d.csv", "target": "y", "split_seed": 1.5}, "--split-seed: must be an integer"),
+        ({"path": "a\0b.csv", "target": "y"}, "cannot read the file"),
+    ],
+)
+def test_a_study_config_with_garbage_is_refused(tmp_path, config, message):
+    with pytest.raises(ArchsearchError, match=message):
+        get_task({"name": "file", **config})

@@ -15,8 +15,13 @@ validation or test rows leaks into training.
 CSV columns: a column whose every cell parses as a number is numeric; any other
 column is categorical and is one-hot encoded (one 0/1 column per distinct value,
 named ``column=value``). An empty cell is an error, as are NaN and infinite
-values: archsearch never guesses a value. The file's SHA-256 is stored with the
+values and numbers beyond the range of 32-bit floats (children train in float32):
+archsearch never guesses a value. The file's SHA-256 is stored with the
 study, and reopening a study whose file has changed is refused.
+
+An ``.npz`` file is untrusted input: it is opened as a zip archive and each
+array's header (dtype, shape, size) is checked before its values are read;
+nothing is ever unpickled.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import csv
 import hashlib
 import io
 import math
+import os
+import stat
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,15 +58,15 @@ def from_file(
 
     ``problem`` is ``"classification"``, ``"regression"`` or ``None`` (inferred from the target).
     """
+    if not isinstance(path, (str, os.PathLike)) or (target is not None and not isinstance(target, str)):
+        raise ArchsearchError(f"task: the data file's path and target must be text, got {path!r} and {target!r}")
+    if isinstance(split_seed, bool) or not isinstance(split_seed, int):
+        raise ArchsearchError(f"--split-seed: must be an integer, got {split_seed!r}")
     file = Path(path)
     if problem is not None and problem not in PROBLEMS:
         raise ArchsearchError(f"--problem: must be one of {', '.join(PROBLEMS)}, got {problem!r}")
     _check_fractions(fractions)
-    if not file.exists():
-        raise ArchsearchError(f"{file}: no such file")
-    if not file.is_file():
-        raise ArchsearchError(f"{file}: not a file")
-    data = file.read_bytes()
+    data = _read_bytes(file)
     if not data.strip():
         raise ArchsearchError(f"{file}: the file is empty")
     digest = hashlib.sha256(data).hexdigest()
@@ -68,7 +75,7 @@ def from_file(
     if file.suffix.lower() == ".npz":
         if target is not None:
             raise ArchsearchError(f"--target: {file} is an .npz file, whose labels are its array 'y'")
-        x, labels = _read_npz(file)
+        x, labels = _read_npz(file, data)
         names = [f"x{i}" for i in range(x.shape[1])]
     elif file.suffix.lower() == ".csv":
         if not target:
@@ -154,6 +161,7 @@ def _regression_target(file: Path, target: str | None, labels: np.ndarray) -> tu
             raise ArchsearchError(
                 f"{file}: {name} holds NaN or infinite values in {int((~np.isfinite(numbers)).sum())} rows"
             )
+        _check_float32_range(file, "y", numbers)
         labels = numbers
     y = labels.astype(np.float64)
     if np.ptp(y) == 0:
@@ -180,57 +188,163 @@ def _random_split(
 
 
 def _check_fractions(fractions: Sequence[float]) -> None:
-    if len(fractions) != 3 or any(not (0 < f < 1) for f in fractions) or not math.isclose(sum(fractions), 1.0):
+    numbers = (
+        isinstance(fractions, (list, tuple))
+        and all(isinstance(f, (int, float)) and not isinstance(f, bool) for f in fractions)
+    )
+    if (
+        not numbers
+        or len(fractions) != 3
+        or any(not (0 < f < 1) for f in fractions)
+        or not math.isclose(sum(fractions), 1.0)
+    ):
         raise ArchsearchError(
             "--split: need three fractions in (0, 1) for train, validation and test that sum to 1, "
             f"got {list(fractions)}"
         )
 
 
-def _read_npz(file: Path) -> tuple[np.ndarray, np.ndarray]:
+def _read_bytes(file: Path) -> bytes:
+    """The whole file, or one line saying why it cannot be read (missing, a folder or a FIFO, no permission)."""
     try:
-        with np.load(file, allow_pickle=False) as archive:
-            missing = [key for key in ("X", "y") if key not in archive.files]
-            if missing:
-                raise ArchsearchError(f"{file}: no array {missing[0]!r} (found: {', '.join(archive.files) or 'none'})")
-            x, y = archive["X"], archive["y"]
+        info = file.stat()
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "a FIFO, socket or device"
+            raise ArchsearchError(f"{file}: not a file ({kind})")
+        if info.st_size > _memory_bytes() // 4:
+            raise ArchsearchError(f"{file}: {_size(info.st_size)}, more than a quarter of this machine's memory")
+        return file.read_bytes()
     except ArchsearchError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise ArchsearchError(f"{file}: not a readable .npz file ({exc})") from None
-    if x.ndim != 2:
-        raise ArchsearchError(f"{file}: X must be a 2-D array (rows x features), got shape {x.shape}")
-    if y.ndim != 1:
-        raise ArchsearchError(f"{file}: y must be a 1-D array of labels, got shape {y.shape}")
+    except FileNotFoundError:
+        raise ArchsearchError(f"{file}: no such file") from None
+    except (OSError, ValueError) as exc:  # ValueError: a path with a NUL character
+        raise ArchsearchError(f"{file}: cannot read the file ({getattr(exc, 'strerror', None) or exc})") from None
+
+
+def _memory_bytes() -> int:
+    """This machine's physical memory (a bound on what an input file may make us allocate)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover -- not POSIX
+        return 8 * 2**30
+
+
+def _size(size: int) -> str:
+    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
+
+
+def _read_npz(file: Path, data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Arrays ``X`` and ``y`` of the archive ``data``; every check is made on an array's header before
+    its values are read, so a damaged or hostile file cannot make us allocate what it claims."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = {name.removesuffix(".npy"): name for name in archive.namelist()}
+            missing = [key for key in ("X", "y") if key not in members]
+            if missing:
+                found = ", ".join(repr(name) for name in members) or "none"
+                raise ArchsearchError(f"{file}: no array {missing[0]!r} (found: {found})")
+            x = _read_array(file, archive, members["X"], "X")
+            y = _read_array(file, archive, members["y"], "y")
+    except ArchsearchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- zipfile and zlib raise many kinds of error on a damaged archive
+        raise ArchsearchError(f"{file}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
     if len(x) != len(y):
         raise ArchsearchError(f"{file}: X has {len(x)} rows but y has {len(y)}")
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise ArchsearchError(f"{file}: X has shape {x.shape}; it needs rows and at least one feature column")
-    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
-        raise ArchsearchError(f"{file}: X must be numeric, got {x.dtype}")
     x = x.astype(np.float64)
     bad = ~np.isfinite(x)
     if bad.any():
         column = int(np.flatnonzero(bad.any(axis=0))[0])
         rows = int(bad.any(axis=1).sum())
         raise ArchsearchError(f"{file}: X holds NaN or infinite values in {rows} rows (first in column {column})")
-    if y.dtype.kind == "c":
-        raise ArchsearchError(f"{file}: y must be real numbers or labels, got {y.dtype}")
-    if np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():
+    _check_float32_range(file, "X", x)
+    if y.dtype.kind == "S":
+        try:
+            y = np.char.decode(y, "utf-8")
+        except UnicodeDecodeError:
+            raise ArchsearchError(f"{file}: array 'y' holds bytes that are not UTF-8 text") from None
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
         raise ArchsearchError(f"{file}: y holds NaN or infinite values in {int((~np.isfinite(y)).sum())} rows")
+    if y.dtype.kind in "iuf":
+        _check_float32_range(file, "y", y.astype(np.float64))
     return x, y
 
 
+#: dtype kinds accepted for each array: booleans, integers and floats; labels may also be text
+_KINDS = {"X": "biuf", "y": "biufUS"}
+_EXPECTED = {"X": "numbers", "y": "numbers or text labels"}
+
+
+def _read_array(file: Path, archive: zipfile.ZipFile, member: str, name: str) -> np.ndarray:
+    """One array of an ``.npz`` file: its header checked (dtype, dimensions, size against the bytes
+    the archive holds and against this machine's memory) before its values are read; never unpickled."""
+    info = archive.getinfo(member)
+    with archive.open(info) as stream:
+        version = np.lib.format.read_magic(stream)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(stream)
+        if dtype.kind not in _KINDS[name] or dtype.fields is not None or dtype.subdtype is not None:
+            raise ArchsearchError(f"{file}: array {name!r} has dtype {_dtype_name(dtype)}; expected {_EXPECTED[name]}")
+        ndim = 2 if name == "X" else 1
+        if len(shape) != ndim:
+            what = "a 2-D array (rows x features)" if name == "X" else "a 1-D array of labels"
+            raise ArchsearchError(f"{file}: {name} must be {what}, got shape {shape}")
+        count = math.prod(shape)
+        size = count * dtype.itemsize
+        if size != info.file_size - stream.tell():
+            raise ArchsearchError(
+                f"{file}: array {name!r} declares shape {shape} of {dtype} ({size:,d} bytes) but holds "
+                f"{info.file_size - stream.tell():,d} bytes"
+            )
+        if max(size, count * 8) > _memory_bytes() // 4:  # read, then converted to float64
+            raise ArchsearchError(
+                f"{file}: array {name!r} of shape {shape} needs {_size(max(size, count * 8))}, more than a quarter "
+                "of this machine's memory"
+            )
+        raw = stream.read(size)
+    if len(raw) != size:
+        raise ArchsearchError(f"{file}: array {name!r} is truncated")
+    values = np.frombuffer(raw, dtype=dtype, count=count)
+    return values.reshape(shape, order="F" if fortran else "C").copy()
+
+
+def _dtype_name(dtype: np.dtype) -> str:
+    """A dtype as NumPy writes it (``datetime64[s]``, ``<U3``, ``object``), cut short if it is a long record."""
+    text = str(dtype)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_float32_range(file: Path, name: str, values: np.ndarray) -> None:
+    """Refuse finite numbers that become infinite as the 32-bit floats children train on."""
+    beyond = np.abs(values) > _FLOAT32_MAX
+    if beyond.any():
+        where = tuple(int(i) for i in np.argwhere(beyond)[0])
+        raise ArchsearchError(
+            f"{file}: array {name!r} holds {int(beyond.sum())} values beyond the range of 32-bit floats "
+            f"(±{_FLOAT32_MAX:.1e}), the first {name}[{', '.join(map(str, where))}] = {values[where]:g}"
+        )
+
+
 def _read_csv(file: Path, data: bytes, target: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    rows: list[list[str]] = []
+    lines: list[int] = []  # the line each row ends on (a quoted cell may hold line breaks)
     try:
-        text = data.decode("utf-8-sig")
-        rows = list(csv.reader(io.StringIO(text, newline="")))
+        reader = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""))
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                rows.append(row)
+                lines.append(reader.line_num)
     except (UnicodeDecodeError, csv.Error) as exc:
         raise ArchsearchError(f"{file}: not a readable CSV file ({exc})") from None
-    rows = [row for row in rows if any(cell.strip() for cell in row)]
     if not rows:
         raise ArchsearchError(f"{file}: the file is empty")
-    header, body = [name.strip() for name in rows[0]], rows[1:]
+    header, body, lines = [name.strip() for name in rows[0]], rows[1:], lines[1:]
     if not body:
         raise ArchsearchError(f"{file}: a header row but no data rows")
     if target not in header:
@@ -238,7 +352,7 @@ def _read_csv(file: Path, data: bytes, target: str) -> tuple[np.ndarray, np.ndar
     if len(set(header)) != len(header):
         duplicate = next(name for name in header if header.count(name) > 1)
         raise ArchsearchError(f"{file}: the column name {duplicate!r} appears twice")
-    for number, row in enumerate(body, start=2):
+    for number, row in zip(lines, body, strict=True):
         if len(row) != len(header):
             raise ArchsearchError(f"{file}: line {number} has {len(row)} fields, the header has {len(header)}")
     columns = {name: [row[i].strip() for row in body] for i, name in enumerate(header)}
@@ -249,27 +363,53 @@ def _read_csv(file: Path, data: bytes, target: str) -> tuple[np.ndarray, np.ndar
     labels = columns.pop(target)
     numeric_labels = _as_numbers(labels)
     if numeric_labels is not None:
-        bad = ~np.isfinite(numeric_labels)
-        if bad.any():
-            raise ArchsearchError(f"{file}: target {target!r} holds NaN or infinite values in {int(bad.sum())} rows")
+        _check_cells(file, f"target {target!r}", labels, numeric_labels, lines)
     if not columns:
         raise ArchsearchError(f"{file}: no feature columns besides the target {target!r}")
+    parsed = {name: _as_numbers(cells) for name, cells in columns.items()}
+    widths = {name: 1 if numbers is not None else len(set(columns[name])) for name, numbers in parsed.items()}
+    # the features as float64, standardised, then as float32 tensors: about 20 bytes a cell
+    if len(body) * sum(widths.values()) * 20 > _memory_bytes() // 2:
+        widest = max(widths, key=widths.__getitem__)
+        raise ArchsearchError(
+            f"{file}: {len(body):,d} rows x {sum(widths.values()):,d} feature columns need more memory than this "
+            f"machine has (column {widest!r} alone becomes {widths[widest]:,d} one-hot columns)"
+        )
     features: list[np.ndarray] = []
     names: list[str] = []
     for name, cells in columns.items():
-        numbers = _as_numbers(cells)
+        numbers = parsed[name]
         if numbers is None:
             values = sorted(set(cells))
             features.extend((np.array(cells) == value).astype(np.float64) for value in values)
             names.extend(f"{name}={value}" for value in values)
             continue
-        bad = ~np.isfinite(numbers)
-        if bad.any():
-            raise ArchsearchError(f"{file}: column {name!r} holds NaN or infinite values in {int(bad.sum())} rows")
+        _check_cells(file, f"column {name!r}", cells, numbers, lines)
         features.append(numbers)
         names.append(name)
     y = numeric_labels if numeric_labels is not None else np.array(labels)
     return np.stack(features, axis=1), y, names
+
+
+def _check_cells(file: Path, what: str, cells: list[str], numbers: np.ndarray, lines: list[int]) -> None:
+    """Refuse NaN and infinity, and numbers beyond the range of 32-bit floats (``1e400`` reads as infinity,
+    ``1e300`` becomes it in training), naming the first such cell and its line."""
+    spelled = np.array([cell.lstrip("+-").lower() in ("nan", "inf", "infinity") for cell in cells])
+    finite = np.isfinite(numbers)
+    named = ~finite & spelled
+    if named.any():
+        first = int(np.argmax(named))
+        raise ArchsearchError(
+            f"{file}: {what} holds NaN or infinite values in {int(named.sum())} rows "
+            f"(the first on line {lines[first]}: {cells[first]!r})"
+        )
+    beyond = ~finite | (np.abs(np.where(finite, numbers, 0.0)) > _FLOAT32_MAX)
+    if beyond.any():
+        first = int(np.argmax(beyond))
+        raise ArchsearchError(
+            f"{file}: {what} holds {int(beyond.sum())} numbers beyond the range of 32-bit floats "
+            f"(±{_FLOAT32_MAX:.1e}), the first on line {lines[first]}: {cells[first]!r}"
+        )
 
 
 def _label(value: object) -> str:
