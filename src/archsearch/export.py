@@ -32,6 +32,10 @@ from archsearch.space import MLPArchitecture
 _ACTIVATION_CODE = {"relu": "nn.ReLU()", "tanh": "nn.Tanh()"}
 
 
+#: what :func:`export_best` writes into its folder (the last only with ONNX)
+EXPORT_FILES = ("weights.safetensors", "architecture.json", "model.py", "model.onnx")
+
+
 def onnx_available() -> bool:
     try:
         import onnx  # noqa: F401
@@ -56,7 +60,7 @@ def export_best(study: Any, out: Path, onnx: bool | None = None) -> dict[str, Pa
     task = study.task
     model = study.best_model()
     out.mkdir(parents=True, exist_ok=True)
-    paths = {name: out / name for name in ("weights.safetensors", "architecture.json", "model.py")}
+    paths = {name: out / name for name in EXPORT_FILES[:3]}
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(paths["weights.safetensors"]))
     description = describe(arch, task, study, best)
     paths["architecture.json"].write_text(json.dumps(description, indent=2) + "\n")

@@ -17,12 +17,14 @@ import base64
 import html
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from archsearch.errors import ArchsearchError
 from archsearch.experiments._plots import _pyplot, plot_histogram
 
 MOVING_AVERAGE = 20
@@ -217,6 +219,15 @@ def render_report(study: Any, top: int = 10, sample: Any = None) -> str:
 
 
 def write_report(study: Any, out: Path, top: int = 10, sample: Any = None) -> Path:
+    """Render the report and write it to ``out`` whole: a temporary file beside it renamed over it, so an
+    interrupted write leaves no half report and never writes through a link."""
+    html = render_report(study, top=top, sample=sample)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_report(study, top=top, sample=sample), encoding="utf-8")
+    partial = out.with_name(out.name + ".partial")
+    try:
+        partial.write_text(html, encoding="utf-8")
+        os.replace(partial, out)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise ArchsearchError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
     return out

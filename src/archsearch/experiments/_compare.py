@@ -30,6 +30,8 @@ import numpy as np
 from archsearch.errors import ArchsearchError
 
 CHECKPOINTS = (50, 100, 200, 500, 1000, 2000, 5000, 10000)
+#: what :meth:`Comparison.write` writes into its folder
+COMPARISON_FILES = ("results.json", "table.txt", "comparison.png")
 
 
 @dataclass(frozen=True)
@@ -230,7 +232,7 @@ class Comparison:
         from archsearch.experiments._plots import plot_comparison
 
         out.mkdir(parents=True, exist_ok=True)
-        paths = {"json": out / "results.json", "table": out / "table.txt", "plot": out / "comparison.png"}
+        paths = {key: out / name for key, name in zip(("json", "table", "plot"), COMPARISON_FILES, strict=True)}
         paths["json"].write_text(json.dumps(self.summary(), indent=2) + "\n")
         paths["table"].write_text(self.table() + "\n")
         plot_comparison(self, paths["plot"])

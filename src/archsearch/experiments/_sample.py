@@ -126,6 +126,11 @@ def sample(
     )
 
 
+def numbers_path(plot: Path) -> Path:
+    """Where :func:`write_sample` puts the numbers of the histogram at ``plot``."""
+    return plot.with_suffix(".json") if plot.suffix != ".json" else plot.with_name(plot.name + ".json")
+
+
 def write_sample(result: Sample, plot: Path) -> Path:
     """The histogram PNG at ``plot`` and its numbers beside it (same name, ``.json``)."""
     from archsearch.experiments._plots import plot_histogram
@@ -134,6 +139,6 @@ def write_sample(result: Sample, plot: Path) -> Path:
     peaks = ", ".join(f"{p:.3f}" for p in result.peaks)
     title = f"{result.task}: {len(result.accuracies)} random architectures (modes at {peaks})"
     plot_histogram(result.accuracies, plot, title, result.peaks)
-    numbers = plot.with_suffix(".json")
+    numbers = numbers_path(plot)
     numbers.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     return numbers
