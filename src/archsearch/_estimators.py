@@ -9,6 +9,11 @@ reward; there is no test split inside ``fit``: score the estimator on data it
 has not seen (``score``, ``cross_val_score``). Features are standardised with
 the training rows' statistics; so is the regressor's target, and its
 predictions are scaled back.
+
+With ``study_path`` the search is kept in a study file that holds the data too:
+the split, standardised rows and their preprocessing (task kind ``"arrays"``),
+so ``archsearch best``, ``trials``, ``report``, ``export`` and ``resume`` work on
+it like on any study, from the file alone.
 """
 
 from __future__ import annotations
@@ -24,6 +29,19 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from archsearch.errors import ArchsearchError
+
+
+def _stored_label(label: Any) -> str | int | float | bool:
+    """A class label as the study stores it (JSON): a string or a finite number as it is, anything else
+    as its ``str``."""
+    if isinstance(label, str | bool):
+        return label
+    try:
+        if isinstance(label, int | float) and math.isfinite(label):
+            return label
+    except OverflowError:  # an integer beyond a float's range
+        pass
+    return str(label)
 
 
 class _NASEstimator(BaseEstimator):
@@ -90,7 +108,7 @@ class _NASEstimator(BaseEstimator):
             n_classes = 0
         else:
             y = torch.as_tensor(targets, dtype=torch.int64)
-            preprocessing["classes"] = extra.tolist()
+            preprocessing["classes"] = [_stored_label(label) for label in extra.tolist()]
             n_classes = len(extra)
         task = Task(
             "arrays",
@@ -173,7 +191,7 @@ _PARAMETERS = """
         max_epochs, patience, lr, weight_decay: child training (see ``TrainConfig``).
         validation_fraction: share of the rows held out for the reward.
         seed: seeds the split, the strategy and every child.
-        study_path: a study file to keep the search in (default: in memory).
+        study_path: a study file to keep the search and its data in (default: in memory).
         verbose: show the search's progress bar.
 """
 

@@ -79,6 +79,8 @@ CREATE TABLE IF NOT EXISTS refits (
     test_accuracy REAL
 );
 """
+# Only in a study whose task is kept in the file (kind "arrays"): one row, the task's arrays.
+_TASK_DATA = "CREATE TABLE task_data (id INTEGER PRIMARY KEY CHECK (id = 0), data BLOB NOT NULL)"
 # Added to schema 2 without a version change: a file without it reads as "never refit", and opening
 # it for writing adds it.
 _REFITS = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS refits") :]
@@ -174,11 +176,12 @@ class Storage:
     # -- opening ---------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: str | os.PathLike | None, config: dict[str, Any]) -> Storage:
+    def create(cls, path: str | os.PathLike | None, config: dict[str, Any], task_data: bytes | None = None) -> Storage:
         """A new study file holding ``config``; refuses to replace an existing file.
 
         ``path=None`` keeps the study in memory, for throw-away searches such as comparisons
-        on a tabular benchmark.
+        on a tabular benchmark. ``task_data`` are the arrays of a task that its config cannot
+        rebuild (see :meth:`task_data`), written in the same transaction as the config.
         """
         if path is not None:
             path = Path(path)
@@ -199,6 +202,9 @@ class Storage:
                         ("created", str(time.time())),
                     ],
                 )
+                if task_data is not None:
+                    db.execute(_TASK_DATA)
+                    db.execute("INSERT INTO task_data (id, data) VALUES (0, ?)", (task_data,))
         except (sqlite3.Error, OSError) as exc:
             if path is not None:
                 _remove_study_files(path)
@@ -258,6 +264,18 @@ class Storage:
     def set_config(self, config: dict[str, Any]) -> None:
         with _transaction(self._db):
             self._db.execute("UPDATE meta SET value = ? WHERE key = 'config'", (json.dumps(config, sort_keys=True),))
+
+    def task_data(self) -> bytes:
+        """The stored arrays of the study's task (kind ``"arrays"``), as written by :meth:`create`."""
+        try:
+            row = self._db.execute("SELECT data FROM task_data WHERE id = 0").fetchone()
+        except sqlite3.Error as exc:
+            raise ArchsearchError(f"{self.path}: the study's data cannot be read ({exc})") from None
+        if row is None:
+            raise ArchsearchError(f"{self.path}: the study's data is missing (no row in task_data)")
+        if not isinstance(row[0], bytes):
+            raise ArchsearchError(f"{self.path}: the study's data is {type(row[0]).__name__}, not bytes")
+        return row[0]
 
     def _meta(self, key: str) -> str:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

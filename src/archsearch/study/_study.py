@@ -50,7 +50,7 @@ from archsearch.strategies import Reinforce, Strategy
 from archsearch.study._components import build_evaluator, build_strategy
 from archsearch.study._progress import ProgressBar
 from archsearch.study._storage import Storage, Trial, rank
-from archsearch.tasks import Task, get_task
+from archsearch.tasks import Task, get_task, stored_task
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,14 @@ class Study:
     def task(self) -> Task | None:
         """The data set; ``None`` for a study of a tabular benchmark, whose evaluator looks rewards up."""
         if self._task is None and self._configs["task"] is not None:
-            self._task = get_task(self._configs["task"])
+            config = self._configs["task"]
+            if isinstance(config, dict) and config.get("name") == "arrays":  # the data is in the study file
+                try:
+                    self._task = get_task({**config, "data": self._storage.task_data()})
+                except ArchsearchError as exc:
+                    raise ArchsearchError(f"{self.path}: {exc}") from None
+            else:
+                self._task = get_task(config)
         return self._task
 
     @property
@@ -217,8 +224,9 @@ class Study:
             evaluator = BatchedTrainer(task)
         if strategy.space != space:
             raise ArchsearchError("strategy: its search space differs from the study's space")
+        task_config, task_data = stored_task(task) if task is not None else (None, None)
         config = {
-            "task": task.config if task is not None else None,
+            "task": task_config,
             "space": space.to_config(),
             "strategy": strategy.to_config(),
             "trainer": evaluator.to_config(),
@@ -242,7 +250,7 @@ class Study:
             raise ArchsearchError(f"refit: retrains MLP children; the {evaluator.name!r} evaluator trains nothing")
         if save_children and path is None:
             raise ArchsearchError("save_children: a study kept in memory has no folder to save children in")
-        storage = Storage.create(path, config)
+        storage = Storage.create(path, config, task_data)
         return cls(storage, task=task, space=space, strategy=strategy, evaluator=evaluator, executor=executor)
 
     @classmethod

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from archsearch.errors import ArchsearchError
+from archsearch.tasks._arrays import from_arrays, pack
 from archsearch.tasks._builtin import moons
 from archsearch.tasks._files import from_file
 from archsearch.tasks._images import digits, fashion_mnist, mnist, mnist_5k
@@ -21,8 +22,18 @@ IMAGE_TASKS: dict[str, Callable[..., Task]] = {
     "mnist": mnist,
     "fashion-mnist": fashion_mnist,
 }
-#: every task kind a study config may hold; "file" is the user's own data (``--data``)
-TASKS: dict[str, Callable[..., Task]] = {**NAMED_TASKS, "file": from_file, **IMAGE_TASKS}
+#: every task kind a study config may hold; "file" is the user's own data (``--data``), "arrays" data kept
+#: in the study file itself (a search started from arrays in Python; see ``archsearch.tasks._arrays``)
+TASKS: dict[str, Callable[..., Task]] = {**NAMED_TASKS, "file": from_file, "arrays": from_arrays, **IMAGE_TASKS}
+
+
+def stored_task(task: Task) -> tuple[dict[str, Any], bytes | None]:
+    """What a study stores for ``task``: its config, and its arrays when the config cannot rebuild it
+    (a task built in memory, whose config names no known kind, or one that came from a study's arrays)."""
+    name = task.config.get("name") if isinstance(task.config, dict) else None
+    if name in TASKS and name != "arrays":
+        return task.config, None
+    return pack(task)
 
 
 def get_task(config: str | dict[str, Any]) -> Task:
@@ -49,9 +60,11 @@ __all__ = [
     "Task",
     "digits",
     "fashion_mnist",
+    "from_arrays",
     "from_file",
     "get_task",
     "mnist",
     "mnist_5k",
     "moons",
+    "stored_task",
 ]
