@@ -1,7 +1,12 @@
 """The ``archsearch`` command line.
 
 Every bad input ends with one line on stderr and exit code 2; nothing is
-written before the inputs are known to be good.
+written before the inputs are known to be good. A study that cannot be written
+(a full disk) is also one line and exit code 2; its committed trials are kept.
+Ctrl-C ends a command with one line and 130, SIGTERM with one line and 143
+(128 + the signal, as a shell reports a process the signal ended); a search
+or resume stopped either way keeps every finished trial and is resumable. A
+closed stdout (``| head``) ends a command quietly with 141.
 """
 
 from __future__ import annotations
@@ -9,7 +14,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -17,7 +25,9 @@ from typing import NoReturn
 from archsearch.errors import ArchsearchError
 
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT)
+EXIT_BROKEN_PIPE = 141  # stdout's reader went away (SIGPIPE)
+EXIT_TERMINATED = 143  # SIGTERM
 #: child training on image tasks unless the command line says otherwise: minibatches, fewer epochs
 #: (each is thousands of images) and Adam's usual learning rate for CNNs
 IMAGE_TRAINING = {"max_epochs": 5, "patience": 2, "lr": 0.001, "batch_size": 64}
@@ -451,21 +461,69 @@ def _version() -> str:
     return __version__
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised wherever this process is when it arrives: it unwinds like Ctrl-C (transactions roll
+    back, worker processes are closed) and is reported like it, as one line."""
+
+
+def _terminate(signum: int, frame: object) -> NoReturn:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once, cleanup or not
+    raise _Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    _one_line_warnings(args.command)
-    handlers = {"search": _search, "resume": _resume, "trials": _trials, "best": _best, "compare": _compare}
-    handler = {**handlers, "sample": _sample, "export": _export, "report": _report, "baseline": _baseline}[args.command]
+    """Run one command and return its exit code (see the module docstring); never a traceback for bad input,
+    a full disk, an interrupt or a termination."""
+    args = None
+    # SIGTERM stops a command like Ctrl-C; only the main thread may set a handler (main() may run elsewhere)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    sigterm = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
-        return handler(args)
+        args = build_parser().parse_args(argv)
+        _one_line_warnings(args.command)
+        handlers = {"search": _search, "resume": _resume, "trials": _trials, "best": _best, "compare": _compare}
+        handler = {**handlers, "sample": _sample, "export": _export, "report": _report, "baseline": _baseline}
+        return handler[args.command](args)
     except ArchsearchError as exc:
-        print(f"archsearch {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{_prog(args)}: error: {exc}{_resume_hint(args, exc)}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        study = getattr(args, "study", None)
-        hint = f"; continue with 'archsearch resume {study}'" if study else ""
-        print(f"archsearch {args.command}: interrupted, every finished trial is saved{hint}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, _Terminated)
+        print(f"{_prog(args)}: {'terminated' if terminated else 'interrupted'}{_resume_hint(args)}", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+    except BrokenPipeError:
+        raise  # stdout's reader went away: entry_point() ends quietly
+    except OSError as exc:  # the machine refused a write or a read (a full disk, a vanished file)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"{_prog(args)}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        if sigterm is not None:
+            signal.signal(signal.SIGTERM, sigterm)
+
+
+def _prog(args: argparse.Namespace | None) -> str:
+    return "archsearch" if args is None else f"archsearch {args.command}"
+
+
+def _resume_hint(args: argparse.Namespace | None, error: ArchsearchError | None = None) -> str:
+    """How to go on after a run stopped part-way: by an interrupt, or (``error``) by a study it could not write."""
+    if args is None:
+        return ""
+    if error is not None:
+        from archsearch.study._storage import StudyWriteError
+
+        if not isinstance(error, StudyWriteError):
+            return ""
+    study = getattr(args, "study", None)
+    if study is None or not Path(study).exists():
+        return ""
+    if args.command in ("search", "resume"):
+        room = " once there is room" if error is not None else ""
+        return f", every finished trial is saved; continue with 'archsearch resume {study}'{room}"
+    if args.command == "sample":
+        return ", every finished trial is saved; run the same command again to continue"
+    return ""
 
 
 def _one_line_warnings(command: str) -> None:
@@ -874,8 +932,18 @@ def _best(args: argparse.Namespace) -> int:
 
 
 def entry_point() -> None:
-    """Console-script entry: ``archsearch``."""
-    sys.exit(main())
+    """Console-script entry: ``archsearch``.
+
+    When stdout's reader goes away (``archsearch trials --json | head -1``) the command stops quietly
+    with 141, the status of a Unix tool ended by SIGPIPE (Python turns that signal into an exception).
+    """
+    try:
+        code = main()
+        sys.stdout.flush()  # here, where a closed pipe can still be caught
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's own flush goes nowhere
+        code = EXIT_BROKEN_PIPE
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ import torch
 from archsearch.evaluation._result import Result
 
 _START_TIMEOUT = 120.0  # seconds for a worker to import PyTorch and report ready
-_ENTRY = "import sys; from archsearch.evaluation._workers import _serve; _serve(int(sys.argv[1]))"
+_ENTRY = "import sys; from archsearch.evaluation._workers import _serve; _serve(int(sys.argv[1]), int(sys.argv[2]))"
 
 #: (indices of the job's children, their architectures and seeds by index)
 Job = tuple[list[int], dict[int, Any], dict[int, int]]
@@ -293,11 +293,15 @@ class _Worker:
             "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p),
         }
         try:
+            # In a process group of its own: Ctrl-C at a terminal (SIGINT to the foreground group) reaches only
+            # the study's process, which closes its workers; a worker still importing PyTorch would otherwise
+            # print a KeyboardInterrupt traceback.
             self.process = subprocess.Popen(
-                [sys.executable, "-c", _ENTRY, str(theirs.fileno())],
+                [sys.executable, "-c", _ENTRY, str(theirs.fileno()), str(os.getpid())],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
                 env=env,
+                process_group=0,
             )
         finally:
             theirs.close()
@@ -359,15 +363,18 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
-def _serve(fd: int) -> None:
-    """A worker's life: set up, then train groups until the study's process closes the socket.
+def _serve(fd: int, parent: int) -> None:
+    """A worker's life: set up, then train groups until the study's process (``parent``) closes the socket.
 
     The worker then exits at once: an interpreter that has imported PyTorch takes about half a
-    second to tear itself down, which a search would otherwise wait for at its end.
+    second to tear itself down, which a search would otherwise wait for at its end. A study's process
+    that went away (closed, interrupted, killed) ends it quietly; only a bug prints a traceback.
     """
     code = 0
     try:
-        _work(fd)
+        _work(fd, parent)
+    except (BrokenPipeError, ConnectionResetError, EOFError, KeyboardInterrupt):
+        code = 1  # the study's process is gone or stopping: it reports why, once
     except BaseException:  # noqa: BLE001 -- printed as Python would, then the exit code says so
         traceback.print_exc()
         code = 1
@@ -376,9 +383,10 @@ def _serve(fd: int) -> None:
     os._exit(code)
 
 
-def _work(fd: int) -> None:
+def _work(fd: int, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the study's to handle
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    # the pid the study's process gave, not getppid(): that process may have died while this one started
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     torch.set_num_threads(1)
     conn = Connection(fd)
 

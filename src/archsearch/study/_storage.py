@@ -26,7 +26,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,10 +205,10 @@ class Storage:
                 if task_data is not None:
                     db.execute(_TASK_DATA)
                     db.execute("INSERT INTO task_data (id, data) VALUES (0, ?)", (task_data,))
-        except (sqlite3.Error, OSError) as exc:
+        except (sqlite3.Error, OSError, StudyWriteError) as exc:
             if path is not None:
                 _remove_study_files(path)
-            raise ArchsearchError(f"{path}: cannot create the study file ({exc})") from None
+            raise ArchsearchError(f"{path}: cannot create the study file ({getattr(exc, 'reason', exc)})") from None
         return cls(path, db)
 
     @classmethod
@@ -441,15 +441,40 @@ def _configure(db: sqlite3.Connection) -> None:
     db.execute("PRAGMA busy_timeout=10000")
 
 
+class StudyWriteError(ArchsearchError):
+    """The study file could not be written (the disk is full, an I/O error). The transaction was rolled
+    back, so the file holds everything committed before it and a run can be resumed once there is room."""
+
+    def __init__(self, file: str, reason: str) -> None:
+        super().__init__(f"{file}: cannot write to the study ({reason})")
+        self.reason = reason
+
+
 @contextmanager
 def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    db.execute("BEGIN IMMEDIATE")
     try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:  # SQLite may have rolled back already (a full disk can do that)
+                with suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as exc:
+        if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR):
+            raise StudyWriteError(_file_of(db), str(exc)) from None
         raise
-    db.execute("COMMIT")
+
+
+def _file_of(db: sqlite3.Connection) -> str:
+    """The file behind a connection, for messages."""
+    with suppress(sqlite3.Error):
+        for row in db.execute("PRAGMA database_list"):
+            if row[1] == "main":
+                return row[2] or ":memory:"
+    return "the study file"
 
 
 def _remove_study_files(path: Path) -> None:

@@ -498,14 +498,21 @@ class Study:
 
     def _save_child(self, number: int, weights: dict) -> None:
         """Written before the trial is committed, replacing a file left by a run killed in between."""
+        from safetensors import SafetensorError
         from safetensors.torch import save_file
 
+        from archsearch.study._storage import StudyWriteError
+
         folder = self.children_dir
-        folder.mkdir(exist_ok=True)
         final = folder / f"{number}.safetensors"
         partial = folder / f"{number}.safetensors.partial"
-        save_file({k: v.detach().contiguous() for k, v in weights.items()}, str(partial))
-        os.replace(partial, final)
+        try:
+            folder.mkdir(exist_ok=True)
+            save_file({k: v.detach().contiguous() for k, v in weights.items()}, str(partial))
+            os.replace(partial, final)
+        except (OSError, SafetensorError) as exc:  # a full disk: the trial is not committed, a resume redoes it
+            partial.unlink(missing_ok=True)
+            raise StudyWriteError(str(final), getattr(exc, "strerror", None) or str(exc)) from None
 
     def child_model(self, number: int):  # noqa: ANN201 -- torch.nn.Module
         """Trial ``number``'s network with its kept weights, from a study that saves its children."""
