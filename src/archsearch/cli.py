@@ -14,14 +14,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from archsearch import _limits as limits
 from archsearch.errors import ArchsearchError
 
 EXIT_USAGE = 2
@@ -41,8 +43,9 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
-def _integer(minimum: int, name: str):  # noqa: ANN202 -- an argparse type
-    """An argparse type for integers >= ``minimum``; ``name`` says which in the error."""
+def _integer(minimum: int, name: str, maximum: int | Callable[[], int] | None = None, why: str = ""):  # noqa: ANN202
+    """An argparse type for integers from ``minimum`` to ``maximum`` (a number, or a function of this
+    machine, such as its cores); ``name`` says which in the error, ``why`` explains the maximum."""
 
     def parse(text: str) -> int:
         try:
@@ -51,6 +54,9 @@ def _integer(minimum: int, name: str):  # noqa: ANN202 -- an argparse type
             raise argparse.ArgumentTypeError(f"expected a {name} integer, got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be a {name} integer, got {text}")
+        most = maximum() if callable(maximum) else maximum
+        if most is not None and value > most:
+            raise argparse.ArgumentTypeError(f"must be at most {most}{why}, got {text}")
         return value
 
     return parse
@@ -58,22 +64,47 @@ def _integer(minimum: int, name: str):  # noqa: ANN202 -- an argparse type
 
 _positive_int = _integer(1, "positive")
 _non_negative_int = _integer(0, "non-negative")
+_seed = _integer(0, "non-negative", limits.MAX_SEED, " (2**63 - 1)")
+_steps = _integer(1, "positive", limits.MAX_STEPS)
+_children = _integer(1, "positive", limits.MAX_CHILDREN_PER_STEP)
+_epochs = _integer(1, "positive", limits.MAX_EPOCHS)
+_batch_size = _integer(1, "positive", limits.MAX_BATCH_SIZE)
+_layers = _integer(1, "positive", limits.MLP_MAX_LAYERS, f" (mlp; cnn: {limits.CNN_MAX_LAYERS})")
+_count = _integer(1, "positive", limits.MAX_COUNT)
+_budget = _integer(1, "positive", limits.MAX_BUDGET)
+_retries = _integer(0, "non-negative", limits.MAX_RETRIES)
+_processes = _integer(1, "positive", limits.max_workers, f" ({limits.WORKERS_PER_CORE} per core of this machine)")
+_threads = _integer(1, "positive", limits.available_cores, " (the cores of this machine)")
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
-    return value
+def _real(maximum: float, zero: bool = False):  # noqa: ANN202 -- an argparse type
+    """An argparse type for finite numbers > 0 (>= 0 with ``zero``) up to ``maximum``."""
+    name = "non-negative" if zero else "positive"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {name} number, got {text!r}") from None
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+            raise argparse.ArgumentTypeError(f"must be a {name} finite number, got {text}")
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {limits.plain(maximum)}, got {text}")
+        return value + 0.0  # -0.0 is 0.0
+
+    return parse
 
 
-def _non_negative_float(text: str) -> float:
-    if text.strip() in ("0", "0.0"):
-        return 0.0
-    return _positive_float(text)
+_rate = _real(limits.MAX_RATE)
+_rate_or_zero = _real(limits.MAX_RATE, zero=True)
+_seconds = _real(limits.MAX_TIME_LIMIT)
+
+
+def _device(text: str) -> str:
+    """``--device``: its form here (one line naming the flag); whether this machine has it, where it is used."""
+    if limits.DEVICE_FORM.fullmatch(text) is None:
+        raise argparse.ArgumentTypeError(f"must be cpu, cuda or cuda:N, got {text!r}")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,7 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="search space (default: cnn for image tasks, mlp otherwise)",
     )
     search.add_argument(
-        "--max-layers", type=_positive_int, default=None, help="deepest child (default: 5 for mlp, 4 for cnn)"
+        "--max-layers",
+        type=_layers,
+        default=None,
+        help=f"deepest child (default: 5 for mlp, 4 for cnn; at most {limits.MLP_MAX_LAYERS} for mlp, "
+        f"{limits.CNN_MAX_LAYERS} for cnn)",
     )
     search.add_argument(
         "--no-skips", action="store_true", help="cnn space: no skip connections (default: the controller chooses them)"
@@ -138,31 +173,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument(
         "--split-seed",
-        type=int,
+        type=_seed,
         default=None,
         help="seed of the --data split (default: the study seed); fix it to compare searches on one split",
     )
     search.add_argument(
         "--strategy", default="reinforce", choices=sorted(STRATEGIES), help="search strategy (default: reinforce)"
     )
-    search.add_argument("--steps", type=_positive_int, default=500, help="strategy updates (default: 500)")
     search.add_argument(
-        "--children-per-step", type=_positive_int, default=15, help="architectures per update (default: 15)"
+        "--steps", type=_steps, default=500, help=f"strategy updates (default: 500; at most {limits.MAX_STEPS:,})"
     )
-    search.add_argument("--seed", type=_non_negative_int, default=0, help="study seed (default: 0)")
+    search.add_argument(
+        "--children-per-step",
+        type=_children,
+        default=15,
+        help=f"architectures per update (default: 15; at most {limits.MAX_CHILDREN_PER_STEP:,})",
+    )
+    search.add_argument("--seed", type=_seed, default=0, help="study seed, 0 to 2**63 - 1 (default: 0)")
     search.add_argument(
         "--study", type=Path, default=None, help="study file to create (default: runs/TASK-STRATEGY-sSEED.db)"
     )
     train = search.add_argument_group("child training")
     _training_arguments(train, TRAINERS)
-    train.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    train.add_argument("--device", type=_device, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     train.add_argument(
         "--threads",
-        type=_positive_int,
+        type=_threads,
         default=None,
         help="CPU cores the trainer uses: the batched trainer trains groups of children side by side in "
         "this many worker processes, the serial one uses this many threads (default: batched, all cores "
-        "once a step's work pays for the workers; serial, 1); never changes results",
+        "once a step's work pays for the workers; serial, 1; at most the cores); never changes results",
     )
     train.add_argument(
         "--reuse-evaluations",
@@ -182,9 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
         "together (for the epochs that set its reward) and make that the study's model",
     )
     rl = search.add_argument_group("reinforce controller")
-    rl.add_argument("--controller-lr", type=_positive_float, default=None, help="Adam learning rate (default: 0.03)")
     rl.add_argument(
-        "--entropy-weight", type=_non_negative_float, default=None, help="entropy bonus weight (default: 0.1)"
+        "--controller-lr", type=_rate, default=None, help="Adam learning rate (default: 0.03; at most 10)"
+    )
+    rl.add_argument(
+        "--entropy-weight", type=_rate_or_zero, default=None, help="entropy bonus weight (default: 0.1; at most 10)"
     )
     rl.add_argument(
         "--advantage",
@@ -206,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="START,EVERY[,BY]",
         help="depth curriculum (Zoph & Le): children have at most START layers, BY (default 1) more "
-        "every EVERY sampled children, up to --max-layers",
+        "every EVERY sampled children, up to --max-layers (EVERY and BY at most 10**9)",
     )
     search.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -214,13 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
         "resume", help="continue a stopped search", description="Continue a search where it stopped."
     )
     resume.add_argument("study", type=Path, help="study file")
-    resume.add_argument("--steps", type=_positive_int, default=None, help="new total number of steps")
+    resume.add_argument(
+        "--steps", type=_steps, default=None, help=f"new total number of steps (at most {limits.MAX_STEPS:,})"
+    )
     _executor_arguments(resume.add_argument_group("where children run (default: as the search was started)"))
     resume.add_argument("--quiet", action="store_true", help="no progress bar")
 
     trials = commands.add_parser("trials", help="list the trials of a study", description="List a study's trials.")
     trials.add_argument("study", type=Path, help="study file")
-    trials.add_argument("--top", type=_positive_int, default=None, help="only the N best by reward")
+    trials.add_argument("--top", type=_count, default=None, help="only the N best by reward (N up to 10**6)")
     trials.add_argument("--json", action="store_true", help="JSON instead of a table")
 
     best = commands.add_parser("best", help="show the best architecture", description="Show the best trial.")
@@ -235,7 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("study", type=Path, help="study file")
     report.add_argument("-o", "--out", type=Path, default=None, help="HTML file (default: STUDY's name, .html)")
-    report.add_argument("--top", type=_positive_int, default=10, help="architectures in the table (default: 10)")
+    report.add_argument(
+        "--top", type=_count, default=10, help="architectures in the table (default: 10; at most 10**6)"
+    )
     report.add_argument(
         "--sample", type=Path, default=None, help="a study of random architectures (archsearch sample) to histogram"
     )
@@ -272,16 +318,30 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"comma-separated, from {','.join(sorted(STRATEGIES))} (default: reinforce,evolution,random)",
     )
     compare.add_argument(
-        "--seeds", type=_positive_int, default=None, help="seeds per strategy (default: 30; 3 on a task)"
+        "--seeds",
+        type=_integer(1, "positive", limits.MAX_SEEDS),
+        default=None,
+        help=f"seeds per strategy (default: 30; 3 on a task; at most {limits.MAX_SEEDS:,})",
     )
     compare.add_argument(
-        "--budget", type=_positive_int, default=None, help="queries per run (default: 1000; 300 on a task)"
+        "--budget",
+        type=_budget,
+        default=None,
+        help=f"queries per run (default: 1000; 300 on a task; at most {limits.MAX_BUDGET:,})",
     )
     compare.add_argument(
-        "--children-per-step", type=_positive_int, default=None, help="architectures per ask (default: 5; 15 on a task)"
+        "--children-per-step",
+        type=_children,
+        default=None,
+        help=f"architectures per ask (default: 5; 15 on a task; at most {limits.MAX_CHILDREN_PER_STEP:,})",
     )
     compare.add_argument("--noisy", action="store_true", help="with --benchmark: rewards are single recorded runs")
-    compare.add_argument("--jobs", type=_positive_int, default=None, help="worker processes (default: one per core)")
+    compare.add_argument(
+        "--jobs",
+        type=_processes,
+        default=None,
+        help=f"worker processes (default: one per core; at most {limits.WORKERS_PER_CORE} per core)",
+    )
     compare.add_argument("--out", type=Path, default=None, help="output folder (default: runs/compare-NAME)")
     compare.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -294,11 +354,13 @@ def build_parser() -> argparse.ArgumentParser:
     baseline.add_argument("--task", required=True, choices=sorted(IMAGE_TASKS), help="image task")
     baseline.add_argument("--data-dir", type=Path, default=None, help="with mnist or fashion-mnist: the IDX folder")
     baseline.add_argument(
-        "--seed", type=_non_negative_int, default=0, help="initial weights and shuffling (default: 0)"
+        "--seed", type=_seed, default=0, help="initial weights and shuffling, 0 to 2**63 - 1 (default: 0)"
     )
     _training_arguments(baseline.add_argument_group("training (defaults: as a search's children on images)"), {})
-    baseline.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    baseline.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (default: all cores)")
+    baseline.add_argument("--device", type=_device, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    baseline.add_argument(
+        "--threads", type=_threads, default=None, help="CPU threads (default and most: all cores)"
+    )
     baseline.add_argument("--json", action="store_true", help="JSON instead of text")
 
     sample = commands.add_parser(
@@ -307,8 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train N uniformly random architectures; plot the histogram of validation accuracies with a KDE.",
     )
     sample.add_argument("--task", default="moons", choices=sorted(TASKS), help="data set (default: moons)")
-    sample.add_argument("--n", type=_positive_int, default=5000, help="architectures (default: 5000)")
-    sample.add_argument("--seed", type=_non_negative_int, default=0, help="sampling seed (default: 0)")
+    sample.add_argument(
+        "--n", type=_budget, default=5000, help=f"architectures (default: 5000; at most {limits.MAX_BUDGET:,})"
+    )
+    sample.add_argument("--seed", type=_seed, default=0, help="sampling seed, 0 to 2**63 - 1 (default: 0)")
     sample.add_argument(
         "--study", type=Path, default=None, help="study that keeps the trials (default: runs/TASK-sample-sSEED.db)"
     )
@@ -327,13 +391,18 @@ def _executor_arguments(group: argparse._ArgumentGroup) -> None:
         "--workers > 1); ray: Ray tasks on a cluster (--address) or a local Ray instance",
     )
     group.add_argument(
-        "--workers", type=_positive_int, default=None, help="children evaluated at once (default: 1; ray: the CPUs)"
+        "--workers",
+        type=_processes,
+        default=None,
+        help=f"children evaluated at once (default: 1; ray: the CPUs; at most {limits.WORKERS_PER_CORE} per core "
+        f"and {limits.MAX_WORKERS})",
     )
     group.add_argument(
         "--retries",
-        type=_non_negative_int,
+        type=_retries,
         default=None,
-        help="re-runs of a child whose worker process died before it is recorded as failed (default: 2)",
+        help=f"re-runs of a child whose worker process died before it is recorded as failed (default: 2; "
+        f"at most {limits.MAX_RETRIES})",
     )
     group.add_argument("--address", default=None, help="with --executor ray: the cluster to join, or 'auto'")
 
@@ -387,40 +456,43 @@ def _training_arguments(train: argparse._ArgumentGroup, trainers: dict) -> None:
         )
     train.add_argument(
         "--max-epochs",
-        type=_positive_int,
+        type=_epochs,
         default=None,
-        help=f"epoch limit per child (default: 50; images: {IMAGE_TRAINING['max_epochs']})",
+        help=f"epoch limit per child (default: 50; images: {IMAGE_TRAINING['max_epochs']}; "
+        f"at most {limits.MAX_EPOCHS:,})",
     )
     train.add_argument(
         "--patience",
-        type=_positive_int,
+        type=_count,
         default=None,
-        help=f"early-stopping patience (default: 10; images: {IMAGE_TRAINING['patience']})",
+        help=f"early-stopping patience (default: 10; images: {IMAGE_TRAINING['patience']}; "
+        f"at most {limits.MAX_COUNT:,})",
     )
     train.add_argument(
         "--lr",
-        type=_positive_float,
+        type=_rate,
         default=None,
-        help=f"child Adam learning rate (default: 0.01; images: {IMAGE_TRAINING['lr']})",
+        help=f"child Adam learning rate (default: 0.01; images: {IMAGE_TRAINING['lr']}; at most 10)",
     )
     train.add_argument(
         "--weight-decay",
-        type=_non_negative_float,
+        type=_rate_or_zero,
         default=None,
-        help="L2 penalty on the child's weights, as torch.optim.Adam's weight_decay (default: 0)",
+        help="L2 penalty on the child's weights, as torch.optim.Adam's weight_decay (default: 0; at most 10)",
     )
     train.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=_batch_size,
         default=None,
-        help=f"minibatch size (default: full batch; images: {IMAGE_TRAINING['batch_size']})",
+        help=f"minibatch size (default: full batch; images: {IMAGE_TRAINING['batch_size']}; "
+        f"at most {limits.MAX_BATCH_SIZE:,})",
     )
     train.add_argument(
         "--time-limit",
-        type=_positive_float,
+        type=_seconds,
         default=None,
         help="seconds of training per child, after which it is validated and recorded as it is "
-        "(default: none; results then depend on the machine's speed)",
+        f"(default: none; results then depend on the machine's speed; at most {limits.MAX_TIME_LIMIT:,})",
     )
 
 
@@ -438,6 +510,10 @@ def _curriculum(text: str) -> list[int]:
         values = []
     if len(values) not in (2, 3) or min(values) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not START,EVERY or START,EVERY,BY (positive integers)")
+    if values[0] > limits.MLP_MAX_LAYERS or max(values[1:]) > limits.MAX_CURRICULUM:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: START must be at most {limits.MLP_MAX_LAYERS}, EVERY and BY at most {limits.MAX_CURRICULUM:,}"
+        )
     return values
 
 
@@ -674,6 +750,7 @@ def _training_settings(args: argparse.Namespace, images: bool) -> dict:
 
 def _space_and_trainer(args: argparse.Namespace, task) -> tuple:  # noqa: ANN001
     """The search space and trainer name for ``task``: CNNs for images, MLPs for feature vectors."""
+    from archsearch._limits import CNN_MAX_LAYERS
     from archsearch.space import CNNSpace, MLPSpace
 
     images = task.x_train.dim() == 4
@@ -690,6 +767,8 @@ def _space_and_trainer(args: argparse.Namespace, task) -> tuple:  # noqa: ANN001
     if kind == "cnn" and trainer == "batched":
         raise ArchsearchError("--trainer batched: trains MLP children only; the cnn space trains with --trainer serial")
     if kind == "cnn":
+        if (args.max_layers or 0) > CNN_MAX_LAYERS:
+            raise ArchsearchError(f"--max-layers: at most {CNN_MAX_LAYERS} for the cnn space, got {args.max_layers}")
         return CNNSpace(
             max_layers=args.max_layers or 4, skips=not args.no_skips, batch_norm=not args.no_batch_norm
         ), trainer

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from archsearch import _limits as limits
 from archsearch.errors import ArchsearchError
 
 
@@ -26,6 +27,11 @@ class TrainConfig:
     reaches it stops after the minibatch in progress, is validated, and is recorded with what it
     reached (its curves show the epochs it completed). It makes results depend on the machine's
     speed, so it is off unless asked for.
+
+    Bounds: ``max_epochs`` and ``reward_window`` up to 10**5, ``patience`` up to 10**6, ``batch_size`` up to
+    2**20, ``lr`` and ``weight_decay`` up to 10, ``reward_power`` up to 100, ``threads`` up to 256,
+    ``time_limit`` up to 10**6 s, all finite; ``device`` is ``cpu``, ``cuda`` or ``cuda:N`` of this
+    machine.
     """
 
     max_epochs: int = 50
@@ -40,23 +46,24 @@ class TrainConfig:
     weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
-        def need(ok: bool, name: str, what: str) -> None:
-            if not ok:
-                raise ArchsearchError(f"trainer.{name}: {what}, got {getattr(self, name)!r}")
+        def count(name: str, maximum: int, optional: bool = False) -> None:
+            if not (optional and getattr(self, name) is None):
+                object.__setattr__(self, name, limits.integer(f"trainer.{name}", getattr(self, name), 1, maximum))
 
-        need(isinstance(self.max_epochs, int) and self.max_epochs >= 1, "max_epochs", "must be an integer >= 1")
-        need(isinstance(self.patience, int) and self.patience >= 1, "patience", "must be an integer >= 1")
-        need(self.lr > 0, "lr", "must be > 0")
-        need(self.batch_size is None or self.batch_size >= 1, "batch_size", "must be >= 1 or omitted for full batch")
-        need(isinstance(self.reward_window, int) and self.reward_window >= 1, "reward_window", "must be >= 1")
-        need(self.reward_power > 0, "reward_power", "must be > 0")
-        need(
-            self.threads is None or (isinstance(self.threads, int) and self.threads >= 1),
-            "threads",
-            "must be an integer >= 1",
-        )
-        need(self.time_limit is None or self.time_limit > 0, "time_limit", "must be > 0 seconds or omitted")
-        need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
+        def rate(name: str, minimum: float, maximum: float, above: bool = True, optional: bool = False) -> None:
+            if not (optional and getattr(self, name) is None):  # checked, kept as given: configs keep their bytes
+                limits.real(f"trainer.{name}", getattr(self, name), minimum, maximum, above=above)
+
+        count("max_epochs", limits.MAX_EPOCHS)
+        count("patience", limits.MAX_COUNT)  # may exceed max_epochs (no early stop), as a refit's does
+        rate("lr", 0.0, limits.MAX_RATE)
+        count("batch_size", limits.MAX_BATCH_SIZE, optional=True)
+        count("reward_window", limits.MAX_EPOCHS)
+        rate("reward_power", 0.0, 100.0)
+        limits.device("trainer.device", self.device)
+        count("threads", limits.MAX_THREADS, optional=True)
+        rate("time_limit", 0.0, limits.MAX_TIME_LIMIT, optional=True)
+        rate("weight_decay", 0.0, limits.MAX_RATE, above=False)
 
     def to_config(self) -> dict[str, Any]:
         config = asdict(self)

@@ -12,6 +12,9 @@ trials. A job runs on its trainer's threads (one by default) wherever it runs, s
 never depend on the executor.
 A worker that dies (killed, segfault, out of memory) turns into a retry, and after ``retries``
 retries into failed trials that say why; the search goes on.
+
+Bounds: ``retries`` up to 100; ``workers`` up to 256, and for processes started on this machine
+(``process``, and ``ray`` without an address) up to 4 per core it may use.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
+from archsearch import _limits as limits
 from archsearch.errors import ArchsearchError
 from archsearch.evaluation._base import Evaluator
 from archsearch.evaluation._result import Result
@@ -50,6 +54,10 @@ class Executor(ABC):
             raise ArchsearchError(f"executor.workers: must be a positive integer, got {workers!r}")
         if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
             raise ArchsearchError(f"executor.retries: must be a non-negative integer, got {retries!r}")
+        if workers > limits.MAX_WORKERS:
+            raise ArchsearchError(f"executor.workers: must be at most {limits.MAX_WORKERS}, got {workers}")
+        if retries > limits.MAX_RETRIES:
+            raise ArchsearchError(f"executor.retries: must be at most {limits.MAX_RETRIES}, got {retries}")
         self.workers = workers
         self.retries = retries
 
@@ -170,6 +178,7 @@ class ProcessExecutor(Executor):
 
     def __init__(self, workers: int = 2, retries: int = DEFAULT_RETRIES) -> None:
         super().__init__(workers, retries)
+        _check_local_workers(workers)
         self._pool: WorkerPool | None = None
         self._for: int | None = None
 
@@ -198,6 +207,16 @@ class ProcessExecutor(Executor):
             self._pool = None
 
 
+def _check_local_workers(workers: int) -> None:
+    """Refuse more worker processes than this machine is given (``WORKERS_PER_CORE`` per core)."""
+    most = limits.max_workers()
+    if workers > most:
+        raise ArchsearchError(
+            f"executor.workers: must be at most {most} on this machine "
+            f"({limits.WORKERS_PER_CORE} per core, {limits.available_cores()} cores), got {workers}"
+        )
+
+
 class RayExecutor(Executor):
     """Ray tasks, one per job, retried by Ray itself (``max_retries``) when a worker or node dies.
 
@@ -213,6 +232,8 @@ class RayExecutor(Executor):
 
     def __init__(self, workers: int | None = None, retries: int = DEFAULT_RETRIES, address: str | None = None) -> None:
         super().__init__(workers or 1, retries)
+        if not address and workers is not None:  # a local instance starts that many CPUs' worth of workers
+            _check_local_workers(workers)
         self.requested_workers = workers
         self.address = address
         self._started = False

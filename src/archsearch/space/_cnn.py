@@ -36,9 +36,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archsearch._limits import CNN_MAX_LAYERS, MAX_FILTERS, MAX_KERNEL, MAX_STRIDE, choices, integer
 from archsearch.errors import ArchsearchError
 from archsearch.space._architecture import Architecture
 from archsearch.space._base import Decision, SearchSpace, Slot
+from archsearch.space._mlp import _shares
 
 POOLS = ("none", "max")
 HEAD_GRID = 4  # the head pools the last layer to HEAD_GRID x HEAD_GRID before its linear layer
@@ -272,6 +274,10 @@ class CNNSpace(SearchSpace):
     The controller samples each bit as a Bernoulli by anchor-point attention; the anchor of
     layer ``j`` is the controller's hidden state once it has read all of layer ``j``'s decisions
     (at the first slot of layer ``j + 1``).
+
+    Bounds: at most ``CNN_MAX_LAYERS`` (16) layers (the anchor decision of layer ``i`` has
+    ``2 ** (i - 1)`` sets, and the controller one embedding per set), at most ``MAX_CHOICES`` (64)
+    options per decision, filters up to 1024, kernels up to 15, strides up to 8.
     """
 
     kind = "cnn"
@@ -289,15 +295,14 @@ class CNNSpace(SearchSpace):
         skips: bool = True,
         batch_norm: bool = True,
     ) -> None:
-        self.filters = _distinct("filters", filters, int, lambda v: v >= 1)
-        self.kernels = _distinct("kernels", kernels, int, lambda v: v >= 1)
-        self.strides = _distinct("strides", strides, int, lambda v: v >= 1)
+        self.filters = _distinct("filters", filters, _within("filters", MAX_FILTERS), lambda v: True)
+        self.kernels = _distinct("kernels", kernels, _within("kernels", MAX_KERNEL), lambda v: True)
+        self.strides = _distinct("strides", strides, _within("strides", MAX_STRIDE), lambda v: True)
         self.pools = _distinct("pools", pools, str, lambda v: v in POOLS)
         self.dropouts = _distinct("dropouts", dropouts, float, lambda v: 0.0 <= v < 1.0)
-        self.max_layers, self.min_layers, self.skips = int(max_layers), int(min_layers), bool(skips)
-        self.batch_norm = bool(batch_norm)
-        if self.min_layers < 1:
-            raise ArchsearchError(f"space.min_layers: must be >= 1, got {min_layers}")
+        self.min_layers = integer("space.min_layers", min_layers, 1, CNN_MAX_LAYERS)
+        self.max_layers = integer("space.max_layers", max_layers, 1, CNN_MAX_LAYERS)
+        self.skips, self.batch_norm = bool(skips), bool(batch_norm)
         if self.max_layers < self.min_layers:
             raise ArchsearchError(f"space.max_layers: must be >= min_layers ({self.min_layers}), got {max_layers}")
         options = (self.filters, self.kernels, self.strides, self.pools, self.dropouts)
@@ -391,8 +396,8 @@ class CNNSpace(SearchSpace):
                 yield CNNArchitecture(tuple(CNNLayer(*layer, self.batch_norm) for layer in layers))
 
     def sample(self, rng: np.random.Generator) -> CNNArchitecture:
-        counts = np.array(self._per_depth(), dtype=np.float64)
-        n = self.min_layers + int(rng.choice(len(counts), p=counts / counts.sum()))
+        counts = self._per_depth()
+        n = self.min_layers + int(rng.choice(len(counts), p=_shares(counts)))
         layers = []
         for i in range(n):
             values = [options[int(rng.integers(len(options)))] for options in self._options()]
@@ -447,10 +452,18 @@ def _skip_sets(layer: int) -> list[tuple[int, ...]]:
     return [tuple(j for j in range(layer - 1) if mask >> j & 1) for mask in range(2 ** (layer - 1))]
 
 
-def _distinct(name: str, values: Sequence[Any], kind: type, ok: Any) -> tuple[Any, ...]:
+def _within(name: str, maximum: int) -> Any:
+    """A converter to integers in ``1..maximum`` for ``space.<name>``."""
+    return lambda value: integer(f"space.{name}", value, 1, maximum)
+
+
+def _distinct(name: str, values: Sequence[Any], kind: Any, ok: Any) -> tuple[Any, ...]:
+    values = choices(f"space.{name}", values, "distinct values")
     try:
         checked = tuple(kind(v) for v in values)
-    except (TypeError, ValueError):
+    except ArchsearchError:
+        raise
+    except (TypeError, ValueError, OverflowError):
         raise ArchsearchError(f"space.{name}: cannot read {list(values)!r}") from None
     if not checked or len(set(checked)) != len(checked) or not all(ok(v) for v in checked):
         raise ArchsearchError(f"space.{name}: need distinct valid values, got {list(values)!r}")

@@ -17,6 +17,8 @@ from typing import Any, ClassVar
 import numpy as np
 from torch import nn
 
+from archsearch._limits import CODE_MAX_LENGTH, integer
+from archsearch._limits import choices as bounded_choices
 from archsearch.errors import ArchsearchError
 from archsearch.space._architecture import Architecture
 from archsearch.space._base import Decision, SearchSpace, Slot
@@ -58,16 +60,18 @@ class CodeArchitecture(Architecture):
 
 
 class CodeSpace(SearchSpace):
-    """All codes of ``length`` symbols drawn from ``choices``, for the benchmark ``benchmark``."""
+    """All codes of ``length`` symbols drawn from ``choices``, for the benchmark ``benchmark``.
+
+    At most ``CODE_MAX_LENGTH`` (64) symbols from at most ``MAX_CHOICES`` (64) choices.
+    """
 
     kind = "code"
 
     def __init__(self, benchmark: str, length: int, choices: Sequence[str]) -> None:
         self.benchmark = str(benchmark)
-        self.length = int(length)
-        self.choices = tuple(str(c) for c in choices)
-        if self.length < 1:
-            raise ArchsearchError(f"space.length: must be >= 1, got {length}")
+        self.length = integer("space.length", length, 1, CODE_MAX_LENGTH)
+        listed = list(choices) if isinstance(choices, str) else choices  # "012" lists three symbols
+        self.choices = tuple(str(c) for c in bounded_choices("space.choices", listed, "single characters"))
         if (
             len(self.choices) < 2
             or len(set(self.choices)) != len(self.choices)

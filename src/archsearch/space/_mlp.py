@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from archsearch._limits import MAX_UNITS, MLP_MAX_LAYERS, choices, integer
 from archsearch.errors import ArchsearchError
 from archsearch.space._architecture import ACTIVATIONS, Architecture, MLPArchitecture
 from archsearch.space._base import Decision, SearchSpace, Slot
@@ -18,7 +19,9 @@ class MLPSpace(SearchSpace):
 
     The schedule is ``units_1, activation_1, units_2, activation_2, ...``; EOS is an
     extra choice of every units slot after the first ``min_layers`` layers, so
-    the controller decides the depth as it goes, as in Zoph & Le (2017).
+    the controller decides the depth as it goes, as in Zoph & Le (2017). At most
+    ``MLP_MAX_LAYERS`` (64) layers and ``MAX_CHOICES`` (64) unit counts of at most ``MAX_UNITS``
+    (4096) each, so that a controller for the space builds at once and its size stays countable.
     """
 
     kind = "mlp"
@@ -30,19 +33,19 @@ class MLPSpace(SearchSpace):
         max_layers: int = 5,
         min_layers: int = 1,
     ) -> None:
-        self.units = tuple(int(u) for u in units)
+        units = choices("space.units", units, "distinct positive integers")
+        self.units = tuple(integer("space.units", u, 1, MAX_UNITS) for u in units)
+        activations = choices("space.activations", activations, "distinct names")
         self.activations = tuple(str(a) for a in activations)
-        self.max_layers = int(max_layers)
-        self.min_layers = int(min_layers)
-        if not self.units or any(u < 1 for u in self.units) or len(set(self.units)) != len(self.units):
+        self.min_layers = integer("space.min_layers", min_layers, 1, MLP_MAX_LAYERS)
+        self.max_layers = integer("space.max_layers", max_layers, 1, MLP_MAX_LAYERS)
+        if not self.units or len(set(self.units)) != len(self.units):
             raise ArchsearchError(f"space.units: need distinct positive integers, got {list(units)}")
         if not self.activations or len(set(self.activations)) != len(self.activations):
             raise ArchsearchError(f"space.activations: need distinct names, got {list(activations)}")
         unknown = [a for a in self.activations if a not in ACTIVATIONS]
         if unknown:
             raise ArchsearchError(f"space.activations: unknown {unknown} (known: {', '.join(ACTIVATIONS)})")
-        if self.min_layers < 1:
-            raise ArchsearchError(f"space.min_layers: must be >= 1, got {min_layers}")
         if self.max_layers < self.min_layers:
             raise ArchsearchError(f"space.max_layers: must be >= min_layers ({self.min_layers}), got {max_layers}")
         self._decisions = (Decision("units", self.units), Decision("activation", self.activations))
@@ -99,8 +102,7 @@ class MLPSpace(SearchSpace):
 
     def sample(self, rng: np.random.Generator) -> MLPArchitecture:
         depths = np.arange(self.min_layers, self.max_layers + 1)
-        weights = np.array([float(self._per_layer()) ** int(n) for n in depths])
-        n = int(rng.choice(depths, p=weights / weights.sum()))
+        n = int(rng.choice(depths, p=_shares([self._per_layer() ** int(n) for n in depths])))
         units = rng.integers(len(self.units), size=n)
         activations = rng.integers(len(self.activations), size=n)
         return MLPArchitecture(tuple((self.units[u], self.activations[a]) for u, a in zip(units, activations)))
@@ -137,3 +139,9 @@ class MLPSpace(SearchSpace):
         else:
             del layers[i]
         return MLPArchitecture(tuple(layers))
+
+
+def _shares(counts: Sequence[int]) -> np.ndarray:
+    """Each count's share of their sum, from exact integers: no float overflow however large they are."""
+    total = sum(counts)
+    return np.array([count / total for count in counts])

@@ -11,11 +11,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from archsearch import _limits as limits
 from archsearch.space import Architecture, SearchSpace
 
 
 class Strategy(ABC):
-    """Base class: ``ask`` for architectures, ``tell`` their rewards."""
+    """Base class: ``ask`` for architectures, ``tell`` their rewards. ``seed``: an integer in 0..2**63 - 1."""
 
     name: ClassVar[str]
     #: True when the strategy can learn from one result at a time, so that an asynchronous study
@@ -25,7 +26,7 @@ class Strategy(ABC):
 
     def __init__(self, space: SearchSpace, seed: int = 0) -> None:
         self.space = space
-        self.seed = int(seed)
+        self.seed = limits.seed("strategy.seed", seed)
 
     @abstractmethod
     def ask(self, n: int) -> list[Architecture]:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from archsearch import _limits as limits
 from archsearch.errors import ArchsearchError
 from archsearch.space import Architecture, SearchSpace
 from archsearch.strategies._base import Strategy
@@ -36,12 +37,10 @@ class RegularizedEvolution(Strategy):
 
     def __init__(self, space: SearchSpace, seed: int = 0, population_size: int = 20, sample_size: int = 5) -> None:
         super().__init__(space, seed)
-        if population_size < 2:
-            raise ArchsearchError(f"strategy.population_size: must be >= 2, got {population_size}")
-        if not 1 <= sample_size <= population_size:
+        self.population_size = limits.integer("strategy.population_size", population_size, 2, limits.MAX_COUNT)
+        self.sample_size = limits.integer("strategy.sample_size", sample_size, 1, limits.MAX_COUNT)
+        if self.sample_size > self.population_size:
             raise ArchsearchError(f"strategy.sample_size: must be in 1..population_size, got {sample_size}")
-        self.population_size = int(population_size)
-        self.sample_size = int(sample_size)
         self.rng = np.random.default_rng(np.random.SeedSequence(self.seed))
         self.population: deque[tuple[Architecture, float]] = deque()
         self.proposed = 0

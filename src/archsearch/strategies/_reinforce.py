@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from archsearch import _limits as limits
 from archsearch.errors import ArchsearchError
 from archsearch.space import Architecture, SearchSpace
 from archsearch.strategies._base import Strategy
@@ -53,12 +54,16 @@ class Reinforce(Strategy):
         entropy_weight: lambda, the weight of the entropy bonus. Its scale is the
             advantage's: 0.1 for ranks (in [-1/2, 1/2]), about 1e-3 for raw rewards.
         init_range: controller weights start uniform in [-init_range, init_range].
-        device: where the controller lives.
+        device: where the controller lives: ``cpu``, ``cuda`` or ``cuda:N`` of this machine.
         curriculum: ``(start, every, by)``, a depth curriculum (Zoph & Le 2017 grew their
             children by 2 layers every 1,600 samples): children have at most ``start`` layers
             at first, and ``by`` more for every ``every`` architectures sampled, up to the
             space's ``max_layers``. The cap is a forced EOS, so the controller's
             probabilities and its REINFORCE loss are those of the capped policy.
+
+    Bounds (checked here, so a study file cannot exceed them either): ``lr`` in (0, 10],
+    ``entropy_weight`` and ``init_range`` in [0, 10], ``rank_window`` up to 10**6, ``hidden_size``
+    up to 1024, ``num_layers`` up to 8, the curriculum's ``every`` and ``by`` up to 10**9.
     """
 
     name = "reinforce"
@@ -80,28 +85,20 @@ class Reinforce(Strategy):
     ) -> None:
         super().__init__(space, seed)
         self.curriculum = None if curriculum is None else _check_curriculum(space, curriculum)
-        if not 0.0 <= baseline_decay < 1.0:
+        self.baseline_decay = limits.real("strategy.baseline_decay", baseline_decay, 0.0, 1.0)
+        if self.baseline_decay == 1.0:
             raise ArchsearchError(f"strategy.baseline_decay: must be in [0, 1), got {baseline_decay}")
-        if lr <= 0:
-            raise ArchsearchError(f"strategy.lr: must be > 0, got {lr}")
-        if entropy_weight < 0:
-            raise ArchsearchError(f"strategy.entropy_weight: must be >= 0, got {entropy_weight}")
+        self.lr = limits.real("strategy.lr", lr, 0.0, limits.MAX_RATE, above=True)
+        self.entropy_weight = limits.real("strategy.entropy_weight", entropy_weight, 0.0, limits.MAX_RATE)
         if advantage not in ADVANTAGES:
             raise ArchsearchError(f"strategy.advantage: must be one of {', '.join(ADVANTAGES)}, got {advantage!r}")
-        if rank_window < 1:
-            raise ArchsearchError(f"strategy.rank_window: must be >= 1, got {rank_window}")
-        if hidden_size < 1 or num_layers < 1:
-            raise ArchsearchError("strategy.hidden_size and strategy.num_layers: must be >= 1")
-        self.hidden_size = int(hidden_size)
-        self.num_layers = int(num_layers)
-        self.lr = float(lr)
-        self.baseline_decay = float(baseline_decay)
-        self.entropy_weight = float(entropy_weight)
         self.advantage = advantage
-        self.rank_window = int(rank_window)
+        self.rank_window = limits.integer("strategy.rank_window", rank_window, 1, limits.MAX_COUNT)
+        self.hidden_size = limits.integer("strategy.hidden_size", hidden_size, 1, limits.MAX_HIDDEN_SIZE)
+        self.num_layers = limits.integer("strategy.num_layers", num_layers, 1, limits.MAX_CONTROLLER_LAYERS)
+        self.init_range = limits.real("strategy.init_range", init_range, 0.0, limits.MAX_RATE)
         self.recent: deque[float] = deque(maxlen=self.rank_window)
-        self.init_range = float(init_range)
-        self.device = torch.device(device)
+        self.device = torch.device(limits.device("strategy.device", device))
         init_seed, sample_seed = np.random.SeedSequence(self.seed).generate_state(2)
         init_generator = torch.Generator().manual_seed(int(init_seed))
         with torch.random.fork_rng(devices=[]):  # module constructors draw from the global RNG; leave it untouched
@@ -209,7 +206,10 @@ class Reinforce(Strategy):
 
 
 def _check_curriculum(space: SearchSpace, curriculum: Sequence[int]) -> tuple[int, int, int]:
-    values = tuple(curriculum)
+    try:
+        values = tuple(curriculum)
+    except TypeError:
+        values = ()
     if len(values) == 2:
         values = (*values, 1)
     if len(values) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
@@ -224,4 +224,8 @@ def _check_curriculum(space: SearchSpace, curriculum: Sequence[int]) -> tuple[in
         )
     if every < 1 or by < 1:
         raise ArchsearchError(f"strategy.curriculum: every and by must be >= 1, got {every} and {by}")
+    if every > limits.MAX_CURRICULUM or by > limits.MAX_CURRICULUM:
+        raise ArchsearchError(
+            f"strategy.curriculum: every and by must be at most {limits.MAX_CURRICULUM}, got {every} and {by}"
+        )
     return start, every, by

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from archsearch import _limits as limits
 from archsearch.errors import ArchsearchError
 from archsearch.space import Architecture, SearchSpace
 from archsearch.strategies._base import Strategy
@@ -37,8 +38,8 @@ class TPE(Strategy):
 
     def __init__(self, space: SearchSpace, seed: int = 0, n_startup_trials: int = 10) -> None:
         super().__init__(space, seed)
+        self.n_startup_trials = limits.integer("strategy.n_startup_trials", n_startup_trials, 0, limits.MAX_COUNT)
         self.optuna = _optuna()
-        self.n_startup_trials = int(n_startup_trials)
         self.history: list[tuple[list[int], float]] = []
         self.proposed = 0
         self._study = self.optuna.create_study(direction="maximize")
