@@ -1,34 +1,39 @@
 """archsearch: neural architecture search that is correct, fast and never loses work."""
 
 from archsearch.errors import ArchsearchError
-from archsearch.evaluation import (
-    BatchedTrainer,
-    Evaluator,
-    Executor,
-    InlineExecutor,
-    LookupEvaluator,
-    ProcessExecutor,
-    RayExecutor,
-    Result,
-    SerialTrainer,
-    TrainConfig,
-)
-from archsearch.space import Architecture, MLPArchitecture, MLPSpace, SearchSpace
-from archsearch.strategies import TPE, RandomSearch, RegularizedEvolution, Reinforce, Strategy
-from archsearch.study import Study, Trial
-from archsearch.tasks import Task, get_task
 
 __version__ = "0.1.0"
 
+#: where each public name lives; imported on first use, so that ``archsearch --help`` (and a Ctrl-C
+#: while the command line starts) does not wait for PyTorch, and scikit-learn is loaded only by the
+#: estimators
+_PUBLIC = {
+    "archsearch.evaluation": (
+        "BatchedTrainer", "Evaluator", "Executor", "InlineExecutor", "LookupEvaluator", "ProcessExecutor",
+        "RayExecutor", "Result", "SerialTrainer", "TrainConfig",
+    ),
+    "archsearch.space": ("Architecture", "MLPArchitecture", "MLPSpace", "SearchSpace"),
+    "archsearch.strategies": ("TPE", "RandomSearch", "RegularizedEvolution", "Reinforce", "Strategy"),
+    "archsearch.study": ("Study", "Trial"),
+    "archsearch.tasks": ("Task", "get_task"),
+    "archsearch._estimators": ("NASClassifier", "NASRegressor"),
+}  # fmt: skip
+_HOME = {name: module for module, names in _PUBLIC.items() for name in names}
+
 
 def __getattr__(name: str) -> object:
-    """The scikit-learn estimators, imported on first use: scikit-learn takes a second to import,
-    which the command line and the trainer's worker processes need not pay."""
-    if name in ("NASClassifier", "NASRegressor"):
-        from archsearch import _estimators
+    """A public name, imported from its subpackage on first use."""
+    if name not in _HOME:
+        raise AttributeError(f"module 'archsearch' has no attribute {name!r}")
+    import importlib
 
-        return getattr(_estimators, name)
-    raise AttributeError(f"module 'archsearch' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOME[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
 
 
 __all__ = [
