@@ -849,7 +849,8 @@ def _print_best(study) -> None:  # noqa: ANN001
             print(f"refit: retrained on {refit['rows']} training + validation rows for {refit['epochs']} epochs")
     first, last = summary["mean_reward_first_steps"], summary["mean_reward_last_steps"]
     window = summary["trend_window"]
-    print(f"mean reward: first {window} steps {first:.4f}, last {window} steps {last:.4f}")
+    if first is not None:  # None until a step is complete
+        print(f"mean reward: first {window} steps {first:.4f}, last {window} steps {last:.4f}")
     print(f"results: {study.path}  (archsearch trials {study.path} --top 10)")
 
 
@@ -957,7 +958,7 @@ def _export(args: argparse.Namespace) -> int:
     )
     if out.exists() and not out.is_dir():
         raise ArchsearchError(f"--out: {out} is a file, not a folder")
-    with Study.open(args.study) as study:
+    with Study.open(args.study, readonly=True) as study:
         paths = export_best(study, out, onnx=args.onnx)
         best = study.best()
     print(f"exported {best.architecture} (trial {best.number}) to {out}/")
@@ -1002,7 +1003,7 @@ def _trials(args: argparse.Namespace) -> int:
 def _best(args: argparse.Namespace) -> int:
     from archsearch.study import Study
 
-    with Study.open(args.study) as study:
+    with Study.open(args.study, readonly=True) as study:
         if args.json:
             print(json.dumps(study.summary(), indent=2))
         else:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from archsearch.errors import ArchsearchError
 from archsearch.space import Architecture, MLPArchitecture
 from archsearch.tasks import Task
 
@@ -74,8 +75,32 @@ def training_loss(outputs: torch.Tensor, y: torch.Tensor, regression: bool) -> t
 
 
 def load_model(arch: Architecture, task: Task, weights: dict[str, torch.Tensor]) -> nn.Module:
-    """``arch`` built for ``task`` with ``weights`` loaded, in eval mode."""
+    """``arch`` built for ``task`` with ``weights`` loaded, in eval mode.
+
+    Weights come from files (a study, saved children), so they are checked first: the same names,
+    shapes and kinds of number as the network's own, and finite; anything else is one
+    :class:`ArchsearchError` line naming the first difference.
+    """
     model = arch.build(task.in_features, task.out_features)
+    own = model.state_dict()
+    if not isinstance(weights, dict):
+        raise ArchsearchError(f"weights: expected a dict of named tensors, got {type(weights).__name__}")
+    missing, unexpected = sorted(own.keys() - weights.keys()), sorted(weights.keys() - own.keys(), key=str)
+    if missing or unexpected:
+        name = f"no {missing[0]!r}" if missing else f"an unexpected {str(unexpected[0])[:60]!r}"
+        raise ArchsearchError(f"weights: {name} ({len(missing)} missing, {len(unexpected)} unexpected)")
+    for name, tensor in own.items():
+        given = weights[name]
+        if not isinstance(given, torch.Tensor):
+            raise ArchsearchError(f"weights: {name!r} is {type(given).__name__}, not a tensor")
+        if given.is_meta or given.layout != torch.strided:
+            raise ArchsearchError(f"weights: {name!r} is not a dense tensor holding values")
+        if given.shape != tensor.shape:
+            raise ArchsearchError(f"weights: {name!r} has shape {list(given.shape)}, the network {list(tensor.shape)}")
+        if given.dtype != tensor.dtype and not (given.is_floating_point() and tensor.is_floating_point()):
+            raise ArchsearchError(f"weights: {name!r} holds {given.dtype}, the network {tensor.dtype}")
+        if given.is_floating_point() and not bool(torch.isfinite(given).all()):
+            raise ArchsearchError(f"weights: {name!r} holds values that are not finite")
     model.load_state_dict(weights)
     return model.eval()
 

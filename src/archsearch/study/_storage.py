@@ -4,8 +4,9 @@ Tables:
 
 - ``meta``: the file format marker, schema version and the study's config.
 - ``trials``: one row per finished child, append-only, committed as soon as it
-  finishes, with the executor and number of workers that ran it and the attempts it took. ``number = step * children_per_step + slot``, so a trial's identity
-  does not depend on the order in which children finished.
+  finishes, with the executor and number of workers that ran it and the attempts it took.
+  ``number = step * children_per_step + slot``, so a trial's identity does not depend on
+  the order in which children finished.
 - ``steps``: the strategy's metrics (loss, entropy, baseline, ...) per update.
 - ``checkpoints``: the strategy's ``state_dict`` after its latest update; it is
   written in the same transaction as that step's metrics.
@@ -16,13 +17,18 @@ Commits use ``synchronous=NORMAL``: in WAL mode a committed transaction survives
 the process being killed at any instant (a power cut may lose the last few).
 Blobs are written with ``torch.save`` and read with ``torch.load(weights_only=True)``,
 which never unpickles arbitrary objects.
+
+A study file is input: everything read back is checked first (:mod:`._untrusted`), and a
+study is read, read-only, from a read-only file or folder.
 """
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -35,7 +41,8 @@ import torch
 
 from archsearch.errors import ArchsearchError
 from archsearch.evaluation import Result
-from archsearch.space import Architecture
+from archsearch.space import Architecture, SearchSpace
+from archsearch.study import _untrusted
 
 FORMAT = "archsearch-study"
 SCHEMA_VERSION = 3  # 2: trials.val_loss, the tie-break between equal rewards; 3: executor, workers, attempts
@@ -172,6 +179,11 @@ class Storage:
         self._db = connection
         self._db.row_factory = sqlite3.Row
         self._rank_order = RANK_ORDER
+        self._where = str(path) if path is not None else "(study in memory)"
+        self._config: dict[str, Any] | None = None  # checked once, see the config property
+        self._space: SearchSpace | None = None
+        self._architectures = _untrusted.Architectures(lambda: self.space)
+        self._copy: Path | None = None  # the private copy read instead of a read-only study, see open()
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -219,20 +231,29 @@ class Storage:
             raise ArchsearchError(f"{path}: no such study file")
         if not path.is_file():
             raise ArchsearchError(f"{path}: is not a file")
-        mode = "ro" if readonly else "rw"
-        try:
-            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode={mode}", uri=True, isolation_level=None)
-            rows = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        except sqlite3.Error as exc:
-            raise ArchsearchError(f"{path}: not an archsearch study ({exc})") from None
-        if rows.get("format") != FORMAT:
-            raise ArchsearchError(f"{path}: not an archsearch study (no study marker)")
-        version = int(rows.get("schema_version", "0"))
-        if not 1 <= version <= SCHEMA_VERSION:
-            raise ArchsearchError(
-                f"{path}: study schema version {version}, this archsearch reads 1 to {SCHEMA_VERSION}"
-            )
         if not readonly:
+            why = _untrusted.unwritable(path)
+            if why is not None:
+                raise ArchsearchError(f"{path}: read-only ({why}); resume needs to write")
+        copy = None
+        try:
+            db, copy = _untrusted.connect(path, readonly)
+            rows = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            if rows.get("format") != FORMAT:
+                raise ArchsearchError(f"{path}: not an archsearch study (no study marker)")
+            version = _untrusted.schema_version(str(path), rows, SCHEMA_VERSION)
+            _untrusted.check_tables(str(path), db)
+        except (sqlite3.Error, ArchsearchError) as exc:
+            if copy is not None:
+                shutil.rmtree(copy, ignore_errors=True)
+            if isinstance(exc, ArchsearchError):
+                raise
+            if isinstance(exc, sqlite3.DatabaseError) and "malformed" in str(exc):
+                raise _untrusted.read_error(str(path), exc) from None
+            raise ArchsearchError(f"{path}: not an archsearch study ({exc})") from None
+        if readonly:
+            db.execute("PRAGMA busy_timeout=10000")
+        else:
             try:
                 _configure(db)
                 with _transaction(db):
@@ -248,22 +269,39 @@ class Storage:
             except sqlite3.Error as exc:
                 raise ArchsearchError(f"{path}: cannot open the study for writing ({exc})") from None
         storage = cls(path, db, readonly)
+        storage._copy = copy
         if readonly and version == 1:  # read as it is: no validation losses, so ties go by parameters
             storage._rank_order = "reward DESC, params, number"
         return storage
 
     def close(self) -> None:
+        """Close the file. SQLite's last connection to close checkpoints the WAL into the file and removes
+        it, so a cleanly closed study is one self-contained file that a reader can open read-only."""
         self._db.close()
+        if self._copy is not None:
+            shutil.rmtree(self._copy, ignore_errors=True)
+            self._copy = None
 
     # -- meta ------------------------------------------------------------------------------
 
     @property
     def config(self) -> dict[str, Any]:
-        return json.loads(self._meta("config"))
+        """The study's settings (a fresh copy), checked when first read: see :func:`_untrusted.config`."""
+        if self._config is None:
+            self._config = _untrusted.config(self._where, self._meta("config"))
+        return copy.deepcopy(self._config)
 
     def set_config(self, config: dict[str, Any]) -> None:
         with _transaction(self._db):
             self._db.execute("UPDATE meta SET value = ? WHERE key = 'config'", (json.dumps(config, sort_keys=True),))
+        self._config = None
+
+    @property
+    def space(self) -> SearchSpace:
+        """The study's search space, built from its config once; every stored architecture must be a member."""
+        if self._space is None:
+            self._space = _untrusted.space(self._where, self.config["space"])
+        return self._space
 
     def task_data(self) -> bytes:
         """The stored arrays of the study's task (kind ``"arrays"``), as written by :meth:`create`."""
@@ -278,10 +316,23 @@ class Storage:
         return row[0]
 
     def _meta(self, key: str) -> str:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        row = self._one("SELECT value FROM meta WHERE key = ?", (key,))
         if row is None:
-            raise ArchsearchError(f"{self.path}: study has no {key!r} entry")
+            raise ArchsearchError(f"{self._where}: study has no {key!r} entry")
         return row[0]
+
+    def _all(self, query: str, args: tuple = ()) -> list[sqlite3.Row]:
+        """Rows of a read; any SQLite error (a damaged page, a missing table) is one line naming the study."""
+        try:
+            return self._db.execute(query, args).fetchall()
+        except sqlite3.Error as exc:
+            raise _untrusted.read_error(self._where, exc) from None
+
+    def _one(self, query: str, args: tuple = ()) -> sqlite3.Row | None:
+        try:
+            return self._db.execute(query, args).fetchone()
+        except sqlite3.Error as exc:
+            raise _untrusted.read_error(self._where, exc) from None
 
     # -- trials ----------------------------------------------------------------------------
 
@@ -345,30 +396,66 @@ class Storage:
         )
 
     def trials(self, step: int | None = None, order: str = "number") -> list[Trial]:
+        """The trials (of one step), each checked; reading all of them also checks that none of the
+        completed steps' trials is missing."""
         orders = {"number": "number", "reward": self._rank_order}
         query = "SELECT * FROM trials"
         args: tuple = ()
         if step is not None:
             query += " WHERE step = ?"
             args = (step,)
-        return [_trial(r) for r in self._db.execute(f"{query} ORDER BY {orders[order]}", args)]
+        trials = [self._trial(r) for r in self._all(f"{query} ORDER BY {orders[order]}", args)]
+        if step is None:
+            numbers = [t.number for t in trials]
+            self._check_none_missing(numbers if order == "number" else sorted(numbers))
+        return trials
 
     def find_trial(self, arch_hash: str, before: int) -> Trial | None:
         """The earliest successful trial of an equivalent architecture numbered below ``before``."""
-        row = self._db.execute(
+        row = self._one(
             "SELECT * FROM trials WHERE arch_hash = ? AND number < ? AND status = 'ok' ORDER BY number LIMIT 1",
             (arch_hash, before),
-        ).fetchone()
-        return None if row is None else _trial(row)
+        )
+        return None if row is None else self._trial(row)
 
     def count_trials(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+        return self._one("SELECT COUNT(*) FROM trials")[0]
 
     def best_trial(self) -> Trial | None:
         """Highest reward among trials with status ``ok``; see :func:`rank` for ties."""
-        query = f"SELECT * FROM trials WHERE status = 'ok' ORDER BY {self._rank_order} LIMIT 1"
-        row = self._db.execute(query).fetchone()
-        return None if row is None else _trial(row)
+        row = self._one(f"SELECT * FROM trials WHERE status = 'ok' ORDER BY {self._rank_order} LIMIT 1")
+        return None if row is None else self._trial(row)
+
+    def _trial(self, row: sqlite3.Row) -> Trial:
+        """A stored trial, every column checked (see :func:`_untrusted.trial_fields`)."""
+        number = row["number"]
+        if type(number) is not int or number < 0:
+            raise ArchsearchError(f"{self._where}: a trial's number {_untrusted.short(number)} is not a trial number")
+        if self._config is None:
+            self.config  # noqa: B018 -- checked once, then read directly
+        try:
+            return Trial(**_untrusted.trial_fields(row, self._config["children_per_step"], self._architectures))
+        except ArchsearchError:  # the study's config or space, already said in full
+            raise
+        except ValueError as exc:
+            raise ArchsearchError(f"{self._where}: trial {number}: {exc}") from None
+
+    def _check_none_missing(self, numbers: list[int]) -> None:
+        """Every trial of a completed step is there, once (``numbers`` sorted); trials of the step in
+        progress finish in any order."""
+        last = self._last_metrics_step()
+        complete = max(self.completed_steps(), -1 if last is None else last + 1) * self._config["children_per_step"]
+        for expected, number in enumerate(numbers):
+            if number < expected:
+                raise ArchsearchError(f"{self._where}: trial {number} is stored twice")
+            if number > expected and expected < complete:
+                raise ArchsearchError(
+                    f"{self._where}: trial {expected} is missing, though its step is complete (deleted from the file?)"
+                )
+        if len(numbers) < complete:
+            raise ArchsearchError(
+                f"{self._where}: trial {len(numbers)} is missing, though its step is complete (deleted from the file?)"
+            )
 
     # -- steps and checkpoints --------------------------------------------------------------
 
@@ -386,32 +473,129 @@ class Storage:
             self._db.execute("INSERT INTO checkpoints VALUES (?, ?)", (step, to_blob(state)))
 
     def latest_checkpoint(self) -> tuple[int, dict[str, Any]] | None:
-        row = self._db.execute("SELECT step, state FROM checkpoints ORDER BY step DESC LIMIT 1").fetchone()
-        return None if row is None else (row[0], from_blob(row[1]))
+        """``(step, state)`` of the strategy after its latest update, checked against the steps recorded."""
+        works = "trials and best still work, resume does not"
+        step, last = self.checkpoint_step(), self._last_metrics_step()
+        if step is None:
+            if last is not None:
+                raise ArchsearchError(f"{self._where}: the checkpoint of step {last} is missing; {works}")
+            return None
+        if last is not None and last > step:
+            raise ArchsearchError(
+                f"{self._where}: the checkpoint of step {last} is missing (the one stored is of step {step}); {works}"
+            )
+        if step >= 0 and last != step:
+            raise ArchsearchError(f"{self._where}: the metrics of step {step} are missing; {works}")
+        row = self._one("SELECT state FROM checkpoints WHERE step = ?", (step,))
+        try:
+            state = _untrusted.blob(row[0])
+            if not isinstance(state, dict):
+                raise TypeError("it is not a dict")
+        except (ValueError, TypeError) as exc:
+            raise ArchsearchError(
+                f"{self._where}: the checkpoint of step {step} cannot be read ({exc}); {works}"
+            ) from None
+        return step, state
+
+    def checkpoint_step(self) -> int | None:
+        """The step of the stored strategy state, without reading the state; ``-1`` while an asynchronous
+        study's first step is in progress."""
+        row = self._one("SELECT step FROM checkpoints ORDER BY step DESC LIMIT 1")
+        return None if row is None else self._step_number(row[0], "the checkpoint")
+
+    def completed_steps(self) -> int:
+        """Strategy updates committed so far."""
+        step = self.checkpoint_step()
+        return 0 if step is None else step + 1
+
+    def _last_metrics_step(self) -> int | None:
+        row = self._one("SELECT MAX(step) FROM steps")
+        return None if row[0] is None else self._step_number(row[0], "the last metrics")
+
+    def _step_number(self, step: Any, what: str) -> int:
+        if self._config is None:
+            self.config  # noqa: B018
+        if type(step) is not int or not -1 <= step < self._config["steps"]:
+            raise ArchsearchError(
+                f"{self._where}: {what} is of step {_untrusted.short(step)}, which this study of "
+                f"{self._config['steps']} steps does not have"
+            )
+        return step
 
     def steps(self) -> list[tuple[int, dict[str, float]]]:
-        return [(s, json.loads(m)) for s, m in self._db.execute("SELECT step, metrics FROM steps ORDER BY step")]
+        """Each completed step's strategy metrics, checked."""
+        steps = []
+        for step, text in self._all("SELECT step, metrics FROM steps ORDER BY step"):
+            metrics = _untrusted.metrics(text)
+            if metrics is None:
+                raise ArchsearchError(
+                    f"{self._where}: the metrics of step {_untrusted.short(step)} are not a JSON object of numbers"
+                )
+            steps.append((self._step_number(step, "a metrics row"), metrics))
+        return steps
 
     # -- models ----------------------------------------------------------------------------
 
+    def stored_model(self) -> tuple[int, float | None] | None:
+        """``(trial number, test score or None)`` of the stored best model, without reading its weights."""
+        row = self._one("SELECT number, test_accuracy FROM models")
+        return None if row is None else self._model_row(row[0], row[1], "stored model")
+
     def best_model(self) -> tuple[int, dict[str, torch.Tensor], float | None] | None:
-        row = self._db.execute("SELECT number, weights, test_accuracy FROM models").fetchone()
-        return None if row is None else (row[0], from_blob(row[1]), row[2])
+        """``(trial number, weights, test score or None)`` of the stored best model."""
+        row = self._one("SELECT number, test_accuracy, weights FROM models")
+        if row is None:
+            return None
+        number, accuracy = self._model_row(row[0], row[1], "stored model")
+        return number, self._weights(row[2], number, "weights"), accuracy
+
+    def _model_row(self, number: Any, accuracy: Any, what: str) -> tuple[int, float | None]:
+        if type(number) is not int or number < 0:
+            raise ArchsearchError(
+                f"{self._where}: the {what} is of trial {_untrusted.short(number)}, not a trial number"
+            )
+        try:
+            return number, _untrusted.optional_number(accuracy)
+        except ValueError as exc:
+            raise ArchsearchError(f"{self._where}: the {what} of trial {number}: {exc}") from None
+
+    def _weights(self, blob: Any, number: int, what: str) -> dict[str, torch.Tensor]:
+        try:
+            return _untrusted.state_dict(_untrusted.blob(blob))
+        except ValueError as exc:
+            raise _untrusted.UnusableWeights(
+                f"{self._where}: the {what} of trial {number} cannot be read ({exc}); trials and best still work, "
+                "export and report's model figures do not"
+            ) from None
 
     def set_test_accuracy(self, number: int, accuracy: float, refit: bool = False) -> None:
         table = "refits" if refit else "models"
         with _transaction(self._db):
             self._db.execute(f"UPDATE {table} SET test_accuracy = ? WHERE number = ?", (accuracy, number))
 
+    def refit_info(self, number: int) -> tuple[int, int, float | None] | None:
+        """``(epochs, rows, test_accuracy)`` of trial ``number`` retrained on train + validation, without
+        reading its weights."""
+        if self._one("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'refits'") is None:
+            return None  # a file from before refits, opened read-only
+        row = self._one("SELECT epochs, rows, test_accuracy FROM refits WHERE number = ?", (number,))
+        if row is None:
+            return None
+        epochs, rows = row[0], row[1]
+        if type(epochs) is not int or type(rows) is not int or epochs < 0 or rows < 1:
+            raise ArchsearchError(
+                f"{self._where}: the refit of trial {number} holds epochs {_untrusted.short(epochs)} and rows "
+                f"{_untrusted.short(rows)}, not counts"
+            )
+        return epochs, rows, self._model_row(number, row[2], "refit")[1]
+
     def refit_model(self, number: int) -> tuple[int, int, dict[str, torch.Tensor], float | None] | None:
         """``(epochs, rows, weights, test_accuracy)`` of trial ``number`` retrained on train + validation."""
-        try:
-            row = self._db.execute(
-                "SELECT epochs, rows, weights, test_accuracy FROM refits WHERE number = ?", (number,)
-            ).fetchone()
-        except sqlite3.OperationalError:  # a file from before refits, opened read-only
+        info = self.refit_info(number)
+        if info is None:
             return None
-        return None if row is None else (row[0], row[1], from_blob(row[2]), row[3])
+        blob = self._one("SELECT weights FROM refits WHERE number = ?", (number,))[0]
+        return info[0], info[1], self._weights(blob, number, "refit weights"), info[2]
 
     def add_refit(self, number: int, epochs: int, rows: int, weights: dict[str, torch.Tensor]) -> None:
         with _transaction(self._db):
@@ -475,6 +659,21 @@ def _file_of(db: sqlite3.Connection) -> str:
             if row[1] == "main":
                 return row[2] or ":memory:"
     return "the study file"
+
+
+def discard_if_empty(path: str | os.PathLike) -> bool:
+    """Remove a study file that holds no trial (a search refused before its first child); True if removed."""
+    try:
+        db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            empty = db.execute("SELECT COUNT(*) FROM trials").fetchone()[0] == 0
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return False
+    if empty:
+        _remove_study_files(Path(path))
+    return empty
 
 
 def _remove_study_files(path: Path) -> None:

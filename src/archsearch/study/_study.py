@@ -50,6 +50,7 @@ from archsearch.strategies import Reinforce, Strategy
 from archsearch.study._components import build_evaluator, build_strategy
 from archsearch.study._progress import ProgressBar
 from archsearch.study._storage import Storage, Trial, rank
+from archsearch.study._untrusted import UnusableWeights
 from archsearch.tasks import Task, get_task, stored_task
 
 
@@ -130,31 +131,42 @@ class Study:
         if self._task is None and self._configs["task"] is not None:
             config = self._configs["task"]
             if isinstance(config, dict) and config.get("name") == "arrays":  # the data is in the study file
-                try:
-                    self._task = get_task({**config, "data": self._storage.task_data()})
-                except ArchsearchError as exc:
-                    raise ArchsearchError(f"{self.path}: {exc}") from None
+                self._task = self._built("task", lambda: get_task({**config, "data": self._storage.task_data()}))
             else:
-                self._task = get_task(config)
+                self._task = self._built("task", lambda: get_task(config))
         return self._task
 
     @property
     def space(self) -> SearchSpace:
         if self._space is None:
-            self._space = SearchSpace.from_config(self._configs["space"])
+            self._space = self._storage.space
         return self._space
 
     @property
     def strategy(self) -> Strategy:
         if self._strategy is None:
-            self._strategy = build_strategy(self._configs["strategy"], self.space)
+            space = self.space
+            self._strategy = self._built("strategy", lambda: build_strategy(self._configs["strategy"], space))
         return self._strategy
 
     @property
     def evaluator(self) -> Evaluator:
         if self._evaluator is None:
-            self._evaluator = build_evaluator(self._configs["trainer"], self.task)
+            task = self.task
+            self._evaluator = self._built("trainer", lambda: build_evaluator(self._configs["trainer"], task))
         return self._evaluator
+
+    def _built(self, part: str, build: Callable[[], Any]) -> Any:
+        """A part built from the stored config; what cannot be built is one line naming the study (the
+        file is input: a stored setting may be of any type)."""
+        where = f"{self.path}:"
+        try:
+            return build()
+        except ArchsearchError as exc:
+            message = str(exc)
+            raise ArchsearchError(message if message.startswith(where) else f"{where} {message}") from None
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError, IndexError) as exc:
+            raise ArchsearchError(f"{where} config.{part} cannot be built ({type(exc).__name__}: {exc})") from None
 
     @property
     def executor(self) -> Executor:
@@ -280,8 +292,7 @@ class Study:
 
     def completed_steps(self) -> int:
         """Number of strategy updates committed so far."""
-        checkpoint = self._storage.latest_checkpoint()
-        return 0 if checkpoint is None else checkpoint[0] + 1
+        return self._storage.completed_steps()
 
     def run(
         self,
@@ -521,8 +532,14 @@ class Study:
         file = self.children_dir / f"{number}.safetensors" if self.children_dir else None
         if file is None or not file.exists():
             raise ArchsearchError(f"{self.path}: no saved weights for trial {number} (search with --save-children)")
-        trial = next(t for t in self.trials() if t.number == number)
-        return load_model(trial.architecture, self.task, load_file(str(file)))
+        trial = next((t for t in self.trials() if t.number == number), None)
+        if trial is None:
+            raise ArchsearchError(f"{self.path}: no trial {number}")
+        try:
+            weights = load_file(str(file))
+        except Exception as exc:  # noqa: BLE001 -- safetensors raises its own error, OSError, ...: all mean unreadable
+            raise ArchsearchError(f"{file}: the saved weights of trial {number} cannot be read ({exc})") from None
+        return self._model(trial, weights, "saved weights", "the study's other trials still work")
 
     # -- results -----------------------------------------------------------------------------
 
@@ -543,9 +560,21 @@ class Study:
     def best_model(self):  # noqa: ANN201 -- torch.nn.Module
         """The study's model: the best child with the weights it had at the epoch that set its reward,
         or, once the study has been refit, that architecture retrained on train + validation."""
-        stored = self._stored_best()
-        refit = self._storage.refit_model(stored[0])
-        return load_model(self.best().architecture, self.task, refit[2] if refit else stored[1])
+        number = self._stored_best()[0]
+        refit = self._storage.refit_model(number)
+        weights = refit[2] if refit else self._storage.best_model()[1]
+        return self._model(self.best(), weights, "refit weights" if refit else "weights")
+
+    def _model(self, trial: Trial, weights: dict, what: str, works: str = "") -> torch.nn.Module:
+        """``trial``'s network with stored ``weights``, which must fit its architecture exactly."""
+        task = self.task
+        try:
+            return load_model(trial.architecture, task, weights)
+        except ArchsearchError as exc:
+            works = works or "trials and best still work, export and report's model figures do not"
+            raise UnusableWeights(
+                f"{self.path}: the {what} of trial {trial.number} do not match its architecture ({exc}); {works}"
+            ) from None
 
     def refit(self) -> dict[str, int]:
         """Retrain the final pick on the training and validation rows together; returns what was done.
@@ -580,11 +609,17 @@ class Study:
         self._storage.add_refit(number, epochs, rows, result.weights)
         return {"trial": number, "epochs": epochs, "rows": rows}
 
-    def _stored_best(self) -> tuple[int, dict, float | None]:
+    def _stored_best(self) -> tuple[int, float | None]:
+        """``(number, test score)`` of the best trial, whose weights the study stores."""
         best = self.best()
-        stored = self._storage.best_model()
-        if best is None or stored is None or stored[0] != best.number:
+        stored = self._storage.stored_model()
+        if best is None or stored is None:
             raise ArchsearchError(f"{self.path}: the study has no successful trial with stored weights yet")
+        if stored[0] != best.number:
+            raise UnusableWeights(
+                f"{self.path}: the stored weights are of trial {stored[0]}, not of the best trial {best.number} "
+                "(the file has been altered); trials and best still work, export and report's model figures do not"
+            )
         return stored
 
     @property
@@ -600,17 +635,17 @@ class Study:
         ``None`` when there is no successful trial, its evaluator keeps no weights, or the
         task has no test split (``NASClassifier`` keeps none).
         """
-        best, stored = self.best(), self._storage.best_model()
+        best, stored = self.best(), self._storage.stored_model()
         if best is None or stored is None or stored[0] != best.number or self.task is None:
             return None
         if len(self.task.y_test) == 0:
             return None
-        number, weights, accuracy = stored
-        refit = self._storage.refit_model(number)
+        number, accuracy = stored
+        refit = self._storage.refit_info(number)
         if refit is not None:
-            weights, accuracy = refit[2], refit[3]
+            accuracy = refit[2]
         if accuracy is None:
-            accuracy = split_score(load_model(self.best().architecture, self.task, weights), self.task, "test")
+            accuracy = split_score(self.best_model(), self.task, "test")
             if not self._storage.readonly:
                 self._storage.set_test_accuracy(number, accuracy, refit=refit is not None)
         return accuracy
@@ -642,7 +677,7 @@ class Study:
             "reward": best.reward,
             "metric": self.metric,
             "val_accuracy": best.val_accuracy,
-            "test_accuracy": self.test_accuracy(),
+            "test_accuracy": self._test_accuracy_or_none(),
             "refit": self.refit_summary(),
             "params": best.params,
             "epochs": best.epochs,
@@ -655,10 +690,19 @@ class Study:
             **self._benchmark_summary(best),
         }
 
+    def _test_accuracy_or_none(self) -> float | None:
+        """:meth:`test_accuracy`, or ``None`` with a warning when stored weights that it needs cannot be
+        used: the rest of the summary stands without them."""
+        try:
+            return self.test_accuracy()
+        except UnusableWeights as exc:
+            warnings.warn(f"{exc}; no test score", stacklevel=2)
+            return None
+
     def refit_summary(self) -> dict[str, int] | None:
         """How the study's model was retrained on train + validation, or ``None`` (the search's own weights)."""
         best = self.best()
-        refit = None if best is None else self._storage.refit_model(best.number)
+        refit = None if best is None else self._storage.refit_info(best.number)
         return None if refit is None else {"epochs": refit[0], "rows": refit[1]}
 
     def _benchmark_summary(self, best: Trial) -> dict[str, Any]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from archsearch._limits import integer, real
 from archsearch.tasks._task import Task
 
 MOONS_DATA_SEED = 0
+MOONS_MAX_SAMPLES = 10**6  # a stored config may ask for any number: the data set is built in memory
 
 
 def moons(n_samples: int = 1000, noise: float = 0.2, data_seed: int = MOONS_DATA_SEED) -> Task:
@@ -20,6 +22,9 @@ def moons(n_samples: int = 1000, noise: float = 0.2, data_seed: int = MOONS_DATA
     """
     from sklearn.datasets import make_moons
 
+    n_samples = integer("task.n_samples", n_samples, 10, MOONS_MAX_SAMPLES)  # at least one test point
+    noise = real("task.noise", noise, 0.0, 10.0)
+    data_seed = integer("task.data_seed", data_seed, 0, 2**32 - 1)  # what make_moons takes
     x, y = make_moons(n_samples=n_samples, noise=noise, shuffle=True, random_state=data_seed)
     n_train, n_val = int(round(0.7 * n_samples)), int(round(0.2 * n_samples))
     return _from_arrays(

@@ -1,0 +1,365 @@
+"""What is read from a study file, checked before use: a study file is input, and anyone may have edited it.
+
+Every check turns a bad value into one :class:`ArchsearchError` line that names the study and what is
+wrong. Nothing read may lead to an unbounded allocation: architectures are checked against the study's
+space before anything is built from them, and every other size is bounded by the file itself.
+
+Opening read-only: SQLite in WAL mode needs a writable ``-shm`` file beside the study even to read
+it. Where it cannot have one (a read-only file or directory), a study without uncheckpointed commits
+is opened ``immutable``; one whose ``-wal`` file still holds commits (a search killed, then the folder
+made read-only) is copied with that file to a private folder and read there, so no commit is missed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import re
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from archsearch._limits import MAX_CHILDREN_PER_STEP, MAX_SEED, MAX_STEPS, integer
+from archsearch.errors import ArchsearchError
+from archsearch.space import Architecture, SearchSpace
+
+STATUSES = ("ok", "diverged", "failed")
+
+
+class UnusableWeights(ArchsearchError):
+    """Stored weights that cannot be read, or that do not fit their trial's architecture."""
+
+
+#: (table, columns) every study has had since its first schema
+REQUIRED = {
+    "meta": ("key", "value"),
+    "trials": (
+        *("number", "step", "slot", "architecture", "arch_hash", "status", "reward", "val_accuracy", "error"),
+        *("params", "epochs", "kept_epoch", "seconds", "seed", "val_curve", "train_loss", "cached_from"),
+    ),
+    "steps": ("step", "metrics"),
+    "checkpoints": ("step", "state"),
+    "models": ("number", "weights", "test_accuracy"),
+}
+_SHORT = 160  # characters of a bad value or a library's message quoted in an error
+
+
+def short(value: Any) -> str:
+    """A value or message as at most one short line."""
+    text = value if isinstance(value, str) else repr(value)
+    text = " ".join(text.split())
+    return text if len(text) <= _SHORT else text[: _SHORT - 3] + "..."
+
+
+def read_error(where: str, exc: sqlite3.Error) -> ArchsearchError:
+    """One line for an SQLite error raised while reading a study."""
+    message = str(exc)
+    if "malformed" in message or "not a database" in message:
+        return ArchsearchError(f"{where}: the study file is damaged ({short(message)})")
+    return ArchsearchError(f"{where}: cannot read the study file ({short(message)})")
+
+
+# -- opening ---------------------------------------------------------------------------------------
+
+
+def unwritable(path: Path) -> str | None:
+    """Why a search must not write ``path``, or ``None``.
+
+    Permission bits count even for root, whom the system lets write anyway: a study that its owner
+    made read-only stays read-only. The directory must be writable too, for SQLite's ``-wal`` and
+    ``-shm`` files and the folder of saved children.
+    """
+    path = path.resolve()
+    if not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222:
+        return "the file is read-only"
+    parent = path.parent
+    if not os.access(parent, os.W_OK | os.X_OK) or not parent.stat().st_mode & 0o222:
+        return f"its directory {parent} is read-only"
+    return None
+
+
+def connect(path: Path, readonly: bool) -> tuple[sqlite3.Connection, Path | None]:
+    """A connection to the study at ``path`` and, when it reads a private copy, that copy's folder.
+
+    Read-only, it tries ``mode=ro`` first: that reads commits still in the ``-wal`` file and sees a
+    search that is running. Only when SQLite cannot open the file that way (no writable ``-shm``) does
+    it fall back, as the module docstring says.
+    """
+    uri = path.resolve().as_uri()
+    if not readonly:
+        return sqlite3.connect(f"{uri}?mode=rw", uri=True, isolation_level=None), None
+    db = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None)
+    try:
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return db, None
+    except sqlite3.OperationalError as exc:
+        db.close()
+        if "readonly" not in str(exc) and "unable to open" not in str(exc):
+            raise
+    wal = Path(f"{path}-wal")
+    if not wal.exists() or wal.stat().st_size == 0:  # everything committed is in the file itself
+        return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None), None
+    folder = Path(tempfile.mkdtemp(prefix="archsearch-readonly-"))
+    try:
+        shutil.copyfile(path, folder / "study.db")
+        shutil.copyfile(wal, folder / "study.db-wal")
+        db = sqlite3.connect(folder / "study.db", isolation_level=None)
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+    except (OSError, sqlite3.Error) as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise ArchsearchError(
+            f"{path}: read-only, and its -wal file holds commits; copying both to read them failed ({short(str(exc))})"
+        ) from None
+    return db, folder
+
+
+def schema_version(where: str, meta: dict[Any, Any], newest: int) -> int:
+    """The file's schema version from its ``meta`` rows, checked."""
+    text = meta.get("schema_version", "0")
+    if not isinstance(text, str) or not re.fullmatch(r"[0-9]{1,9}", text):
+        raise ArchsearchError(f"{where}: the study's schema version {short(text)} is not a number")
+    version = int(text)
+    if not 1 <= version <= newest:
+        raise ArchsearchError(f"{where}: study schema version {version}, this archsearch reads 1 to {newest}")
+    return version
+
+
+def check_tables(where: str, db: sqlite3.Connection) -> None:
+    """Refuse a study that lacks a table or a column every study has."""
+    for table, columns in REQUIRED.items():
+        present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if not present:
+            raise ArchsearchError(f"{where}: the study file has no {table!r} table")
+        missing = [c for c in columns if c not in present]
+        if missing:
+            raise ArchsearchError(f"{where}: the study's {table!r} table has no {missing[0]!r} column")
+
+
+# -- config ----------------------------------------------------------------------------------------
+
+_PARTS = {"space": "kind", "strategy": "name", "trainer": "name"}
+_FLAGS = ("reuse_evaluations", "save_children", "refit", "asynchronous")
+
+
+def config(where: str, text: Any) -> dict[str, Any]:
+    """The study's config from its JSON text, with every setting the study itself reads checked.
+
+    The settings of its parts (space, strategy, trainer, task, executor) are checked by their
+    constructors when they are built.
+    """
+    try:
+        data = json.loads(text) if isinstance(text, str) else None
+    except (ValueError, RecursionError):
+        raise ArchsearchError(f"{where}: the study's config is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ArchsearchError(f"{where}: the study's config is not a JSON object")
+    try:
+        integer("config.steps", data.get("steps"), 1, MAX_STEPS)
+        integer("config.children_per_step", data.get("children_per_step"), 1, MAX_CHILDREN_PER_STEP)
+        integer("config.seed", data.get("seed"), 0, MAX_SEED)
+    except ArchsearchError as exc:
+        raise ArchsearchError(f"{where}: {exc}") from None
+    for part, key in _PARTS.items():
+        value = data.get(part)
+        if not isinstance(value, dict) or not isinstance(value.get(key), str):
+            raise ArchsearchError(f"{where}: config.{part} is not an object with a {key!r} name")
+    for part in ("task", "executor"):
+        value = data.get(part)
+        if value is not None and (not isinstance(value, dict) or not isinstance(value.get("name"), str)):
+            raise ArchsearchError(f"{where}: config.{part} is not an object with a 'name'")
+    for flag in _FLAGS:
+        if not isinstance(data.get(flag, False), bool):
+            raise ArchsearchError(f"{where}: config.{flag} is not true or false")
+    return data
+
+
+def space(where: str, settings: dict[str, Any]) -> SearchSpace:
+    """The study's search space, built from its stored settings."""
+    try:
+        return SearchSpace.from_config(settings)
+    except ArchsearchError as exc:
+        raise ArchsearchError(f"{where}: {exc}") from None
+    except (TypeError, ValueError, OverflowError, AttributeError, KeyError) as exc:
+        raise ArchsearchError(f"{where}: config.space cannot be built ({short(str(exc))})") from None
+
+
+# -- trials ----------------------------------------------------------------------------------------
+
+
+class Architectures:
+    """The architectures of a study's trials: each JSON text parsed, checked against the study's space
+    and hashed once (thousands of trials share a few hundred architectures)."""
+
+    def __init__(self, space: Callable[[], SearchSpace]) -> None:
+        self._space = space
+        self._known: dict[str, tuple[Architecture, str] | str] = {}
+
+    def read(self, text: Any) -> tuple[Architecture, str] | str:
+        """``(architecture, hash)``, or why ``text`` is not a member of the space."""
+        if not isinstance(text, str):
+            return f"architecture is {type(text).__name__}, not JSON text"
+        known = self._known.get(text)
+        if known is None:
+            known = self._known[text] = self._parse(text)
+        return known
+
+    def _parse(self, text: str) -> tuple[Architecture, str] | str:
+        space = self._space()  # a space that cannot be built is the config's fault, said as such
+        try:
+            arch = Architecture.from_json(text)
+        except ArchsearchError as exc:
+            return short(str(exc))
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError, RecursionError) as exc:
+            return f"architecture: malformed ({short(str(exc))})"
+        try:
+            space.validate(arch)
+        except ArchsearchError as exc:
+            return f"architecture is not in the study's space ({short(str(exc))})"
+        return arch, arch.hash
+
+
+def _count(value: Any) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _finite(value: Any) -> bool:
+    return (type(value) is float and math.isfinite(value)) or (type(value) is int and abs(value) < 2**53)
+
+
+def curve(text: Any) -> list[float] | None:
+    """A JSON list of finite numbers, or ``None``."""
+    try:
+        values = json.loads(text) if isinstance(text, str) else None
+        if type(values) is not list or not all(type(v) is float or type(v) is int for v in values):
+            return None
+        return values if math.isfinite(sum(values)) else None  # inf and nan survive a sum
+    except (ValueError, RecursionError, OverflowError):
+        return None
+
+
+def trial_fields(row: sqlite3.Row, per_step: int, architectures: Architectures) -> dict[str, Any]:
+    """The fields of :class:`~archsearch.study._storage.Trial` from a row of ``trials``, every one
+    checked; raises ``ValueError`` with what is wrong (the caller names the study and the trial)."""
+    names = row.keys()
+
+    def get(name: str) -> Any:
+        return row[name] if name in names else None
+
+    number, step, slot = row["number"], row["step"], row["slot"]
+    if not (_count(step) and _count(slot) and slot < per_step and step * per_step + slot == number):
+        raise ValueError(f"step {short(step)} and slot {short(slot)} do not match its number ({per_step} per step)")
+    parsed = architectures.read(row["architecture"])
+    if isinstance(parsed, str):
+        raise ValueError(parsed)
+    architecture, arch_hash = parsed
+    if row["arch_hash"] != arch_hash:
+        raise ValueError(f"arch_hash {short(row['arch_hash'])} is not its architecture's hash ({arch_hash})")
+    status = row["status"]
+    if status not in STATUSES:
+        raise ValueError(f"status {short(status)} is not one of {', '.join(STATUSES)}")
+    for name in ("reward", "val_accuracy"):
+        if not _finite(row[name]):
+            raise ValueError(f"{name} is not a finite number ({short(row[name])})")
+    for name in ("params", "epochs", "kept_epoch", "seed"):
+        if not _count(row[name]) or row[name] > MAX_SEED:
+            raise ValueError(f"{name} is not a non-negative integer ({short(row[name])})")
+    seconds = row["seconds"]
+    if not _finite(seconds) or seconds < 0:
+        raise ValueError(f"seconds is not a non-negative number ({short(seconds)})")
+    val_curve, train_loss = curve(row["val_curve"]), curve(row["train_loss"])
+    if val_curve is None or train_loss is None:
+        name = "val_curve" if val_curve is None else "train_loss"
+        raise ValueError(f"{name} is not a JSON list of finite numbers")
+    if row["epochs"] != len(train_loss) or row["kept_epoch"] > len(val_curve):
+        raise ValueError(f"epochs {row['epochs']} and kept_epoch {row['kept_epoch']} do not match its curves")
+    error = row["error"]
+    if error is not None and not isinstance(error, str):
+        raise ValueError(f"error is {type(error).__name__}, not text")
+    cached_from = row["cached_from"]
+    if cached_from is not None and not (_count(cached_from) and cached_from < number):
+        raise ValueError(f"cached_from {short(cached_from)} is not an earlier trial")
+    val_loss = get("val_loss")
+    if val_loss is not None and not (type(val_loss) in (float, int) and val_loss >= 0):  # nan fails too
+        raise ValueError(f"val_loss is not a non-negative number ({short(val_loss)})")
+    executor, workers, attempts = get("executor"), get("workers"), get("attempts")
+    if executor is not None and not isinstance(executor, str):
+        raise ValueError(f"executor is {type(executor).__name__}, not text")
+    for name, value in (("workers", workers), ("attempts", attempts)):
+        if value is not None and not (_count(value) and value >= 1):
+            raise ValueError(f"{name} is not a positive integer ({short(value)})")
+    return {
+        "number": number,
+        "step": step,
+        "slot": slot,
+        "architecture": architecture,
+        "arch_hash": arch_hash,
+        "status": status,
+        "reward": float(row["reward"]),
+        "val_accuracy": float(row["val_accuracy"]),
+        "error": error,
+        "params": row["params"],
+        "epochs": row["epochs"],
+        "kept_epoch": row["kept_epoch"],
+        "seconds": float(seconds),
+        "seed": row["seed"],
+        "val_curve": val_curve,
+        "train_loss": train_loss,
+        "cached_from": cached_from,
+        "val_loss": None if val_loss is None else float(val_loss),
+        "executor": executor,
+        "workers": workers,
+        "attempts": attempts,
+    }
+
+
+def metrics(text: Any) -> dict[str, float] | None:
+    """A step's metrics: a JSON object of numbers, or ``None``."""
+    try:
+        data = json.loads(text) if isinstance(text, str) else None
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or not all(type(v) is float or type(v) is int for v in data.values()):
+        return None
+    return data
+
+
+# -- blobs -----------------------------------------------------------------------------------------
+
+
+def blob(value: Any) -> Any:
+    """``torch.load(weights_only=True)`` of stored bytes; raises ``ValueError`` saying why they cannot be read.
+
+    ``weights_only`` never runs code from the file, but bytes that are not what ``torch.save`` wrote
+    make it raise many kinds of exception (unpickling, zip, struct, runtime errors): all of them mean
+    the same thing here.
+    """
+    if not isinstance(value, bytes):
+        raise ValueError(f"it is {type(value).__name__}, not bytes")
+    try:
+        return torch.load(io.BytesIO(value), weights_only=True, map_location="cpu")
+    except Exception as exc:  # noqa: BLE001 -- see the docstring
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise ValueError(f"{type(exc).__name__}: {first[:60]}{'...' if len(first) > 60 else ''}") from None
+
+
+def state_dict(value: Any) -> dict[str, torch.Tensor]:
+    """``value`` if it is a dict of named tensors, as a network's weights are; else ``ValueError``."""
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items()
+    ):
+        raise ValueError("it is not a dict of named tensors")
+    return value
+
+
+def optional_number(value: Any) -> float | None:
+    """A stored test score: ``None`` or a finite number; else ``ValueError``."""
+    if value is not None and not _finite(value):
+        raise ValueError(f"test_accuracy is not a finite number ({short(value)})")
+    return None if value is None else float(value)
