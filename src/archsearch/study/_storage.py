@@ -296,6 +296,12 @@ class Storage:
             self._db.execute("UPDATE meta SET value = ? WHERE key = 'config'", (json.dumps(config, sort_keys=True),))
         self._config = None
 
+    def _setting(self, key: str) -> Any:
+        """One checked setting of the config, without copying the whole of it (read for every trial)."""
+        if self._config is None:
+            self._config = _untrusted.config(self._where, self._meta("config"))
+        return self._config[key]
+
     @property
     def space(self) -> SearchSpace:
         """The study's search space, built from its config once; every stored architecture must be a member."""
@@ -431,10 +437,8 @@ class Storage:
         number = row["number"]
         if type(number) is not int or number < 0:
             raise ArchsearchError(f"{self._where}: a trial's number {_untrusted.short(number)} is not a trial number")
-        if self._config is None:
-            self.config  # noqa: B018 -- checked once, then read directly
         try:
-            return Trial(**_untrusted.trial_fields(row, self._config["children_per_step"], self._architectures))
+            return Trial(**_untrusted.trial_fields(row, self._setting("children_per_step"), self._architectures))
         except ArchsearchError:  # the study's config or space, already said in full
             raise
         except ValueError as exc:
@@ -444,7 +448,7 @@ class Storage:
         """Every trial of a completed step is there, once (``numbers`` sorted); trials of the step in
         progress finish in any order."""
         last = self._last_metrics_step()
-        complete = max(self.completed_steps(), -1 if last is None else last + 1) * self._config["children_per_step"]
+        complete = max(self.completed_steps(), -1 if last is None else last + 1) * self._setting("children_per_step")
         for expected, number in enumerate(numbers):
             if number < expected:
                 raise ArchsearchError(f"{self._where}: trial {number} is stored twice")
@@ -513,12 +517,11 @@ class Storage:
         return None if row[0] is None else self._step_number(row[0], "the last metrics")
 
     def _step_number(self, step: Any, what: str) -> int:
-        if self._config is None:
-            self.config  # noqa: B018
-        if type(step) is not int or not -1 <= step < self._config["steps"]:
+        steps = self._setting("steps")
+        if type(step) is not int or not -1 <= step < steps:
             raise ArchsearchError(
                 f"{self._where}: {what} is of step {_untrusted.short(step)}, which this study of "
-                f"{self._config['steps']} steps does not have"
+                f"{steps} steps does not have"
             )
         return step
 

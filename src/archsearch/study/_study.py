@@ -609,6 +609,29 @@ class Study:
         self._storage.add_refit(number, epochs, rows, result.weights)
         return {"trial": number, "epochs": epochs, "rows": rows}
 
+    def _restore(self, step: int, state: dict[str, Any]) -> None:
+        """Load the strategy's state from the checkpoint of ``step``; a state that does not fit the study's
+        strategy (or, asynchronous, whose proposals in flight do not fit its space) is one line."""
+        m = self.children_per_step
+        try:
+            if not self.asynchronous:
+                self.strategy.load_state_dict(state)
+                return
+            self.strategy.load_state_dict(state["strategy"])
+            told, asked = state["told"], state["asked"]
+            if type(told) is not int or not (step + 1) * m <= told < (step + 2) * m:
+                raise ValueError(f"'told' is {told!r:.40}, not a trial of step {step + 1}")
+            if not isinstance(asked, list) or len(asked) > m:  # fewer where a strategy ran out of proposals
+                raise ValueError(f"'asked' is not a list of at most {m} architectures")
+            for text in asked:
+                self.space.validate(Architecture.from_json(text))
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:
+            message = " ".join(str(exc).split())
+            raise ArchsearchError(
+                f"{self.path}: the checkpoint of step {step} does not fit the study's strategy "
+                f"({type(exc).__name__}: {message[:120]}); trials and best still work, resume does not"
+            ) from None
+
     def _stored_best(self) -> tuple[int, float | None]:
         """``(number, test score)`` of the best trial, whose weights the study stores."""
         best = self.best()
