@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import json
 import logging
@@ -172,6 +173,10 @@ def predict(rows, model: nn.Sequential | None = None) -> list:
 '''
 
 
+#: the weights inside model.onnx, not in a model.onnx.data beside it (where this PyTorch can choose)
+_ONE_FILE = {"external_data": False} if "external_data" in inspect.signature(torch.onnx.export).parameters else {}
+
+
 def export_onnx(model: torch.nn.Module, in_features: int, path: Path, output: str = "logits") -> None:
     """ONNX with a variable number of rows; the exporter's own chatter is kept off the terminal."""
     example = torch.zeros(2, in_features)
@@ -190,6 +195,7 @@ def export_onnx(model: torch.nn.Module, in_features: int, path: Path, output: st
                 output_names=[output],
                 dynamic_shapes=({0: rows},),
                 dynamo=True,
+                **_ONE_FILE,
             )
     finally:
         onnx_log.setLevel(level)
