@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ._harness import Ref, check_case, materialise, run_cli
+from ._harness import Ref, check_case, materialise
 from .test_tampered import apply
 
 pytestmark = pytest.mark.fuzz
@@ -124,12 +124,24 @@ def test_resume_with_more_steps_of_a_damaged_study_changes_nothing(damage: tuple
     check_case(["resume", Ref("study"), "--steps", "3", "--quiet"], folder, refs, allowed=(2,))
 
 
-def test_resume_of_a_finished_study_whose_trials_were_deleted_is_refused(case) -> None:  # noqa: ANN001
-    # was: exit 0 and "no successful trial yet", while best and trials say "trial 0 is missing"
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["best", Ref("study")],  # exit 0, "no successful trial yet"
+        ["best", Ref("study"), "--json"],  # exit 0, a summary without a trial
+        ["export", Ref("study"), "--no-onnx"],  # exit 2, but "no successful trial to export yet"
+        ["resume", Ref("study"), "--quiet"],  # was exit 0, "no successful trial yet"
+        ["trials", Ref("study")],
+        ["report", Ref("study")],
+    ],
+    ids=["best", "best-json", "export", "resume", "trials", "report"],
+)
+def test_a_study_whose_trials_were_all_deleted_is_refused_by_every_command(argv: list, case: Case) -> None:
+    # trials and report say "trial 0 is missing, though its step is complete"; best took the empty table
+    # for a study without a successful trial
     folder, refs = case()
     apply(folder / "study.db", (("delete", "trials", "all"),))
-    assert run_cli(["best", "study.db"], folder).code == 2
-    outcome = check_case(["resume", Ref("study"), "--quiet"], folder, refs, allowed=(2,))
+    outcome = check_case(argv, folder, refs, allowed=(2,))
     assert "missing" in outcome.err
 
 
