@@ -76,6 +76,13 @@ def _overwrite_page(path: Path, table: str) -> None:
         file.write(bytes(range(256)) * (size // 256))
 
 
+def _not_utf8(path: Path, best: int, other: int) -> None:
+    """Tamper: a byte of the schema's SQL text (which SQLite quotes in its messages) made invalid UTF-8."""
+    data = bytearray(path.read_bytes())
+    data[data.index(b"CREATE TABLE trials") + 3] = 0x80
+    path.write_bytes(bytes(data))
+
+
 def _config(**changes: object):  # noqa: ANN202 -- a tamper function
     """Tamper: the stored config with ``changes``."""
 
@@ -153,6 +160,7 @@ CASES = [
     ("config steps of a wrong type", _config(steps="a"), COMMANDS, "config.steps", ()),
     ("config children per step beyond any bound", _config(children_per_step=10**12),
      COMMANDS, "config.children_per_step", ()),
+    ("config without a task", _config(task=None), COMMANDS, "config.task is missing", ()),
     ("config space not an object", _config(space="mlp"), COMMANDS, "config.space", ()),
     ("config space far outside its bounds", _config(space={"kind": "mlp", "max_layers": 10**9}),
      COMMANDS, "max_layers", ()),
@@ -187,6 +195,7 @@ CASES = [
      ("report", "export"), "do not match its architecture", ("best", "trials")),
     ("weights of another trial", _statement("UPDATE models SET number = {other}"),
      ("report", "export"), "the stored weights are of trial", ("best", "trials")),
+    ("schema text not UTF-8", _not_utf8, COMMANDS, "damaged", ()),
     ("a page overwritten", lambda path, best, other: _overwrite_page(path, "trials"), COMMANDS, "damaged", ()),
     ("a table dropped", _statement("DROP TABLE steps"), COMMANDS, "no 'steps' table", ()),
 ]  # fmt: skip

@@ -243,12 +243,12 @@ class Storage:
                 raise ArchsearchError(f"{path}: not an archsearch study (no study marker)")
             version = _untrusted.schema_version(str(path), rows, SCHEMA_VERSION)
             _untrusted.check_tables(str(path), db)
-        except (sqlite3.Error, ArchsearchError) as exc:
+        except (*_untrusted.READ_ERRORS, ArchsearchError) as exc:
             if copy is not None:
                 shutil.rmtree(copy, ignore_errors=True)
             if isinstance(exc, ArchsearchError):
                 raise
-            if isinstance(exc, sqlite3.DatabaseError) and "malformed" in str(exc):
+            if isinstance(exc, UnicodeDecodeError) or "malformed" in str(exc):
                 raise _untrusted.read_error(str(path), exc) from None
             raise ArchsearchError(f"{path}: not an archsearch study ({exc})") from None
         if readonly:
@@ -331,13 +331,13 @@ class Storage:
         """Rows of a read; any SQLite error (a damaged page, a missing table) is one line naming the study."""
         try:
             return self._db.execute(query, args).fetchall()
-        except sqlite3.Error as exc:
+        except _untrusted.READ_ERRORS as exc:
             raise _untrusted.read_error(self._where, exc) from None
 
     def _one(self, query: str, args: tuple = ()) -> sqlite3.Row | None:
         try:
             return self._db.execute(query, args).fetchone()
-        except sqlite3.Error as exc:
+        except _untrusted.READ_ERRORS as exc:
             raise _untrusted.read_error(self._where, exc) from None
 
     # -- trials ----------------------------------------------------------------------------
@@ -460,6 +460,19 @@ class Storage:
             raise ArchsearchError(
                 f"{self._where}: trial {len(numbers)} is missing, though its step is complete (deleted from the file?)"
             )
+
+    def check(self) -> None:
+        """Read and check what a run builds on, so that a run refuses a damaged study before its first
+        write: SQLite's integrity check of every page and index, every trial (none of a complete step
+        missing), each step's metrics and the stored model's row."""
+        problem = self._one("PRAGMA integrity_check(1)")[0]
+        if problem != "ok":
+            raise ArchsearchError(
+                f"{self._where}: the study file is damaged ({_untrusted.short(problem)}); resume needs it whole"
+            )
+        self.trials()
+        self.steps()
+        self.stored_model()
 
     # -- steps and checkpoints --------------------------------------------------------------
 

@@ -58,9 +58,14 @@ def short(value: Any) -> str:
     return text if len(text) <= _SHORT else text[: _SHORT - 3] + "..."
 
 
-def read_error(where: str, exc: sqlite3.Error) -> ArchsearchError:
-    """One line for an SQLite error raised while reading a study."""
-    message = str(exc)
+#: what reading a study may raise besides its own checks: SQLite's errors, and a message of SQLite's that
+#: quotes bytes that are not UTF-8 (a damaged schema)
+READ_ERRORS = (sqlite3.Error, UnicodeDecodeError)
+
+
+def read_error(where: str, exc: Exception) -> ArchsearchError:
+    """One line for an error in ``READ_ERRORS`` raised while reading a study."""
+    message = str(exc) if isinstance(exc, sqlite3.Error) else "malformed: text that is not UTF-8"
     if "malformed" in message or "not a database" in message:
         return ArchsearchError(f"{where}: the study file is damaged ({short(message)})")
     return ArchsearchError(f"{where}: cannot read the study file ({short(message)})")
@@ -170,6 +175,8 @@ def config(where: str, text: Any) -> dict[str, Any]:
         value = data.get(part)
         if not isinstance(value, dict) or not isinstance(value.get(key), str):
             raise ArchsearchError(f"{where}: config.{part} is not an object with a {key!r} name")
+    if data.get("task") is None and data["trainer"]["name"] != "lookup":  # only a table's lookups need no data
+        raise ArchsearchError(f"{where}: config.task is missing; the {data['trainer']['name']!r} trainer trains on one")
     for part in ("task", "executor"):
         value = data.get(part)
         if value is not None and (not isinstance(value, dict) or not isinstance(value.get("name"), str)):
