@@ -19,7 +19,9 @@ import re
 import shutil
 import signal
 import sqlite3
+import sys
 import traceback
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +110,33 @@ def _guards(tripped: list[str]) -> Iterator[None]:
         torch.set_num_threads = set_threads
 
 
+#: the warning filters a fresh Python process starts with (see the warnings module's documentation)
+_PYTHON_FILTERS = (
+    ("default", DeprecationWarning, "__main__"),
+    ("ignore", DeprecationWarning, ""),
+    ("ignore", PendingDeprecationWarning, ""),
+    ("ignore", ImportWarning, ""),
+    ("ignore", ResourceWarning, ""),
+)
+
+
+@contextlib.contextmanager
+def _fresh_warnings() -> Iterator[None]:
+    """Warnings as a fresh ``archsearch`` process shows them: Python's default filters, each warning once,
+    printed to stderr (pytest would otherwise record them out of sight); restored afterwards, with the
+    ``showwarning`` that ``main`` installs."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+        (file or sys.stderr).write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        for action, category, module in reversed(_PYTHON_FILTERS):
+            warnings.filterwarnings(action, category=category, module=module)
+        warnings.showwarning = show
+        yield
+
+
 #: a context manager factory wrapped around one run of ``main`` (an interrupt, say)
 Around = Callable[[], contextlib.AbstractContextManager]
 #: the ``case_folder`` fixture: a fresh folder per generated case
@@ -124,7 +153,12 @@ def run_cli(argv: Sequence[str], cwd: Path, around: Around | None = None) -> Out
     threads = torch.get_num_threads()
     os.chdir(cwd)
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _guards(outcome.guards):
+        with (
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+            _guards(outcome.guards),
+            _fresh_warnings(),
+        ):
             try:
                 with around() if around else contextlib.nullcontext():
                     outcome.code = main(outcome.argv)
@@ -141,17 +175,6 @@ def run_cli(argv: Sequence[str], cwd: Path, around: Around | None = None) -> Out
 
 
 # -- fingerprints ----------------------------------------------------------------------------------
-
-
-def fingerprint(path: Path) -> str | None:
-    """What a path holds: a file's SHA-256, a link's target, a folder's names and contents; None if absent."""
-    if path.is_symlink():
-        return "link:" + os.readlink(path)
-    if path.is_dir():
-        return "dir:" + json.dumps(sorted(tree(path).items()))
-    if path.is_file():
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    return None if not os.path.lexists(path) else "other"
 
 
 def tree(root: Path) -> dict[str, str]:

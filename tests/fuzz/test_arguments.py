@@ -20,12 +20,12 @@ pytestmark = pytest.mark.fuzz
 
 #: generated cases per subcommand; the sum is what docs/hostile-input.md reports
 EXAMPLES = {
-    "search": 30,
-    "resume": 14,
-    "trials": 14,
-    "best": 10,
+    "search": 36,
+    "resume": 16,
+    "trials": 16,
+    "best": 12,
     "report": 8,
-    "export": 12,
+    "export": 14,
     "compare": 8,
     "sample": 6,
     "baseline": 4,

@@ -22,7 +22,7 @@ from .test_arguments import fuzz_settings
 pytestmark = pytest.mark.fuzz
 
 #: generated cases per file kind; the sum is what docs/hostile-input.md reports
-EXAMPLES = {"csv": 20, "npz": 20}
+EXAMPLES = {"csv": 24, "npz": 24}
 #: one child of one step trained for one epoch: a valid file costs a fraction of a second
 TRAIN = ["--strategy", "random", "--steps", "1", "--children-per-step", "1", "--max-epochs", "1", "--quiet"]
 

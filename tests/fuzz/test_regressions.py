@@ -44,10 +44,11 @@ def case(library: dict[str, Path], tmp_path: Path) -> Case:
         ["report", ""],  # ValueError: PosixPath('.') has an empty name (default_output)
         ["export", "", "--no-onnx"],  # the same, in _export's default folder name
         ["sample", "--n", "1", "--study", ""],  # the same, in the default plot name
+        ["sample", "--n", "1", "--study", "new.db", "--plot", "."],  # the same, in numbers_path (with_suffix)
     ],
-    ids=["report", "export", "sample"],
+    ids=["report", "export", "sample", "sample-plot"],
 )
-def test_an_empty_study_path_is_one_line(argv: list, case: Case) -> None:
+def test_an_empty_path_is_one_line(argv: list, case: Case) -> None:
     folder, refs = case()
     outcome = check_case(argv, folder, refs, allowed=(2,))
     assert "''" in outcome.err or "empty" in outcome.err or "study" in outcome.err
@@ -159,3 +160,34 @@ def test_resume_refuses_a_checkpoint_of_another_strategy_in_one_line(kind: str, 
     apply(folder / "study.db", (("blob", "checkpoints", "state", buffer.getvalue(), 0),))
     outcome = check_case(["resume", Ref("study"), *steps, "--quiet"], folder, refs, allowed=(2,))
     assert "checkpoint" in outcome.err
+
+
+def test_resume_refuses_a_pickled_checkpoint_without_torchs_warning(case: Case) -> None:
+    # was: torch's two-line UserWarning "Detected pickle protocol 4 in the checkpoint ..." before the one line
+    import pickle
+
+    folder, refs = case()
+    apply(folder / "study.db", (("blob", "checkpoints", "state", pickle.dumps({"os": "system"}, protocol=4), 0),))
+    outcome = check_case(["resume", Ref("study"), "--quiet"], folder, refs, allowed=(2,))
+    assert "checkpoint" in outcome.err
+
+
+def test_ctrl_c_while_the_study_file_is_created_leaves_no_half_study(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # was: Ctrl-C between sqlite3.connect and the schema's commit left an empty s.db, and the message said
+    # "continue with 'archsearch resume s.db'", which answered "not an archsearch study (no such table: meta)";
+    # search then refused the path as taken
+    from archsearch.study import _storage
+
+    def interrupted(db: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_storage, "_configure", interrupted)
+    refs = {"study": Path("s.db")}
+    check_case(["search", *TINY, "--study", Ref("study")], tmp_path, refs, allowed=(130,))
+    monkeypatch.undo()
+    if (tmp_path / "s.db").exists():
+        check_case(["resume", Ref("study"), "--quiet"], tmp_path, refs, may_change=lambda rel: True, allowed=(0,))
+    else:
+        check_case(["search", *TINY, "--study", Ref("study")], tmp_path, refs, allowed=(0,))

@@ -28,7 +28,7 @@ from .test_arguments import fuzz_settings
 pytestmark = pytest.mark.fuzz
 
 #: generated cases; docs/hostile-input.md reports it
-EXAMPLES = 40
+EXAMPLES = 60
 
 TRIAL_COLUMNS = ("step", "slot", "architecture", "arch_hash", "arch_str", "status", "reward", "val_accuracy", "error",
                  "params", "epochs", "kept_epoch", "seconds", "seed", "val_curve", "train_loss", "created",
