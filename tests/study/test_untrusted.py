@@ -76,11 +76,17 @@ def _overwrite_page(path: Path, table: str) -> None:
         file.write(bytes(range(256)) * (size // 256))
 
 
-def _not_utf8(path: Path, best: int, other: int) -> None:
-    """Tamper: a byte of the schema's SQL text (which SQLite quotes in its messages) made invalid UTF-8."""
-    data = bytearray(path.read_bytes())
-    data[data.index(b"CREATE TABLE trials") + 3] = 0x80
-    path.write_bytes(bytes(data))
+def _not_utf8(at: bytes, by: bytes):  # noqa: ANN202 -- a tamper function
+    """Tamper: the bytes after ``at`` in the schema's records replaced by ``by``, not UTF-8 (SQLite quotes
+    such text in its messages, and the schema's names are read as text)."""
+
+    def tamper(path: Path, best: int, other: int) -> None:
+        data = bytearray(path.read_bytes())
+        start = data.index(at) + len(at)
+        data[start : start + len(by)] = by
+        path.write_bytes(bytes(data))
+
+    return tamper
 
 
 def _config(**changes: object):  # noqa: ANN202 -- a tamper function
@@ -195,7 +201,8 @@ CASES = [
      ("report", "export"), "do not match its architecture", ("best", "trials")),
     ("weights of another trial", _statement("UPDATE models SET number = {other}"),
      ("report", "export"), "the stored weights are of trial", ("best", "trials")),
-    ("schema text not UTF-8", _not_utf8, COMMANDS, "damaged", ()),
+    ("schema SQL not UTF-8", _not_utf8(b"CREATE TABLE tri", b"\x80"), COMMANDS, "damaged", ()),
+    ("a column type not UTF-8, with a line break", _not_utf8(b"reward R", b"\n\x80"), COMMANDS, "damaged", ()),
     ("a page overwritten", lambda path, best, other: _overwrite_page(path, "trials"), COMMANDS, "damaged", ()),
     ("a table dropped", _statement("DROP TABLE steps"), COMMANDS, "no 'steps' table", ()),
 ]  # fmt: skip

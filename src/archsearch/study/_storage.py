@@ -248,9 +248,9 @@ class Storage:
                 shutil.rmtree(copy, ignore_errors=True)
             if isinstance(exc, ArchsearchError):
                 raise
-            if isinstance(exc, UnicodeDecodeError) or "malformed" in str(exc):
+            if _untrusted.damaged(exc) and "not a database" not in str(exc):  # that: some other file
                 raise _untrusted.read_error(str(path), exc) from None
-            raise ArchsearchError(f"{path}: not an archsearch study ({exc})") from None
+            raise ArchsearchError(f"{path}: not an archsearch study ({_untrusted.short(str(exc))})") from None
         if readonly:
             db.execute("PRAGMA busy_timeout=10000")
         else:
@@ -267,7 +267,8 @@ class Storage:
                         db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
                     db.execute(_REFITS)
             except sqlite3.Error as exc:
-                raise ArchsearchError(f"{path}: cannot open the study for writing ({exc})") from None
+                why = _untrusted.short(str(exc))
+                raise ArchsearchError(f"{path}: cannot open the study for writing ({why})") from None
         storage = cls(path, db, readonly)
         storage._copy = copy
         if readonly and version == 1:  # read as it is: no validation losses, so ties go by parameters

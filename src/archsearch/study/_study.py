@@ -50,7 +50,7 @@ from archsearch.strategies import Reinforce, Strategy
 from archsearch.study._components import build_evaluator, build_strategy
 from archsearch.study._progress import ProgressBar
 from archsearch.study._storage import Storage, Trial, rank
-from archsearch.study._untrusted import UnusableWeights
+from archsearch.study._untrusted import UnusableWeights, short
 from archsearch.tasks import Task, get_task, stored_task
 
 
@@ -166,7 +166,8 @@ class Study:
             message = str(exc)
             raise ArchsearchError(message if message.startswith(where) else f"{where} {message}") from None
         except (TypeError, ValueError, KeyError, AttributeError, OverflowError, IndexError) as exc:
-            raise ArchsearchError(f"{where} config.{part} cannot be built ({type(exc).__name__}: {exc})") from None
+            why = f"{type(exc).__name__}: {short(str(exc))}"
+            raise ArchsearchError(f"{where} config.{part} cannot be built ({why})") from None
 
     @property
     def executor(self) -> Executor:
@@ -538,7 +539,8 @@ class Study:
         try:
             weights = load_file(str(file))
         except Exception as exc:  # noqa: BLE001 -- safetensors raises its own error, OSError, ...: all mean unreadable
-            raise ArchsearchError(f"{file}: the saved weights of trial {number} cannot be read ({exc})") from None
+            why = short(str(exc))
+            raise ArchsearchError(f"{file}: the saved weights of trial {number} cannot be read ({why})") from None
         return self._model(trial, weights, "saved weights", "the study's other trials still work")
 
     # -- results -----------------------------------------------------------------------------

@@ -63,10 +63,18 @@ def short(value: Any) -> str:
 READ_ERRORS = (sqlite3.Error, UnicodeDecodeError)
 
 
+def damaged(exc: Exception) -> bool:
+    """Whether an error in ``READ_ERRORS`` means a damaged file (rather than, say, a locked one)."""
+    message = str(exc)
+    return isinstance(exc, UnicodeDecodeError) or any(
+        sign in message for sign in ("malformed", "not a database", "Could not decode")
+    )
+
+
 def read_error(where: str, exc: Exception) -> ArchsearchError:
     """One line for an error in ``READ_ERRORS`` raised while reading a study."""
     message = str(exc) if isinstance(exc, sqlite3.Error) else "malformed: text that is not UTF-8"
-    if "malformed" in message or "not a database" in message:
+    if damaged(exc):
         return ArchsearchError(f"{where}: the study file is damaged ({short(message)})")
     return ArchsearchError(f"{where}: cannot read the study file ({short(message)})")
 
