@@ -54,6 +54,8 @@ COMMANDS = (
     ["export", Ref("study"), "--out", "exported", "--no-onnx"],
     ["resume", Ref("study"), "--quiet"],
     ["resume", Ref("study"), "--steps", "3", "--quiet"],
+    ["report", Ref("sample"), "-o", "out.html", "--sample", Ref("study")],  # the damaged study as the histogram's
+    ["sample", "--n", "2", "--study", Ref("study"), "--plot", "plot.png", "--quiet"],
 )
 
 
@@ -98,7 +100,7 @@ def damage(draw: st.DrawFn) -> tuple:
     found = []
     for _ in range(draw(st.integers(1, 2))):
         kind = draw(st.sampled_from(["delete", "column", "meta", "config", "architecture", "blob", "bytes", "header",
-                                     "truncate", "wal", "children"]))
+                                     "truncate", "wal", "children", "data file"]))
         if kind == "delete":
             table = draw(st.sampled_from(["trials", "steps", "checkpoints", "models", "meta"]))
             where = draw(st.sampled_from(["all", "first", "last", "odd"]))
@@ -128,8 +130,11 @@ def damage(draw: st.DrawFn) -> tuple:
             found.append(("truncate", draw(st.integers(0, 100)) / 100))
         elif kind == "wal":
             found.append(("wal", draw(st.binary(min_size=0, max_size=5000))))
-        else:
+        elif kind == "children":
             found.append(("children", draw(st.sampled_from(["truncate", "garbage", "inflate", "delete", "empty"]))))
+        else:  # the data file of a study searched on one (the others have none)
+            hows = ["delete", "append a row", "truncate", "garbage", "folder"]
+            found.append(("data file", draw(st.sampled_from(hows))))
     return tuple(found)
 
 
@@ -218,6 +223,31 @@ def apply(study: Path, damages: tuple) -> None:
             Path(f"{study}-wal").write_bytes(args[0])
         elif kind == "children":
             _damage_children(Path(f"{study}.children"), args[0])
+        elif kind == "data file":
+            _damage_data(study, args[0])
+
+
+def _damage_data(study: Path, how: str) -> None:
+    """Change the data file the study at ``study`` was searched on, if it has one."""
+    try:  # the file may be damaged already, or its config
+        with contextlib.closing(sqlite3.connect(f"file:{study}?mode=ro", uri=True)) as db:
+            config = json.loads(db.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()[0])
+        data = Path(config["task"]["path"])
+    except (sqlite3.Error, TypeError, ValueError, LookupError):
+        return
+    if not data.is_file():
+        return
+        if how == "delete":
+            data.unlink()
+        elif how == "append a row":
+            data.write_text(data.read_text() + "0.5,0.5,0.5,yes\n")
+        elif how == "truncate":
+            data.write_bytes(data.read_bytes()[:40])
+        elif how == "garbage":
+            data.write_bytes(b"\xff\xfe" * 64)
+        else:
+            data.unlink()
+            data.mkdir()
 
 
 def _damage_children(folder: Path, how: str) -> None:
@@ -251,9 +281,10 @@ def test_tampered_studies(
     with case_folder() as folder:
         refs = materialise(library, kind, "study.db", folder)
         apply(folder / "study.db", damages)
-        check_case(command, folder, refs, may_change=lambda rel: command[0] == "resume" and _resumed(rel))
+        check_case(command, folder, refs, may_change=lambda rel: command[0] in ("resume", "sample") and _resumed(rel))
 
 
 def _resumed(rel: str) -> bool:
-    """What a resume of study.db writes: the study (hard.db is the same file) and its saved children."""
+    """What a resume of study.db (or a sample into it) writes: the study (hard.db is the same file) and its
+    saved children; a plot and its numbers are new files."""
     return rel in ("study.db", "hard.db", "study.db.children") or rel.startswith("study.db.children/")
