@@ -232,11 +232,10 @@ def export_argv() -> st.SearchStrategy[list]:
 
 
 def compare_argv() -> st.SearchStrategy[list]:
-    # valid runs on the benchmark only: on a task every run starts worker processes (seconds each)
     return command(
         "compare",
         [
-            fixed(["--benchmark", "nas-bench-macro"],
+            fixed(["--benchmark", "nas-bench-macro"], ["--benchmark", "nas-bench-macro"], ["--task", "moons"],
                   hostile=([], ["--task", "moons", "--benchmark", "nas-bench-macro"], ["--task", "digits"],
                            ["--benchmark", "nas-bench-201"])),
             # one strategy, one seed: a single run, so compare starts no worker processes
