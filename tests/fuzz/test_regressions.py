@@ -191,3 +191,20 @@ def test_ctrl_c_while_the_study_file_is_created_leaves_no_half_study(
         check_case(["resume", Ref("study"), "--quiet"], tmp_path, refs, may_change=lambda rel: True, allowed=(0,))
     else:
         check_case(["search", *TINY, "--study", Ref("study")], tmp_path, refs, allowed=(0,))
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--max-layers", "1000000000000"],  # hung building the controller's schedule
+        ["--max-layers", "100000"],  # searched, printed its results, then never exited
+        ["--strategy", "random", "--children-per-step", "100000000"],  # hung asking for the first step
+        ["--executor", "process", "--workers", "1000000"],  # would have started a million worker processes
+        ["--trainer", "serial", "--threads", "100000"],  # would have asked PyTorch for 100,000 threads
+    ],
+    ids=["max-layers-1e12", "max-layers-1e5", "children-1e8", "workers-1e6", "threads-1e5"],
+)
+def test_a_size_beyond_its_bound_is_refused_before_anything_starts(flags: list, tmp_path: Path) -> None:
+    # found by hand while building the suite (before the bounds of archsearch._limits), run in subprocesses
+    # with a time limit; in-process here, where the harness's guards stop a case that would hang or fork
+    check_case(["search", *TINY, *flags, "--study", "s.db"], tmp_path, {}, allowed=(2,))
