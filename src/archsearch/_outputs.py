@@ -41,6 +41,8 @@ def check_output_file(out: Path, protected: Iterable[Path], what: str) -> None:
     ``protected`` are the paths the command reads; ``out`` may not be one of them, a link to one, a path
     inside a protected folder, an existing directory, or any other study file.
     """
+    if not out.name or out.name in (".", ".."):
+        raise ArchsearchError(f"{what}: {str(out)!r} names a folder, not a file")
     _check_not_protected(out, protected, what)
     if out.is_dir():
         raise ArchsearchError(f"{what}: {out} is a directory; name a file")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import math
 import os
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from archsearch import _limits as limits
+from archsearch._outputs import check_output_dir, check_output_file, default_output, study_paths
 from archsearch.errors import ArchsearchError
 
 EXIT_USAGE = 2
@@ -39,7 +41,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is a single line."""
 
     def error(self, message: str) -> NoReturn:
-        print(f"{self.prog}: error: {message} (see '{self.prog} --help')", file=sys.stderr)
+        print(f"{self.prog}: error: {_one_line(message)} (see '{self.prog} --help')", file=sys.stderr)
         sys.exit(EXIT_USAGE)
 
 
@@ -125,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="data set (default: moons); image tasks (digits, mnist-5k, mnist, fashion-mnist) search CNNs",
     )
     search.add_argument(
-        "--data-dir", type=Path, default=None, help="with --task mnist or fashion-mnist: the folder of its IDX files"
+        "--data-dir", type=_path, default=None, help="with --task mnist or fashion-mnist: the folder of its IDX files"
     )
     search.add_argument(
         "--space",
@@ -156,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument("--noisy", action="store_true", help="with --benchmark: reward one recorded run, not the mean")
     data = search.add_argument_group("your own data (instead of --task)")
-    data.add_argument("--data", type=Path, default=None, help="a .csv file with a header row, or an .npz with X and y")
+    data.add_argument("--data", type=_path, default=None, help="a .csv file with a header row, or an .npz with X and y")
     data.add_argument("--target", default=None, help="the CSV column that holds the labels or values to predict")
     data.add_argument(
         "--problem",
@@ -191,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument("--seed", type=_seed, default=0, help="study seed, 0 to 2**63 - 1 (default: 0)")
     search.add_argument(
-        "--study", type=Path, default=None, help="study file to create (default: runs/TASK-STRATEGY-sSEED.db)"
+        "--study", type=_path, default=None, help="study file to create (default: runs/TASK-STRATEGY-sSEED.db)"
     )
     train = search.add_argument_group("child training")
     _training_arguments(train, TRAINERS)
@@ -255,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume = commands.add_parser(
         "resume", help="continue a stopped search", description="Continue a search where it stopped."
     )
-    resume.add_argument("study", type=Path, help="study file")
+    resume.add_argument("study", type=_path, help="study file")
     resume.add_argument(
         "--steps", type=_steps, default=None, help=f"new total number of steps (at most {limits.MAX_STEPS:,})"
     )
@@ -263,12 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--quiet", action="store_true", help="no progress bar")
 
     trials = commands.add_parser("trials", help="list the trials of a study", description="List a study's trials.")
-    trials.add_argument("study", type=Path, help="study file")
+    trials.add_argument("study", type=_path, help="study file")
     trials.add_argument("--top", type=_count, default=None, help="only the N best by reward (N up to 10**6)")
     trials.add_argument("--json", action="store_true", help="JSON instead of a table")
 
     best = commands.add_parser("best", help="show the best architecture", description="Show the best trial.")
-    best.add_argument("study", type=Path, help="study file")
+    best.add_argument("study", type=_path, help="study file")
     best.add_argument("--json", action="store_true", help="JSON instead of text")
 
     report = commands.add_parser(
@@ -277,13 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write one HTML file (figures embedded) about a study: rewards, controller, best so far, "
         "decision boundary, random-architecture histogram, top architectures, config.",
     )
-    report.add_argument("study", type=Path, help="study file")
-    report.add_argument("-o", "--out", type=Path, default=None, help="HTML file (default: STUDY's name, .html)")
+    report.add_argument("study", type=_path, help="study file")
+    report.add_argument("-o", "--out", type=_path, default=None, help="HTML file (default: STUDY's name, .html)")
     report.add_argument(
         "--top", type=_count, default=10, help="architectures in the table (default: 10; at most 10**6)"
     )
     report.add_argument(
-        "--sample", type=Path, default=None, help="a study of random architectures (archsearch sample) to histogram"
+        "--sample", type=_path, default=None, help="a study of random architectures (archsearch sample) to histogram"
     )
 
     export = commands.add_parser(
@@ -292,9 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write the study's best network to a folder: weights.safetensors, architecture.json, "
         "model.py (plain PyTorch) and model.onnx (with archsearch[onnx]).",
     )
-    export.add_argument("study", type=Path, help="study file")
+    export.add_argument("study", type=_path, help="study file")
     export.add_argument(
-        "--out", type=Path, default=None, help="folder to write (default: the study's name without its extension)"
+        "--out", type=_path, default=None, help="folder to write (default: the study's name without its extension)"
     )
     export.add_argument(
         "--onnx",
@@ -342,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"worker processes (default: one per core; at most {limits.WORKERS_PER_CORE} per core)",
     )
-    compare.add_argument("--out", type=Path, default=None, help="output folder (default: runs/compare-NAME)")
+    compare.add_argument("--out", type=_path, default=None, help="output folder (default: runs/compare-NAME)")
     compare.add_argument("--quiet", action="store_true", help="no progress bar")
 
     baseline = commands.add_parser(
@@ -352,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
         "layer of 128) on an image task with the same training budget as a search's children; print its accuracy.",
     )
     baseline.add_argument("--task", required=True, choices=sorted(IMAGE_TASKS), help="image task")
-    baseline.add_argument("--data-dir", type=Path, default=None, help="with mnist or fashion-mnist: the IDX folder")
+    baseline.add_argument("--data-dir", type=_path, default=None, help="with mnist or fashion-mnist: the IDX folder")
     baseline.add_argument(
         "--seed", type=_seed, default=0, help="initial weights and shuffling, 0 to 2**63 - 1 (default: 0)"
     )
@@ -374,9 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sample.add_argument("--seed", type=_seed, default=0, help="sampling seed, 0 to 2**63 - 1 (default: 0)")
     sample.add_argument(
-        "--study", type=Path, default=None, help="study that keeps the trials (default: runs/TASK-sample-sSEED.db)"
+        "--study", type=_path, default=None, help="study that keeps the trials (default: runs/TASK-sample-sSEED.db)"
     )
-    sample.add_argument("--plot", type=Path, default=None, help="PNG to write (default: the study's name, .png)")
+    sample.add_argument("--plot", type=_path, default=None, help="PNG to write (default: the study's name, .png)")
     sample.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -496,6 +498,18 @@ def _training_arguments(train: argparse._ArgumentGroup, trainers: dict) -> None:
     )
 
 
+def _path(text: str) -> Path:
+    """A path argument; an empty one names nothing (``Path("")`` would be the current folder)."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return Path(text)
+
+
+def _one_line(text: object) -> str:
+    """A message as one line: line breaks inside it (a file name may hold one) are written as \\n."""
+    return str(text).replace("\r", "\\r").replace("\n", "\\n")
+
+
 def _fractions(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(part) for part in text.split(","))
@@ -554,6 +568,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM stops a command like Ctrl-C; only the main thread may set a handler (main() may run elsewhere)
     in_main_thread = threading.current_thread() is threading.main_thread()
     sigterm = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    strict = _escape_unencodable()
     try:
         args = build_parser().parse_args(argv)
         _one_line_warnings(args.command)
@@ -561,7 +576,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = {**handlers, "sample": _sample, "export": _export, "report": _report, "baseline": _baseline}
         return handler[args.command](args)
     except ArchsearchError as exc:
-        print(f"{_prog(args)}: error: {exc}{_resume_hint(args, exc)}", file=sys.stderr)
+        print(f"{_prog(args)}: error: {_one_line(exc)}{_one_line(_resume_hint(args, exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, _Terminated)
@@ -571,11 +586,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise  # stdout's reader went away: entry_point() ends quietly
     except OSError as exc:  # the machine refused a write or a read (a full disk, a vanished file)
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"{_prog(args)}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"{_prog(args)}: error: {_one_line(where)}{_one_line(exc.strerror or exc)}", file=sys.stderr)
         return EXIT_USAGE
     finally:
         if sigterm is not None:
             signal.signal(signal.SIGTERM, sigterm)
+        for stream in strict:
+            stream.reconfigure(errors="strict")
+
+
+def _escape_unencodable() -> list[io.TextIOWrapper]:
+    """Let stdout and stderr write what their encoding cannot (a file name's undecodable byte arrives as a
+    lone surrogate) as an escape instead of failing; returns the streams to set back."""
+    changed = []
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+            stream.reconfigure(errors="backslashreplace")
+            changed.append(stream)
+    return changed
 
 
 def _prog(args: argparse.Namespace | None) -> str:
@@ -611,7 +639,7 @@ def _one_line_warnings(command: str) -> None:
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
         if "archsearch" in str(filename) and issubclass(category, UserWarning):
-            print(f"archsearch {command}: warning: {message}", file=sys.stderr)
+            print(f"archsearch {command}: warning: {_one_line(message)}", file=sys.stderr)
         else:
             default(message, category, filename, lineno, file, line)
 
@@ -621,7 +649,7 @@ def _one_line_warnings(command: str) -> None:
 def _search(args: argparse.Namespace) -> int:
     from archsearch.evaluation import LookupEvaluator, TrainConfig, get_benchmark
     from archsearch.study import Study, build_evaluator, build_strategy
-    from archsearch.study._storage import check_new_study_path
+    from archsearch.study._storage import check_new_study_path, discard_if_empty
     from archsearch.tasks import from_file, get_task
 
     given = [
@@ -706,9 +734,13 @@ def _search(args: argparse.Namespace) -> int:
         asynchronous=args.asynchronous,
     )
     print(f"study: {study.path}  ({args.steps} steps x {args.children_per_step} children, seed {args.seed})")
-    with study:
-        study.run(progress=False if args.quiet else None)
-        _print_best(study)
+    try:
+        with study:
+            study.run(progress=False if args.quiet else None)
+            _print_best(study)
+    except ArchsearchError:
+        discard_if_empty(args.study)  # a refused search leaves no study behind
+        raise
     return 0
 
 
@@ -818,6 +850,8 @@ def _resume(args: argparse.Namespace) -> int:
         if executor is not None:
             study.executor = executor
         before = study.completed_steps()
+        if args.steps is not None and args.steps < before:
+            raise ArchsearchError(f"--steps: {args.steps} is fewer than the {before} steps {args.study} has completed")
         target = args.steps or study.steps
         print(f"study: {study.path}  (resuming at step {before + 1 if before < target else before} of {target})")
         study.run(steps=args.steps, progress=False if args.quiet else None)
@@ -856,6 +890,7 @@ def _print_best(study) -> None:  # noqa: ANN001
 
 def _compare(args: argparse.Namespace) -> int:
     from archsearch.experiments import compare
+    from archsearch.experiments._compare import COMPARISON_FILES
 
     on_task = args.task is not None
     name = args.task or args.benchmark
@@ -863,6 +898,7 @@ def _compare(args: argparse.Namespace) -> int:
     budget = args.budget or (300 if on_task else 1000)
     per_step = args.children_per_step or (15 if on_task else 5)
     out = args.out or Path("runs") / f"compare-{name}"
+    check_output_dir(out, COMPARISON_FILES, [], "--out" if args.out else "compare")
     total = len(args.strategies) * seeds
     print(f"comparing {', '.join(args.strategies)} on {name}: {seeds} seeds x {budget} queries each -> {out}")
     progress = _RunsProgress(total) if not args.quiet and sys.stderr.isatty() else None
@@ -915,10 +951,17 @@ class _RunsProgress:
 
 def _sample(args: argparse.Namespace) -> int:
     from archsearch.experiments import sample, write_sample
+    from archsearch.experiments._plots import check_image_path
+    from archsearch.experiments._sample import numbers_path
 
     study = args.study or Path("runs") / f"{args.task}-sample-s{args.seed}.db"
-    plot = args.plot or study.with_suffix(".png")
-    study.parent.mkdir(parents=True, exist_ok=True)
+    plot = args.plot or default_output(study, ".png")
+    flag = "--plot" if args.plot else "sample"
+    check_output_file(plot, study_paths(study), flag)  # before any training: the plot is written last
+    check_output_file(numbers_path(plot), study_paths(study), flag)
+    check_image_path(plot, flag)
+    if args.study is None:
+        study.parent.mkdir(parents=True, exist_ok=True)
     print(f"sampling {args.n} random architectures on {args.task} -> {study}")
     result = sample(args.task, args.n, study, seed=args.seed, progress=False if args.quiet else None)
     if not result.accuracies:
@@ -940,25 +983,26 @@ def _report(args: argparse.Namespace) -> int:
     from archsearch.report import write_report
     from archsearch.study import Study
 
-    out = args.out or args.study.with_suffix(".html")
+    out = args.out or default_output(args.study, ".html")
     with contextlib.ExitStack() as stack:
         study = stack.enter_context(Study.open(args.study, readonly=True))
         sample = stack.enter_context(Study.open(args.sample, readonly=True)) if args.sample else None
+        inputs = study.input_paths() + (sample.input_paths() if sample else [])
+        check_output_file(out, inputs, "--out" if args.out else "report")
         write_report(study, out, top=args.top, sample=sample)
     print(f"report: {out}  ({out.stat().st_size:,d} bytes)")
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
-    from archsearch.export import export_best, onnx_available
+    from archsearch.export import EXPORT_FILES, export_best, onnx_available
     from archsearch.study import Study
 
     out = args.out or (
         args.study.with_suffix("") if args.study.suffix else args.study.with_name(args.study.name + "-export")
     )
-    if out.exists() and not out.is_dir():
-        raise ArchsearchError(f"--out: {out} is a file, not a folder")
     with Study.open(args.study, readonly=True) as study:
+        check_output_dir(out, EXPORT_FILES, study.input_paths(), "--out" if args.out else "export")
         paths = export_best(study, out, onnx=args.onnx)
         best = study.best()
     print(f"exported {best.architecture} (trial {best.number}) to {out}/")

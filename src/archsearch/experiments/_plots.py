@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from archsearch.errors import ArchsearchError
+
 if TYPE_CHECKING:
     from archsearch.experiments._compare import Comparison
 
@@ -19,6 +21,17 @@ def _pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def check_image_path(path: Path, what: str) -> None:
+    """Refuse, before any work, a figure path whose suffix names no format matplotlib writes."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix.lower().lstrip(".") not in formats:
+        raise ArchsearchError(
+            f"{what}: {path} is not an image file name matplotlib writes (use .png; also {', '.join(sorted(formats))})"
+        )
 
 
 def plot_comparison(comparison: Comparison, path: Path) -> None:
