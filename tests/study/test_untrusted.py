@@ -11,9 +11,11 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import shutil
 import sqlite3
 import tempfile
+import warnings
 from pathlib import Path
 
 import pytest
@@ -131,9 +133,11 @@ def _run(capsys: pytest.CaptureFixture, command: str, path: Path) -> tuple[int, 
         "report": ["-o", str(path.parent / "r.html")],
         "export": ["--out", str(path.parent / "exported"), "--no-onnx"],
     }
-    code = main([command, str(path), *extra.get(command, []), *(["--quiet"] if command == "resume" else [])])
+    with warnings.catch_warnings(record=True) as warned:  # pytest would keep them off stderr, where users see them
+        warnings.simplefilter("always")
+        code = main([command, str(path), *extra.get(command, []), *(["--quiet"] if command == "resume" else [])])
     out, err = capsys.readouterr()
-    return code, out, err
+    return code, out, err + "".join(f"warning: {w.message}\n" for w in warned)
 
 
 def _refused(capsys: pytest.CaptureFixture, command: str, path: Path, *fragments: str) -> str:
@@ -156,6 +160,7 @@ def _works(capsys: pytest.CaptureFixture, command: str, path: Path) -> None:
 # (name, tamper(path, best, other), commands that refuse, what their line says, commands that still work)
 READS = ("best", "trials", "report", "resume")  # what reads every trial
 MLP = '{{"kind": "mlp", "layers": {}}}'
+PICKLE = pickle.dumps({"os": "system"}, protocol=4)  # not what torch.save writes
 CASES = [
     ("schema version not a number", _statement("UPDATE meta SET value = 'x' WHERE key = 'schema_version'"),
      COMMANDS, "schema version", ()),
@@ -193,9 +198,13 @@ CASES = [
                                                                                       "export")),
     ("checkpoint garbled", _statement("UPDATE checkpoints SET state = X'00112233'"),
      ("resume",), "the checkpoint of step 1 cannot be read", ("best", "trials", "export")),
+    ("checkpoint a bare pickle", _statement("UPDATE checkpoints SET state = ?", PICKLE),  # torch warns, we do not
+     ("resume",), "the checkpoint of step 1 cannot be read", ("best", "trials")),
     ("step metrics garbled", _statement("UPDATE steps SET metrics = 'garbage' WHERE step = 0"),
      ("report",), "the metrics of step 0", ("best", "trials", "export")),
     ("weights garbled", _statement("UPDATE models SET weights = X'504b0304deadbeef'"),
+     ("report", "export"), "cannot be read", ("best", "trials")),
+    ("weights a bare pickle", _statement("UPDATE models SET weights = ?", PICKLE),
      ("report", "export"), "cannot be read", ("best", "trials")),
     ("weights of other shapes", _statement("UPDATE models SET weights = ?", _blob({"0.weight": torch.zeros(3, 3)})),
      ("report", "export"), "do not match its architecture", ("best", "trials")),
@@ -203,6 +212,8 @@ CASES = [
      ("report", "export"), "the stored weights are of trial", ("best", "trials")),
     ("schema SQL not UTF-8", _not_utf8(b"CREATE TABLE tri", b"\x80"), COMMANDS, "damaged", ()),
     ("a column type not UTF-8, with a line break", _not_utf8(b"reward R", b"\n\x80"), COMMANDS, "damaged", ()),
+    ("header not in WAL mode", _statement("PRAGMA journal_mode = DELETE"), ("resume",), "not in WAL mode",
+     ("best", "trials")),
     ("a page overwritten", lambda path, best, other: _overwrite_page(path, "trials"), COMMANDS, "damaged", ()),
     ("a table dropped", _statement("DROP TABLE steps"), COMMANDS, "no 'steps' table", ()),
 ]  # fmt: skip

@@ -243,6 +243,11 @@ class Storage:
                 raise ArchsearchError(f"{path}: not an archsearch study (no study marker)")
             version = _untrusted.schema_version(str(path), rows, SCHEMA_VERSION)
             _untrusted.check_tables(str(path), db)
+            if not readonly and db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # switching is a write
+                raise ArchsearchError(
+                    f"{path}: the study file is not in WAL mode, as archsearch writes every study (damaged, or "
+                    "converted by another tool); trials and best still work, resume does not"
+                )
         except (*_untrusted.READ_ERRORS, ArchsearchError) as exc:
             if copy is not None:
                 shutil.rmtree(copy, ignore_errors=True)

@@ -20,6 +20,7 @@ import re
 import shutil
 import sqlite3
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -358,7 +359,9 @@ def blob(value: Any) -> Any:
     if not isinstance(value, bytes):
         raise ValueError(f"it is {type(value).__name__}, not bytes")
     try:
-        return torch.load(io.BytesIO(value), weights_only=True, map_location="cpu")
+        with warnings.catch_warnings():  # torch warns about what it finds in odd bytes: the error says enough
+            warnings.simplefilter("ignore")
+            return torch.load(io.BytesIO(value), weights_only=True, map_location="cpu")
     except Exception as exc:  # noqa: BLE001 -- see the docstring
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise ValueError(f"{type(exc).__name__}: {first[:60]}{'...' if len(first) > 60 else ''}") from None
