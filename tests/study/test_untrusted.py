@@ -24,7 +24,7 @@ import torch
 from archsearch import ArchsearchError, Study
 from archsearch.cli import main
 from archsearch.evaluation import BatchedTrainer, TrainConfig
-from archsearch.space import CNNSpace, SearchSpace
+from archsearch.space import CNNSpace, MLPSpace, SearchSpace
 from archsearch.strategies import RandomSearch
 from archsearch.tasks import get_task
 
@@ -448,3 +448,48 @@ def test_reading_read_only_writes_nothing(template, tmp_path):
     with Study.open(path) as study:
         study.summary()
     assert _sha(path) != before
+
+
+def _state(path: Path) -> dict:
+    with sqlite3.connect(path) as db:
+        state = torch.load(io.BytesIO(db.execute("SELECT state FROM checkpoints").fetchone()[0]), weights_only=True)
+    db.close()
+    return state
+
+
+@pytest.mark.parametrize(
+    ("asynchronous", "change"),
+    [
+        (False, lambda state: {}),
+        (False, lambda state: {**state, "controller": {"weight": torch.zeros(2)}}),
+        (True, lambda state: {**state, "told": 10**9}),
+        (True, lambda state: {**state, "asked": ['{"kind": "mlp", "layers": [{"units": 3, "activation": "relu"}]}']}),
+        (True, lambda state: {key: value for key, value in state.items() if key != "strategy"}),
+    ],
+    ids=["empty", "other controller", "told beyond its step", "asked outside the space", "no strategy"],
+)
+def test_a_checkpoint_that_does_not_fit_its_strategy_refuses_resume(tmp_path, moons, capsys, asynchronous, change):
+    from archsearch.strategies import RegularizedEvolution
+
+    space = MLPSpace()
+    strategy = RegularizedEvolution(space, seed=5, population_size=4, sample_size=2) if asynchronous else None
+    path = tmp_path / "s.db"
+    trainer = BatchedTrainer(moons, TrainConfig(max_epochs=2))  # resume rebuilds it from the file
+    study = Study.create(path, moons, steps=4, children_per_step=3, space=space, strategy=strategy, evaluator=trainer,
+                         asynchronous=asynchronous)  # fmt: skip
+    study.run(steps=2, progress=False)
+    study.close()
+    _sql(path, "UPDATE checkpoints SET state = ?", _blob(change(_state(path))))
+    _refused(capsys, "resume", path, "the checkpoint of step 1 does not fit the study's strategy", "resume does not")
+    _works(capsys, "trials", path)
+    _works(capsys, "best", path)
+
+
+def test_resume_refuses_a_damaged_study_before_its_first_write(template, tmp_path, capsys):
+    path = _copy(template, tmp_path)
+    _overwrite_page(path, "trials_by_hash")  # an index that reading trials never touches, but a run does
+    before = _sha(path)
+    code = main(["resume", str(path), "--steps", "3", "--quiet"])  # a new budget is the run's first write
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and f"{path}: the study file is damaged" in err, err
+    assert _sha(path) == before

@@ -179,6 +179,7 @@ class Storage:
         self._db = connection
         self._db.row_factory = sqlite3.Row
         self._rank_order = RANK_ORDER
+        self._version = SCHEMA_VERSION
         self._where = str(path) if path is not None else "(study in memory)"
         self._config: dict[str, Any] | None = None  # checked once, see the config property
         self._space: SearchSpace | None = None
@@ -198,6 +199,7 @@ class Storage:
         if path is not None:
             path = Path(path)
             check_new_study_path(path)
+        db = None
         try:
             db = sqlite3.connect(":memory:" if path is None else path, isolation_level=None)
             _configure(db)
@@ -217,10 +219,16 @@ class Storage:
                 if task_data is not None:
                     db.execute(_TASK_DATA)
                     db.execute("INSERT INTO task_data (id, data) VALUES (0, ?)", (task_data,))
-        except (sqlite3.Error, OSError, StudyWriteError) as exc:
+        except BaseException as exc:  # a half-made file is no study: nothing is left behind, even on Ctrl-C
+            if db is not None:
+                db.close()
             if path is not None:
                 _remove_study_files(path)
-            raise ArchsearchError(f"{path}: cannot create the study file ({getattr(exc, 'reason', exc)})") from None
+            if isinstance(exc, sqlite3.Error | OSError | StudyWriteError):
+                raise ArchsearchError(
+                    f"{path}: cannot create the study file ({getattr(exc, 'reason', exc)})"
+                ) from None
+            raise
         return cls(path, db)
 
     @classmethod
@@ -261,24 +269,47 @@ class Storage:
         else:
             try:
                 _configure(db)
-                with _transaction(db):
-                    # add the newer columns; earlier trials hold NULL there (not recorded)
-                    present = {row[1] for row in db.execute("PRAGMA table_info(trials)")}
-                    for added in range(version + 1, SCHEMA_VERSION + 1):
-                        for column in _ADDED[added]:
-                            if column.split()[0] not in present:
-                                db.execute(f"ALTER TABLE trials ADD COLUMN {column}")
-                    if version < SCHEMA_VERSION:
-                        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
-                    db.execute(_REFITS)
             except sqlite3.Error as exc:
                 why = _untrusted.short(str(exc))
                 raise ArchsearchError(f"{path}: cannot open the study for writing ({why})") from None
         storage = cls(path, db, readonly)
+        storage._version = version
         storage._copy = copy
-        if readonly and version == 1:  # read as it is: no validation losses, so ties go by parameters
+        if version == 1:  # read as it is: no validation losses, so ties go by parameters
             storage._rank_order = "reward DESC, params, number"
         return storage
+
+    def upgrade(self, config: dict[str, Any] | None = None) -> None:
+        """Bring a file written by an older archsearch to this schema, and store ``config`` if given, in
+        one transaction.
+
+        Opening a file never writes to it: a command that is then refused (another process runs the
+        study, its data file changed, a bad flag) leaves every byte as it was. A run calls this once
+        every check has passed, as its first write.
+        """
+        if self._version == SCHEMA_VERSION and config is None:
+            return
+        try:
+            with _transaction(self._db):
+                # add the newer columns; earlier trials hold NULL there (not recorded)
+                present = {row[1] for row in self._db.execute("PRAGMA table_info(trials)")}
+                for added in range(self._version + 1, SCHEMA_VERSION + 1):
+                    for column in _ADDED[added]:
+                        if column.split()[0] not in present:
+                            self._db.execute(f"ALTER TABLE trials ADD COLUMN {column}")
+                if self._version < SCHEMA_VERSION:
+                    self._db.execute(
+                        "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
+                    )
+                self._db.execute(_REFITS)
+                if config is not None:
+                    self._db.execute(
+                        "UPDATE meta SET value = ? WHERE key = 'config'", (json.dumps(config, sort_keys=True),)
+                    )
+        except sqlite3.Error as exc:
+            raise ArchsearchError(f"{self.path}: cannot write to the study ({exc})") from None
+        self._version, self._rank_order = SCHEMA_VERSION, RANK_ORDER
+        self._config = None
 
     def close(self) -> None:
         """Close the file. SQLite's last connection to close checkpoints the WAL into the file and removes
@@ -591,6 +622,7 @@ class Storage:
             ) from None
 
     def set_test_accuracy(self, number: int, accuracy: float, refit: bool = False) -> None:
+        self.upgrade()
         table = "refits" if refit else "models"
         with _transaction(self._db):
             self._db.execute(f"UPDATE {table} SET test_accuracy = ? WHERE number = ?", (accuracy, number))
@@ -620,6 +652,7 @@ class Storage:
         return info[0], info[1], self._weights(blob, number, "refit weights"), info[2]
 
     def add_refit(self, number: int, epochs: int, rows: int, weights: dict[str, torch.Tensor]) -> None:
+        self.upgrade()
         with _transaction(self._db):
             self._db.execute(
                 "INSERT OR REPLACE INTO refits (number, epochs, rows, weights) VALUES (?, ?, ?, ?)",

@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from archsearch import _limits as limits
+from archsearch._outputs import study_paths
 from archsearch.errors import ArchsearchError
 from archsearch.evaluation import (
     BatchedTrainer,
@@ -189,6 +191,15 @@ class Study:
         """The study file; ``None`` for a study kept in memory."""
         return self._storage.path
 
+    def input_paths(self) -> list[Path]:
+        """What no output of a command on this study may overwrite: the study file, its SQLite companions,
+        its folder of saved children and its data file."""
+        paths = [] if self.path is None else study_paths(self.path)
+        data = (self._configs["task"] or {}).get("path")
+        if isinstance(data, str):
+            paths.append(Path(data))
+        return paths
+
     # -- creating and opening ----------------------------------------------------------------
 
     @classmethod
@@ -228,6 +239,7 @@ class Study:
         _check_count("children_per_step", children_per_step)
         if not isinstance(seed, int) or seed < 0:
             raise ArchsearchError(f"seed: must be a non-negative integer, got {seed!r}")
+        limits.seed("seed", seed)
         task = get_task(task) if isinstance(task, str) else task
         space = space or MLPSpace()
         strategy = strategy or Reinforce(space, seed=seed)
@@ -307,18 +319,9 @@ class Study:
         budget and is recorded. ``progress`` shows a bar on stderr (default:
         when stderr is a terminal). Returns the best trial.
         """
-        if steps is not None:
-            _check_count("steps", steps)
-            if steps != self.steps:
-                self.steps = steps
-                self._storage.set_config({**self._storage.config, "steps": steps})
         with _RunLock(self.path):
-            checkpoint = self._storage.latest_checkpoint()
-            start = 0
-            if checkpoint is not None:
-                start = checkpoint[0] + 1
-                if not self.asynchronous:
-                    self.strategy.load_state_dict(checkpoint[1])
+            checkpoint = self._prepare_run(steps)
+            start = 0 if checkpoint is None else checkpoint[0] + 1
             best = self._storage.best_trial()
             show = sys.stderr.isatty() if progress is None else progress
             bar = ProgressBar(self.steps, completed=start) if show else None
@@ -359,6 +362,33 @@ class Study:
                     warnings.warn(f"{exc}; the study keeps the search's own weights", stacklevel=2)
             self.test_accuracy()
         return best
+
+    def _prepare_run(self, steps: int | None) -> tuple[int, dict[str, Any]] | None:
+        """Every check a run makes, then its first write; returns the latest checkpoint.
+
+        A refused run (a read-only study, a budget below the steps done, a changed data file, a stored
+        setting this archsearch cannot build) leaves the file as it was: the components are built and
+        the strategy's state loaded before the schema upgrade and the new budget are written, together.
+        """
+        if self._storage.readonly:
+            raise ArchsearchError(f"{self.path}: opened read-only; running a search writes its trials")
+        checkpoint = self._storage.latest_checkpoint()
+        self._storage.check()
+        done = 0 if checkpoint is None else checkpoint[0] + 1
+        if steps is not None:
+            _check_count("steps", steps)
+            if steps < done:
+                raise ArchsearchError(f"steps: {steps} is fewer than the {done} steps this study has completed")
+        self.evaluator, self.executor  # noqa: B018 -- built now, so that what cannot be built refuses the run
+        if checkpoint is not None:
+            self._restore(*checkpoint)
+        else:
+            self.strategy  # noqa: B018
+        changed = steps is not None and steps != self.steps
+        self._storage.upgrade({**self._storage.config, "steps": steps} if changed else None)
+        if changed:
+            self.steps = steps
+        return checkpoint
 
     def _run_step(self, step: int, best: Trial | None) -> tuple[Trial | None, StepInfo]:
         m = self.children_per_step
@@ -749,6 +779,7 @@ class Study:
 def _check_count(name: str, value: object) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ArchsearchError(f"{name}: must be a positive integer, got {value!r}")
+    limits.integer(name, value, 1, {"steps": limits.MAX_STEPS}.get(name, limits.MAX_CHILDREN_PER_STEP))
 
 
 class _RunLock:
