@@ -206,7 +206,7 @@ def apply(study: Path, damages: tuple) -> None:
         size = study.stat().st_size
         if kind == "bytes":
             offset, data, page_aligned = args
-            offset = offset % size
+            offset = offset % size if size else 0  # a file truncated to nothing is written from its start
             if page_aligned:  # a whole page of random-looking bytes
                 offset -= offset % 4096
                 data = (data * (4096 // len(data) + 1))[:4096]
