@@ -467,7 +467,10 @@ class Storage:
     def best_trial(self) -> Trial | None:
         """Highest reward among trials with status ``ok``; see :func:`rank` for ties."""
         row = self._one(f"SELECT * FROM trials WHERE status = 'ok' ORDER BY {self._rank_order} LIMIT 1")
-        return None if row is None else self._trial(row)
+        if row is None:  # none yet, or none left: trials of complete steps deleted from the file
+            self._check_none_missing([r[0] for r in self._all("SELECT number FROM trials ORDER BY number")])
+            return None
+        return self._trial(row)
 
     def _trial(self, row: sqlite3.Row) -> Trial:
         """A stored trial, every column checked (see :func:`_untrusted.trial_fields`)."""

@@ -176,7 +176,7 @@ class Study:
         """Where children are evaluated: the one given to :meth:`create` or :meth:`open`, else the
         one the study was created with."""
         if self._executor is None:
-            self._executor = build_executor(self.config.get("executor"))
+            self._executor = self._built("executor", lambda: build_executor(self.config.get("executor")))
         return self._executor
 
     @executor.setter
