@@ -297,3 +297,23 @@ def recorded(study: Path) -> int:
         return len(trials_of(study)) if study.exists() else 0
     except sqlite3.Error:  # created, but its tables not yet committed
         return 0
+
+
+def test_a_study_locked_by_another_writer_is_one_line_and_rolled_back(tmp_path):
+    """Another connection holding the write lock past the busy timeout: one StudyWriteError, nothing half-written."""
+    import sqlite3
+
+    from archsearch.study._storage import StudyWriteError, _transaction
+
+    path = tmp_path / "x.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA journal_mode=WAL")
+    holder.execute("CREATE TABLE t (x)")
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA busy_timeout=50")
+    holder.execute("BEGIN IMMEDIATE")
+    with pytest.raises(StudyWriteError, match=r"x\.db: cannot write to the study \(database is locked\)"):
+        with _transaction(writer):
+            writer.execute("INSERT INTO t VALUES (1)")
+    holder.execute("ROLLBACK")
+    assert writer.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 0 and not writer.in_transaction

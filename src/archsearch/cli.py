@@ -623,7 +623,7 @@ def _resume_hint(args: argparse.Namespace | None, error: ArchsearchError | None 
     if study is None or not Path(study).exists():
         return ""
     if args.command in ("search", "resume"):
-        room = " once there is room" if error is not None else ""
+        room = " once there is room" if error is not None and "full" in str(error) else ""
         return f", every finished trial is saved; continue with 'archsearch resume {study}'{room}"
     if args.command == "sample":
         return ", every finished trial is saved; run the same command again to continue"

@@ -684,12 +684,21 @@ def _configure(db: sqlite3.Connection) -> None:
 
 
 class StudyWriteError(ArchsearchError):
-    """The study file could not be written (the disk is full, an I/O error). The transaction was rolled
-    back, so the file holds everything committed before it and a run can be resumed once there is room."""
+    """The study file could not be written (the disk is full, an I/O error, a lock held too long). The
+    transaction was rolled back, so the file holds everything committed before it and a run can be resumed
+    once it can be written again."""
 
     def __init__(self, file: str, reason: str) -> None:
         super().__init__(f"{file}: cannot write to the study ({reason})")
         self.reason = reason
+
+
+#: SQLite's answers when the file cannot take a write now: full, failing, locked for longer than the busy
+#: timeout, made read-only or damaged under a running study
+_UNWRITABLE = (
+    sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CANTOPEN,
+)  # fmt: skip
 
 
 @contextmanager
@@ -705,7 +714,7 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
                     db.execute("ROLLBACK")
             raise
     except sqlite3.Error as exc:
-        if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR):
+        if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _UNWRITABLE:
             raise StudyWriteError(_file_of(db), str(exc)) from None
         raise
 
