@@ -46,6 +46,8 @@ def check_output_file(out: Path, protected: Iterable[Path], what: str) -> None:
     _check_not_protected(out, protected, what)
     if out.is_dir():
         raise ArchsearchError(f"{what}: {out} is a directory; name a file")
+    if out.exists() and not out.is_file():  # a FIFO or a device: reading or writing it may never end
+        raise ArchsearchError(f"{what}: {out} is not a regular file")
     if out.exists() and _is_sqlite(out):
         raise ArchsearchError(f"{what}: {out} is a SQLite database (a study?); archsearch never writes over one")
     parent = out.parent if str(out.parent) else Path(".")

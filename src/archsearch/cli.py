@@ -956,6 +956,8 @@ def _sample(args: argparse.Namespace) -> int:
 
     study = args.study or Path("runs") / f"{args.task}-sample-s{args.seed}.db"
     plot = args.plot or default_output(study, ".png")
+    if args.plot is None and numbers_path(plot) == study:  # a study x.json: not x.png, whose numbers are x.json
+        plot = study.with_name(study.name + ".png")
     flag = "--plot" if args.plot else "sample"
     check_output_file(plot, study_paths(study), flag)  # before any training: the plot is written last
     check_output_file(numbers_path(plot), study_paths(study), flag)

@@ -18,6 +18,7 @@ import html
 import io
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -221,13 +222,18 @@ def render_report(study: Any, top: int = 10, sample: Any = None) -> str:
 def write_report(study: Any, out: Path, top: int = 10, sample: Any = None) -> Path:
     """Render the report and write it to ``out`` whole: a temporary file beside it renamed over it, so an
     interrupted write leaves no half report and never writes through a link."""
-    html = render_report(study, top=top, sample=sample)
+    html = render_report(study, top=top, sample=sample).encode("utf-8")
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
-    try:
-        partial.write_text(html, encoding="utf-8")
+    partial = None
+    try:  # a new file of our own (O_EXCL: never an existing file or a link), then renamed over the report
+        handle, partial = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")
+        with os.fdopen(handle, "wb") as file:
+            file.write(html)
         os.replace(partial, out)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise ArchsearchError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
+    except BaseException as exc:
+        if partial is not None:
+            Path(partial).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise ArchsearchError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
+        raise
     return out

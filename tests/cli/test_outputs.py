@@ -188,3 +188,69 @@ def test_a_refused_search_leaves_no_study(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(Study, "_prepare_run", refuse)
     refused(capsys, ["search", "--task", "moons", *TINY, "--study", "new.db"], "refused for the test")
     assert sorted(os.listdir()) == []
+
+
+def test_a_refused_resume_after_a_kill_leaves_the_file_and_its_wal(study, capsys):
+    """A killed run leaves commits in the -wal file; a read-write connection would copy them into the study
+    when it closes, so a refused resume must read through a read-only one."""
+    import sqlite3
+
+    writer = sqlite3.connect(study, isolation_level=None)
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.execute("INSERT INTO meta (key, value) VALUES ('note', 'a commit the run left in its -wal')")
+    shutil.copy(study, "killed.db")  # the files as a SIGKILL would leave them
+    shutil.copy(f"{study}-wal", "killed.db-wal")
+    writer.close()
+    before = sha(Path("killed.db")), sha(Path("killed.db-wal"))
+    assert Path("killed.db-wal").stat().st_size > 0
+    refused(capsys, ["resume", "killed.db", "--steps", "1"], "--steps")
+    assert main(["best", "killed.db"]) == 0 and main(["trials", "killed.db"]) == 0
+    assert (sha(Path("killed.db")), sha(Path("killed.db-wal"))) == before
+    assert main(["resume", "killed.db", "--quiet"]) == 0  # and it resumes, the -wal's commits with it
+
+
+def test_an_output_onto_a_fifo_is_refused_without_waiting_for_it(study, capsys):
+    os.mkfifo("pipe.html")
+    before = sha(study)
+    refused(capsys, ["report", "s.db", "-o", "pipe.html"], "not a regular file")
+    assert sha(study) == before
+
+
+def test_the_report_never_writes_through_a_stale_partial_link(study, capsys):
+    os.symlink(study, ".r.html.partial")  # a name a naive temporary file would take
+    before = sha(study)
+    assert main(["report", "s.db", "-o", "r.html"]) == 0
+    assert sha(study) == before and Path("r.html").read_text().startswith("<!DOCTYPE html>")
+    assert [p.name for p in Path(".").iterdir() if p.name.endswith(".partial")] == [".r.html.partial"]
+
+
+def test_a_sample_study_named_json_gets_a_default_plot_whose_numbers_do_not_collide(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["sample", "--n", "3", "--study", "x.json", "--quiet"]) == 0
+    assert Path("x.json.png").read_bytes()[:4] == b"\x89PNG" and Path("x.json.json").exists()
+    assert Path("x.json").read_bytes()[:16] == b"SQLite format 3\x00"
+
+
+def test_a_path_claimed_between_the_check_and_the_creation_is_refused(tmp_path, monkeypatch):
+    from archsearch.errors import ArchsearchError
+    from archsearch.study import _storage
+
+    path = tmp_path / "s.db"
+    checks = iter([lambda p: path.write_bytes(b"another search's study")])  # it appears right after the check
+    real = _storage.check_new_study_path
+    monkeypatch.setattr(_storage, "check_new_study_path", lambda p: next(checks, real)(p))
+    with pytest.raises(ArchsearchError, match="already exists"):
+        _storage.Storage.create(path, {"steps": 1})
+    assert path.read_bytes() == b"another search's study"
+
+
+def test_a_config_nested_without_end_is_one_line(study, capsys):
+    import sqlite3
+
+    with sqlite3.connect(study) as db:
+        config = db.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()[0]
+        deep = config[:-1] + ', "x": ' + "[" * 900 + "]" * 900 + "}"
+        db.execute("UPDATE meta SET value = ? WHERE key = 'config'", (deep,))
+    db.close()
+    for command in (["best", "s.db"], ["trials", "s.db"], ["resume", "s.db"]):
+        refused(capsys, command, "nested deeper")

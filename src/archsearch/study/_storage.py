@@ -185,6 +185,7 @@ class Storage:
         self._space: SearchSpace | None = None
         self._architectures = _untrusted.Architectures(lambda: self.space)
         self._copy: Path | None = None  # the private copy read instead of a read-only study, see open()
+        self._reading_only = False  # opened for writing, and still on the read-only connection: see _writer()
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -199,6 +200,13 @@ class Storage:
         if path is not None:
             path = Path(path)
             check_new_study_path(path)
+            try:  # claimed at once (O_EXCL): of two searches started on one new path, the second is refused
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            except FileExistsError:
+                check_new_study_path(path)
+                raise
+            except OSError as exc:
+                raise ArchsearchError(f"{path}: cannot create the study file ({exc.strerror or exc})") from None
         db = None
         try:
             db = sqlite3.connect(":memory:" if path is None else path, isolation_level=None)
@@ -245,7 +253,7 @@ class Storage:
                 raise ArchsearchError(f"{path}: read-only ({why}); resume needs to write")
         copy = None
         try:
-            db, copy = _untrusted.connect(path, readonly)
+            db, copy = _untrusted.connect(path, readonly=True)  # writing starts at the first write: upgrade()
             rows = dict(db.execute("SELECT key, value FROM meta").fetchall())
             if rows.get("format") != FORMAT:
                 raise ArchsearchError(f"{path}: not an archsearch study (no study marker)")
@@ -264,20 +272,33 @@ class Storage:
             if _untrusted.damaged(exc) and "not a database" not in str(exc):  # that: some other file
                 raise _untrusted.read_error(str(path), exc) from None
             raise ArchsearchError(f"{path}: not an archsearch study ({_untrusted.short(str(exc))})") from None
-        if readonly:
-            db.execute("PRAGMA busy_timeout=10000")
-        else:
-            try:
-                _configure(db)
-            except sqlite3.Error as exc:
-                why = _untrusted.short(str(exc))
-                raise ArchsearchError(f"{path}: cannot open the study for writing ({why})") from None
+        db.execute("PRAGMA busy_timeout=10000")
         storage = cls(path, db, readonly)
+        storage._reading_only = not readonly
         storage._version = version
         storage._copy = copy
         if version == 1:  # read as it is: no validation losses, so ties go by parameters
             storage._rank_order = "reward DESC, params, number"
         return storage
+
+    def _writer(self) -> None:
+        """Trade the read-only connection that :meth:`open` reads with for one that writes.
+
+        Opening, checking and reading a study go through a ``mode=ro`` connection, which never changes
+        the file: a read-write connection would, when it closes, copy a killed run's ``-wal`` into the
+        file, so even a refused ``resume`` would change its bytes.
+        """
+        if not self._reading_only:
+            return
+        try:
+            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=rw", uri=True, isolation_level=None)
+            _configure(db)
+        except sqlite3.Error as exc:
+            why = _untrusted.short(str(exc))
+            raise ArchsearchError(f"{self.path}: cannot open the study for writing ({why})") from None
+        db.row_factory = sqlite3.Row
+        self._db.close()
+        self._db, self._reading_only = db, False
 
     def upgrade(self, config: dict[str, Any] | None = None) -> None:
         """Bring a file written by an older archsearch to this schema, and store ``config`` if given, in
@@ -287,6 +308,7 @@ class Storage:
         study, its data file changed, a bad flag) leaves every byte as it was. A run calls this once
         every check has passed, as its first write.
         """
+        self._writer()
         if self._version == SCHEMA_VERSION and config is None:
             return
         try:
@@ -422,6 +444,7 @@ class Storage:
             workers,
             None if executor is None else int(result.attempts),
         )
+        self._writer()
         with _transaction(self._db):
             self._db.execute(f"INSERT INTO trials ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(row))})", row)
             if keep_weights and result.weights is not None:
@@ -518,6 +541,7 @@ class Storage:
 
     def add_step(self, step: int, metrics: dict[str, float], state: dict[str, Any]) -> None:
         """Commit a strategy update: its metrics and its new state, replacing the previous state."""
+        self._writer()
         with _transaction(self._db):
             self._db.execute("INSERT INTO steps VALUES (?, ?, ?)", (step, json.dumps(metrics), time.time()))
             self._db.execute("DELETE FROM checkpoints")
@@ -525,6 +549,7 @@ class Storage:
 
     def set_checkpoint(self, step: int, state: dict[str, Any]) -> None:
         """Replace the strategy's state without completing a step (an asynchronous study's tells)."""
+        self._writer()
         with _transaction(self._db):
             self._db.execute("DELETE FROM checkpoints")
             self._db.execute("INSERT INTO checkpoints VALUES (?, ?)", (step, to_blob(state)))

@@ -195,9 +195,8 @@ class Study:
         """What no output of a command on this study may overwrite: the study file, its SQLite companions,
         its folder of saved children and its data file."""
         paths = [] if self.path is None else study_paths(self.path)
-        data = (self._configs["task"] or {}).get("path")
-        if isinstance(data, str):
-            paths.append(Path(data))
+        task = self._configs["task"] or {}
+        paths += [Path(task[key]) for key in ("path", "data_dir") if isinstance(task.get(key), str)]
         return paths
 
     # -- creating and opening ----------------------------------------------------------------
@@ -249,7 +248,7 @@ class Study:
             evaluator = BatchedTrainer(task)
         if strategy.space != space:
             raise ArchsearchError("strategy: its search space differs from the study's space")
-        task_config, task_data = stored_task(task) if task is not None else (None, None)
+        task_config, task_data = (None, None) if task is None else stored_task(task, keep_data=path is not None)
         config = {
             "task": task_config,
             "space": space.to_config(),
@@ -360,7 +359,7 @@ class Study:
                     self.refit()
                 except ArchsearchError as exc:  # the search is complete and stays usable with its own weights
                     warnings.warn(f"{exc}; the study keeps the search's own weights", stacklevel=2)
-            self.test_accuracy()
+            self._test_accuracy_or_none()  # unusable stored weights are said, not a failed run
         return best
 
     def _prepare_run(self, steps: int | None) -> tuple[int, dict[str, Any]] | None:

@@ -162,6 +162,20 @@ _PARTS = {"space": "kind", "strategy": "name", "trainer": "name"}
 _FLAGS = ("reuse_evaluations", "save_children", "refit", "asynchronous")
 
 
+MAX_CONFIG_DEPTH = 32
+
+
+def _depth(value: Any) -> int:
+    """How deeply JSON lists and objects nest in ``value``, counted without recursion."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def config(where: str, text: Any) -> dict[str, Any]:
     """The study's config from its JSON text, with every setting the study itself reads checked.
 
@@ -174,6 +188,8 @@ def config(where: str, text: Any) -> dict[str, Any]:
         raise ArchsearchError(f"{where}: the study's config is not valid JSON") from None
     if not isinstance(data, dict):
         raise ArchsearchError(f"{where}: the study's config is not a JSON object")
+    if _depth(data) > MAX_CONFIG_DEPTH:  # archsearch writes a few levels; copying a deep one would recurse
+        raise ArchsearchError(f"{where}: the study's config is nested deeper than {MAX_CONFIG_DEPTH} levels")
     try:
         integer("config.steps", data.get("steps"), 1, MAX_STEPS)
         integer("config.children_per_step", data.get("children_per_step"), 1, MAX_CHILDREN_PER_STEP)

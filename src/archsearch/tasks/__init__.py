@@ -27,12 +27,15 @@ IMAGE_TASKS: dict[str, Callable[..., Task]] = {
 TASKS: dict[str, Callable[..., Task]] = {**NAMED_TASKS, "file": from_file, "arrays": from_arrays, **IMAGE_TASKS}
 
 
-def stored_task(task: Task) -> tuple[dict[str, Any], bytes | None]:
+def stored_task(task: Task, keep_data: bool = True) -> tuple[dict[str, Any], bytes | None]:
     """What a study stores for ``task``: its config, and its arrays when the config cannot rebuild it
-    (a task built in memory, whose config names no known kind, or one that came from a study's arrays)."""
+    (a task built in memory, whose config names no known kind, or one that came from a study's arrays).
+    A study kept in memory holds the task itself (``keep_data=False``): no copy of its arrays is made."""
     name = task.config.get("name") if isinstance(task.config, dict) else None
     if name in TASKS and name != "arrays":
         return task.config, None
+    if not keep_data:
+        return {"name": "arrays", "problem": task.problem}, None
     return pack(task)
 
 
