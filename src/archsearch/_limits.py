@@ -17,7 +17,7 @@ import os
 import re
 from typing import Any
 
-from archsearch.errors import ArchsearchError
+from archsearch.errors import ArchsearchError, short
 
 #: seeds are non-negative and fit a signed 64-bit integer (SQLite's, and numpy's SeedSequence takes them)
 MAX_SEED = 2**63 - 1
@@ -74,7 +74,7 @@ def integer(field: str, value: Any, minimum: int, maximum: int) -> int:
             raise TypeError
         number = operator.index(value)
     except TypeError:
-        raise ArchsearchError(f"{field}: must be an integer, got {value!r}") from None
+        raise ArchsearchError(f"{field}: must be an integer, got {short(repr(value))}") from None
     if number < minimum:
         raise ArchsearchError(f"{field}: must be at least {minimum}, got {number}")
     if number > maximum:
@@ -85,17 +85,17 @@ def integer(field: str, value: Any, minimum: int, maximum: int) -> int:
 def real(field: str, value: Any, minimum: float, maximum: float, *, above: bool = False) -> float:
     """``value`` as a finite float within ``[minimum, maximum]`` (``(minimum, maximum]`` with ``above``)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ArchsearchError(f"{field}: must be a number, got {value!r}")
+        raise ArchsearchError(f"{field}: must be a number, got {short(repr(value))}")
     try:
         number = float(value)
     except OverflowError:  # an integer beyond any float
         number = math.inf
     if not math.isfinite(number):
-        raise ArchsearchError(f"{field}: must be a finite number, got {value!r}")
+        raise ArchsearchError(f"{field}: must be a finite number, got {short(repr(value))}")
     if number < minimum or (above and number == minimum):
-        raise ArchsearchError(f"{field}: must be {'>' if above else '>='} {plain(minimum)}, got {value!r}")
+        raise ArchsearchError(f"{field}: must be {'>' if above else '>='} {plain(minimum)}, got {short(repr(value))}")
     if number > maximum:
-        raise ArchsearchError(f"{field}: must be at most {plain(maximum)}, got {value!r}")
+        raise ArchsearchError(f"{field}: must be at most {plain(maximum)}, got {short(repr(value))}")
     return number
 
 
@@ -111,7 +111,7 @@ def choices(field: str, values: Any, what: str) -> list[Any]:
             raise TypeError
         items = list(values)
     except TypeError:
-        raise ArchsearchError(f"{field}: need a list of {what}, got {values!r}") from None
+        raise ArchsearchError(f"{field}: need a list of {what}, got {short(repr(values))}") from None
     if len(items) > MAX_CHOICES:
         raise ArchsearchError(f"{field}: at most {MAX_CHOICES} choices, got {len(items)}")
     return items
@@ -126,7 +126,7 @@ def device(field: str, value: Any) -> str:
     """``value`` if it names a device of this machine: ``cpu``, ``cuda``, ``cuda:N`` (or ``mps``)."""
     match = DEVICE_FORM.fullmatch(value) if isinstance(value, str) else None
     if match is None:
-        raise ArchsearchError(f"{field}: must be cpu, cuda or cuda:N, got {value!r}")
+        raise ArchsearchError(f"{field}: must be cpu, cuda or cuda:N, got {short(repr(value))}")
     if value == "cpu":
         return value
     import torch
@@ -136,8 +136,9 @@ def device(field: str, value: Any) -> str:
             raise ArchsearchError(f"{field}: 'mps' is not available on this machine")
         return value
     if not torch.cuda.is_available():
-        raise ArchsearchError(f"{field}: {value!r} is not available on this machine (it has no CUDA device)")
+        raise ArchsearchError(f"{field}: {short(repr(value))} is not available on this machine (it has no CUDA device)")
     count = torch.cuda.device_count()
     if match.group(1) is not None and int(match.group(1)) >= count:
-        raise ArchsearchError(f"{field}: {value!r} is not available on this machine (it has {count} CUDA devices)")
+        shown = short(repr(value))
+        raise ArchsearchError(f"{field}: {shown} is not available on this machine (it has {count} CUDA devices)")
     return value

@@ -16,8 +16,10 @@ from pathlib import Path
 
 from archsearch.errors import ArchsearchError
 
-#: the files SQLite keeps beside a study, and the folder of saved children
-COMPANIONS = ("-wal", "-shm", "-journal", ".children")
+#: the files SQLite keeps beside a study
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
+#: those, and the folder of saved children
+COMPANIONS = (*SQLITE_COMPANIONS, ".children")
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 

@@ -774,9 +774,7 @@ def _training_settings(args: argparse.Namespace, images: bool) -> dict:
     }
     defaults = {}
     if images:  # one CNN child's operations are large enough to share out over every core
-        from archsearch.evaluation._batched import available_cores
-
-        defaults = {**IMAGE_TRAINING, "threads": available_cores()}
+        defaults = {**IMAGE_TRAINING, "threads": limits.available_cores()}
     return {**defaults, **{k: v for k, v in given.items() if v is not None}}
 
 

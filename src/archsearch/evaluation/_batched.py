@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from archsearch._limits import max_workers
 from archsearch.errors import ArchsearchError
 from archsearch.evaluation._base import Evaluator
 from archsearch.evaluation._config import TrainConfig
@@ -122,8 +123,8 @@ class BatchedTrainer(Evaluator):
         when given, else the cores available once the batch's work pays for handing groups out."""
         if len(costs) < 2 or torch.device(self.config.device).type != "cpu":
             return 1
-        if self.config.threads is not None:
-            return min(self.config.threads, len(costs))
+        if self.config.threads is not None:  # within what this machine takes; results never change
+            return min(self.config.threads, max_workers(), len(costs))
         if sum(costs) * self.config.max_epochs < _POOL_WORK:
             return 1
         return min(available_cores(), len(costs))

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from archsearch._limits import available_cores
 from archsearch.evaluation._result import Result
 
 _START_TIMEOUT = 120.0  # seconds for a worker to import PyTorch and report ready
@@ -68,14 +69,6 @@ def kill_if_hooked(archs: Any, members: list[int], hook: str | None) -> None:
             return
         Path(marker).touch()
     os.kill(os.getpid(), signal.SIGKILL)
-
-
-def available_cores() -> int:
-    """CPU cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover -- not Linux
-        return os.cpu_count() or 1
 
 
 def _finishing(worker: _Worker, job: int) -> bool:

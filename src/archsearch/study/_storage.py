@@ -39,6 +39,7 @@ from typing import Any
 
 import torch
 
+from archsearch._outputs import SQLITE_COMPANIONS
 from archsearch.errors import ArchsearchError
 from archsearch.evaluation import Result
 from archsearch.space import Architecture, SearchSpace
@@ -769,7 +770,7 @@ def discard_if_empty(path: str | os.PathLike) -> bool:
 
 
 def _remove_study_files(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
+    for suffix in ("", *SQLITE_COMPANIONS):
         try:
             Path(f"{path}{suffix}").unlink()
         except OSError:

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from archsearch._limits import MAX_CHILDREN_PER_STEP, MAX_SEED, MAX_STEPS, integer
-from archsearch.errors import ArchsearchError
+from archsearch.errors import ArchsearchError, short
 from archsearch.space import Architecture, SearchSpace
 
 STATUSES = ("ok", "diverged", "failed")
@@ -49,16 +49,6 @@ REQUIRED = {
     "checkpoints": ("step", "state"),
     "models": ("number", "weights", "test_accuracy"),
 }
-_SHORT = 160  # characters of a bad value or a library's message quoted in an error
-
-
-def short(value: Any) -> str:
-    """A value or message as at most one short line."""
-    text = value if isinstance(value, str) else repr(value)
-    text = " ".join(text.split())
-    return text if len(text) <= _SHORT else text[: _SHORT - 3] + "..."
-
-
 #: what reading a study may raise besides its own checks: SQLite's errors, and a message of SQLite's that
 #: quotes bytes that are not UTF-8 (a damaged schema)
 READ_ERRORS = (sqlite3.Error, UnicodeDecodeError)
