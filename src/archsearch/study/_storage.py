@@ -167,10 +167,6 @@ def to_blob(obj: Any) -> bytes:
     return buffer.getvalue()
 
 
-def from_blob(blob: bytes) -> Any:
-    return torch.load(io.BytesIO(blob), weights_only=True)
-
-
 class Storage:
     """Reads and appends to one study file."""
 
@@ -350,11 +346,6 @@ class Storage:
         if self._config is None:
             self._config = _untrusted.config(self._where, self._meta("config"))
         return copy.deepcopy(self._config)
-
-    def set_config(self, config: dict[str, Any]) -> None:
-        with _transaction(self._db):
-            self._db.execute("UPDATE meta SET value = ? WHERE key = 'config'", (json.dumps(config, sort_keys=True),))
-        self._config = None
 
     def _setting(self, key: str) -> Any:
         """One checked setting of the config, without copying the whole of it (read for every trial)."""
