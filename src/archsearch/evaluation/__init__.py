@@ -1,5 +1,10 @@
 """Turning architectures into rewards: trainers and their settings."""
 
+from collections.abc import Callable
+from typing import Any
+
+from archsearch.errors import ArchsearchError
+
 from archsearch.evaluation._base import Evaluator
 from archsearch.evaluation._batched import BatchedTrainer
 from archsearch.evaluation._config import TrainConfig
@@ -16,10 +21,35 @@ from archsearch.evaluation._lookup import TABULAR_BENCHMARKS, LookupEvaluator, T
 from archsearch.evaluation._result import Result, Status
 from archsearch.evaluation._scoring import accuracy, load_model, split_score, validation_loss, validation_score
 from archsearch.evaluation._serial import SerialTrainer
+from archsearch.tasks import Task
+from archsearch.registry import Registry
+
+#: evaluator name (a study config's ``trainer.name``) -> factory, called as ``factory(task, **settings)``
+#: with the settings of ``to_config()`` (less ``"name"``); ``task`` is ``None`` for a tabular benchmark
+EVALUATORS: Registry = Registry("evaluator", "evaluators")
+
+
+def _trainer(trainer: type[BatchedTrainer | SerialTrainer]) -> Callable[..., Evaluator]:
+    def build(task: Task | None, **settings: Any) -> Evaluator:
+        if task is None:
+            raise ArchsearchError(f"trainer: {trainer.name!r} trains on a task, and none is given")
+        return trainer(task, TrainConfig.from_config(settings))
+
+    return build
+
+
+def _lookup(task: Task | None, benchmark: str, noisy: bool = False) -> Evaluator:
+    return LookupEvaluator(benchmark, noisy=noisy)
+
+
+EVALUATORS.register(BatchedTrainer.name, _trainer(BatchedTrainer))
+EVALUATORS.register(SerialTrainer.name, _trainer(SerialTrainer))
+EVALUATORS.register(LookupEvaluator.name, _lookup)
 
 __all__ = [
     "BatchedTrainer",
     "DEFAULT_RETRIES",
+    "EVALUATORS",
     "EXECUTORS",
     "Evaluator",
     "Executor",

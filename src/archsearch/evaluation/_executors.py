@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 
 from archsearch import _limits as limits
 from archsearch.errors import ArchsearchError
+from archsearch.registry import Registry
 from archsearch.evaluation._base import Evaluator
 from archsearch.evaluation._result import Result
 from archsearch.evaluation._workers import (
@@ -349,7 +350,7 @@ def _ray_job(spec: tuple[str, dict, Any], members: list[int], archs: dict, seeds
     token, config, task = spec
     evaluator = _RAY_EVALUATORS.get(token)
     if evaluator is None:
-        from archsearch.study._components import build_evaluator
+        from archsearch.config import build_evaluator
 
         _RAY_EVALUATORS.clear()
         evaluator = _RAY_EVALUATORS[token] = build_evaluator(config, task)
@@ -358,18 +359,20 @@ def _ray_job(spec: tuple[str, dict, Any], members: list[int], archs: dict, seeds
     return [(index, _portable(result)) for index, result in evaluator.run_job(members, archs, seeds)]
 
 
-EXECUTORS: dict[str, type[Executor]] = {"inline": InlineExecutor, "process": ProcessExecutor, "ray": RayExecutor}
+#: executor name -> factory, called with the settings of ``to_config()`` (less ``"name"``)
+EXECUTORS: Registry = Registry("executor", "executors")
+for _executor in (InlineExecutor, ProcessExecutor, RayExecutor):
+    EXECUTORS.register(_executor.name, _executor)
 
 
 def build_executor(config: dict[str, Any] | None) -> Executor:
     """An executor from ``Executor.to_config()`` output (``None``: inline)."""
     config = dict(config or {"name": "inline"})
     name = config.pop("name", None)
-    if name not in EXECUTORS:
-        raise ArchsearchError(f"executor: unknown executor {name!r} (known: {', '.join(EXECUTORS)})")
+    factory = EXECUTORS.lookup(name)
     if name == "ray":
         config.setdefault("workers", None)
     try:
-        return EXECUTORS[name](**config)
+        return factory(**config)
     except TypeError as exc:
         raise ArchsearchError(f"executor: bad settings for {name!r} ({exc})") from None

@@ -3,7 +3,7 @@
 A lookup costs microseconds, so strategies can be compared over many seeds in
 seconds and only the strategy is measured. Adding a benchmark takes a table (a
 JSON object mapping each code to its metrics), a :class:`CodeSpace` describing
-the codes, and one line in :data:`TABULAR_BENCHMARKS`; see
+the codes, and one line in :data:`TABULAR_BENCHMARKS` (or an entry point); see
 :func:`nas_bench_macro` for a complete example.
 """
 
@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from archsearch.errors import ArchsearchError
+from archsearch.registry import Registry
 from archsearch.evaluation._base import Evaluator
 from archsearch.evaluation._result import Result
 from archsearch.space import Architecture
@@ -104,13 +105,17 @@ def nas_bench_macro() -> TabularBenchmark:
     )
 
 
-TABULAR_BENCHMARKS: dict[str, Callable[[], TabularBenchmark]] = {"nas-bench-macro": nas_bench_macro}
+#: benchmark name -> a function of no arguments that returns it; a plugin adds one through the
+#: ``archsearch.benchmarks`` entry-point group
+TABULAR_BENCHMARKS: Registry = Registry("benchmark", "benchmarks")
+TABULAR_BENCHMARKS.register("nas-bench-macro", nas_bench_macro)
 
 
 def get_benchmark(name: str) -> TabularBenchmark:
-    if name not in TABULAR_BENCHMARKS:
-        raise ArchsearchError(f"benchmark: unknown benchmark {name!r} (known: {', '.join(sorted(TABULAR_BENCHMARKS))})")
-    return TABULAR_BENCHMARKS[name]()
+    benchmark = TABULAR_BENCHMARKS.lookup(name)()
+    if not isinstance(benchmark, TabularBenchmark):
+        raise ArchsearchError(f"benchmark {name!r}: its factory returned {type(benchmark).__name__}, not a TabularBenchmark")
+    return benchmark
 
 
 class LookupEvaluator(Evaluator):

@@ -388,7 +388,7 @@ def _work(fd: int, parent: int) -> None:
 
     try:
         _, config, task = pickle.loads(conn.recv_bytes())
-        from archsearch.study._components import build_evaluator
+        from archsearch.config import build_evaluator
 
         evaluator = build_evaluator(config, task)
     except EOFError:

@@ -1,12 +1,16 @@
 """Search spaces and the architectures they contain."""
 
 from archsearch.space._architecture import Architecture, MLPArchitecture, MLPLayer
-from archsearch.space._base import Decision, SearchSpace, Slot
+from archsearch.space._base import SPACES, Decision, SearchSpace, Slot
 from archsearch.space._cnn import BaselineCNN, CNNArchitecture, CNNLayer, CNNSpace
 from archsearch.space._code import CodeArchitecture, CodeSpace
 from archsearch.space._mlp import MLPSpace
 
+for _space in (MLPSpace, CNNSpace, CodeSpace):
+    SPACES.register(_space.kind, _space)
+
 __all__ = [
+    "SPACES",
     "Architecture",
     "BaselineCNN",
     "CNNArchitecture",

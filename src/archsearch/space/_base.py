@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from archsearch.errors import ArchsearchError
+from archsearch.registry import Registry
 from archsearch.space._architecture import Architecture
 
 
@@ -48,30 +49,25 @@ class Slot:
     anchors: tuple[int, ...] = ()
 
 
+#: space kind -> factory, called with the settings of ``to_config()`` (less ``"kind"``)
+SPACES: Registry = Registry("space", "spaces")
+
+
 class SearchSpace(ABC):
     """A set of architectures that strategies can sample, enumerate, mutate and encode."""
 
     kind: str
-    _kinds: dict[str, type[SearchSpace]] = {}
     #: settings added after studies were first written, with the values those studies were run with
     _legacy_config: ClassVar[dict[str, Any]] = {}
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "kind" in cls.__dict__:
-            SearchSpace._kinds[cls.kind] = cls
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> SearchSpace:
         """Rebuild a space from :meth:`to_config` output."""
         config = dict(config)
         kind = config.pop("kind", None)
-        if kind not in SearchSpace._kinds:
-            known = ", ".join(sorted(SearchSpace._kinds))
-            raise ArchsearchError(f"space.kind: unknown space {kind!r} (known: {known})")
-        space = SearchSpace._kinds[kind]
+        space = SPACES.lookup(kind, "space.kind")
         try:
-            return space(**{**space._legacy_config, **config})
+            return space(**{**getattr(space, "_legacy_config", {}), **config})
         except TypeError as exc:
             raise ArchsearchError(f"space: bad arguments for {kind!r} space ({exc})") from None
 

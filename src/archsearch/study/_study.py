@@ -34,6 +34,7 @@ import torch
 from archsearch import _limits as limits
 from archsearch._outputs import study_paths
 from archsearch.errors import ArchsearchError
+from archsearch.config import SearchConfig
 from archsearch.evaluation import (
     BatchedTrainer,
     Evaluator,
@@ -47,13 +48,12 @@ from archsearch.evaluation import (
     split_score,
     validation_loss,
 )
-from archsearch.space import Architecture, MLPSpace, SearchSpace
-from archsearch.strategies import Reinforce, Strategy
-from archsearch.study._components import build_evaluator, build_strategy
+from archsearch.space import Architecture, SearchSpace
+from archsearch.strategies import Strategy
 from archsearch.study._progress import ProgressBar
 from archsearch.study._storage import Storage, Trial, rank
 from archsearch.study._untrusted import UnusableWeights, short
-from archsearch.tasks import Task, get_task, stored_task
+from archsearch.tasks import Task, stored_task
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,7 @@ class Study:
             self.refit_final: bool = config.get("refit", False)
             self.asynchronous: bool = config.get("asynchronous", False)
             self._configs = {name: config[name] for name in ("task", "space", "strategy", "trainer")}
+            self._search = SearchConfig.from_study(config)
         except KeyError as exc:
             raise ArchsearchError(f"{storage.path}: study config lacks {exc}") from None
         self._task, self._space, self._strategy, self._evaluator = task, space, strategy, evaluator
@@ -131,11 +132,10 @@ class Study:
     def task(self) -> Task | None:
         """The data set; ``None`` for a study of a tabular benchmark, whose evaluator looks rewards up."""
         if self._task is None and self._configs["task"] is not None:
-            config = self._configs["task"]
-            if isinstance(config, dict) and config.get("name") == "arrays":  # the data is in the study file
-                self._task = self._built("task", lambda: get_task({**config, "data": self._storage.task_data()}))
-            else:
-                self._task = self._built("task", lambda: get_task(config))
+            search = self._search
+            if isinstance(search.task, dict) and search.task.get("name") == "arrays":  # the data is in the study file
+                search = dataclasses.replace(search, task={**search.task, "data": self._storage.task_data()})
+            self._task = self._built("task", search.build_task)
         return self._task
 
     @property
@@ -148,14 +148,14 @@ class Study:
     def strategy(self) -> Strategy:
         if self._strategy is None:
             space = self.space
-            self._strategy = self._built("strategy", lambda: build_strategy(self._configs["strategy"], space))
+            self._strategy = self._built("strategy", lambda: self._search.build_strategy(space))
         return self._strategy
 
     @property
     def evaluator(self) -> Evaluator:
         if self._evaluator is None:
             task = self.task
-            self._evaluator = self._built("trainer", lambda: build_evaluator(self._configs["trainer"], task))
+            self._evaluator = self._built("trainer", lambda: self._search.build_evaluator(task))
         return self._evaluator
 
     def _built(self, part: str, build: Callable[[], Any]) -> Any:
@@ -176,7 +176,7 @@ class Study:
         """Where children are evaluated: the one given to :meth:`create` or :meth:`open`, else the
         one the study was created with."""
         if self._executor is None:
-            self._executor = self._built("executor", lambda: build_executor(self.config.get("executor")))
+            self._executor = self._built("executor", lambda: self._search.build_executor() or build_executor(None))
         return self._executor
 
     @executor.setter
@@ -205,9 +205,9 @@ class Study:
     def create(
         cls,
         path: str | os.PathLike | None,
-        task: Task | str | None,
+        task: SearchConfig | Task | str | None,
         *,
-        steps: int,
+        steps: int | None = None,
         children_per_step: int = 15,
         seed: int = 0,
         space: SearchSpace | None = None,
@@ -219,10 +219,13 @@ class Study:
         refit: bool = False,
         asynchronous: bool = False,
     ) -> Study:
-        """A new study file at ``path`` (which must not exist yet).
+        """A new study file at ``path`` (which must not exist yet), of a :class:`SearchConfig` or of
+        ``task`` and the parts given as keywords.
 
-        Defaults: the seed experiment's ``MLPSpace()``, ``Reinforce`` seeded with
-        ``seed``, and the ``BatchedTrainer``. With ``reuse_evaluations`` an architecture
+        Parts not given are chosen as ``archsearch search`` chooses them (see
+        :class:`SearchConfig`): for a feature task the seed experiment's ``MLPSpace()``, ``Reinforce``
+        seeded with ``seed`` and the ``BatchedTrainer``; for an image task the CNN space and the serial
+        trainer with minibatches. With ``reuse_evaluations`` an architecture
         equivalent to one already trained successfully is not trained again: its earlier
         result is recorded again (``Trial.cached_from``). That saves time late in a search,
         when the controller resamples the same architectures, but it also freezes the reward's
@@ -234,48 +237,39 @@ class Study:
         study keeps ``children_per_step`` children in flight and tells each result as it comes in
         (see the module docstring); the trials differ from a synchronous study's.
         """
-        _check_count("steps", steps)
-        _check_count("children_per_step", children_per_step)
-        if not isinstance(seed, int) or seed < 0:
-            raise ArchsearchError(f"seed: must be a non-negative integer, got {seed!r}")
-        limits.seed("seed", seed)
-        task = get_task(task) if isinstance(task, str) else task
-        space = space or MLPSpace()
-        strategy = strategy or Reinforce(space, seed=seed)
-        if evaluator is None:
-            if task is None:
+        if isinstance(task, SearchConfig):
+            config = task
+        else:
+            if task is None and evaluator is None:
                 raise ArchsearchError("task: a study needs a task, or an evaluator that needs none")
-            evaluator = BatchedTrainer(task)
-        if strategy.space != space:
-            raise ArchsearchError("strategy: its search space differs from the study's space")
-        task_config, task_data = (None, None) if task is None else stored_task(task, keep_data=path is not None)
-        config = {
-            "task": task_config,
-            "space": space.to_config(),
-            "strategy": strategy.to_config(),
-            "trainer": evaluator.to_config(),
-            "executor": (executor.to_config() if executor is not None else {"name": "inline", "workers": 1}),
-            "steps": steps,
-            "children_per_step": children_per_step,
-            "seed": seed,
-            "reuse_evaluations": bool(reuse_evaluations),
-            "save_children": bool(save_children),
-            "refit": bool(refit),
-            **({"asynchronous": True} if asynchronous else {}),
-        }
-        if asynchronous and not strategy.asynchronous:
-            raise ArchsearchError(
-                f"asynchronous: the {strategy.name} strategy learns from whole steps; evolution and random "
-                "search can run asynchronously"
-            )
-        if asynchronous and reuse_evaluations:
-            raise ArchsearchError("asynchronous: cannot be combined with reuse_evaluations")
-        if refit and not isinstance(evaluator, SerialTrainer | BatchedTrainer):
-            raise ArchsearchError(f"refit: retrains MLP children; the {evaluator.name!r} evaluator trains nothing")
-        if save_children and path is None:
+            if steps is None:
+                raise ArchsearchError("steps: a study needs a number of steps")
+            config = SearchConfig(
+                task=task, space=space, strategy=strategy or "reinforce", evaluator=evaluator, executor=executor,
+                steps=steps, children_per_step=children_per_step, seed=seed, reuse_evaluations=reuse_evaluations,
+                save_children=save_children, refit=refit, asynchronous=asynchronous,
+            )  # fmt: skip
+        if config.save_children and path is None:
             raise ArchsearchError("save_children: a study kept in memory has no folder to save children in")
-        storage = Storage.create(path, config, task_data)
-        return cls(storage, task=task, space=space, strategy=strategy, evaluator=evaluator, executor=executor)
+        parts = config.build()
+        task_config, task_data = (None, None) if parts.task is None else stored_task(parts.task, keep_data=path is not None)
+        stored = {
+            "task": task_config,
+            "space": parts.space.to_config(),
+            "strategy": parts.strategy.to_config(),
+            "trainer": parts.evaluator.to_config(),
+            "executor": (parts.executor.to_config() if parts.executor is not None else {"name": "inline", "workers": 1}),
+            "steps": config.steps,
+            "children_per_step": config.children_per_step,
+            "seed": config.seed,
+            "reuse_evaluations": bool(config.reuse_evaluations),
+            "save_children": bool(config.save_children),
+            "refit": bool(config.refit),
+            **({"asynchronous": True} if config.asynchronous else {}),
+        }
+        storage = Storage.create(path, stored, task_data)
+        return cls(storage, task=parts.task, space=parts.space, strategy=parts.strategy, evaluator=parts.evaluator,
+                   executor=parts.executor)  # fmt: skip
 
     @classmethod
     def open(cls, path: str | os.PathLike, readonly: bool = False, executor: Executor | None = None) -> Study:

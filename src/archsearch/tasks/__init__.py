@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from archsearch.errors import ArchsearchError
+from archsearch.registry import Registry
 from archsearch.tasks._arrays import from_arrays, pack
 from archsearch.tasks._builtin import moons
 from archsearch.tasks._files import from_file
@@ -23,8 +24,11 @@ IMAGE_TASKS: dict[str, Callable[..., Task]] = {
     "fashion-mnist": fashion_mnist,
 }
 #: every task kind a study config may hold; "file" is the user's own data (``--data``), "arrays" data kept
-#: in the study file itself (a search started from arrays in Python; see ``archsearch.tasks._arrays``)
-TASKS: dict[str, Callable[..., Task]] = {**NAMED_TASKS, "file": from_file, "arrays": from_arrays, **IMAGE_TASKS}
+#: in the study file itself (a search started from arrays in Python; see ``archsearch.tasks._arrays``);
+#: a plugin adds one through the ``archsearch.tasks`` entry-point group
+TASKS: Registry = Registry("task", "tasks")
+for _name, _factory in {**NAMED_TASKS, "file": from_file, "arrays": from_arrays, **IMAGE_TASKS}.items():
+    TASKS.register(_name, _factory)
 
 
 def stored_task(task: Task, keep_data: bool = True) -> tuple[dict[str, Any], bytes | None]:
@@ -43,9 +47,7 @@ def get_task(config: str | dict[str, Any]) -> Task:
     """Build a task from its name or from ``Task.config`` (``{"name": ..., **arguments}``)."""
     config = {"name": config} if isinstance(config, str) else dict(config)
     name = config.pop("name", None)
-    if name not in TASKS:
-        raise ArchsearchError(f"task: unknown task {name!r} (known: {', '.join(sorted(TASKS))})")
-    factory = TASKS[name]
+    factory = TASKS.lookup(name)
     accepted = inspect.signature(factory).parameters
     unknown = sorted(set(config) - set(accepted))
     if unknown:

@@ -1,0 +1,476 @@
+"""SearchConfig: the one place that turns names and settings into the parts of a search.
+
+The command line, :meth:`Study.create` and :meth:`Study.open`, the scikit-learn
+estimators, ``compare`` and ``sample`` all build their task, space, strategy,
+evaluator and executor here, so they cannot disagree: ``--task digits`` and
+``Study.create(path, get_task("digits"))`` get the same CNN space and serial
+trainer. Every rule across fields lives here too, each refusal one line naming
+the field (the command line names its flag instead, through ``names``).
+
+A part may be given by name (the rules then choose its settings), by the config
+dict its ``to_config()`` wrote (as a study file stores it: built as it is), or as
+an instance (used as it is).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from archsearch import _limits as limits
+from archsearch.errors import ArchsearchError, short
+from archsearch.evaluation import (
+    DEFAULT_RETRIES,
+    EVALUATORS,
+    BatchedTrainer,
+    Evaluator,
+    Executor,
+    LookupEvaluator,
+    SerialTrainer,
+    TabularBenchmark,
+    TrainConfig,
+    build_executor,
+    get_benchmark,
+)
+from archsearch.space import CNNSpace, MLPSpace, SearchSpace
+from archsearch.strategies import STRATEGIES, Strategy
+from archsearch.tasks import IMAGE_TASKS, Task, from_file, get_task
+
+#: child training on image tasks unless the config says otherwise: minibatches, fewer epochs (each is
+#: thousands of images) and Adam's usual learning rate for CNNs
+IMAGE_TRAINING = {"max_epochs": 5, "patience": 2, "lr": 0.001, "batch_size": 64}
+#: image tasks read from a folder of IDX files (``data_dir``)
+FOLDER_TASKS = ("mnist", "fashion-mnist")
+#: settings of the reinforce controller that the config holds as fields of their own
+_CONTROLLER = {"controller_lr": "lr", "entropy_weight": "entropy_weight", "advantage": "advantage",
+               "curriculum": "curriculum"}  # fmt: skip
+_FLAGS = ("reuse_evaluations", "save_children", "refit", "asynchronous")
+#: the fields that describe the space, which a tabular benchmark brings with it
+_SPACE_FIELDS = ("curriculum", "space", "max_layers", "skips", "batch_norm")
+
+Names = Callable[[str], str]
+
+
+def _field(name: str) -> str:
+    return name
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What a :class:`SearchConfig` builds; ``executor`` is ``None`` where none was named (inline)."""
+
+    task: Task | None
+    space: SearchSpace
+    strategy: Strategy
+    evaluator: Evaluator
+    executor: Executor | None
+
+
+@dataclass
+class SearchConfig:
+    """A study's task, space, strategy, evaluator, executor, budget, seed and flags.
+
+    ``task`` is a task name, a ``Task.config`` dict or a task; ``data`` (with ``target``,
+    ``problem``, ``split``, ``split_seed``) is a CSV or NPZ file instead, ``benchmark`` a tabular
+    benchmark instead. ``space`` defaults to ``cnn`` for image tasks and ``mlp`` otherwise;
+    ``evaluator`` (a trainer's name) to ``serial`` for CNNs and ``batched`` for MLPs; image tasks
+    train with ``IMAGE_TRAINING`` and all cores unless ``training`` says otherwise, the cores shared
+    out between ``workers``. ``executor`` (``inline``, ``process``, ``ray``) with ``workers``,
+    ``retries`` and ``address``; none named runs inline.
+    """
+
+    task: str | dict[str, Any] | Task | None = None
+    data_dir: str | None = None
+    data: str | None = None
+    target: str | None = None
+    problem: str | None = None
+    split: tuple[float, ...] = (0.7, 0.2, 0.1)
+    split_seed: int | None = None
+    benchmark: str | None = None
+    noisy: bool = False
+    space: str | dict[str, Any] | SearchSpace | None = None
+    max_layers: int | None = None
+    skips: bool = True
+    batch_norm: bool = True
+    strategy: str | dict[str, Any] | Strategy = "reinforce"
+    controller_lr: float | None = None
+    entropy_weight: float | None = None
+    advantage: str | None = None
+    curriculum: list[int] | None = None
+    evaluator: str | dict[str, Any] | Evaluator | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+    executor: str | dict[str, Any] | Executor | None = None
+    workers: int | None = None
+    retries: int | None = None
+    address: str | None = None
+    steps: int = 500
+    children_per_step: int = 15
+    seed: int = 0
+    reuse_evaluations: bool = False
+    save_children: bool = False
+    refit: bool = False
+    asynchronous: bool = False
+
+    # -- dicts -----------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields; a part given as an instance is written as its config."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> SearchConfig:
+        """A config from :meth:`to_dict` output; an unknown field or a value of the wrong type is one line."""
+        if not isinstance(data, dict):
+            raise ArchsearchError(f"config: expected an object of fields, got {type(data).__name__}")
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(str(key) for key in data if key not in known)
+        if unknown:
+            raise ArchsearchError(f"config: unknown field {short(unknown[0])!r} (known: {', '.join(known)})")
+        values = {key: _typed(key, known[key].type, value) for key, value in data.items()}
+        return cls(**values)
+
+    @classmethod
+    def from_study(cls, stored: dict[str, Any]) -> SearchConfig:
+        """The config of a study file (its parts as their stored config dicts, built as they are)."""
+        return cls(
+            task=stored.get("task"),
+            space=stored["space"],
+            strategy=stored["strategy"],
+            evaluator=stored["trainer"],
+            executor=stored.get("executor"),
+            steps=stored["steps"],
+            children_per_step=stored["children_per_step"],
+            seed=stored["seed"],
+            **{flag: stored.get(flag, False) for flag in _FLAGS},
+        )
+
+    # -- rules -----------------------------------------------------------------------------------
+
+    def check(self, names: Names = _field) -> None:
+        """Refuse what does not fit together, before anything is read or built; ``names`` spells a
+        field in messages (the command line gives its flags)."""
+        limits.integer(names("steps"), _count(names("steps"), self.steps), 1, limits.MAX_STEPS)
+        limits.integer(names("children_per_step"), _count(names("children_per_step"), self.children_per_step), 1,
+                       limits.MAX_CHILDREN_PER_STEP)  # fmt: skip
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ArchsearchError(f"{names('seed')}: must be a non-negative integer, got {self.seed!r}")
+        limits.seed(names("seed"), self.seed)
+        self._check_sources(names)
+        self._check_strategy(names)
+        if self.benchmark is not None:
+            for name in _SPACE_FIELDS:
+                if getattr(self, name) != _DEFAULTS[name]:
+                    raise ArchsearchError(f"{names(name)}: a tabular benchmark has its own space")
+        images = self._images()
+        if images is not None:
+            self._space_kind(images, names)
+        self.executor_config(names)
+
+    def _check_sources(self, names: Names) -> None:
+        """One source of data, and the settings that belong to it."""
+        given = [name for name in ("task", "benchmark", "data") if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ArchsearchError(f"{' and '.join(map(names, given))}: give one, not both")
+        if self.noisy and self.benchmark is None:
+            raise ArchsearchError(
+                f"{names('noisy')}: only a tabular benchmark ({names('benchmark')}) has recorded runs to draw from"
+            )
+        for name, what in (("target", "names a column of"), ("problem", "describes"), ("split_seed", "splits")):
+            if getattr(self, name) is not None and self.data is None:
+                raise ArchsearchError(
+                    f"{names(name)}: {what} your {names('data')} file, and no {names('data')} is given"
+                )
+        folder = " or ".join(FOLDER_TASKS)
+        if self.data_dir is not None and self.task not in FOLDER_TASKS:
+            raise ArchsearchError(f"{names('data_dir')}: only {names('task')} {folder} read a folder of files")
+        if self.task in FOLDER_TASKS and self.data_dir is None:
+            raise ArchsearchError(
+                f"{names('task')} {self.task}: needs {names('data_dir')}, the folder that holds its IDX files"
+            )
+
+    def _check_strategy(self, names: Names) -> None:
+        name = self._strategy_name()
+        if self.asynchronous and name is not None:
+            strategy = self.strategy if isinstance(self.strategy, Strategy) else STRATEGIES.lookup(name)
+            if not getattr(strategy, "asynchronous", False):
+                raise ArchsearchError(
+                    f"{names('asynchronous')}: the {name} strategy learns from whole steps; evolution and random "
+                    "search can run asynchronously"
+                )
+        if self.asynchronous and self.reuse_evaluations:
+            raise ArchsearchError(f"{names('asynchronous')}: cannot be combined with {names('reuse_evaluations')}")
+        if self.curriculum is not None and name != "reinforce":
+            raise ArchsearchError(f"{names('curriculum')}: grows the reinforce controller's children, not {name}'s")
+
+    def _space_kind(self, images: bool, names: Names) -> str | None:
+        """The space kind that the rules choose (``None``: the space is given in full), refusing one that
+        does not fit the task's data."""
+        if isinstance(self.space, SearchSpace | dict):
+            return None
+        kind = self.space or ("cnn" if images else "mlp")
+        task = self._task_name()
+        if kind == "mlp" and images:
+            raise ArchsearchError(f"{names('space')} mlp: task {task!r} is images; search it with {names('space')} cnn")
+        if kind == "cnn" and not images:
+            raise ArchsearchError(
+                f"{names('space')} cnn: task {task!r} has feature vectors, not images; use {names('space')} mlp"
+            )
+        if not self.skips and kind != "cnn":
+            raise ArchsearchError(f"{names('skips')}: only the cnn space has skip connections")
+        if not self.batch_norm and kind != "cnn":
+            raise ArchsearchError(f"{names('batch_norm')}: only the cnn space has batch normalization")
+        if kind == "cnn" and self.evaluator == "batched":
+            raise ArchsearchError(
+                f"{names('evaluator')} batched: trains MLP children only; the cnn space trains with "
+                f"{names('evaluator')} serial"
+            )
+        if kind == "cnn" and (self.max_layers or 0) > limits.CNN_MAX_LAYERS:
+            raise ArchsearchError(
+                f"{names('max_layers')}: at most {limits.CNN_MAX_LAYERS} for the cnn space, got {self.max_layers}"
+            )
+        return kind
+
+    def executor_config(self, names: Names = _field, stored: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """The executor's config from ``executor`` (a name), ``workers``, ``retries`` and ``address``;
+        ``None`` when none of them is given. Given ``stored`` (a study's executor, on resume), they
+        change only what they name: ``retries=5`` alone keeps its kind and workers."""
+        if not isinstance(self.executor, str | None):
+            return None
+        if all(value is None for value in (self.executor, self.workers, self.retries, self.address)):
+            return None
+        stored = dict(stored or {})
+        base = stored if self.executor is None or self.executor == stored.get("name") else {}
+        if self.executor:
+            name = self.executor
+        elif self.address is not None and base.get("name") in (None, "ray"):
+            name = "ray" if base.get("name") == "ray" else "inline"
+        elif self.workers is not None and base.get("name") in (None, "inline"):
+            name = "process" if self.workers > 1 else "inline"
+        else:
+            name = base.get("name", "inline")
+        workers = self.workers if self.workers is not None else base.get("workers")
+        if self.address is not None and name != "ray":
+            raise ArchsearchError(
+                f"{names('address')}: names a Ray cluster, and the executor is {name!r}; add {names('executor')} ray"
+            )
+        if name == "inline" and (workers or 1) > 1:
+            raise ArchsearchError(
+                f"{names('workers')}: the inline executor runs in this process alone; use {names('executor')} process"
+            )
+        if name == "ray":
+            import importlib.util
+
+            if importlib.util.find_spec("ray") is None:
+                raise ArchsearchError(f"{names('executor')} ray: Ray is not installed; pip install 'archsearch[ray]'")
+        config: dict[str, Any] = {"name": name, "retries": self.retries if self.retries is not None
+                                  else base.get("retries", DEFAULT_RETRIES)}  # fmt: skip
+        if name == "ray":
+            config.update(address=self.address if self.address is not None else base.get("address"), workers=workers)
+        else:
+            config["workers"] = workers or (2 if name == "process" else 1)
+        return config
+
+    # -- building --------------------------------------------------------------------------------
+
+    def build(self, names: Names = _field) -> Parts:
+        """Check the config, then build its parts (the task's data is read here)."""
+        self.check(names)
+        task = self.build_task()
+        space = self.build_space(task, names)
+        evaluator = self.build_evaluator(task, names)
+        if self.refit and not isinstance(evaluator, SerialTrainer | BatchedTrainer):
+            raise ArchsearchError(
+                f"{names('refit')}: retrains MLP children; the {evaluator.name!r} evaluator trains nothing"
+            )
+        strategy = self.build_strategy(space)
+        if strategy.space != space:
+            raise ArchsearchError(f"{names('strategy')}: its search space differs from the study's space")
+        return Parts(task, space, strategy, evaluator, self.build_executor(names))
+
+    def build_task(self) -> Task | None:
+        """The task: as given, read from ``data``, built by name or config; ``None`` with a benchmark."""
+        if isinstance(self.task, Task):
+            return self.task
+        if self.data is not None:
+            return from_file(
+                str(self.data), self.target, self.problem, tuple(self.split),
+                split_seed=self.seed if self.split_seed is None else self.split_seed,
+            )  # fmt: skip
+        if self.benchmark is not None or (self.task is None and isinstance(self.evaluator, Evaluator | dict)):
+            return None  # an evaluator given in full may need no data (a table's lookups)
+        if self.task in FOLDER_TASKS:
+            return get_task({"name": self.task, "data_dir": str(self.data_dir)})
+        return get_task(self.task or "moons")
+
+    def build_space(self, task: Task | None, names: Names = _field) -> SearchSpace:
+        if isinstance(self.space, SearchSpace):
+            return self.space
+        if isinstance(self.space, dict):
+            return SearchSpace.from_config(self.space)
+        if self.benchmark is not None:
+            return self._benchmark.space
+        kind = self._space_kind(_is_images(task), names)
+        if kind == "cnn":
+            return CNNSpace(max_layers=self.max_layers or 4, skips=self.skips, batch_norm=self.batch_norm)
+        return MLPSpace(max_layers=self.max_layers or 5)
+
+    def build_strategy(self, space: SearchSpace) -> Strategy:
+        if isinstance(self.strategy, Strategy):
+            return self.strategy
+        config = {"seed": self.seed, **self.strategy} if isinstance(self.strategy, dict) else self._strategy_config()
+        return build_strategy(config, space)
+
+    def build_evaluator(self, task: Task | None, names: Names = _field) -> Evaluator:
+        if isinstance(self.evaluator, Evaluator):
+            return self.evaluator
+        if isinstance(self.evaluator, dict):
+            return build_evaluator(self.evaluator, task)
+        if self.benchmark is not None:
+            return LookupEvaluator(self._benchmark, noisy=self.noisy)
+        images = _is_images(task)
+        name = self.evaluator or ("serial" if self._space_kind(images, names) == "cnn" else "batched")
+        return build_evaluator({"name": name, **TrainConfig(**self.training_settings(images)).to_config()}, task)
+
+    def build_executor(self, names: Names = _field) -> Executor | None:
+        if isinstance(self.executor, Executor):
+            return self.executor
+        config = self.executor if isinstance(self.executor, dict) else self.executor_config(names)
+        return None if config is None else build_executor(config)
+
+    def training_settings(self, images: bool) -> dict[str, Any]:
+        """TrainConfig arguments: ``training`` and ``device`` over the defaults of the task's kind.
+
+        Image tasks start from ``IMAGE_TRAINING`` and every core (one CNN child's operations are large
+        enough to share out); with several workers the cores are split between them, and the split is
+        stored with the trainer, so that every executor trains alike."""
+        defaults: dict[str, Any] = {"device": self.device}
+        if images:
+            defaults.update(IMAGE_TRAINING, threads=limits.available_cores())
+            if self._workers() > 1 and self.training.get("threads") is None:
+                defaults["threads"] = max(1, defaults["threads"] // workers)
+        return {**defaults, **{k: v for k, v in self.training.items() if v is not None}}
+
+    # -- what the fields name --------------------------------------------------------------------
+
+    def _strategy_name(self) -> str | None:
+        if isinstance(self.strategy, Strategy):
+            return self.strategy.name
+        name = self.strategy.get("name") if isinstance(self.strategy, dict) else self.strategy
+        return name if isinstance(name, str) else None
+
+    def _strategy_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"name": self.strategy, "seed": self.seed}
+        if self.strategy == "reinforce":
+            for key, setting in _CONTROLLER.items():
+                if getattr(self, key) is not None:
+                    config[setting] = getattr(self, key)
+            config["device"] = self.device
+        return config
+
+    def _workers(self) -> int:
+        """How many children the executor evaluates at once (a Ray executor's unknown count: 1)."""
+        if isinstance(self.executor, Executor):
+            workers = self.executor.workers
+        else:
+            config = self.executor if isinstance(self.executor, dict) else self.executor_config()
+            workers = (config or {}).get("workers")
+        return workers if isinstance(workers, int) else 1
+
+    def _task_name(self) -> str:
+        if isinstance(self.task, Task):
+            return self.task.name
+        if isinstance(self.task, dict):
+            return str(self.task.get("name"))
+        return self.task or "moons"
+
+    def _images(self) -> bool | None:
+        """Whether the task is images, when that is known without reading it (``None``: not known)."""
+        if self.benchmark is not None:
+            return None
+        if self.data is not None:
+            return False
+        if isinstance(self.task, Task):
+            return _is_images(self.task)
+        name = self.task.get("name") if isinstance(self.task, dict) else (self.task or "moons")
+        if name in IMAGE_TASKS:
+            return True
+        return False if name in ("moons", "file", "arrays") else None
+
+    @functools.cached_property
+    def _benchmark(self) -> TabularBenchmark:
+        return get_benchmark(self.benchmark)
+
+    def with_parts(self, parts: Parts) -> SearchConfig:
+        """This config with its parts given as built: building it again builds nothing."""
+        kept = {name: getattr(self, name) for name in ("steps", "children_per_step", "seed", *_FLAGS)}
+        return SearchConfig(task=parts.task, space=parts.space, strategy=parts.strategy, evaluator=parts.evaluator,
+                            executor=parts.executor, **kept)  # fmt: skip
+
+
+_DEFAULTS = {f.name: f.default for f in fields(SearchConfig) if f.default is not dataclasses.MISSING}
+
+
+def build_strategy(config: dict[str, Any], space: SearchSpace) -> Strategy:
+    """A strategy from ``Strategy.to_config()`` output."""
+    config = dict(config)
+    name = config.pop("name", None)
+    factory = STRATEGIES.lookup(name)
+    try:
+        return factory(space, **config)
+    except TypeError as exc:
+        raise ArchsearchError(f"strategy: bad settings for {name!r} ({exc})") from None
+
+
+def build_evaluator(config: dict[str, Any], task: Task | None) -> Evaluator:
+    """A trainer (or a tabular benchmark's lookup) from ``Evaluator.to_config()`` output."""
+    config = dict(config)
+    name = config.pop("name", None)
+    factory = EVALUATORS.lookup(name, "trainer")
+    try:
+        return factory(task, **config)
+    except TypeError as exc:
+        raise ArchsearchError(f"trainer: bad settings for {name!r} ({short(str(exc))})") from None
+
+
+def _is_images(task: Task | None) -> bool:
+    return task is not None and task.x_train.dim() == 4
+
+
+def _count(name: str, value: Any) -> Any:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ArchsearchError(f"{name}: must be a positive integer, got {short(value)}")
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """A field's value as JSON: an instance as its config, a tuple as a list."""
+    if isinstance(value, Task):
+        return value.config
+    if isinstance(value, SearchSpace | Strategy | Evaluator | Executor):
+        return value.to_config()
+    if isinstance(value, tuple | list):
+        return list(value)
+    return dict(value) if isinstance(value, dict) else value
+
+
+#: the JSON types each field's annotation admits
+_JSON_TYPES = {"str": str, "dict": dict, "int": int, "float": (int, float), "bool": bool, "tuple": list,
+               "list": list, "None": type(None)}  # fmt: skip
+
+
+def _typed(name: str, annotation: str, value: Any) -> Any:
+    """``value`` of field ``name`` as its annotation (a string: ``from __future__ import annotations``)
+    admits from JSON; a tuple arrives as a list."""
+    admitted = tuple(
+        _JSON_TYPES[part.split("[")[0].strip()]
+        for part in annotation.split("|")
+        if part.split("[")[0].strip() in _JSON_TYPES
+    )
+    flat = tuple(t for group in admitted for t in (group if isinstance(group, tuple) else (group,)))
+    if isinstance(value, bool) and bool not in flat or not isinstance(value, flat):
+        raise ArchsearchError(f"config.{name}: expected {annotation}, got {type(value).__name__}")
+    return tuple(value) if annotation.startswith("tuple") else value
