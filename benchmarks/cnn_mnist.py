@@ -25,11 +25,10 @@ from pathlib import Path
 import torch
 from _common import report
 
-from archsearch import Study
+from archsearch import SearchConfig, Study
 from archsearch.evaluation import SerialTrainer, TrainConfig, load_model, split_score
 from archsearch.evaluation._batched import available_cores
-from archsearch.space import BaselineCNN, CNNSpace
-from archsearch.strategies import Reinforce
+from archsearch.space import BaselineCNN
 from archsearch.tasks import get_task
 
 
@@ -71,21 +70,18 @@ def main() -> None:
     cores = available_cores()
     task = get_task("mnist-5k")
     final = TrainConfig(max_epochs=args.epochs, patience=args.epochs, lr=1e-3, batch_size=64, threads=cores)
-    search = TrainConfig(
-        max_epochs=args.search_epochs, patience=args.search_epochs, lr=1e-3, batch_size=64, threads=cores,
-        time_limit=args.child_seconds,
+    search = SearchConfig(
+        task=task, space="cnn", evaluator="serial", steps=10_000, children_per_step=args.children_per_step,
+        seed=args.seed, training={"max_epochs": args.search_epochs, "patience": args.search_epochs, "lr": 1e-3,
+                                  "batch_size": 64, "threads": cores, "time_limit": args.child_seconds},
     )  # fmt: skip
 
     seeds = [args.seed + k for k in range(args.retrain_seeds)]
     baseline = retrained(task, BaselineCNN(28), final, seeds)
 
-    space = CNNSpace()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
-        study = Study.create(
-            args.study or Path(folder) / "cnn.db", task, steps=10_000, children_per_step=args.children_per_step, seed=args.seed,
-            space=space, strategy=Reinforce(space, seed=args.seed), evaluator=SerialTrainer(task, search),
-        )  # fmt: skip
+        study = Study.create(args.study or Path(folder) / "cnn.db", search)
         with study:
             step_seconds = 0.0
             while time.perf_counter() - started + step_seconds <= args.minutes * 60:

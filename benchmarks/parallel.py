@@ -34,8 +34,8 @@ from archsearch.evaluation import (
     SerialTrainer,
     TrainConfig,
 )
+from archsearch.config import SearchConfig
 from archsearch.space import MLPSpace
-from archsearch.strategies import RegularizedEvolution
 from archsearch.study import Study
 from archsearch.tasks import get_task
 
@@ -87,12 +87,12 @@ def main() -> None:
     for asynchronous in (False, True):
 
         def search() -> tuple[float, float]:
-            space = MLPSpace()
-            study = Study.create(
-                None, task, steps=args.evolution_steps, children_per_step=2 * args.workers, seed=args.seed,
-                space=space, strategy=RegularizedEvolution(space, seed=args.seed), evaluator=trainer,
-                executor=ProcessExecutor(workers=args.workers), asynchronous=asynchronous,
+            config = SearchConfig(
+                task=task, strategy="evolution", evaluator=trainer, executor="process", workers=args.workers,
+                steps=args.evolution_steps, children_per_step=2 * args.workers, seed=args.seed,
+                asynchronous=asynchronous,
             )  # fmt: skip
+            study = Study.create(None, config)
             start = time.perf_counter()
             study.run(progress=False)
             return time.perf_counter() - start, sum(t.seconds for t in study.trials())

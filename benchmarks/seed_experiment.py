@@ -17,18 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from _common import report
-from archsearch import Study
-from archsearch.evaluation import TrainConfig
-from archsearch.study import build_evaluator
-from archsearch.tasks import get_task
+from archsearch import SearchConfig, Study
 
 
 def run(trainer: str, steps: int, seed: int, directory: Path) -> dict:
-    task = get_task("moons")
-    evaluator = build_evaluator({"name": trainer, **TrainConfig().to_config()}, task)
-    study = Study.create(
-        directory / f"{trainer}.db", task, steps=steps, children_per_step=15, seed=seed, evaluator=evaluator
-    )
+    config = SearchConfig(task="moons", evaluator=trainer, steps=steps, children_per_step=15, seed=seed)
+    study = Study.create(directory / f"{trainer}.db", config)
     start = time.perf_counter()
     study.run(progress=True)
     seconds = time.perf_counter() - start

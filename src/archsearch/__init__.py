@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 #: while the command line starts) does not wait for PyTorch, and scikit-learn is loaded only by the
 #: estimators
 _PUBLIC = {
+    "archsearch.config": ("SearchConfig",),
     "archsearch.evaluation": (
         "BatchedTrainer", "Evaluator", "Executor", "InlineExecutor", "LookupEvaluator", "ProcessExecutor",
         "RayExecutor", "Result", "SerialTrainer", "TrainConfig",
@@ -55,6 +56,7 @@ __all__ = [
     "MLPSpace",
     "Reinforce",
     "Result",
+    "SearchConfig",
     "SearchSpace",
     "SerialTrainer",
     "Strategy",

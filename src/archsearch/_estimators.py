@@ -81,9 +81,8 @@ class _NASEstimator(BaseEstimator):
 
     def _search(self, X: np.ndarray, targets: np.ndarray, stratify: np.ndarray | None, extra: Any) -> None:
         """Split, standardise, search; sets the fitted attributes only once the search has succeeded."""
-        from archsearch.evaluation import TrainConfig
-        from archsearch.space import MLPSpace
-        from archsearch.study import Study, build_evaluator, build_strategy
+        from archsearch.config import SearchConfig
+        from archsearch.study import Study
         from archsearch.tasks import Task
         from archsearch.tasks._files import scale_of
 
@@ -123,22 +122,21 @@ class _NASEstimator(BaseEstimator):
             preprocessing=preprocessing,
             problem=self._problem,
         )
-        space = self.space if self.space is not None else MLPSpace()
-        config = TrainConfig(
-            max_epochs=self.max_epochs, patience=self.patience, lr=self.lr, weight_decay=self.weight_decay
-        )
+        training = {"max_epochs": self.max_epochs, "patience": self.patience, "lr": self.lr,
+                    "weight_decay": self.weight_decay}  # fmt: skip
         study = None
         try:
-            study = Study.create(
-                self.study_path,
-                task,
+            config = SearchConfig(
+                task=task,
+                space=self.space,
+                strategy=self.strategy,
+                evaluator=self.trainer,
+                training=training,
                 steps=math.ceil(self.budget / self.children_per_step),
                 children_per_step=self.children_per_step,
                 seed=self.seed,
-                space=space,
-                strategy=build_strategy({"name": self.strategy, "seed": self.seed}, space),
-                evaluator=build_evaluator({"name": self.trainer, **config.to_config()}, task),
             )
+            study = Study.create(self.study_path, config)
             study.run(progress=self.verbose)
             best = study.best()
             if best is None:

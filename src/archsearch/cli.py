@@ -32,9 +32,6 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT)
 EXIT_BROKEN_PIPE = 141  # stdout's reader went away (SIGPIPE)
 EXIT_TERMINATED = 143  # SIGTERM
-#: child training on image tasks unless the command line says otherwise: minibatches, fewer epochs
-#: (each is thousands of images) and Adam's usual learning rate for CNNs
-IMAGE_TRAINING = {"max_epochs": 5, "patience": 2, "lr": 0.001, "batch_size": 64}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -110,20 +107,24 @@ def _device(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from archsearch.evaluation import TABULAR_BENCHMARKS
-    from archsearch.study import STRATEGIES, TRAINERS
-    from archsearch.tasks import IMAGE_TASKS
-    from archsearch.tasks import NAMED_TASKS as TASKS
-
     parser = _Parser(prog="archsearch", description="Neural architecture search that never loses work.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_search_parser, _resume_parser, _trials_parser, _best_parser, _report_parser, _export_parser,
+                _compare_parser, _baseline_parser, _sample_parser):  # fmt: skip
+        add(commands)
+    return parser
+
+
+def _search_parser(commands: argparse._SubParsersAction) -> None:
+    from archsearch.evaluation import TABULAR_BENCHMARKS
+    from archsearch.strategies import STRATEGIES
 
     search = commands.add_parser("search", help="start a new search", description="Start a new search.")
     search.add_argument(
         "--task",
         default=None,
-        choices=sorted([*TASKS, *IMAGE_TASKS]),
+        choices=_task_names(),
         help="data set (default: moons); image tasks (digits, mnist-5k, mnist, fashion-mnist) search CNNs",
     )
     search.add_argument(
@@ -153,11 +154,57 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--benchmark",
         default=None,
-        choices=sorted(TABULAR_BENCHMARKS),
+        choices=list(TABULAR_BENCHMARKS),
         help="search a tabular benchmark instead of a task: rewards are looked up, nothing is trained",
     )
     search.add_argument("--noisy", action="store_true", help="with --benchmark: reward one recorded run, not the mean")
-    data = search.add_argument_group("your own data (instead of --task)")
+    _data_arguments(search.add_argument_group("your own data (instead of --task)"))
+    search.add_argument(
+        "--split-seed",
+        type=_seed,
+        default=None,
+        help="seed of the --data split (default: the study seed); fix it to compare searches on one split",
+    )
+    search.add_argument(
+        "--strategy", default="reinforce", choices=list(STRATEGIES), help="search strategy (default: reinforce)"
+    )
+    search.add_argument(
+        "--steps", type=_steps, default=500, help=f"strategy updates (default: 500; at most {limits.MAX_STEPS:,})"
+    )
+    search.add_argument(
+        "--children-per-step",
+        type=_children,
+        default=15,
+        help=f"architectures per update (default: 15; at most {limits.MAX_CHILDREN_PER_STEP:,})",
+    )
+    search.add_argument("--seed", type=_seed, default=0, help="study seed, 0 to 2**63 - 1 (default: 0)")
+    search.add_argument(
+        "--study", type=_path, default=None, help="study file to create (default: runs/TASK-STRATEGY-sSEED.db)"
+    )
+    _search_training_arguments(search.add_argument_group("child training"))
+    rl = search.add_argument_group("reinforce controller")
+    _controller_arguments(rl)
+    where = search.add_argument_group("where children run (never changes the trials)")
+    _executor_arguments(where)
+    where.add_argument(
+        "--asynchronous",
+        action="store_true",
+        help="evolution and random: keep --children-per-step children in flight, tell each result (in trial "
+        "order) as it comes in and propose a replacement at once, instead of waiting for a whole step",
+    )
+    rl.add_argument(
+        "--curriculum",
+        type=_curriculum,
+        default=None,
+        metavar="START,EVERY[,BY]",
+        help="depth curriculum (Zoph & Le): children have at most START layers, BY (default 1) more "
+        "every EVERY sampled children, up to --max-layers (EVERY and BY at most 10**9)",
+    )
+    search.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _data_arguments(data: argparse._ArgumentGroup) -> None:
+    """``search``'s options for the user's own data file."""
     data.add_argument("--data", type=_path, default=None, help="a .csv file with a header row, or an .npz with X and y")
     data.add_argument("--target", default=None, help="the CSV column that holds the labels or values to predict")
     data.add_argument(
@@ -173,30 +220,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=(0.7, 0.2, 0.1),
         help="train,validation,test fractions, stratified by class for classification (default: 0.7,0.2,0.1)",
     )
-    search.add_argument(
-        "--split-seed",
-        type=_seed,
+
+
+def _search_training_arguments(train: argparse._ArgumentGroup) -> None:
+    """``search``'s child-training options: the trainer, the settings ``baseline`` shares, and what is kept."""
+    from archsearch.evaluation import EVALUATORS
+
+    train.add_argument(
+        "--trainer",
         default=None,
-        help="seed of the --data split (default: the study seed); fix it to compare searches on one split",
+        choices=[name for name in EVALUATORS if name != "lookup"],
+        help="batched: many MLP children in one vectorised pass (default for mlp); "
+        "serial: the plain reference loop (default for cnn)",
     )
-    search.add_argument(
-        "--strategy", default="reinforce", choices=sorted(STRATEGIES), help="search strategy (default: reinforce)"
-    )
-    search.add_argument(
-        "--steps", type=_steps, default=500, help=f"strategy updates (default: 500; at most {limits.MAX_STEPS:,})"
-    )
-    search.add_argument(
-        "--children-per-step",
-        type=_children,
-        default=15,
-        help=f"architectures per update (default: 15; at most {limits.MAX_CHILDREN_PER_STEP:,})",
-    )
-    search.add_argument("--seed", type=_seed, default=0, help="study seed, 0 to 2**63 - 1 (default: 0)")
-    search.add_argument(
-        "--study", type=_path, default=None, help="study file to create (default: runs/TASK-STRATEGY-sSEED.db)"
-    )
-    train = search.add_argument_group("child training")
-    _training_arguments(train, TRAINERS)
+    _training_arguments(train)
     train.add_argument("--device", type=_device, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     train.add_argument(
         "--threads",
@@ -223,7 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="when the search ends, retrain the best architecture on the training and validation rows "
         "together (for the epochs that set its reward) and make that the study's model",
     )
-    rl = search.add_argument_group("reinforce controller")
+
+
+def _controller_arguments(rl: argparse._ArgumentGroup) -> None:
     rl.add_argument(
         "--controller-lr", type=_rate, default=None, help="Adam learning rate (default: 0.03; at most 10)"
     )
@@ -236,24 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="rank: a reward's rank among the last 200 (default); baseline: reward minus a moving average",
     )
-    where = search.add_argument_group("where children run (never changes the trials)")
-    _executor_arguments(where)
-    where.add_argument(
-        "--asynchronous",
-        action="store_true",
-        help="evolution and random: keep --children-per-step children in flight, tell each result (in trial "
-        "order) as it comes in and propose a replacement at once, instead of waiting for a whole step",
-    )
-    rl.add_argument(
-        "--curriculum",
-        type=_curriculum,
-        default=None,
-        metavar="START,EVERY[,BY]",
-        help="depth curriculum (Zoph & Le): children have at most START layers, BY (default 1) more "
-        "every EVERY sampled children, up to --max-layers (EVERY and BY at most 10**9)",
-    )
-    search.add_argument("--quiet", action="store_true", help="no progress bar")
 
+
+def _resume_parser(commands: argparse._SubParsersAction) -> None:
     resume = commands.add_parser(
         "resume", help="continue a stopped search", description="Continue a search where it stopped."
     )
@@ -264,15 +288,21 @@ def build_parser() -> argparse.ArgumentParser:
     _executor_arguments(resume.add_argument_group("where children run (default: as the search was started)"))
     resume.add_argument("--quiet", action="store_true", help="no progress bar")
 
+
+def _trials_parser(commands: argparse._SubParsersAction) -> None:
     trials = commands.add_parser("trials", help="list the trials of a study", description="List a study's trials.")
     trials.add_argument("study", type=_path, help="study file")
     trials.add_argument("--top", type=_count, default=None, help="only the N best by reward (N up to 10**6)")
     trials.add_argument("--json", action="store_true", help="JSON instead of a table")
 
+
+def _best_parser(commands: argparse._SubParsersAction) -> None:
     best = commands.add_parser("best", help="show the best architecture", description="Show the best trial.")
     best.add_argument("study", type=_path, help="study file")
     best.add_argument("--json", action="store_true", help="JSON instead of text")
 
+
+def _report_parser(commands: argparse._SubParsersAction) -> None:
     report = commands.add_parser(
         "report",
         help="write a self-contained HTML report of a study",
@@ -288,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--sample", type=_path, default=None, help="a study of random architectures (archsearch sample) to histogram"
     )
 
+
+def _export_parser(commands: argparse._SubParsersAction) -> None:
     export = commands.add_parser(
         "export",
         help="write the best network as weights, architecture, standalone code and ONNX",
@@ -305,19 +337,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="write model.onnx (default: when the onnx extra is installed)",
     )
 
+
+def _compare_parser(commands: argparse._SubParsersAction) -> None:
+    from archsearch.evaluation import TABULAR_BENCHMARKS
+    from archsearch.strategies import STRATEGIES
+    from archsearch.tasks import NAMED_TASKS
+
     compare = commands.add_parser(
         "compare",
         help="run strategies side by side over many seeds",
         description="Run every strategy x seed with the same budget; write a table, results.json and a plot.",
     )
     where = compare.add_mutually_exclusive_group(required=True)
-    where.add_argument("--benchmark", choices=sorted(TABULAR_BENCHMARKS), help="a tabular benchmark (seconds per run)")
-    where.add_argument("--task", choices=sorted(TASKS), help="a real task: every child is trained")
+    where.add_argument("--benchmark", choices=list(TABULAR_BENCHMARKS), help="a tabular benchmark (seconds per run)")
+    where.add_argument("--task", choices=sorted(NAMED_TASKS), help="a real task: every child is trained")
     compare.add_argument(
         "--strategies",
         type=_strategy_list,
         default=["reinforce", "evolution", "random"],
-        help=f"comma-separated, from {','.join(sorted(STRATEGIES))} (default: reinforce,evolution,random)",
+        help=f"comma-separated, from {','.join(STRATEGIES)} (default: reinforce,evolution,random)",
     )
     compare.add_argument(
         "--seeds",
@@ -347,6 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", type=_path, default=None, help="output folder (default: runs/compare-NAME)")
     compare.add_argument("--quiet", action="store_true", help="no progress bar")
 
+
+def _baseline_parser(commands: argparse._SubParsersAction) -> None:
+    from archsearch.tasks import IMAGE_TASKS
+
     baseline = commands.add_parser(
         "baseline",
         help="train the hand-designed CNN that a search on images must beat",
@@ -358,19 +400,23 @@ def build_parser() -> argparse.ArgumentParser:
     baseline.add_argument(
         "--seed", type=_seed, default=0, help="initial weights and shuffling, 0 to 2**63 - 1 (default: 0)"
     )
-    _training_arguments(baseline.add_argument_group("training (defaults: as a search's children on images)"), {})
+    _training_arguments(baseline.add_argument_group("training (defaults: as a search's children on images)"))
     baseline.add_argument("--device", type=_device, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     baseline.add_argument(
         "--threads", type=_threads, default=None, help="CPU threads (default and most: all cores)"
     )
     baseline.add_argument("--json", action="store_true", help="JSON instead of text")
 
+
+def _sample_parser(commands: argparse._SubParsersAction) -> None:
+    from archsearch.tasks import TASKS
+
     sample = commands.add_parser(
         "sample",
         help="train random architectures and plot their accuracies",
         description="Train N uniformly random architectures; plot the histogram of validation accuracies with a KDE.",
     )
-    sample.add_argument("--task", default="moons", choices=sorted(TASKS), help="data set (default: moons)")
+    sample.add_argument("--task", default="moons", choices=list(TASKS), help="data set (default: moons)")
     sample.add_argument(
         "--n", type=_budget, default=5000, help=f"architectures (default: 5000; at most {limits.MAX_BUDGET:,})"
     )
@@ -380,7 +426,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sample.add_argument("--plot", type=_path, default=None, help="PNG to write (default: the study's name, .png)")
     sample.add_argument("--quiet", action="store_true", help="no progress bar")
-    return parser
+
+
+def _task_names() -> list[str]:
+    """The tasks ``search --task`` may name: every registered one but those that are not named by a user."""
+    from archsearch.tasks import TASKS
+
+    return [name for name in TASKS if name not in ("file", "arrays")]
 
 
 def _executor_arguments(group: argparse._ArgumentGroup) -> None:
@@ -412,50 +464,18 @@ def _executor_arguments(group: argparse._ArgumentGroup) -> None:
 def _executor(args: argparse.Namespace, stored: dict | None = None):  # noqa: ANN202 -- Executor | None
     """The executor the command line asks for; ``None`` when it names none. On ``resume`` the flags
     given change the ``stored`` executor (``--retries 5`` alone keeps its kind and workers)."""
-    import importlib.util
+    from archsearch.config import SearchConfig
+    from archsearch.evaluation import build_executor
 
-    from archsearch.evaluation import DEFAULT_RETRIES, build_executor
-
-    if args.executor is None and args.workers is None and args.retries is None and args.address is None:
-        return None
-    stored = dict(stored or {})
-    same = args.executor is None or args.executor == stored.get("name")
-    base = stored if same else {}
-    if args.executor:
-        name = args.executor
-    elif args.address is not None and base.get("name") in (None, "ray"):
-        name = "ray" if base.get("name") == "ray" else "inline"
-    elif args.workers is not None and base.get("name") in (None, "inline"):
-        name = "process" if args.workers > 1 else "inline"
-    else:
-        name = base.get("name", "inline")
-    workers = args.workers if args.workers is not None else base.get("workers")
-    if args.address is not None and name != "ray":
-        raise ArchsearchError(f"--address: names a Ray cluster, and the executor is {name!r}; add --executor ray")
-    if name == "inline" and (workers or 1) > 1:
-        raise ArchsearchError("--workers: the inline executor runs in this process alone; use --executor process")
-    if name == "ray" and importlib.util.find_spec("ray") is None:
-        raise ArchsearchError("--executor ray: Ray is not installed; pip install 'archsearch[ray]'")
-    retries = args.retries if args.retries is not None else base.get("retries", DEFAULT_RETRIES)
-    config = {"name": name, "retries": retries}
-    if name == "ray":
-        config["address"] = args.address if args.address is not None else base.get("address")
-        config["workers"] = workers
-    else:
-        config["workers"] = workers or (2 if name == "process" else 1)
-    return build_executor(config)
+    given = SearchConfig(executor=args.executor, workers=args.workers, retries=args.retries, address=args.address)
+    config = given.executor_config(_flag, stored)
+    return None if config is None else build_executor(config)
 
 
-def _training_arguments(train: argparse._ArgumentGroup, trainers: dict) -> None:
+def _training_arguments(train: argparse._ArgumentGroup) -> None:
     """Child-training options, shared by ``search`` and ``baseline``."""
-    if trainers:
-        train.add_argument(
-            "--trainer",
-            default=None,
-            choices=sorted(trainers),
-            help="batched: many MLP children in one vectorised pass (default for mlp); "
-            "serial: the plain reference loop (default for cnn)",
-        )
+    from archsearch.config import IMAGE_TRAINING
+
     train.add_argument(
         "--max-epochs",
         type=_epochs,
@@ -532,7 +552,7 @@ def _curriculum(text: str) -> list[int]:
 
 
 def _strategy_list(text: str) -> list[str]:
-    from archsearch.study import STRATEGIES
+    from archsearch.strategies import STRATEGIES
 
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in STRATEGIES]
@@ -646,93 +666,52 @@ def _one_line_warnings(command: str) -> None:
     warnings.showwarning = show
 
 
-def _search(args: argparse.Namespace) -> int:
-    from archsearch.evaluation import LookupEvaluator, TrainConfig, get_benchmark
-    from archsearch.study import Study, build_evaluator, build_strategy
-    from archsearch.study._storage import check_new_study_path, discard_if_empty
-    from archsearch.tasks import from_file, get_task
+#: the config fields whose flag is not ``--`` and the field's name with dashes
+_FIELD_FLAGS = {"skips": "--no-skips", "batch_norm": "--no-batch-norm", "evaluator": "--trainer"}
+#: the ``search`` arguments that are TrainConfig settings
+_TRAINING = ("max_epochs", "patience", "lr", "weight_decay", "batch_size", "time_limit", "threads")
 
-    given = [
-        flag for flag, value in (("--task", args.task), ("--benchmark", args.benchmark), ("--data", args.data)) if value
-    ]
-    if len(given) > 1:
-        raise ArchsearchError(f"{' and '.join(given)}: give one, not both")
-    if args.noisy and not args.benchmark:
-        raise ArchsearchError("--noisy: only a tabular benchmark (--benchmark) has recorded runs to draw from")
-    if args.target and not args.data:
-        raise ArchsearchError("--target: names a column of your --data file, and no --data is given")
-    if args.problem and not args.data:
-        raise ArchsearchError("--problem: describes your --data file, and no --data is given")
-    if args.split_seed is not None and not args.data:
-        raise ArchsearchError("--split-seed: splits your --data file, and no --data is given")
-    if args.asynchronous and args.strategy not in ("evolution", "random"):
-        raise ArchsearchError(
-            f"--asynchronous: {args.strategy} learns from whole steps; use --strategy evolution or random"
-        )
-    if args.asynchronous and args.reuse_evaluations:
-        raise ArchsearchError("--asynchronous: cannot be combined with --reuse-evaluations")
-    if args.curriculum and args.strategy != "reinforce":
-        raise ArchsearchError(f"--curriculum: grows the reinforce controller's children, not {args.strategy}'s")
-    if args.benchmark:
-        for flag, value in (
-            ("--curriculum", args.curriculum),
-            ("--space", args.space),
-            ("--max-layers", args.max_layers),
-            ("--no-skips", args.no_skips),
-            ("--no-batch-norm", args.no_batch_norm),
-        ):
-            if value:
-                raise ArchsearchError(f"{flag}: a tabular benchmark has its own space")
-    task = _image_task(args)  # read and checked before anything is written
-    if args.data:  # read and checked before anything is written
-        task = from_file(
-            str(args.data), args.target, args.problem, args.split,
-            split_seed=args.seed if args.split_seed is None else args.split_seed,
-        )  # fmt: skip
-        args.task = task.name
-    elif not args.benchmark:
-        args.task = args.task or "moons"
-    if args.study is None:
-        args.study = Path("runs") / f"{args.benchmark or args.task}-{args.strategy}-s{args.seed}.db"
-        args.study.parent.mkdir(exist_ok=True)
-    check_new_study_path(args.study)  # before any slow set-up
-    executor = _executor(args)
-    if executor is not None and executor.name == "ray":
-        executor.connect()  # an unreachable cluster is refused before the study file is written
-    train = _training_settings(args, images=task is not None and task.x_train.dim() == 4)
-    if executor is not None and executor.workers > 1 and args.threads is None and "threads" in train:
-        # workers x threads within the cores; stored with the trainer, so every executor trains alike
-        train["threads"] = max(1, train["threads"] // executor.workers)
-    strategy_config: dict = {"name": args.strategy, "seed": args.seed}
-    if args.strategy == "reinforce":
-        for key in ("controller_lr", "entropy_weight", "advantage", "curriculum"):
-            value = getattr(args, key)
-            if value is not None:
-                strategy_config["lr" if key == "controller_lr" else key] = value
-        strategy_config["device"] = args.device
-    if args.benchmark:
-        bench = get_benchmark(args.benchmark)
-        task, space, evaluator = None, bench.space, LookupEvaluator(bench, noisy=args.noisy)
-    else:
-        task = task or get_task(args.task)
-        space, trainer = _space_and_trainer(args, task)
-        evaluator = build_evaluator({"name": trainer, **TrainConfig(**train).to_config()}, task)
-    strategy = build_strategy(strategy_config, space)
-    study = Study.create(
-        args.study,
-        task,
-        steps=args.steps,
-        children_per_step=args.children_per_step,
-        seed=args.seed,
-        space=space,
-        strategy=strategy,
-        evaluator=evaluator,
-        reuse_evaluations=args.reuse_evaluations,
-        save_children=args.save_children,
-        refit=args.refit,
-        executor=executor,
-        asynchronous=args.asynchronous,
+
+def _flag(field: str) -> str:
+    """The flag that sets a :class:`SearchConfig` field, for naming it in an error."""
+    return _FIELD_FLAGS.get(field, "--" + field.replace("_", "-"))
+
+
+def _search_config(args: argparse.Namespace):  # noqa: ANN202 -- SearchConfig
+    """The search that ``archsearch search`` describes."""
+    from archsearch.config import SearchConfig
+
+    def text(path: Path | None) -> str | None:
+        return None if path is None else str(path)
+
+    same = ("task", "target", "problem", "split", "split_seed", "benchmark", "noisy", "space", "max_layers",
+            "strategy", "controller_lr", "entropy_weight", "advantage", "curriculum", "device", "executor", "workers",
+            "retries", "address", "steps", "children_per_step", "seed", "reuse_evaluations", "save_children", "refit",
+            "asynchronous")  # fmt: skip
+    return SearchConfig(
+        **{name: getattr(args, name) for name in same},
+        data=text(args.data),
+        data_dir=text(args.data_dir),
+        skips=not args.no_skips,
+        batch_norm=not args.no_batch_norm,
+        evaluator=args.trainer,
+        training={name: getattr(args, name) for name in _TRAINING if getattr(args, name) is not None},
     )
+
+
+def _search(args: argparse.Namespace) -> int:
+    from archsearch.study import Study
+    from archsearch.study._storage import check_new_study_path, discard_if_empty
+
+    config = _search_config(args)
+    parts = config.build(_flag)  # data read and checked before anything is written
+    if args.study is None:
+        args.study = Path("runs") / f"{args.benchmark or parts.task.name}-{args.strategy}-s{args.seed}.db"
+        args.study.parent.mkdir(exist_ok=True)
+    check_new_study_path(args.study)
+    if parts.executor is not None and parts.executor.name == "ray":
+        parts.executor.connect()  # an unreachable cluster is refused before the study file is written
+    study = Study.create(args.study, config.with_parts(parts))
     print(f"study: {study.path}  ({args.steps} steps x {args.children_per_step} children, seed {args.seed})")
     try:
         with study:
@@ -744,73 +723,20 @@ def _search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _image_task(args: argparse.Namespace):  # noqa: ANN202 -- Task | None
-    """The image task that ``--task`` (and ``--data-dir``) name, or None for any other task."""
-    from archsearch.tasks import IMAGE_TASKS, get_task
-
-    from_files = ("mnist", "fashion-mnist")
-    if args.data_dir is not None and args.task not in from_files:
-        raise ArchsearchError(f"--data-dir: only --task {' or '.join(from_files)} read a folder of files")
-    if args.task not in IMAGE_TASKS:
-        return None
-    if args.task in from_files:
-        if args.data_dir is None:
-            raise ArchsearchError(f"--task {args.task}: needs --data-dir, the folder that holds its IDX files")
-        return get_task({"name": args.task, "data_dir": str(args.data_dir)})
-    return get_task(args.task)
-
-
-def _training_settings(args: argparse.Namespace, images: bool) -> dict:
-    """TrainConfig arguments from the command line; image tasks start from ``IMAGE_TRAINING``."""
-    given = {
-        "max_epochs": args.max_epochs,
-        "patience": args.patience,
-        "lr": args.lr,
-        "weight_decay": args.weight_decay,
-        "batch_size": args.batch_size,
-        "time_limit": args.time_limit,
-        "device": getattr(args, "device", None),
-        "threads": getattr(args, "threads", None),
-    }
-    defaults = {}
-    if images:  # one CNN child's operations are large enough to share out over every core
-        defaults = {**IMAGE_TRAINING, "threads": limits.available_cores()}
-    return {**defaults, **{k: v for k, v in given.items() if v is not None}}
-
-
-def _space_and_trainer(args: argparse.Namespace, task) -> tuple:  # noqa: ANN001
-    """The search space and trainer name for ``task``: CNNs for images, MLPs for feature vectors."""
-    from archsearch._limits import CNN_MAX_LAYERS
-    from archsearch.space import CNNSpace, MLPSpace
-
-    images = task.x_train.dim() == 4
-    kind = args.space or ("cnn" if images else "mlp")
-    if kind == "mlp" and images:
-        raise ArchsearchError(f"--space mlp: task {task.name!r} is images; search it with --space cnn")
-    if kind == "cnn" and not images:
-        raise ArchsearchError(f"--space cnn: task {task.name!r} has feature vectors, not images; use --space mlp")
-    if args.no_skips and kind != "cnn":
-        raise ArchsearchError("--no-skips: only the cnn space has skip connections")
-    if args.no_batch_norm and kind != "cnn":
-        raise ArchsearchError("--no-batch-norm: only the cnn space has batch normalization")
-    trainer = args.trainer or ("serial" if kind == "cnn" else "batched")
-    if kind == "cnn" and trainer == "batched":
-        raise ArchsearchError("--trainer batched: trains MLP children only; the cnn space trains with --trainer serial")
-    if kind == "cnn":
-        if (args.max_layers or 0) > CNN_MAX_LAYERS:
-            raise ArchsearchError(f"--max-layers: at most {CNN_MAX_LAYERS} for the cnn space, got {args.max_layers}")
-        return CNNSpace(
-            max_layers=args.max_layers or 4, skips=not args.no_skips, batch_norm=not args.no_batch_norm
-        ), trainer
-    return MLPSpace(max_layers=args.max_layers or 5), trainer
-
-
 def _baseline(args: argparse.Namespace) -> int:
+    from archsearch.config import SearchConfig
     from archsearch.evaluation import SerialTrainer, TrainConfig, load_model, split_score
     from archsearch.space import BaselineCNN
 
-    task = _image_task(args)
-    config = TrainConfig(**_training_settings(args, images=True))
+    given = SearchConfig(
+        task=args.task,
+        data_dir=None if args.data_dir is None else str(args.data_dir),
+        device=args.device,
+        training={name: getattr(args, name) for name in _TRAINING if getattr(args, name) is not None},
+    )
+    given.check(_flag)
+    task = given.build_task()
+    config = TrainConfig(**given.training_settings(images=True))
     arch = BaselineCNN(side=int(task.x_train.shape[-1]))
     if not args.json:
         print(f"baseline: {arch} on {task!r}, {config.max_epochs} epochs at most, seed {args.seed}", flush=True)

@@ -66,10 +66,9 @@ def run_one(spec: RunSpec) -> RunResult:
     """Run (or resume) one study and read its incumbent curve."""
     import torch
 
-    from archsearch.evaluation import LookupEvaluator, TrainConfig, get_benchmark
-    from archsearch.space import MLPSpace
-    from archsearch.study import Study, build_evaluator, build_strategy
-    from archsearch.tasks import get_task
+    from archsearch.config import SearchConfig
+    from archsearch.evaluation import get_benchmark
+    from archsearch.study import Study
 
     torch.set_num_threads(1)
     started = time.perf_counter()
@@ -91,22 +90,18 @@ def run_one(spec: RunSpec) -> RunResult:
                 f"{spec.study_path}: kept from a comparison with other settings; choose another --out or delete it"
             )
     else:
-        task = None if bench else get_task(spec.task)
-        space = bench.space if bench else MLPSpace()
-        if bench:
-            evaluator = LookupEvaluator(bench, noisy=spec.noisy)
-        else:
-            evaluator = build_evaluator({"name": "batched", **TrainConfig(**spec.trainer).to_config()}, task)
-        study = Study.create(
-            spec.study_path,
-            task,
+        config = SearchConfig(
+            task=spec.task,
+            benchmark=spec.benchmark,
+            noisy=spec.noisy,
+            strategy={**spec.options, "name": spec.strategy, "seed": spec.seed},
+            evaluator=None if bench else "batched",
+            training=spec.trainer,
             steps=steps,
             children_per_step=spec.children_per_step,
             seed=spec.seed,
-            space=space,
-            strategy=build_strategy({**spec.options, "name": spec.strategy, "seed": spec.seed}, space),
-            evaluator=evaluator,
         )
+        study = Study.create(spec.study_path, config)
     with study:
         study.run(steps=max(steps, study.steps), progress=False)
         trials = study.trials()[: spec.budget]
@@ -290,7 +285,7 @@ def compare(
     ``out/studies`` and reused or resumed by a later call with the same settings.
     """
     from archsearch.evaluation import get_benchmark
-    from archsearch.study import STRATEGIES
+    from archsearch.strategies import STRATEGIES
 
     if (benchmark is None) == (task is None):
         raise ArchsearchError("compare: give exactly one of a benchmark and a task")

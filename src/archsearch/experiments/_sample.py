@@ -79,11 +79,8 @@ def sample(
     on_step: Callable[[Any], None] | None = None,
 ) -> Sample:
     """Train ``n`` uniformly random architectures on ``task`` (or reuse those already in the study)."""
-    from archsearch.evaluation import TrainConfig
-    from archsearch.space import MLPSpace
-    from archsearch.strategies import RandomSearch
-    from archsearch.study import Study, build_evaluator
-    from archsearch.tasks import get_task
+    from archsearch.config import SearchConfig
+    from archsearch.study import Study
 
     if n < 1:
         raise ArchsearchError(f"n: must be a positive integer, got {n}")
@@ -97,18 +94,16 @@ def sample(
             study.close()
             raise ArchsearchError(f"{study_path}: not a random sample of task {task!r}; choose another --study")
     else:
-        task_obj = get_task(task)
-        space = MLPSpace()
-        study = Study.create(
-            study_path,
-            task_obj,
+        config = SearchConfig(
+            task=task,
+            strategy={"name": "random", "unique": False},
+            evaluator="batched",
+            training=dict(trainer or {}),
             steps=steps,
             children_per_step=per_step,
             seed=seed,
-            space=space,
-            strategy=RandomSearch(space, seed=seed, unique=False),
-            evaluator=build_evaluator({"name": "batched", **TrainConfig(**(trainer or {})).to_config()}, task_obj),
         )
+        study = Study.create(study_path, config)
     with study:
         before = len(study.trials())
         study.run(steps=max(math.ceil(n / study.children_per_step), study.steps), progress=progress, callback=on_step)
