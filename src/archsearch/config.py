@@ -194,13 +194,12 @@ class SearchConfig:
 
     def _check_strategy(self, names: Names) -> None:
         name = self._strategy_name()
-        if self.asynchronous and name is not None:
-            strategy = self.strategy if isinstance(self.strategy, Strategy) else STRATEGIES.lookup(name)
-            if not getattr(strategy, "asynchronous", False):
-                raise ArchsearchError(
-                    f"{names('asynchronous')}: the {name} strategy learns from whole steps; evolution and random "
-                    "search can run asynchronously"
-                )
+        strategy = self.strategy if isinstance(self.strategy, Strategy) else STRATEGIES.lookup(name, names("strategy"))
+        if self.asynchronous and not getattr(strategy, "asynchronous", False):
+            raise ArchsearchError(
+                f"{names('asynchronous')}: the {name} strategy learns from whole steps; evolution and random "
+                "search can run asynchronously"
+            )
         if self.asynchronous and self.reuse_evaluations:
             raise ArchsearchError(f"{names('asynchronous')}: cannot be combined with {names('reuse_evaluations')}")
         if self.curriculum is not None and name != "reinforce":
@@ -350,8 +349,7 @@ class SearchConfig:
         defaults: dict[str, Any] = {"device": self.device}
         if images:
             defaults.update(IMAGE_TRAINING, threads=limits.available_cores())
-            if self._workers() > 1 and self.training.get("threads") is None:
-                defaults["threads"] = max(1, defaults["threads"] // workers)
+            defaults["threads"] = max(1, defaults["threads"] // self._workers())
         return {**defaults, **{k: v for k, v in self.training.items() if v is not None}}
 
     # -- what the fields name --------------------------------------------------------------------
