@@ -173,10 +173,9 @@ def test_a_refit_of_a_lookup_is_refused_when_built():
 def test_an_unknown_name_says_which_entry_point_group_adds_one():
     with pytest.raises(ArchsearchError) as caught:
         get_benchmark("nas-bench-999")
-    assert str(caught.value) == (
-        "benchmark: unknown benchmark 'nas-bench-999' (known: nas-bench-macro; a plugin adds one through the "
-        "'archsearch.benchmarks' entry-point group)"
-    )
+    message = str(caught.value)
+    assert message.startswith("benchmark: unknown benchmark 'nas-bench-999' (known: ") and "nas-bench-macro" in message
+    assert message.endswith("; a plugin adds one through the 'archsearch.benchmarks' entry-point group)")
     with pytest.raises(ArchsearchError, match="^space.kind: unknown space 'hex' .*'archsearch.spaces' entry-point"):
         Study.create(None, SearchConfig(space={"kind": "hex"}, steps=1))
 
@@ -197,7 +196,7 @@ def test_a_registry_is_a_mapping_that_a_decorator_fills():
 def test_a_test_may_add_a_benchmark_for_a_while(monkeypatch):
     bench = get_benchmark("nas-bench-macro")
     monkeypatch.setitem(TABULAR_BENCHMARKS, "copy", lambda: bench)
-    assert get_benchmark("copy") is bench and list(TABULAR_BENCHMARKS) == ["copy", "nas-bench-macro"]
+    assert get_benchmark("copy") is bench and "copy" in list(TABULAR_BENCHMARKS)
     monkeypatch.undo()
     assert "copy" not in TABULAR_BENCHMARKS
 

@@ -182,8 +182,7 @@ def _search_parser(commands: argparse._SubParsersAction) -> None:
         "--study", type=_path, default=None, help="study file to create (default: runs/TASK-STRATEGY-sSEED.db)"
     )
     _search_training_arguments(search.add_argument_group("child training"))
-    rl = search.add_argument_group("reinforce controller")
-    _controller_arguments(rl)
+    _controller_arguments(search.add_argument_group("reinforce controller"))
     where = search.add_argument_group("where children run (never changes the trials)")
     _executor_arguments(where)
     where.add_argument(
@@ -191,14 +190,6 @@ def _search_parser(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="evolution and random: keep --children-per-step children in flight, tell each result (in trial "
         "order) as it comes in and propose a replacement at once, instead of waiting for a whole step",
-    )
-    rl.add_argument(
-        "--curriculum",
-        type=_curriculum,
-        default=None,
-        metavar="START,EVERY[,BY]",
-        help="depth curriculum (Zoph & Le): children have at most START layers, BY (default 1) more "
-        "every EVERY sampled children, up to --max-layers (EVERY and BY at most 10**9)",
     )
     search.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -274,6 +265,14 @@ def _controller_arguments(rl: argparse._ArgumentGroup) -> None:
         choices=("rank", "baseline"),
         default=None,
         help="rank: a reward's rank among the last 200 (default); baseline: reward minus a moving average",
+    )
+    rl.add_argument(
+        "--curriculum",
+        type=_curriculum,
+        default=None,
+        metavar="START,EVERY[,BY]",
+        help="depth curriculum (Zoph & Le): children have at most START layers, BY (default 1) more "
+        "every EVERY sampled children, up to --max-layers (EVERY and BY at most 10**9)",
     )
 
 

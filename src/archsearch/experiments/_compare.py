@@ -260,6 +260,25 @@ class Comparison:
         return "\n".join(lines)
 
 
+def _run_all(specs: list[RunSpec], jobs: int, on_run: Callable[[RunResult], None] | None) -> list[RunResult]:
+    """The result of every run, in the order of ``specs``, on ``jobs`` worker processes."""
+    results: dict[int, RunResult] = {}
+    if jobs == 1:
+        for index, spec in enumerate(specs):
+            results[index] = run_one(spec)
+            if on_run:
+                on_run(results[index])
+    else:
+        # spawn, not fork: a forked copy of a process that has used OpenMP threads can hang
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(run_one, spec): index for index, spec in enumerate(specs)}
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+                if on_run:
+                    on_run(results[futures[future]])
+    return [results[i] for i in range(len(specs))]
+
+
 def compare(
     strategies: Sequence[str],
     seeds: int,
@@ -327,27 +346,14 @@ def compare(
     ]
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(specs)))
     started = time.perf_counter()
-    results: dict[int, RunResult] = {}
-    if jobs == 1:
-        for index, spec in enumerate(specs):
-            results[index] = run_one(spec)
-            if on_run:
-                on_run(results[index])
-    else:
-        # spawn, not fork: a forked copy of a process that has used OpenMP threads can hang
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(run_one, spec): index for index, spec in enumerate(specs)}
-            for future in as_completed(futures):
-                results[futures[future]] = future.result()
-                if on_run:
-                    on_run(results[futures[future]])
+    runs = _run_all(specs, jobs, on_run)
     settings = {"seeds": seeds, "children_per_step": children_per_step, "noisy": noisy, "jobs": jobs}
     if strategy_options:
         settings["strategy_options"] = {k: dict(v) for k, v in strategy_options.items()}
     if trainer:
         settings["trainer"] = dict(trainer)
     return Comparison(
-        runs=[results[i] for i in range(len(specs))],
+        runs=runs,
         budget=budget,
         benchmark=benchmark,
         task=task,
