@@ -4,7 +4,6 @@ from collections.abc import Callable
 from typing import Any
 
 from archsearch.errors import ArchsearchError
-
 from archsearch.evaluation._base import Evaluator
 from archsearch.evaluation._batched import BatchedTrainer
 from archsearch.evaluation._config import TrainConfig
@@ -21,8 +20,8 @@ from archsearch.evaluation._lookup import TABULAR_BENCHMARKS, LookupEvaluator, T
 from archsearch.evaluation._result import Result, Status
 from archsearch.evaluation._scoring import accuracy, load_model, split_score, validation_loss, validation_score
 from archsearch.evaluation._serial import SerialTrainer
-from archsearch.tasks import Task
 from archsearch.registry import Registry
+from archsearch.tasks import Task
 
 #: evaluator name (a study config's ``trainer.name``) -> factory, called as ``factory(task, **settings)``
 #: with the settings of ``to_config()`` (less ``"name"``); ``task`` is ``None`` for a tabular benchmark

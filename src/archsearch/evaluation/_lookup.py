@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -114,7 +114,8 @@ TABULAR_BENCHMARKS.register("nas-bench-macro", nas_bench_macro)
 def get_benchmark(name: str) -> TabularBenchmark:
     benchmark = TABULAR_BENCHMARKS.lookup(name)()
     if not isinstance(benchmark, TabularBenchmark):
-        raise ArchsearchError(f"benchmark {name!r}: its factory returned {type(benchmark).__name__}, not a TabularBenchmark")
+        made = type(benchmark).__name__
+        raise ArchsearchError(f"benchmark {name!r}: its factory returned {made}, not a TabularBenchmark")
     return benchmark
 
 

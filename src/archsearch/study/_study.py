@@ -252,13 +252,15 @@ class Study:
         if config.save_children and path is None:
             raise ArchsearchError("save_children: a study kept in memory has no folder to save children in")
         parts = config.build()
-        task_config, task_data = (None, None) if parts.task is None else stored_task(parts.task, keep_data=path is not None)
+        task_config, task_data = None, None
+        if parts.task is not None:
+            task_config, task_data = stored_task(parts.task, keep_data=path is not None)
         stored = {
             "task": task_config,
             "space": parts.space.to_config(),
             "strategy": parts.strategy.to_config(),
             "trainer": parts.evaluator.to_config(),
-            "executor": (parts.executor.to_config() if parts.executor is not None else {"name": "inline", "workers": 1}),
+            "executor": {"name": "inline", "workers": 1} if parts.executor is None else parts.executor.to_config(),
             "steps": config.steps,
             "children_per_step": config.children_per_step,
             "seed": config.seed,
