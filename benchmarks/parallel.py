@@ -26,14 +26,8 @@ import time
 import numpy as np
 
 from _common import report
-from archsearch.evaluation import (
-    InlineExecutor,
-    LookupEvaluator,
-    ProcessExecutor,
-    RayExecutor,
-    SerialTrainer,
-    TrainConfig,
-)
+from archsearch.evaluation import LookupEvaluator, SerialTrainer, TrainConfig
+from archsearch.execution import InlineExecutor, ProcessExecutor, RayExecutor
 from archsearch.space import MLPSpace
 from archsearch.strategies import RegularizedEvolution
 from archsearch.study import Study

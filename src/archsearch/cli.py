@@ -414,7 +414,7 @@ def _executor(args: argparse.Namespace, stored: dict | None = None):  # noqa: AN
     given change the ``stored`` executor (``--retries 5`` alone keeps its kind and workers)."""
     import importlib.util
 
-    from archsearch.evaluation import DEFAULT_RETRIES, build_executor
+    from archsearch.execution import DEFAULT_RETRIES, build_executor
 
     if args.executor is None and args.workers is None and args.retries is None and args.address is None:
         return None

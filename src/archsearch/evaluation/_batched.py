@@ -152,6 +152,13 @@ class BatchedTrainer(Evaluator):
             self._finalizer = weakref.finalize(self, self._workers.close)
         return self._workers
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Settings and task only: a copy sent to a worker process trains its groups in that process."""
+        state = dict(self.__dict__)
+        for name in ("_workers", "_no_workers", "_finalizer"):
+            state.pop(name, None)
+        return state
+
     def close(self) -> None:
         """Stop the worker processes, if any were started."""
         if self._workers is not None:

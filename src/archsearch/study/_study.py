@@ -37,16 +37,15 @@ from archsearch.errors import ArchsearchError
 from archsearch.evaluation import (
     BatchedTrainer,
     Evaluator,
-    Executor,
     LookupEvaluator,
     Result,
     SerialTrainer,
     TrainConfig,
-    build_executor,
     load_model,
     split_score,
     validation_loss,
 )
+from archsearch.execution import Executor, build_executor
 from archsearch.space import Architecture, MLPSpace, SearchSpace
 from archsearch.strategies import Reinforce, Strategy
 from archsearch.study._components import build_evaluator, build_strategy

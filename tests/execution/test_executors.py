@@ -6,23 +6,15 @@ import pytest
 
 from archsearch import Study
 from archsearch.errors import ArchsearchError
-from archsearch.evaluation import (
-    BatchedTrainer,
-    InlineExecutor,
-    ProcessExecutor,
-    RayExecutor,
-    SerialTrainer,
-    TrainConfig,
-    build_executor,
-)
-from archsearch.evaluation._workers import KILL_HOOK
+from archsearch.evaluation import BatchedTrainer, SerialTrainer, TrainConfig
+from archsearch.execution import InlineExecutor, ProcessExecutor, RayExecutor, build_executor
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAS_RAY, reason="ray is not installed (pip install 'archsearch[ray]')")
 
 
-def _search(path, task, executor, trainer=SerialTrainer, steps=2, per_step=5, seed=3):
-    evaluator = trainer(task, TrainConfig(max_epochs=6, patience=20))
+def _search(path, task, executor, trainer=SerialTrainer, steps=2, per_step=5, seed=3, **faults):
+    evaluator = trainer(task, TrainConfig(max_epochs=6, patience=20), **faults)
     with Study.create(
         path, task, steps=steps, children_per_step=per_step, seed=seed, evaluator=evaluator, executor=executor
     ) as study:
@@ -65,20 +57,21 @@ def _victim(tmp_path, moons):
     return trials, str(trials[1].architecture)
 
 
-def test_a_child_that_kills_its_worker_once_is_retried(tmp_path, moons, monkeypatch):
+def test_a_child_that_kills_its_worker_once_is_retried(tmp_path, moons, faulty_evaluator):
     expected, victim = _victim(tmp_path, moons)
-    monkeypatch.setenv(KILL_HOOK, f"{victim}@{tmp_path / 'killed-once'}")
-    trials, _ = _search(tmp_path / "s.db", moons, ProcessExecutor(workers=2), steps=1)
-    assert (tmp_path / "killed-once").exists()  # the hook did fire
+    marker = str(tmp_path / "killed-once")
+    trainer = faulty_evaluator.KillingTrainer
+    trials, _ = _search(tmp_path / "s.db", moons, ProcessExecutor(workers=2), trainer, 1, victim=victim, marker=marker)
+    assert (tmp_path / "killed-once").exists()  # the worker did die
     _same_trials(expected, trials)  # the retry trained it exactly as an undisturbed worker would have
     assert [t.attempts for t in trials if str(t.architecture) == victim] == [2]
     assert all(t.attempts == 1 for t in trials if str(t.architecture) != victim)
 
 
-def test_a_child_that_always_kills_its_worker_fails_and_the_search_goes_on(tmp_path, moons, monkeypatch):
+def test_a_child_that_always_kills_its_worker_fails_and_the_search_goes_on(tmp_path, moons, faulty_evaluator):
     _, victim = _victim(tmp_path, moons)
-    monkeypatch.setenv(KILL_HOOK, victim)
-    trials, best = _search(tmp_path / "s.db", moons, ProcessExecutor(workers=2, retries=1), steps=2)
+    executor, trainer = ProcessExecutor(workers=2, retries=1), faulty_evaluator.KillingTrainer
+    trials, best = _search(tmp_path / "s.db", moons, executor, trainer, steps=2, victim=victim)
     assert len(trials) == 10 and best is not None
     failed = [t for t in trials if t.status == "failed"]
     assert failed and all(str(t.architecture) == victim for t in failed)
@@ -90,16 +83,15 @@ def test_a_child_that_always_kills_its_worker_fails_and_the_search_goes_on(tmp_p
 
 
 @needs_ray
-def test_on_ray_a_child_that_kills_its_worker_is_retried_by_ray_then_failed(tmp_path, moons, monkeypatch):
+def test_on_ray_a_child_that_kills_its_worker_is_retried_by_ray_then_failed(tmp_path, moons, faulty_evaluator):
     expected, victim = _victim(tmp_path, moons)
-    executor = RayExecutor(workers=2, retries=1)
+    executor, trainer = RayExecutor(workers=2, retries=1), faulty_evaluator.KillingTrainer
     try:
-        monkeypatch.setenv(KILL_HOOK, f"{victim}@{tmp_path / 'killed-once'}")
-        trials, _ = _search(tmp_path / "once.db", moons, executor, steps=1)
+        marker = str(tmp_path / "killed-once")
+        trials, _ = _search(tmp_path / "once.db", moons, executor, trainer, 1, victim=victim, marker=marker)
         assert (tmp_path / "killed-once").exists()
         _same_trials(expected, trials)  # Ray re-ran the task, the child trained normally
-        monkeypatch.setenv(KILL_HOOK, victim)
-        trials, best = _search(tmp_path / "always.db", moons, executor, steps=1)
+        trials, best = _search(tmp_path / "always.db", moons, executor, trainer, 1, victim=victim)
     finally:
         executor.close()
     failed = [t for t in trials if t.status == "failed"]
