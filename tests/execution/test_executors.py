@@ -1,13 +1,18 @@
 """Executors: the same study wherever children run, and a dead worker costs a retry, not the search."""
 
+import ast
 import importlib.util
+import pickle
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from archsearch import Study
 from archsearch.errors import ArchsearchError
-from archsearch.evaluation import BatchedTrainer, SerialTrainer, TrainConfig
+from archsearch.evaluation import TABULAR_BENCHMARKS, BatchedTrainer, LookupEvaluator, SerialTrainer, TrainConfig
 from archsearch.execution import InlineExecutor, ProcessExecutor, RayExecutor, build_executor
+from archsearch.space import MLPSpace
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAS_RAY, reason="ray is not installed (pip install 'archsearch[ray]')")
@@ -141,3 +146,52 @@ def test_without_ray_the_ray_executor_says_how_to_get_it(moons, monkeypatch):
     executor = RayExecutor()
     with pytest.raises(ArchsearchError, match=r"pip install 'archsearch\[ray\]'"):
         list(executor.run(SerialTrainer(moons), [], []))
+
+
+def _results(evaluator, archs):
+    return [(i, r.reward, r.val_curve, r.train_loss) for i, r in evaluator.run_job(range(len(archs)), archs, [7] * 9)]
+
+
+def test_every_evaluator_reaches_its_workers_by_value(moons):
+    """Workers and Ray tasks receive the evaluator pickled: every built-in one round-trips, also
+    after the batched trainer has started worker processes of its own, and trains alike."""
+    rng = np.random.default_rng(0)
+    archs = [MLPSpace().sample(rng) for _ in range(3)]
+    batched = BatchedTrainer(moons, TrainConfig(max_epochs=3, threads=2))
+    batched.evaluate_all(archs * 3, range(9))  # its own pool is running
+    assert batched._workers is not None
+    for trainer in (SerialTrainer(moons, TrainConfig(max_epochs=3)), batched):
+        copy = pickle.loads(pickle.dumps(trainer))
+        assert type(copy) is type(trainer) and copy.to_config() == trainer.to_config()
+        assert _results(copy, archs) == _results(trainer, archs)
+    assert pickle.loads(pickle.dumps(batched))._workers is None
+    batched.close()
+    for name in TABULAR_BENCHMARKS:
+        lookup = LookupEvaluator(name)
+        codes = [lookup.benchmark.space.sample(rng) for _ in range(3)]
+        copy = pickle.loads(pickle.dumps(lookup))
+        assert copy.to_config() == lookup.to_config() and _results(copy, codes) == _results(lookup, codes)
+
+
+def test_an_evaluator_that_cannot_be_sent_to_workers_is_one_clear_error(moons):
+    trainer = SerialTrainer(moons, TrainConfig(max_epochs=3))
+    trainer.on_epoch = lambda epoch: None  # a lambda does not pickle
+    executor = ProcessExecutor(workers=2)
+    with pytest.raises(ArchsearchError, match=r"^executor: trainer: the evaluator cannot be sent to worker processes"):
+        list(executor.run(trainer, [MLPSpace().sample(np.random.default_rng(0))], [0]))
+    assert executor._pool is None
+
+
+def test_execution_and_evaluation_never_import_the_study():
+    """Not even inside a function, as workers once did to rebuild their evaluator from its settings."""
+    import archsearch
+
+    root = Path(archsearch.__file__).parent
+    upward = []
+    for path in sorted([*root.glob("execution/*.py"), *root.glob("evaluation/*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            upward += [(path.name, name) for name in names if name.startswith("archsearch.study")]
+    assert len(list(root.glob("execution/*.py"))) >= 5
+    assert upward == []
