@@ -8,7 +8,9 @@ __version__ = "0.1.0"
 #: while the command line starts) does not wait for PyTorch, and scikit-learn is loaded only by the
 #: estimators
 _PUBLIC = {
-    "archsearch.evaluation": ("BatchedTrainer", "Evaluator", "LookupEvaluator", "Result", "SerialTrainer", "TrainConfig"),
+    "archsearch.evaluation": (
+        "BatchedTrainer", "Evaluator", "LookupEvaluator", "Result", "SerialTrainer", "TrainConfig",
+    ),
     "archsearch.execution": ("Executor", "InlineExecutor", "ProcessExecutor", "RayExecutor"),
     "archsearch.space": ("Architecture", "MLPArchitecture", "MLPSpace", "SearchSpace"),
     "archsearch.strategies": ("TPE", "RandomSearch", "RegularizedEvolution", "Reinforce", "Strategy"),

@@ -47,6 +47,7 @@ _ENTRY = "import sys; from archsearch.evaluation._workers import _serve; _serve(
 #: (indices of the job's children, their architectures and seeds by index)
 Job = tuple[list[int], dict[int, Any], dict[int, int]]
 
+
 def job_for(archs: Any, seeds: Any, members: list[int]) -> Job:
     """What a worker needs of one job: only its own children's architectures and seeds."""
     return list(members), {i: archs[i] for i in members}, {i: int(seeds[i]) for i in members}
