@@ -59,11 +59,22 @@ def test_the_limits_page_states_the_bounds_the_code_enforces() -> None:
     assert rows == expected
 
 
+def anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces as hyphens."""
+    headings = re.findall(r"^#+ (.+)$", page.read_text(), flags=re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(ROOT)))
 def test_every_local_link_of_a_page_resolves(page: Path) -> None:
-    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text())
-    local = [page.parent / target for target in targets if "://" not in target and not target.startswith("mailto:")]
-    broken = [str(path) for path in local if not path.exists() and path.resolve() not in PENDING_PAGES]
+    links = re.findall(r"\]\(([^)\s#]*)(?:#([^)\s]*))?\)", page.read_text())
+    broken = []
+    for target, anchor in links:
+        path = page.parent / target if target else page
+        if "://" in target or path.resolve() in PENDING_PAGES:
+            continue
+        if not path.exists() or (anchor and anchor not in anchors(path)):
+            broken.append(f"{target}#{anchor}" if anchor else target)
     assert broken == []
 
 
