@@ -26,15 +26,9 @@ import time
 import numpy as np
 
 from _common import report
-from archsearch.evaluation import (
-    InlineExecutor,
-    LookupEvaluator,
-    ProcessExecutor,
-    RayExecutor,
-    SerialTrainer,
-    TrainConfig,
-)
 from archsearch.config import SearchConfig
+from archsearch.evaluation import LookupEvaluator, SerialTrainer, TrainConfig
+from archsearch.execution import InlineExecutor, ProcessExecutor, RayExecutor
 from archsearch.space import MLPSpace
 from archsearch.study import Study
 from archsearch.tasks import get_task

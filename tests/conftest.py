@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import pytest
 import torch
@@ -87,3 +90,14 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def faulty_evaluator(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201 -- the module
+    """``tests/helpers/faulty_evaluator``, importable here and in the worker processes started from here."""
+    helpers = str(Path(__file__).parent / "helpers")
+    monkeypatch.syspath_prepend(helpers)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (helpers, os.environ.get("PYTHONPATH")) if p))
+    module = importlib.import_module("faulty_evaluator")
+    assert module.__file__ == str(Path(helpers) / "faulty_evaluator.py")
+    return module

@@ -15,7 +15,8 @@ import torch
 from archsearch import _limits as limits
 from archsearch.cli import build_parser, main
 from archsearch.errors import ArchsearchError
-from archsearch.evaluation import ProcessExecutor, RayExecutor, TrainConfig, build_executor
+from archsearch.evaluation import TrainConfig
+from archsearch.execution import ProcessExecutor, RayExecutor, build_executor
 from archsearch.space import CNNSpace, CodeSpace, MLPSpace, SearchSpace
 from archsearch.strategies import TPE, RandomSearch, RegularizedEvolution, Reinforce
 from archsearch.study import build_strategy, child_seed

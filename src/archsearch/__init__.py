@@ -10,9 +10,9 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "archsearch.config": ("SearchConfig",),
     "archsearch.evaluation": (
-        "BatchedTrainer", "Evaluator", "Executor", "InlineExecutor", "LookupEvaluator", "ProcessExecutor",
-        "RayExecutor", "Result", "SerialTrainer", "TrainConfig",
+        "BatchedTrainer", "Evaluator", "LookupEvaluator", "Result", "SerialTrainer", "TrainConfig",
     ),
+    "archsearch.execution": ("Executor", "InlineExecutor", "ProcessExecutor", "RayExecutor"),
     "archsearch.space": ("Architecture", "MLPArchitecture", "MLPSpace", "SearchSpace"),
     "archsearch.strategies": ("TPE", "RandomSearch", "RegularizedEvolution", "Reinforce", "Strategy"),
     "archsearch.study": ("Study", "Trial"),

@@ -5,7 +5,7 @@ constructors of spaces, strategies, ``TrainConfig`` and executors check it again
 before anything is started or written, so that no setting can make archsearch spawn processes
 or threads without limit, hang while building a controller, or overflow while counting a space.
 The command line checks its flags against the same numbers (and against this machine's cores)
-so that its messages name the flag. The README's "Limits" section lists them.
+so that its messages name the flag. docs/limits.md lists them.
 """
 
 from __future__ import annotations

@@ -464,7 +464,7 @@ def _executor(args: argparse.Namespace, stored: dict | None = None):  # noqa: AN
     """The executor the command line asks for; ``None`` when it names none. On ``resume`` the flags
     given change the ``stored`` executor (``--retries 5`` alone keeps its kind and workers)."""
     from archsearch.config import SearchConfig
-    from archsearch.evaluation import build_executor
+    from archsearch.execution import build_executor
 
     given = SearchConfig(executor=args.executor, workers=args.workers, retries=args.retries, address=args.address)
     config = given.executor_config(_flag, stored)

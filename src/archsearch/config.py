@@ -23,18 +23,16 @@ from typing import Any
 from archsearch import _limits as limits
 from archsearch.errors import ArchsearchError, short
 from archsearch.evaluation import (
-    DEFAULT_RETRIES,
     EVALUATORS,
     BatchedTrainer,
     Evaluator,
-    Executor,
     LookupEvaluator,
     SerialTrainer,
     TabularBenchmark,
     TrainConfig,
-    build_executor,
     get_benchmark,
 )
+from archsearch.execution import DEFAULT_RETRIES, Executor, build_executor
 from archsearch.space import CNNSpace, MLPSpace, SearchSpace
 from archsearch.strategies import STRATEGIES, Strategy
 from archsearch.tasks import IMAGE_TASKS, Task, from_file, get_task

@@ -142,19 +142,17 @@ def test_workers_that_cannot_start_leave_the_work_to_this_process(moons, monkeyp
     assert trainer._workers is None
 
 
-def test_a_job_sent_ahead_to_a_worker_that_dies_is_counted_only_once_started(moons, monkeypatch):
+def test_a_job_sent_ahead_to_a_worker_that_dies_is_counted_only_once_started(moons, faulty_evaluator):
     """One worker, one child per job: each job after the first is sent while its predecessor is
     still finishing. A victim that always kills its worker costs exactly its own tries; the jobs
     queued behind it are re-sent untried to the worker that replaces it (the pool stays at
     strength after giving a job up), and every other child comes back once."""
-    from archsearch.evaluation import SerialTrainer
-    from archsearch.evaluation._workers import KILL_HOOK, WorkerPool, job_for
+    from archsearch.evaluation._workers import WorkerPool, job_for
 
     archs = _batch(6, seed=5)
     victim = str(archs[2])
     assert sum(str(a) == victim for a in archs) == 1
-    trainer = SerialTrainer(moons, TrainConfig(max_epochs=3, patience=10))
-    monkeypatch.setenv(KILL_HOOK, victim)
+    trainer = faulty_evaluator.KillingTrainer(moons, TrainConfig(max_epochs=3, patience=10), victim=victim)
     pool = WorkerPool(trainer, 1)
     try:
         jobs = [job_for(archs, range(6), [i]) for i in range(6)]

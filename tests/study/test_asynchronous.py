@@ -4,7 +4,8 @@ import pytest
 
 from archsearch import Study
 from archsearch.errors import ArchsearchError
-from archsearch.evaluation import InlineExecutor, ProcessExecutor, SerialTrainer, TrainConfig
+from archsearch.evaluation import SerialTrainer, TrainConfig
+from archsearch.execution import InlineExecutor, ProcessExecutor
 from archsearch.space import MLPSpace
 from archsearch.strategies import RandomSearch, RegularizedEvolution, Reinforce
 

@@ -1,4 +1,4 @@
-"""Turning architectures into rewards: trainers and their settings."""
+"""Turning architectures into rewards: trainers, their settings, and the worker processes they train on."""
 
 from collections.abc import Callable
 from typing import Any
@@ -7,15 +7,6 @@ from archsearch.errors import ArchsearchError
 from archsearch.evaluation._base import Evaluator
 from archsearch.evaluation._batched import BatchedTrainer
 from archsearch.evaluation._config import TrainConfig
-from archsearch.evaluation._executors import (
-    DEFAULT_RETRIES,
-    EXECUTORS,
-    Executor,
-    InlineExecutor,
-    ProcessExecutor,
-    RayExecutor,
-    build_executor,
-)
 from archsearch.evaluation._lookup import TABULAR_BENCHMARKS, LookupEvaluator, TabularBenchmark, get_benchmark
 from archsearch.evaluation._result import Result, Status
 from archsearch.evaluation._scoring import accuracy, load_model, split_score, validation_loss, validation_score
@@ -47,15 +38,8 @@ EVALUATORS.register(LookupEvaluator.name, _lookup)
 
 __all__ = [
     "BatchedTrainer",
-    "DEFAULT_RETRIES",
     "EVALUATORS",
-    "EXECUTORS",
     "Evaluator",
-    "Executor",
-    "InlineExecutor",
-    "ProcessExecutor",
-    "RayExecutor",
-    "build_executor",
     "LookupEvaluator",
     "TABULAR_BENCHMARKS",
     "TabularBenchmark",

@@ -5,15 +5,16 @@ by the batched trainer itself when it spreads a batch's groups over the cores. T
 trainer launches many small PyTorch operations, and each holds Python's global interpreter lock
 for most of its few microseconds, so threads do not make groups train side by side; processes
 do. A worker is a fresh interpreter (``python -c ...``, so no user script is re-imported) that
-receives the task and the evaluator's settings once, then evaluates one job at a time and sends
-each child's result the moment it finishes.
+receives the evaluator once, by value (pickled when the pool starts), then evaluates one job at a
+time and sends each child's result the moment it finishes. An evaluator's class must therefore be
+importable by its module name in a fresh interpreter (the pool puts this package on its path).
 
 A job runs on the threads its trainer's settings name (one by default) wherever it runs, so
 results are bitwise identical to evaluating it in the study's own process: the number of workers
 never changes a study. A worker that dies (killed, segfault, out of memory) costs the job it was
 running: the pool either re-runs it on a fresh worker (``retries``), hands it to the study's
-process (``inline``), or reports its children as failed with the reason. Workers exit within a second when the study's process goes away, so a
-killed search leaves no processes behind.
+process (``inline``), or reports its children as failed with the reason. Workers exit within a
+second when the study's process goes away, so a killed search leaves no processes behind.
 """
 
 from __future__ import annotations
@@ -46,29 +47,10 @@ _ENTRY = "import sys; from archsearch.evaluation._workers import _serve; _serve(
 #: (indices of the job's children, their architectures and seeds by index)
 Job = tuple[list[int], dict[int, Any], dict[int, int]]
 
-#: Test-only hook: ``ARCH`` or ``ARCH@MARKER``. A worker about to evaluate a job holding the
-#: architecture whose string is ``ARCH`` kills its own process (with ``@MARKER``: only while the
-#: file MARKER does not exist, which it creates first, so the retry succeeds).
-KILL_HOOK = "ARCHSEARCH_TEST_KILL_WORKER"
-
 
 def job_for(archs: Any, seeds: Any, members: list[int]) -> Job:
     """What a worker needs of one job: only its own children's architectures and seeds."""
     return list(members), {i: archs[i] for i in members}, {i: int(seeds[i]) for i in members}
-
-
-def kill_if_hooked(archs: Any, members: list[int], hook: str | None) -> None:
-    """The test hook (see :data:`KILL_HOOK`); ``hook`` is its value, read in the study's process."""
-    if not hook:
-        return
-    target, _, marker = hook.partition("@")
-    if not any(str(archs[i]) == target for i in members):
-        return
-    if marker:
-        if os.path.exists(marker):
-            return
-        Path(marker).touch()
-    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _finishing(worker: _Worker, job: int) -> bool:
@@ -102,11 +84,14 @@ class JobFeed:
 
 
 class WorkerPool:
-    """``size`` worker processes that evaluate jobs of one evaluator (its task and settings)."""
+    """``size`` worker processes that evaluate jobs of one evaluator, sent to each of them by value."""
 
     def __init__(self, evaluator: Any, size: int) -> None:
         self.size = size
-        self._setup = ("setup", evaluator.to_config(), evaluator.task)
+        try:
+            self._setup = pickle.dumps(("setup", evaluator), protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise RuntimeError(f"trainer: the evaluator cannot be sent to worker processes ({exc})") from None
         self._workers: list[_Worker] = []
         try:
             for _ in range(size):
@@ -136,115 +121,7 @@ class WorkerPool:
         either way, so one poisonous job does not shrink the pool. Every result's ``attempts``
         counts the tries. If the consumer stops early, busy workers are stopped too: their jobs are abandoned.
         """
-        hook = os.environ.get(KILL_HOOK)
-        feed = jobs if isinstance(jobs, JobFeed) else JobFeed(jobs)
-        jobs, pending = feed.jobs, feed.pending
-        # the jobs sent to each busy worker, in order: the first is the one it is running
-        busy: dict[Connection, tuple[_Worker, deque[int]]] = {}
-        received: dict[int, set[int]] = defaultdict(set)
-        tries: dict[int, int] = defaultdict(lambda: 1)
-        lost: list[int] = []
-        finished = False
-
-        def complete(job: int) -> bool:
-            return set(jobs[job][0]) <= received[job]
-
-        def failures(job: int, why: str) -> Iterator[tuple[int, Result]]:
-            attempts = f" ({tries[job]} attempts)" if tries[job] > 1 else ""
-            for index in jobs[job][0]:
-                if index not in received[job]:
-                    yield index, Result.failure("failed", f"{why}{attempts}", attempts=tries[job])
-
-        def dispatch() -> None:
-            """Send pending jobs to idle workers, and to workers whose job has sent its last result
-            (it is only saying so): they start the next one without waiting for this process, which
-            may be busy recording results."""
-            for worker in list(self._workers):
-                if not pending:
-                    return
-                sent = busy.get(worker.conn)
-                if sent is not None and (len(sent[1]) > 1 or not complete(sent[1][0])):
-                    continue
-                job = pending.popleft()
-                try:
-                    worker.send(("job", job, *jobs[job], hook))
-                except OSError:
-                    pending.appendleft(job)
-                    if sent is None:  # it died while idle (a busy one's death is seen when it is read)
-                        self._drop(worker, None, warn=inline is not None)
-                        if inline is None:
-                            self._replace()
-                    continue
-                if sent is None:
-                    busy[worker.conn] = (worker, deque([job]))
-                else:
-                    sent[1].append(job)
-
-        try:
-            while pending or busy:
-                dispatch()
-                if not busy:  # every worker died
-                    while pending:
-                        job = pending.popleft()
-                        if inline is not None:
-                            lost.append(job)
-                        else:
-                            yield from failures(job, "no worker process is left")
-                    break
-                for conn in wait(list(busy)):
-                    worker, sent = busy[conn]
-                    job = sent[0]
-                    message = worker.receive()
-                    if message is None or message[0] == "error":
-                        del busy[conn]
-                        code = self._drop(worker, None if message is None else message[1], warn=inline is not None)
-                        why = message[1] if message else f"worker process {death(code)}"
-                        pending.extendleft(reversed(list(sent)[1:]))  # sent but never started
-                        given_up = None
-                        # a retry re-runs the whole job (a group's children train alike only with the same
-                        # batch-mates); results already received are not yielded again
-                        if complete(job):
-                            pass
-                        elif tries[job] <= retries:
-                            tries[job] += 1
-                            pending.appendleft(job)
-                        elif inline is not None:
-                            lost.append(job)
-                        else:
-                            given_up = job
-                        if inline is None or job in pending:  # the pool stays at strength for the jobs left
-                            self._replace()
-                        if given_up is not None:
-                            yield from failures(given_up, why)
-                    elif message[0] == "done":
-                        sent.popleft()
-                        if not sent:
-                            del busy[conn]
-                    else:
-                        _, index, result = message
-                        if index in received[job]:
-                            continue
-                        received[job].add(index)
-                        result = _from_portable(result)
-                        result.attempts = tries[job]
-                        if complete(job):
-                            dispatch()
-                        yield index, result
-            for job in lost:
-                if set(jobs[job][0]) - received[job]:
-                    for index, result in inline(jobs[job]):
-                        if index not in received[job]:
-                            yield index, result
-            finished = True
-        finally:
-            if not finished:
-                for worker, sent in busy.values():
-                    if worker not in self._workers:  # the pool was closed first
-                        continue
-                    # a worker that has sent its job's every result is only finishing: keep it
-                    if len(sent) == 1 and complete(sent[0]) and _finishing(worker, sent[0]):
-                        continue
-                    self._drop(worker, None, warn=False)
+        return _Run(self, jobs if isinstance(jobs, JobFeed) else JobFeed(jobs), inline, retries).results()
 
     def _replace(self) -> None:
         """Start a worker in place of one that died; a pool that cannot grow goes on smaller."""
@@ -252,7 +129,7 @@ class WorkerPool:
             worker = _Worker(self._setup)
             worker.wait_ready()
         except (OSError, RuntimeError) as exc:
-            warnings.warn(f"{exc}; going on with {len(self._workers)} worker processes", stacklevel=4)
+            warnings.warn(f"{exc}; going on with {len(self._workers)} worker processes", stacklevel=5)
             return
         self._workers.append(worker)
 
@@ -263,7 +140,7 @@ class WorkerPool:
         if warn:
             why = error or death(code)
             warnings.warn(
-                f"trainer: a worker process {why}; its group is trained in this process instead", stacklevel=3
+                f"trainer: a worker process {why}; its group is trained in this process instead", stacklevel=5
             )
         return code
 
@@ -275,8 +152,145 @@ class WorkerPool:
         self._workers = []
 
 
+class _Run:
+    """One :meth:`WorkerPool.run`: the jobs of a feed handed to the pool's workers, one method per event."""
+
+    def __init__(
+        self, pool: WorkerPool, feed: JobFeed, inline: Callable[[Job], Iterator[tuple[int, Any]]] | None, retries: int
+    ) -> None:
+        self.pool, self.inline, self.retries = pool, inline, retries
+        self.jobs, self.pending = feed.jobs, feed.pending
+        # the jobs sent to each busy worker, in order: the first is the one it is running
+        self.busy: dict[Connection, tuple[_Worker, deque[int]]] = {}
+        self.received: dict[int, set[int]] = defaultdict(set)
+        self.tries: dict[int, int] = defaultdict(lambda: 1)
+        self.lost: list[int] = []  # jobs left to ``inline``, run once the workers are done
+
+    def results(self) -> Iterator[tuple[int, Any]]:
+        finished = False
+        try:
+            while self.pending or self.busy:
+                self.dispatch()
+                if not self.busy:
+                    yield from self.no_worker_left()
+                    break
+                for conn in wait(list(self.busy)):
+                    yield from self.message_from(conn)
+            yield from self.run_lost_inline()
+            finished = True
+        finally:
+            if not finished:
+                self.abandon()
+
+    def complete(self, job: int) -> bool:
+        return set(self.jobs[job][0]) <= self.received[job]
+
+    def failures(self, job: int, why: str) -> Iterator[tuple[int, Result]]:
+        attempts = f" ({self.tries[job]} attempts)" if self.tries[job] > 1 else ""
+        for index in self.jobs[job][0]:
+            if index not in self.received[job]:
+                yield index, Result.failure("failed", f"{why}{attempts}", attempts=self.tries[job])
+
+    def dispatch(self) -> None:
+        """Send pending jobs to idle workers, and to workers whose job has sent its last result (it
+        is only saying so): they start the next one without waiting for this process, which may be
+        busy recording results."""
+        for worker in list(self.pool._workers):
+            if not self.pending:
+                return
+            sent = self.busy.get(worker.conn)
+            if sent is None or (len(sent[1]) == 1 and self.complete(sent[1][0])):
+                self.send(worker)
+
+    def send(self, worker: _Worker) -> None:
+        """A job is ready and ``worker`` can take it."""
+        job = self.pending.popleft()
+        try:
+            worker.send(("job", job, *self.jobs[job]))
+        except OSError:
+            self.pending.appendleft(job)
+            if worker.conn not in self.busy:  # it died while idle (a busy one's death is seen when it is read)
+                self.pool._drop(worker, None, warn=self.inline is not None)
+                if self.inline is None:
+                    self.pool._replace()
+            return
+        self.busy.setdefault(worker.conn, (worker, deque()))[1].append(job)
+
+    def message_from(self, conn: Connection) -> Iterator[tuple[int, Any]]:
+        worker, sent = self.busy[conn]
+        message = worker.receive()
+        if message is None or message[0] == "error":
+            yield from self.worker_died(conn, None if message is None else message[1])
+        elif message[0] == "done":
+            sent.popleft()
+            if not sent:
+                del self.busy[conn]
+        else:
+            yield from self.result(sent[0], *message[1:])
+
+    def result(self, job: int, index: int, result: Result) -> Iterator[tuple[int, Result]]:
+        """A worker reports one child of the job it is running."""
+        if index in self.received[job]:
+            return
+        self.received[job].add(index)
+        result = _from_portable(result)
+        result.attempts = self.tries[job]
+        if self.complete(job):
+            self.dispatch()
+        yield index, result
+
+    def worker_died(self, conn: Connection, error: str | None) -> Iterator[tuple[int, Result]]:
+        """The job a worker was running is retried, left to ``inline`` or failed; the jobs sent
+        ahead to it go back to the feed untried. A retry re-runs the whole job (a group's children
+        train alike only with the same batch-mates); results already received are not yielded again."""
+        worker, sent = self.busy.pop(conn)
+        job = sent[0]
+        code = self.pool._drop(worker, error, warn=self.inline is not None)
+        self.pending.extendleft(reversed(list(sent)[1:]))
+        given_up = None
+        if self.complete(job):
+            pass
+        elif self.tries[job] <= self.retries:
+            self.tries[job] += 1
+            self.pending.appendleft(job)
+        elif self.inline is not None:
+            self.lost.append(job)
+        else:
+            given_up = job
+        if self.inline is None or job in self.pending:  # the pool stays at strength for the jobs left
+            self.pool._replace()
+        if given_up is not None:
+            yield from self.failures(given_up, error or f"worker process {death(code)}")
+
+    def no_worker_left(self) -> Iterator[tuple[int, Result]]:
+        """Every worker died: the jobs not yet sent go to ``inline``, or fail."""
+        while self.pending:
+            job = self.pending.popleft()
+            if self.inline is not None:
+                self.lost.append(job)
+            else:
+                yield from self.failures(job, "no worker process is left")
+
+    def run_lost_inline(self) -> Iterator[tuple[int, Any]]:
+        for job in self.lost:
+            if set(self.jobs[job][0]) - self.received[job]:
+                for index, result in self.inline(self.jobs[job]):
+                    if index not in self.received[job]:
+                        yield index, result
+
+    def abandon(self) -> None:
+        """The consumer stopped early: stop the workers still busy with its jobs."""
+        for worker, sent in self.busy.values():
+            if worker not in self.pool._workers:  # the pool was closed first
+                continue
+            # a worker that has sent its job's every result is only finishing: keep it
+            if len(sent) == 1 and self.complete(sent[0]) and _finishing(worker, sent[0]):
+                continue
+            self.pool._drop(worker, None, warn=False)
+
+
 class _Worker:
-    def __init__(self, setup: tuple) -> None:
+    def __init__(self, setup: bytes) -> None:
         ours, theirs = socket.socketpair()
         package_root = str(Path(__file__).resolve().parents[2])
         env = {
@@ -299,7 +313,7 @@ class _Worker:
         finally:
             theirs.close()
         self.conn = Connection(ours.detach())
-        self.send(setup)
+        self.conn.send_bytes(setup)
 
     def wait_ready(self) -> None:
         if not self.conn.poll(_START_TIMEOUT):
@@ -387,10 +401,7 @@ def _work(fd: int, parent: int) -> None:
         conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
     try:
-        _, config, task = pickle.loads(conn.recv_bytes())
-        from archsearch.config import build_evaluator
-
-        evaluator = build_evaluator(config, task)
+        _, evaluator = pickle.loads(conn.recv_bytes())
     except EOFError:
         return
     except Exception as exc:  # noqa: BLE001 -- reported to the study's process, which raises it
@@ -399,10 +410,9 @@ def _work(fd: int, parent: int) -> None:
     send(("ready",))
     while True:
         try:
-            _, job, indices, archs, seeds, hook = pickle.loads(conn.recv_bytes())
+            _, job, indices, archs, seeds = pickle.loads(conn.recv_bytes())
         except (EOFError, OSError):
             return
-        kill_if_hooked(archs, indices, hook)
         try:
             for index, result in evaluator.run_job(indices, archs, seeds):
                 send(("result", index, _portable(result)))

@@ -78,8 +78,8 @@ def gaussian_kde(values: Sequence[float], grid: np.ndarray) -> np.ndarray:
     """Density of ``values`` on ``grid``: Gaussian kernels with half of Scott's bandwidth.
 
     Scott's rule is optimal for one Gaussian and over-smooths a sample with several
-    modes: on 5000 random moons architectures it merges the cluster of good networks
-    (validation accuracy ~0.96, 8 % of them) into the shoulder of the ~0.87 cluster.
+    modes: on random moons architectures it merges the small cluster of good networks into
+    the shoulder of a larger one (docs/results/2026-11-23-random-architectures.md).
     """
     from scipy import stats
 

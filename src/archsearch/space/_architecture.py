@@ -189,7 +189,7 @@ class MLPArchitecture(Architecture):
 
     def apply(self, weights: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """What :meth:`build`'s network computes on ``x`` with the state dict ``weights``, without
-        building modules (ten times faster for the tiny networks of a search)."""
+        building modules (cheaper for the tiny networks of a search)."""
         h = x
         for i in range(len(self.layers) + 1):
             h = nn.functional.linear(h, weights[f"{2 * i}.weight"], weights[f"{2 * i}.bias"])

@@ -15,8 +15,8 @@ advantage A_k is one of
   moves with the policy, the best of *recent* children is always pushed up.
 - ``"baseline"``: A_k = R_k - b, with b an exponential moving average of past
   step mean rewards (decay ``baseline_decay``; initialised to the first step's
-  mean), as in Zoph & Le. Its updates shrink with the reward spread: on
-  NAS-Bench-Macro it needs 3x more queries to find the best (see the README).
+  mean), as in Zoph & Le. Its updates shrink with the reward spread, so it needs more queries to find the
+  best (docs/results/2026-11-23-reinforce-sensitivity.md).
 
 The controller is updated once per step with Adam.
 """

@@ -33,21 +33,20 @@ import torch
 
 from archsearch import _limits as limits
 from archsearch._outputs import study_paths
-from archsearch.errors import ArchsearchError
 from archsearch.config import SearchConfig
+from archsearch.errors import ArchsearchError
 from archsearch.evaluation import (
     BatchedTrainer,
     Evaluator,
-    Executor,
     LookupEvaluator,
     Result,
     SerialTrainer,
     TrainConfig,
-    build_executor,
     load_model,
     split_score,
     validation_loss,
 )
+from archsearch.execution import Executor, build_executor
 from archsearch.space import Architecture, SearchSpace
 from archsearch.strategies import Strategy
 from archsearch.study._progress import ProgressBar

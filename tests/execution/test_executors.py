@@ -1,28 +1,25 @@
 """Executors: the same study wherever children run, and a dead worker costs a retry, not the search."""
 
+import ast
 import importlib.util
+import pickle
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from archsearch import Study
 from archsearch.errors import ArchsearchError
-from archsearch.evaluation import (
-    BatchedTrainer,
-    InlineExecutor,
-    ProcessExecutor,
-    RayExecutor,
-    SerialTrainer,
-    TrainConfig,
-    build_executor,
-)
-from archsearch.evaluation._workers import KILL_HOOK
+from archsearch.evaluation import TABULAR_BENCHMARKS, BatchedTrainer, LookupEvaluator, SerialTrainer, TrainConfig
+from archsearch.execution import InlineExecutor, ProcessExecutor, RayExecutor, build_executor
+from archsearch.space import MLPSpace
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAS_RAY, reason="ray is not installed (pip install 'archsearch[ray]')")
 
 
-def _search(path, task, executor, trainer=SerialTrainer, steps=2, per_step=5, seed=3):
-    evaluator = trainer(task, TrainConfig(max_epochs=6, patience=20))
+def _search(path, task, executor, trainer=SerialTrainer, steps=2, per_step=5, seed=3, **faults):
+    evaluator = trainer(task, TrainConfig(max_epochs=6, patience=20), **faults)
     with Study.create(
         path, task, steps=steps, children_per_step=per_step, seed=seed, evaluator=evaluator, executor=executor
     ) as study:
@@ -65,20 +62,21 @@ def _victim(tmp_path, moons):
     return trials, str(trials[1].architecture)
 
 
-def test_a_child_that_kills_its_worker_once_is_retried(tmp_path, moons, monkeypatch):
+def test_a_child_that_kills_its_worker_once_is_retried(tmp_path, moons, faulty_evaluator):
     expected, victim = _victim(tmp_path, moons)
-    monkeypatch.setenv(KILL_HOOK, f"{victim}@{tmp_path / 'killed-once'}")
-    trials, _ = _search(tmp_path / "s.db", moons, ProcessExecutor(workers=2), steps=1)
-    assert (tmp_path / "killed-once").exists()  # the hook did fire
+    marker = str(tmp_path / "killed-once")
+    trainer = faulty_evaluator.KillingTrainer
+    trials, _ = _search(tmp_path / "s.db", moons, ProcessExecutor(workers=2), trainer, 1, victim=victim, marker=marker)
+    assert (tmp_path / "killed-once").exists()  # the worker did die
     _same_trials(expected, trials)  # the retry trained it exactly as an undisturbed worker would have
     assert [t.attempts for t in trials if str(t.architecture) == victim] == [2]
     assert all(t.attempts == 1 for t in trials if str(t.architecture) != victim)
 
 
-def test_a_child_that_always_kills_its_worker_fails_and_the_search_goes_on(tmp_path, moons, monkeypatch):
+def test_a_child_that_always_kills_its_worker_fails_and_the_search_goes_on(tmp_path, moons, faulty_evaluator):
     _, victim = _victim(tmp_path, moons)
-    monkeypatch.setenv(KILL_HOOK, victim)
-    trials, best = _search(tmp_path / "s.db", moons, ProcessExecutor(workers=2, retries=1), steps=2)
+    executor, trainer = ProcessExecutor(workers=2, retries=1), faulty_evaluator.KillingTrainer
+    trials, best = _search(tmp_path / "s.db", moons, executor, trainer, steps=2, victim=victim)
     assert len(trials) == 10 and best is not None
     failed = [t for t in trials if t.status == "failed"]
     assert failed and all(str(t.architecture) == victim for t in failed)
@@ -90,16 +88,15 @@ def test_a_child_that_always_kills_its_worker_fails_and_the_search_goes_on(tmp_p
 
 
 @needs_ray
-def test_on_ray_a_child_that_kills_its_worker_is_retried_by_ray_then_failed(tmp_path, moons, monkeypatch):
+def test_on_ray_a_child_that_kills_its_worker_is_retried_by_ray_then_failed(tmp_path, moons, faulty_evaluator):
     expected, victim = _victim(tmp_path, moons)
-    executor = RayExecutor(workers=2, retries=1)
+    executor, trainer = RayExecutor(workers=2, retries=1), faulty_evaluator.KillingTrainer
     try:
-        monkeypatch.setenv(KILL_HOOK, f"{victim}@{tmp_path / 'killed-once'}")
-        trials, _ = _search(tmp_path / "once.db", moons, executor, steps=1)
+        marker = str(tmp_path / "killed-once")
+        trials, _ = _search(tmp_path / "once.db", moons, executor, trainer, 1, victim=victim, marker=marker)
         assert (tmp_path / "killed-once").exists()
         _same_trials(expected, trials)  # Ray re-ran the task, the child trained normally
-        monkeypatch.setenv(KILL_HOOK, victim)
-        trials, best = _search(tmp_path / "always.db", moons, executor, steps=1)
+        trials, best = _search(tmp_path / "always.db", moons, executor, trainer, 1, victim=victim)
     finally:
         executor.close()
     failed = [t for t in trials if t.status == "failed"]
@@ -149,3 +146,52 @@ def test_without_ray_the_ray_executor_says_how_to_get_it(moons, monkeypatch):
     executor = RayExecutor()
     with pytest.raises(ArchsearchError, match=r"pip install 'archsearch\[ray\]'"):
         list(executor.run(SerialTrainer(moons), [], []))
+
+
+def _results(evaluator, archs):
+    return [(i, r.reward, r.val_curve, r.train_loss) for i, r in evaluator.run_job(range(len(archs)), archs, [7] * 9)]
+
+
+def test_every_evaluator_reaches_its_workers_by_value(moons):
+    """Workers and Ray tasks receive the evaluator pickled: every built-in one round-trips, also
+    after the batched trainer has started worker processes of its own, and trains alike."""
+    rng = np.random.default_rng(0)
+    archs = [MLPSpace().sample(rng) for _ in range(3)]
+    batched = BatchedTrainer(moons, TrainConfig(max_epochs=3, threads=2))
+    batched.evaluate_all(archs * 3, range(9))  # its own pool is running
+    assert batched._workers is not None
+    for trainer in (SerialTrainer(moons, TrainConfig(max_epochs=3)), batched):
+        copy = pickle.loads(pickle.dumps(trainer))
+        assert type(copy) is type(trainer) and copy.to_config() == trainer.to_config()
+        assert _results(copy, archs) == _results(trainer, archs)
+    assert pickle.loads(pickle.dumps(batched))._workers is None
+    batched.close()
+    for name in TABULAR_BENCHMARKS:
+        lookup = LookupEvaluator(name)
+        codes = [lookup.benchmark.space.sample(rng) for _ in range(3)]
+        copy = pickle.loads(pickle.dumps(lookup))
+        assert copy.to_config() == lookup.to_config() and _results(copy, codes) == _results(lookup, codes)
+
+
+def test_an_evaluator_that_cannot_be_sent_to_workers_is_one_clear_error(moons):
+    trainer = SerialTrainer(moons, TrainConfig(max_epochs=3))
+    trainer.on_epoch = lambda epoch: None  # a lambda does not pickle
+    executor = ProcessExecutor(workers=2)
+    with pytest.raises(ArchsearchError, match=r"^executor: trainer: the evaluator cannot be sent to worker processes"):
+        list(executor.run(trainer, [MLPSpace().sample(np.random.default_rng(0))], [0]))
+    assert executor._pool is None
+
+
+def test_execution_and_evaluation_never_import_the_study():
+    """Not even inside a function, as workers once did to rebuild their evaluator from its settings."""
+    import archsearch
+
+    root = Path(archsearch.__file__).parent
+    upward = []
+    for path in sorted([*root.glob("execution/*.py"), *root.glob("evaluation/*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            upward += [(path.name, name) for name in names if name.startswith("archsearch.study")]
+    assert len(list(root.glob("execution/*.py"))) >= 5
+    assert upward == []
