@@ -22,11 +22,14 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from archsearch import _limits as limits
 from archsearch._outputs import check_output_dir, check_output_file, default_output, study_paths
 from archsearch.errors import ArchsearchError
+
+if TYPE_CHECKING:  # imported where used: ``archsearch --help`` does not wait for PyTorch
+    from archsearch.config import SearchConfig
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT)
@@ -676,7 +679,12 @@ def _flag(field: str) -> str:
     return _FIELD_FLAGS.get(field, "--" + field.replace("_", "-"))
 
 
-def _search_config(args: argparse.Namespace):  # noqa: ANN202 -- SearchConfig
+def _training(args: argparse.Namespace) -> dict:
+    """The TrainConfig settings the command line gives."""
+    return {name: getattr(args, name) for name in _TRAINING if getattr(args, name) is not None}
+
+
+def _search_config(args: argparse.Namespace) -> SearchConfig:
     """The search that ``archsearch search`` describes."""
     from archsearch.config import SearchConfig
 
@@ -694,7 +702,7 @@ def _search_config(args: argparse.Namespace):  # noqa: ANN202 -- SearchConfig
         skips=not args.no_skips,
         batch_norm=not args.no_batch_norm,
         evaluator=args.trainer,
-        training={name: getattr(args, name) for name in _TRAINING if getattr(args, name) is not None},
+        training=_training(args),
     )
 
 
@@ -731,7 +739,7 @@ def _baseline(args: argparse.Namespace) -> int:
         task=args.task,
         data_dir=None if args.data_dir is None else str(args.data_dir),
         device=args.device,
-        training={name: getattr(args, name) for name in _TRAINING if getattr(args, name) is not None},
+        training=_training(args),
     )
     given.check(_flag)
     task = given.build_task()

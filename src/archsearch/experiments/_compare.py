@@ -279,6 +279,21 @@ def _run_all(specs: list[RunSpec], jobs: int, on_run: Callable[[RunResult], None
     return [results[i] for i in range(len(specs))]
 
 
+def _check_arguments(
+    strategies: Sequence[str], seeds: int, budget: int, per_step: int, benchmark: str | None, task: str | None
+) -> None:
+    from archsearch.strategies import STRATEGIES
+
+    if (benchmark is None) == (task is None):
+        raise ArchsearchError("compare: give exactly one of a benchmark and a task")
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown or not strategies:
+        known = ", ".join(STRATEGIES)
+        raise ArchsearchError(f"strategies: unknown strategy {unknown[0] if unknown else '(none)'!r} (known: {known})")
+    if seeds < 1 or budget < 1 or per_step < 1:
+        raise ArchsearchError("compare: seeds, budget and children per step must be positive")
+
+
 def compare(
     strategies: Sequence[str],
     seeds: int,
@@ -304,16 +319,8 @@ def compare(
     ``out/studies`` and reused or resumed by a later call with the same settings.
     """
     from archsearch.evaluation import get_benchmark
-    from archsearch.strategies import STRATEGIES
 
-    if (benchmark is None) == (task is None):
-        raise ArchsearchError("compare: give exactly one of a benchmark and a task")
-    unknown = [s for s in strategies if s not in STRATEGIES]
-    if unknown or not strategies:
-        known = ", ".join(sorted(STRATEGIES))
-        raise ArchsearchError(f"strategies: unknown strategy {unknown[0] if unknown else '(none)'!r} (known: {known})")
-    if seeds < 1 or budget < 1 or children_per_step < 1:
-        raise ArchsearchError("compare: seeds, budget and children per step must be positive")
+    _check_arguments(strategies, seeds, budget, children_per_step, benchmark, task)
     bench = get_benchmark(benchmark) if benchmark else None
     if "tpe" in strategies:
         from archsearch.strategies._tpe import _optuna
