@@ -28,7 +28,7 @@ from archsearch import _limits as limits
 from archsearch._outputs import check_output_dir, check_output_file, default_output, study_paths
 from archsearch.errors import ArchsearchError
 
-if TYPE_CHECKING:  # imported where used: ``archsearch --help`` does not wait for PyTorch
+if TYPE_CHECKING:  # imported where it is used, like every part
     from archsearch.config import SearchConfig
 
 EXIT_USAGE = 2
