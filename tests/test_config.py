@@ -129,7 +129,7 @@ REFUSALS = [
     ({"data_dir": "."}, "data_dir: only task mnist or fashion-mnist", "--data-dir: only --task mnist or"),
     ({"task": "mnist"}, "task mnist: needs data_dir", "--task mnist: needs --data-dir"),
     ({"asynchronous": True}, "asynchronous: the reinforce strategy learns from whole steps",
-     "--asynchronous: the reinforce strategy learns from whole steps"),
+     "--asynchronous: the reinforce strategy learns from whole steps; use --strategy evolution or random"),
     ({"asynchronous": True, "strategy": "random", "reuse_evaluations": True},
      "asynchronous: cannot be combined with reuse_evaluations",
      "--asynchronous: cannot be combined with --reuse-evaluations"),

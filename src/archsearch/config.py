@@ -195,8 +195,8 @@ class SearchConfig:
         strategy = self.strategy if isinstance(self.strategy, Strategy) else STRATEGIES.lookup(name, names("strategy"))
         if self.asynchronous and not getattr(strategy, "asynchronous", False):
             raise ArchsearchError(
-                f"{names('asynchronous')}: the {name} strategy learns from whole steps; evolution and random "
-                "search can run asynchronously"
+                f"{names('asynchronous')}: the {name} strategy learns from whole steps; use {names('strategy')} "
+                "evolution or random"
             )
         if self.asynchronous and self.reuse_evaluations:
             raise ArchsearchError(f"{names('asynchronous')}: cannot be combined with {names('reuse_evaluations')}")
