@@ -14,7 +14,9 @@ COMMAND = [SCRIPT] if SCRIPT else [sys.executable, "-m", "archsearch"]
 FAST = ["--max-epochs", "4", "--quiet"]
 
 
-def archsearch(*args: str, cwd=None, check: bool = False, timeout: float = 120) -> subprocess.CompletedProcess:
+def archsearch(*args: str, cwd=None, check: bool = False, timeout: float | None = None) -> subprocess.CompletedProcess:
+    """``archsearch ARGS`` in a subprocess; a hang is ended by pytest-timeout, not by a guess of how long a
+    busy machine takes."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [*COMMAND, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env

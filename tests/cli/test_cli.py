@@ -454,10 +454,8 @@ def test_cnn_search_on_digits_end_to_end(tmp_path, run):
     """Image tasks default to the CNN space and the serial trainer with minibatches."""
     from archsearch import Study
 
-    started = time.perf_counter()
     proc = run("search", "--task", "digits", "--steps", "3", "--children-per-step", "4", "--max-epochs", "2",
                "--quiet", cwd=tmp_path, check=True)  # fmt: skip
-    assert time.perf_counter() - started < 60
     study = tmp_path / "runs" / "digits-reinforce-s0.db"
     assert "test_accuracy" in proc.stdout
     with Study.open(study, readonly=True) as opened:
