@@ -186,7 +186,8 @@ class CodeSpace(SearchSpace):
 
     def _checked_choices(self, where: str, choices: Any) -> tuple[str | int, ...]:
         """Two or more distinct choices, each a string or integer whose text can be told apart in a code."""
-        listed = tuple(bounded_choices(where, choices, "strings or integers"))
+        what = "single characters" if self.separator == "" else "strings or integers"
+        listed = tuple(bounded_choices(where, choices, what))
         texts = [str(c) for c in listed]
         kinds_ok = all(isinstance(c, str) or (isinstance(c, int) and not isinstance(c, bool)) for c in listed)
         if not kinds_ok or len(texts) < 2 or len(set(texts)) != len(texts):
