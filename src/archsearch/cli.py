@@ -866,8 +866,10 @@ def _print_best(study) -> None:  # noqa: ANN001
     bench = summary.get("benchmark")
     if bench:
         found = "the benchmark's best" if bench["value"] == bench["best_value"] else f"best {bench['best_value']:g}"
+        test = f"  test {bench['test_metric']} {bench['test_value']:g}" if "test_metric" in bench else ""
         print(
-            f"best: {summary['architecture']}  {bench['name']} {bench['metric']} {bench['value']:g} ({found})  {where}"
+            f"best: {summary['architecture']}  {bench['name']} {bench['metric']} {bench['value']:g} ({found}){test}  "
+            f"{where}"
         )
     else:
         test = summary["test_accuracy"]

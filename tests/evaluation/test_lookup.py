@@ -119,6 +119,23 @@ def test_test_metric_and_params_key_are_reported():
     assert "test_metric" not in search(cell_benchmark(), "random", steps=9).summary()["benchmark"]
 
 
+def test_trials_best_and_report_show_a_study_with_missing_trials(tmp_path, monkeypatch, capsys):
+    from archsearch.cli import main
+
+    bench = cell_benchmark(test_metric="test")
+    monkeypatch.setitem(TABULAR_BENCHMARKS, "cells", lambda: bench)
+    search(bench, "random", steps=9, path=tmp_path / "cells.db").close()
+    capsys.readouterr()
+    assert main(["trials", str(tmp_path / "cells.db"), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert sorted(t["status"] for t in listed).count("missing") == 6 and len(listed) == 36
+    assert main(["best", str(tmp_path / "cells.db")]) == 0
+    out = capsys.readouterr().out
+    assert "best: 1-conv5-2-conv3  cells acc 100 (the benchmark's best)  test test 99  (trial" in out
+    assert main(["report", str(tmp_path / "cells.db"), "-o", str(tmp_path / "cells.html")]) == 0
+    assert "1-conv5-2-conv3" in (tmp_path / "cells.html").read_text()
+
+
 @canonical_form
 def second_op_ignored(code: str) -> str:
     """Test form: the second op never matters (the table keeps only conv3 there)."""
@@ -209,3 +226,24 @@ def test_a_study_of_nas_bench_macro_written_before_named_decisions_opens_and_res
             ("12122212", "96ba6bb574282fb9"),
         ]
         assert study.best().architecture.code == "12122212"
+
+
+def test_an_asynchronous_study_of_nas_bench_macro_resumes_with_canonical_hashes(tmp_path):
+    """Proposals in flight are read back from the checkpoint: they must hash through the space's canonical form."""
+    bench = get_benchmark("nas-bench-macro")
+
+    def create(path):
+        strategy = build_strategy({"name": "evolution", "seed": 2, "population_size": 6, "sample_size": 3}, bench.space)
+        return Study.create(path, None, steps=8, children_per_step=3, seed=2, space=bench.space, strategy=strategy,
+                            evaluator=LookupEvaluator(bench), asynchronous=True)  # fmt: skip
+
+    with create(tmp_path / "straight.db") as study:
+        study.run(progress=False)
+        expected = [(t.architecture.code, t.arch_hash) for t in study.trials()]
+    assert any(bench.space.parse(code).canonical().code != code for code, _ in expected)
+    with create(tmp_path / "split.db") as study:
+        study.run(steps=3, progress=False)
+    with Study.open(tmp_path / "split.db") as study:
+        study.run(steps=8, progress=False)
+        assert [(t.architecture.code, t.arch_hash) for t in study.trials()] == expected
+

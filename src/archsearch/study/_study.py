@@ -433,7 +433,7 @@ class Study:
             state = checkpoint[1]
             self.strategy.load_state_dict(state["strategy"])
             told = int(state["told"])
-            proposals = [Architecture.from_json(a) for a in state["asked"]]
+            proposals = [self.space.validate(Architecture.from_json(a)) for a in state["asked"]]
         asked = {told + i: arch for i, arch in enumerate(proposals)}  # trial number -> architecture
 
         def propose(number: int) -> None:
