@@ -339,6 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--noisy", action="store_true", help="with --benchmark: rewards are single recorded runs")
     compare.add_argument(
+        "--tolerance",
+        type=_real(math.inf, zero=True),
+        default=0.0,
+        help="with --benchmark: a run has found the best once its pick is within this of it (default: 0)",
+    )
+    compare.add_argument(
         "--jobs",
         type=_processes,
         default=None,
@@ -914,6 +920,7 @@ def _compare(args: argparse.Namespace) -> int:
             out=out,
             jobs=args.jobs,
             on_run=progress.advance if progress else None,
+            tolerance=args.tolerance,
         )
     paths = result.write(out)
     print(result.table())

@@ -63,6 +63,20 @@ def test_a_comparison_with_a_tolerance(toy):
     )
 
 
+def test_compare_on_the_command_line_takes_a_tolerance(tmp_path, capsys):
+    from archsearch.cli import main
+
+    args = ["compare", "--benchmark", "nas-bench-macro", "--strategies", "random", "--seeds", "2", "--budget", "20"]
+    assert main([*args, "--tolerance", "0.1", "--jobs", "1", "--out", str(tmp_path / "cmp"), "--quiet"]) == 0
+    summary = json.loads((tmp_path / "cmp" / "results.json").read_text())
+    # 9 codes lie within 0.1 points of the best mean accuracy: random search needs a median of 487 queries
+    assert len(get_benchmark("nas-bench-macro").codes_within(0.1)) == 9 and summary["settings"]["tolerance"] == 0.1
+    assert summary["analytical_random_median"] == random_median(6561, 9) == 487
+    assert "median of 487 queries" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main([*args, "--tolerance", "-1"])
+
+
 def test_random_median_is_the_exact_median_of_sampling_without_replacement():
     assert random_median(10, 1) == 5
     assert random_median(4, 2) == 1  # P(miss the first draw) = 1/2
@@ -135,6 +149,7 @@ def test_noisy_rewards_still_score_the_incumbent_by_its_mean():
         ({"strategies": ["random"], "benchmark": "nas-bench-101"}, "unknown benchmark 'nas-bench-101'"),
         ({"strategies": ["random"], "benchmark": "nas-bench-macro", "tolerance": -0.1}, "^tolerance: must be"),
         ({"strategies": ["random"], "benchmark": "nas-bench-macro", "tolerance": float("nan")}, "^tolerance: must"),
+        ({"strategies": ["random"], "task": "moons", "tolerance": 1.0}, "^tolerance: only a comparison on a benchmark"),
     ],
 )
 def test_bad_comparisons_say_what_is_wrong(kwargs, message):

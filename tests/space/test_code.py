@@ -206,3 +206,5 @@ def test_a_lambda_is_a_canonical_form_in_memory_only():
     assert space.parse("0-conv5-0-skip").hash == space.parse("0-conv3-0-skip").hash
     with pytest.raises(ArchsearchError, match=r"space\.canonical: .*<lambda>"):
         SearchSpace.from_config(space.to_config())
+    with pytest.raises(ArchsearchError, match=r"^space\.canonical: gave None for code '0-conv3-0-skip', not a code"):
+        _ = cell_space(canonical=lambda code: None).parse("0-conv3-0-skip").hash

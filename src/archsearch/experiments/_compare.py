@@ -310,6 +310,8 @@ def compare(
         raise ArchsearchError("compare: seeds, budget and children per step must be positive")
     if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or not 0 <= tolerance < math.inf:
         raise ArchsearchError(f"tolerance: must be a non-negative number, got {tolerance!r:.40}")
+    if tolerance and benchmark is None:
+        raise ArchsearchError("tolerance: only a comparison on a benchmark has a best to come near")
     bench = get_benchmark(benchmark) if benchmark else None
     if "tpe" in strategies:
         from archsearch.strategies._tpe import _optuna

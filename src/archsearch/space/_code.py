@@ -97,7 +97,12 @@ class CodeArchitecture(Architecture):
         return self.code
 
     def canonical(self) -> CodeArchitecture:
-        return self if self.form is None else CodeArchitecture(self.benchmark, self.form(self.code))
+        if self.form is None:
+            return self
+        code = self.form(self.code)
+        if not isinstance(code, str):
+            raise ArchsearchError(f"space.canonical: gave {short(repr(code))} for code {self.code!r}, not a code")
+        return CodeArchitecture(self.benchmark, code)
 
     def build(self, in_features: int, out_features: int, generator: Any = None) -> nn.Module:
         raise ArchsearchError(f"{self.benchmark} architecture {self.code}: looked up in its table, not built")
@@ -173,12 +178,13 @@ class CodeSpace(SearchSpace):
             raise ArchsearchError(f"space.decisions: need 1 to {CODE_MAX_LENGTH} positions, got {len(pairs)}")
         checked = []
         for position, pair in enumerate(pairs):
+            where = f"space.decisions[{position}]"
             if not isinstance(pair, list | tuple) or len(pair) != 2:
-                raise ArchsearchError(f"space.decisions[{position}]: need a (name, choices) pair, got {short(repr(pair))}")
+                raise ArchsearchError(f"{where}: need a (name, choices) pair, got {short(repr(pair))}")
             name, choices = pair
             if not isinstance(name, str) or not 0 < len(name) <= _MAX_TEXT:
-                raise ArchsearchError(f"space.decisions[{position}]: need a name of 1 to {_MAX_TEXT} characters")
-            checked.append(Decision(name, self._checked_choices(f"space.decisions[{position}] ({name})", choices)))
+                raise ArchsearchError(f"{where}: need a name of 1 to {_MAX_TEXT} characters")
+            checked.append(Decision(name, self._checked_choices(f"{where} ({name})", choices)))
         names = [d.name for d in checked]
         if len(set(names)) != len(names):
             raise ArchsearchError(f"space.decisions: names must differ, got {short(repr(names))}")
