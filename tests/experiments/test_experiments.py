@@ -63,6 +63,18 @@ def test_a_comparison_with_a_tolerance(toy):
     )
 
 
+def test_a_comparison_on_a_table_that_lacks_codes(monkeypatch):
+    from ..evaluation.test_lookup import cell_benchmark
+
+    bench = cell_benchmark()  # 30 of 36 codes; the 6 missing ones are trials with status missing
+    monkeypatch.setitem(TABULAR_BENCHMARKS, "cells", lambda: bench)
+    result = compare(["random", "evolution"], seeds=2, budget=36, benchmark="cells", children_per_step=4, jobs=1)
+    # random search draws from all 36 codes, the missing ones too
+    assert result.summary()["analytical_random_median"] == random_median(36, 1) == 18
+    random_runs = [r for r in result.runs if r.strategy == "random"]
+    assert all(r.queries_to_best is not None and r.scores[-1] == 100.0 for r in random_runs)  # it drew all 36
+
+
 def test_compare_on_the_command_line_takes_a_tolerance(tmp_path, capsys):
     from archsearch.cli import main
 

@@ -34,6 +34,8 @@ from archsearch.errors import ArchsearchError
 CHECKPOINTS = (50, 100, 200, 500, 1000, 2000, 5000, 10000)
 #: what :meth:`Comparison.write` writes into its folder
 COMPARISON_FILES = ("results.json", "table.txt", "comparison.png")
+#: the largest space whose analytical random-search median is computed
+_COUNTABLE = 10**6
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,13 @@ def random_median(size: int, optima: int) -> int:
         if missed <= 0.5:
             return k
     return size
+
+
+def _random_median(bench: Any, tolerance: float) -> int | None:
+    """:func:`random_median` over every code of the benchmark's space (random search also draws those the
+    table lacks); ``None`` for a space too large to count through."""
+    size = bench.space.size()
+    return random_median(size, len(bench.codes_within(tolerance))) if size <= _COUNTABLE else None
 
 
 def _interval(values: np.ndarray) -> tuple[float, float, float]:
@@ -372,7 +381,7 @@ def compare(
         benchmark=benchmark,
         task=task,
         best_value=bench.best_value if bench else None,
-        random_median=random_median(len(bench.records), len(bench.codes_within(tolerance))) if bench else None,
+        random_median=_random_median(bench, tolerance) if bench else None,
         wall_seconds=time.perf_counter() - started,
         settings=settings,
     )
