@@ -118,6 +118,10 @@ def test_the_first_form_is_unchanged():
         CodeSpace("toy", 3, ["0", "12"])
     with pytest.raises(ArchsearchError, match=r"^space\.choices: need two or more distinct"):
         CodeSpace("toy", 3, "00")
+    with pytest.raises(ArchsearchError, match=r"^space\.separator: codes of one shared choice set"):
+        CodeSpace("toy", 3, "012", separator="-")
+    single = CodeSpace.from_decisions([("op", ["0", "1"])], separator="")
+    assert SearchSpace.from_config(single.to_config()) == single and "decisions" in single.to_config()
     with pytest.raises(ArchsearchError, match="a length and choices, or decisions"):
         CodeSpace("toy", 3)
     with pytest.raises(ArchsearchError, match="not both"):

@@ -136,9 +136,12 @@ class CodeSpace(SearchSpace):
         if not isinstance(separator, str) or len(separator) > 8:
             raise ArchsearchError(f"space.separator: need text of at most 8 characters, got {short(repr(separator))}")
         self.separator = separator
-        if decisions is None:
+        self._shared = decisions is None
+        if self._shared:
             if length is None or choices is None:
                 raise ArchsearchError("space: a code space needs a length and choices, or decisions")
+            if separator:
+                raise ArchsearchError("space.separator: codes of one shared choice set have no separator")
             self.length = integer("space.length", length, 1, CODE_MAX_LENGTH)
             listed = list(choices) if isinstance(choices, str) else choices  # "012" lists three symbols
             self._decisions = (Decision("op", self._checked_choices("space.choices", listed)),)
@@ -208,8 +211,8 @@ class CodeSpace(SearchSpace):
 
     def to_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"kind": self.kind, "benchmark": self.benchmark}
-        if len(self.decisions) == 1 and self.separator == "" and self.decisions[0].name == "op":
-            config.update(length=self.length, choices=list(self.decisions[0].choices))  # the first form
+        if self._shared:
+            config.update(length=self.length, choices=list(self.decisions[0].choices))
         else:
             config.update(decisions=[[d.name, list(d.choices)] for d in self.decisions], separator=self.separator)
         if self.canonical is not None:
