@@ -183,6 +183,14 @@ def test_from_json_refuses_a_bad_table_in_one_line_naming_the_file_and_field(tmp
     assert str(caught.value).startswith(f"{path}: ") and "\n" not in str(caught.value)
 
 
+def test_a_table_given_in_python_is_checked_alike():
+    space = CodeSpace("toy", 2, "01")
+    with pytest.raises(ArchsearchError, match=r"^benchmark toy: record 1: a code is text"):
+        TabularBenchmark("toy", space, {1: {"acc": 1.0}}, metric="acc")
+    with pytest.raises(ArchsearchError, match=r"^benchmark toy: record '012': code '012': not a code of the toy space"):
+        TabularBenchmark("toy", space, {"01": {"acc": 1.0}, "012": {"acc": 1.0}}, metric="acc")
+
+
 def test_from_json_reads_a_table_that_lacks_codes(tmp_path):
     space = CodeSpace.from_decisions(DECISIONS, benchmark="cells")
     path = write_table(tmp_path, cell_table(space))

@@ -80,8 +80,10 @@ class TabularBenchmark:
         if not self.records:
             return f"the table has no usable code (need records such as {{code: {{{self.metric!r}: value}}}})"
         for code, record in self.records.items():
+            if not isinstance(code, str):
+                return f"record {short(repr(code))}: a code is text, as the keys of a JSON object are"
             try:
-                self.space.parse(code)
+                self.space.encode(CodeArchitecture(self.space.benchmark, code))
             except ArchsearchError as exc:
                 return f"record {short(code)!r}: {exc}"
             problem = self._record_problem(record)
