@@ -339,6 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--noisy", action="store_true", help="with --benchmark: rewards are single recorded runs")
     compare.add_argument(
+        "--tolerance",
+        type=_real(math.inf, zero=True),
+        default=0.0,
+        help="with --benchmark: a run has found the best once its pick is within this of it (default: 0)",
+    )
+    compare.add_argument(
         "--jobs",
         type=_processes,
         default=None,
@@ -866,8 +872,10 @@ def _print_best(study) -> None:  # noqa: ANN001
     bench = summary.get("benchmark")
     if bench:
         found = "the benchmark's best" if bench["value"] == bench["best_value"] else f"best {bench['best_value']:g}"
+        test = f"  test {bench['test_metric']} {bench['test_value']:g}" if "test_metric" in bench else ""
         print(
-            f"best: {summary['architecture']}  {bench['name']} {bench['metric']} {bench['value']:g} ({found})  {where}"
+            f"best: {summary['architecture']}  {bench['name']} {bench['metric']} {bench['value']:g} ({found}){test}  "
+            f"{where}"
         )
     else:
         test = summary["test_accuracy"]
@@ -912,6 +920,7 @@ def _compare(args: argparse.Namespace) -> int:
             out=out,
             jobs=args.jobs,
             on_run=progress.advance if progress else None,
+            tolerance=args.tolerance,
         )
     paths = result.write(out)
     print(result.table())

@@ -7,7 +7,7 @@ from typing import Literal
 
 import torch
 
-Status = Literal["ok", "diverged", "failed"]
+Status = Literal["ok", "diverged", "failed", "missing"]
 
 
 @dataclass

@@ -432,7 +432,7 @@ class Study:
             state = checkpoint[1]
             self.strategy.load_state_dict(state["strategy"])
             told = int(state["told"])
-            proposals = [Architecture.from_json(a) for a in state["asked"]]
+            proposals = [self.space.validate(Architecture.from_json(a)) for a in state["asked"]]
         asked = {told + i: arch for i, arch in enumerate(proposals)}  # trial number -> architecture
 
         def propose(number: int) -> None:
@@ -759,19 +759,10 @@ class Study:
         return None if refit is None else {"epochs": refit[0], "rows": refit[1]}
 
     def _benchmark_summary(self, best: Trial) -> dict[str, Any]:
-        """For a tabular benchmark: the table's value of the best architecture, and the table's best."""
+        """For a tabular benchmark: the table's values of the best architecture, and the table's best."""
         if self._configs["trainer"].get("name") != LookupEvaluator.name:
             return {}
-        bench = self.evaluator.benchmark
-        return {
-            "benchmark": {
-                "name": bench.name,
-                "metric": bench.metric,
-                "value": bench.value(best.architecture),
-                "best_value": bench.best_value,
-                "best_architectures": list(bench.best_codes),
-            }
-        }
+        return {"benchmark": self.evaluator.benchmark.summary(best.architecture)}
 
 
 def _check_count(name: str, value: object) -> None:

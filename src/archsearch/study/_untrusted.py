@@ -23,15 +23,16 @@ import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import torch
 
 from archsearch._limits import MAX_CHILDREN_PER_STEP, MAX_SEED, MAX_STEPS, integer
 from archsearch.errors import ArchsearchError, short
+from archsearch.evaluation import Status
 from archsearch.space import Architecture, SearchSpace
 
-STATUSES = ("ok", "diverged", "failed")
+STATUSES = get_args(Status)
 
 
 class UnusableWeights(ArchsearchError):
@@ -241,7 +242,7 @@ class Architectures:
         except (TypeError, ValueError, KeyError, AttributeError, OverflowError, RecursionError) as exc:
             return f"architecture: malformed ({short(str(exc))})"
         try:
-            space.validate(arch)
+            arch = space.validate(arch)
         except ArchsearchError as exc:
             return f"architecture is not in the study's space ({short(str(exc))})"
         return arch, arch.hash
