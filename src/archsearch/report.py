@@ -167,8 +167,8 @@ def render_report(study: Any, top: int = 10, sample: Any = None) -> str:
         "steps": f"{steps} of {study.steps} ({per_step} architectures each)",
         "trials": len(trials),
         "best architecture": summary.get("architecture"),
-        f"validation {score}": summary.get("val_accuracy"),
-        f"test {score}": summary.get("test_accuracy"),
+        f"validation {score}": summary.get("val_score"),
+        f"test {score}": summary.get("test_score"),
         "parameters": summary.get("params"),
     }
     overview = "<dl>" + "".join(
@@ -193,14 +193,14 @@ def render_report(study: Any, top: int = 10, sample: Any = None) -> str:
         sections.append(("boundary", "Decision boundary", f'<img alt="decision boundary" src="{image}">'))
     accuracies = None
     if sample is not None:
-        accuracies = [t.val_accuracy for t in sample.trials() if t.status == "ok"]
+        accuracies = [t.val_score for t in sample.trials() if t.status == "ok"]
     elif study.config["strategy"]["name"] == "random" and task is not None:
-        accuracies = [t.val_accuracy for t in trials if t.status == "ok"]
+        accuracies = [t.val_score for t in trials if t.status == "ok"]
     if accuracies:
         image = histogram_figure(accuracies)
         sections.append(("histogram", "Random architectures", f'<img alt="histogram" src="{image}">'))
     rows = [
-        [i + 1, str(t.architecture), f"{t.reward:.4f}", f"{t.val_accuracy:.4f}",
+        [i + 1, str(t.architecture), f"{t.reward:.4f}", f"{t.val_score:.4f}",
          "-" if t.val_loss is None else f"{t.val_loss:.4f}", t.params, t.number]
         for i, t in enumerate(study.trials(top=top))
     ]  # fmt: skip

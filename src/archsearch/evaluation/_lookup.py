@@ -140,7 +140,7 @@ class LookupEvaluator(Evaluator):
             reward = value * bench.scale
             yield (
                 index,
-                Result(reward=reward, val_accuracy=reward, val_curve=[reward], params=int(record.get("params", 0))),
+                Result(reward=reward, val_score=reward, val_curve=[reward], params=int(record.get("params", 0))),
             )
 
     def to_config(self) -> dict[str, Any]:
