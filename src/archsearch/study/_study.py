@@ -709,6 +709,7 @@ class Study:
         best, stored = self.best(), self._storage.stored_model()
         if best is None or stored is None or stored[0] != best.number:
             return None
+        evaluator = self.evaluator  # built even for a stored score: a config that cannot build it is said
         number, score = stored
         refit = self._storage.refit_info(number)
         if refit is not None:
@@ -716,7 +717,7 @@ class Study:
         if score is None:
             weights, what = self._model_weights(number, refit is not None)
             with self._usable(best, what):
-                score = self.evaluator.test_score(best.architecture, weights)
+                score = evaluator.test_score(best.architecture, weights)
             if score is not None and not self._storage.readonly:
                 self._storage.set_test_score(number, score, refit=refit is not None)
         return score
