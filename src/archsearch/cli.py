@@ -834,7 +834,7 @@ def _baseline(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
     else:
         print(
-            f"baseline: val_score {result.val_score:.4f}  test_score {test:.4f}  params {result.params}  "
+            f"baseline: val_accuracy {result.val_score:.4f}  test_accuracy {test:.4f}  params {result.params}  "
             f"epochs {result.epochs}  ({result.seconds:.1f} s)"
         )
     return 0

@@ -355,7 +355,7 @@ def test_search_your_own_csv(tmp_path, run):
     data = _wine_csv(tmp_path / "wine.csv")
     proc = run("search", "--data", data, "--target", "cultivar", "--steps", "3", "--children-per-step", "4", *FAST,
                cwd=tmp_path, check=True)  # fmt: skip
-    assert "runs/wine-reinforce-s0.db" in proc.stdout and "test_score" in proc.stdout
+    assert "runs/wine-reinforce-s0.db" in proc.stdout and "test_accuracy" in proc.stdout
     summary = json.loads(run("best", tmp_path / "runs" / "wine-reinforce-s0.db", "--json", check=True).stdout)
     assert summary["trials"] == 12 and 0 <= summary["test_score"] <= 1
     # the study remembers the file: a changed file is refused on resume, one line, exit 2
@@ -459,7 +459,7 @@ def test_cnn_search_on_digits_end_to_end(tmp_path, run):
                "--quiet", cwd=tmp_path, check=True)  # fmt: skip
     assert time.perf_counter() - started < 60
     study = tmp_path / "runs" / "digits-reinforce-s0.db"
-    assert "test_score" in proc.stdout
+    assert "test_accuracy" in proc.stdout
     with Study.open(study, readonly=True) as opened:
         assert opened.config["space"]["kind"] == "cnn" and opened.config["space"]["skips"] is True
         assert opened.config["space"]["batch_norm"] is True

@@ -280,7 +280,7 @@ def test_study_create_stores_a_task_built_in_memory(tmp_path, capsys):
     assert torch.equal(rebuilt.y_train, task.y_train) and rebuilt.n_classes == 3
     assert rebuilt.preprocessing == {"note": "kept as it is", "features": ["x0", "x1"], "classes": [0, 1, 2]}
     assert _run(capsys, "resume", path, "--quiet")[0] == 0
-    assert "test_score" in _run(capsys, "best", path)[1]
+    assert "test_accuracy" in _run(capsys, "best", path)[1]
 
 
 def test_study_create_refuses_a_task_that_cannot_be_stored_and_leaves_no_file(tmp_path):

@@ -106,7 +106,8 @@ def test_a_schema3_study_reports_and_exports(copies, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("name", "added", "expected"), [("moons.db", MOONS_RESUMED, MOONS), ("regression.db", REGRESSION_RESUMED, REGRESSION)]
+    ("name", "added", "expected"),
+    [("moons.db", MOONS_RESUMED, MOONS), ("regression.db", REGRESSION_RESUMED, REGRESSION)],
 )
 def test_a_schema3_study_resumes_as_the_old_archsearch_did_and_becomes_schema4(copies, name, added, expected):
     path = copies / name
