@@ -485,3 +485,28 @@ def test_a_study_does_not_depend_on_the_callers_thread_count(tmp_path, moons):
             assert torch.get_num_threads() == threads
             studies.append([key(t) for t in study.trials()])
     assert studies[0] == studies[1]
+
+
+def test_the_strategy_learns_each_childs_status_and_tpe_leaves_crashes_out(moons):
+    """A crashed child is a recorded trial with reward 0, and TPE is told it failed, not that it scored 0."""
+    from archsearch.evaluation import Result
+    from archsearch.strategies import TPE
+
+    class CrashingOnTinyLayers(FakeEvaluator):
+        def evaluate(self, archs, seeds):
+            for index, result in super().evaluate(archs, seeds):
+                if any(layer.units == 1 for layer in archs[index].layers):
+                    result = Result.failure("failed", "RuntimeError: boom", result.params)
+                yield index, result
+
+    space = MLPSpace()
+    study = Study.create(
+        None, moons, steps=3, children_per_step=5, space=space, strategy=TPE(space, seed=1, n_startup_trials=5),
+        evaluator=CrashingOnTinyLayers(moons, fraction_of_wide_layers),
+    )  # fmt: skip
+    study.run(progress=False)
+    trials = study.trials()
+    failed = [t for t in trials if t.status == "failed"]
+    assert failed and all(t.reward == 0.0 and t.error == "RuntimeError: boom" for t in failed)
+    measured = [(space.encode(t.architecture), t.reward) for t in trials if t.status == "ok"]
+    assert study.strategy.history == measured  # in the order told, crashes left out

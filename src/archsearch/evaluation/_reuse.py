@@ -4,13 +4,13 @@ Equivalent means the same canonical hash (see ``Architecture.hash``). Late in a 
 resamples the same architectures; training them again costs time and, by drawing new noise, gives
 one architecture several rewards. The price is that the first training's luck counts every time.
 
-A study asks :meth:`ReusingEvaluator.plan` which children of a step take an earlier result: the
-earliest successful evaluation of an equivalent architecture before the step, else the first
-equivalent child earlier in the step (whatever its status). It evaluates the others through its
-executor (the wrapper passes evaluations straight to the evaluator it wraps, and a worker receives
-only that one), :meth:`~ReusingEvaluator.remember`\\ s every recorded result, and records
-:meth:`~ReusingEvaluator.reused` for the rest. Plans depend only on what was recorded before, so a
-resumed study that remembers its stored trials plans exactly as an uninterrupted one.
+A study asks ``plan`` which children of a step take an earlier result: the earliest successful
+evaluation of an equivalent architecture before the step, else the first equivalent child earlier
+in the step (whatever its status). It evaluates the others through its executor (the wrapper passes
+evaluations straight to the evaluator it wraps, and a worker receives only that one), hands every
+recorded result to ``remember``, and records ``reused`` for the rest. Plans depend only on what was
+recorded before, so a resumed study that remembers its stored trials plans exactly as an
+uninterrupted one.
 """
 
 from __future__ import annotations
