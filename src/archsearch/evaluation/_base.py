@@ -103,7 +103,6 @@ class Evaluator(ABC):
         where there is none to measure."""
         return None
 
-
     # -- deduplication: none, unless wrapped (see ReusingEvaluator) ---------------------------------
 
     def plan(self, archs: Sequence[Architecture], keys: Sequence[int]) -> dict[int, int]:
@@ -148,9 +147,9 @@ class Trainer(Evaluator):
             task, x_train=torch.cat([task.x_train, task.x_val]), y_train=torch.cat([task.y_train, task.y_val])
         )
         config = dataclasses.replace(self.config, max_epochs=epochs, patience=epochs + 1, reward_window=1)
-        result = SerialTrainer(merged, config).train(arch, seed)
+        ((_, result),) = SerialTrainer(merged, config).evaluate([arch], [seed])
         if result.status != "ok":
-            raise ArchsearchError(f"refit: retraining {arch} failed: {result.error}")
+            raise ArchsearchError(f"the retrained network {result.status}: {result.error}")
         return Refit(epochs, len(merged.y_train), result.weights)
 
 
