@@ -125,3 +125,19 @@ def test_reusing_passes_evaluations_and_settings_to_the_evaluator_it_wraps(moons
     assert result.reward == inner.train(ARCH, 1).reward  # evaluating never reuses: the study plans first
     sent = pickle.loads(pickle.dumps(reusing))  # what a worker receives: the wrapped evaluator alone
     assert sent.plan([ARCH], [1]) == {} and sent.to_config() == inner.to_config()
+
+
+def test_a_lookup_study_that_reuses_still_summarises_its_benchmark():
+    from archsearch.strategies import RandomSearch
+    from archsearch.study import Study
+
+    lookup = LookupEvaluator(get_benchmark("nas-bench-macro"))
+    space = lookup.benchmark.space
+    study = Study.create(
+        None, None, steps=2, children_per_step=3, space=space, strategy=RandomSearch(space, seed=0, unique=False),
+        evaluator=lookup, reuse_evaluations=True,
+    )  # fmt: skip
+    best = study.run(progress=False)
+    summary = study.summary()
+    assert summary["benchmark"]["value"] == lookup.benchmark.value(best.architecture)
+    assert summary["test_score"] is None and study.evaluator.benchmark is lookup.benchmark

@@ -55,6 +55,12 @@ class ReusingEvaluator(Evaluator):
     def config(self) -> Any:
         return self.inner.config
 
+    def __getattr__(self, name: str) -> Any:
+        """What else the wrapped evaluator offers (a lookup's ``benchmark``, say)."""
+        if name == "inner":  # not set yet: while unpickling
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
     def __getstate__(self) -> dict[str, Any]:
         """Sent to a worker by value: only the evaluator it wraps; reuse is decided where the study runs."""
         return {"inner": self.inner, "_first": {}, "_results": {}, "_wanted": set()}
