@@ -828,8 +828,8 @@ def _baseline(args: argparse.Namespace) -> int:
         "task": task.name,
         "architecture": str(arch),
         "params": result.params,
-        "val_accuracy": result.val_accuracy,
-        "test_accuracy": test,
+        "val_score": result.val_score,
+        "test_score": test,
         "epochs": result.epochs,
         "kept_epoch": result.kept_epoch,
         "seconds": result.seconds,
@@ -840,7 +840,7 @@ def _baseline(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
     else:
         print(
-            f"baseline: val_accuracy {result.val_accuracy:.4f}  test_accuracy {test:.4f}  params {result.params}  "
+            f"baseline: val_accuracy {result.val_score:.4f}  test_accuracy {test:.4f}  params {result.params}  "
             f"epochs {result.epochs}  ({result.seconds:.1f} s)"
         )
     return 0
@@ -878,10 +878,10 @@ def _print_best(study) -> None:  # noqa: ANN001
             f"{where}"
         )
     else:
-        test = summary["test_accuracy"]
+        test = summary["test_score"]
         metric = "r2" if summary["metric"] == "r2" else "accuracy"
         print(
-            f"best: {summary['architecture']}  val_{metric} {summary['val_accuracy']:.4f}  "
+            f"best: {summary['architecture']}  val_{metric} {summary['val_score']:.4f}  "
             f"test_{metric} {test if test is None else format(test, '.4f')}  params {summary['params']}  {where}"
         )
         if summary.get("refit"):
@@ -1044,7 +1044,7 @@ def _trials(args: argparse.Namespace) -> int:
             str(t.architecture),
             t.status if t.error is None else f"{t.status}: {t.error[:40]}",
             f"{t.reward:.4f}",
-            f"{t.val_accuracy:.3f}",
+            f"{t.val_score:.3f}",
             str(t.params),
             str(t.epochs),
             f"{t.seconds:.3f}",

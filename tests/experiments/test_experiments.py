@@ -174,7 +174,7 @@ def test_a_comparison_on_a_task_keeps_and_reuses_its_studies(tmp_path):
     first = compare(["random", "evolution"], seeds=1, budget=6, **options)
     studies = sorted(p.name for p in (tmp_path / "studies").glob("*.db"))
     assert studies == ["evolution-s0.db", "random-s0.db"]
-    assert all(r.test_accuracy is not None for r in first.runs)
+    assert all(r.test_score is not None for r in first.runs)
     again = compare(["random", "evolution"], seeds=1, budget=6, **options)
     assert [r.scores for r in again.runs] == [r.scores for r in first.runs]
     longer = compare(["random"], seeds=1, budget=9, **options)  # extends the kept study

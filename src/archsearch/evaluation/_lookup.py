@@ -217,7 +217,7 @@ class LookupEvaluator(Evaluator):
                 value = float(record[bench.metric])
             reward = value * bench.scale
             params = int(record[bench.params_key]) if bench.params_key else 0
-            yield index, Result(reward=reward, val_accuracy=reward, val_curve=[reward], params=params)
+            yield index, Result(reward=reward, val_score=reward, val_curve=[reward], params=params)
 
     def to_config(self) -> dict[str, Any]:
         return {"name": self.name, "benchmark": self.benchmark.name, "noisy": self.noisy}

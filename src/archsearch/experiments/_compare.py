@@ -64,7 +64,7 @@ class RunResult:
     scores: list[float]
     queries_to_best: int | None
     seconds: float
-    test_accuracy: float | None = None
+    test_score: float | None = None
 
 
 def run_one(spec: RunSpec) -> RunResult:
@@ -115,7 +115,7 @@ def run_one(spec: RunSpec) -> RunResult:
     with study:
         study.run(steps=max(steps, study.steps), progress=False)
         trials = study.trials()[: spec.budget]
-        test = None if bench else study.test_accuracy()
+        test = None if bench else study.test_score()
     scores, hit = incumbent_curve(trials, bench, spec.tolerance)
     return RunResult(spec.strategy, spec.seed, scores, hit, time.perf_counter() - started, test)
 
@@ -133,7 +133,7 @@ def incumbent_curve(trials: Sequence[Any], bench: Any = None, tolerance: float =
             if best_key is None or key < best_key:
                 best_key = key
                 if bench is None:
-                    score = trial.val_accuracy
+                    score = trial.val_score
                 else:
                     score = bench.value(trial.architecture)
                     if hit is None and score >= bench.best_value - tolerance:
@@ -217,9 +217,9 @@ class Comparison:
                 mean, low, high = _interval(curves[:, point - 1])
                 entry["mean_best_at"][str(point)] = mean
                 entry["ci95_best_at"][str(point)] = [low, high]
-            tests = [r.test_accuracy for r in runs if r.test_accuracy is not None]
+            tests = [r.test_score for r in runs if r.test_score is not None]
             if tests:
-                entry["mean_test_accuracy"] = float(np.mean(tests))
+                entry["mean_test_score"] = float(np.mean(tests))
             entry["seconds"] = float(sum(r.seconds for r in runs))
             strategies[name] = entry
         return {
