@@ -40,8 +40,8 @@ def train_and_test(task, arch, config: TrainConfig, seed: int) -> dict:  # noqa:
     return {
         "architecture": str(arch),
         "params": result.params,
-        "val_accuracy": result.val_accuracy,
-        "test_accuracy": test,
+        "val_score": result.val_score,
+        "test_score": test,
         "epochs": result.epochs,
         "seconds": result.seconds,
     }
@@ -50,10 +50,10 @@ def train_and_test(task, arch, config: TrainConfig, seed: int) -> dict:  # noqa:
 def retrained(task, arch, config: TrainConfig, seeds: list[int]) -> dict:  # noqa: ANN001
     """``arch`` trained from each seed's initial weights: the first run's figures, then every run's."""
     runs = [train_and_test(task, arch, config, seed) for seed in seeds]
-    tests = [run["test_accuracy"] for run in runs]
+    tests = [run["test_score"] for run in runs]
     print(f"{arch}: test {tests}", flush=True)
-    return {**runs[0], "seeds": seeds, "runs": runs, "mean_test_accuracy": sum(tests) / len(tests),
-            "mean_val_accuracy": sum(run["val_accuracy"] for run in runs) / len(runs)}  # fmt: skip
+    return {**runs[0], "seeds": seeds, "runs": runs, "mean_test_score": sum(tests) / len(tests),
+            "mean_val_score": sum(run["val_score"] for run in runs) / len(runs)}  # fmt: skip
 
 
 def main() -> None:
@@ -90,15 +90,15 @@ def main() -> None:
                 step_seconds = time.perf_counter() - before
                 best = study.best()
                 print(f"step {study.completed_steps()}: {step_seconds:.0f} s, best so far {best.architecture} "
-                      f"val {best.val_accuracy:.3f}", flush=True)  # fmt: skip
+                      f"val {best.val_score:.3f}", flush=True)  # fmt: skip
             search_seconds = time.perf_counter() - started
             best = study.best()
             trials = study.trials()
     found = retrained(task, best.architecture, final, seeds)
-    found.update(uses_skips=best.architecture.uses_skips, search_val_accuracy=best.val_accuracy)
+    found.update(uses_skips=best.architecture.uses_skips, search_val_score=best.val_score)
     rows = [
-        [name, net["architecture"], net["params"], skips, net["val_accuracy"], net["test_accuracy"],
-         net["mean_val_accuracy"], net["mean_test_accuracy"], net["seconds"]]
+        [name, net["architecture"], net["params"], skips, net["val_score"], net["test_score"],
+         net["mean_val_score"], net["mean_test_score"], net["seconds"]]
         for name, net, skips in [("hand-designed baseline", baseline, "no"),
                                  ("search's best, retrained", found, "yes" if found["uses_skips"] else "no")]
     ]  # fmt: skip
@@ -118,7 +118,7 @@ def main() -> None:
             "torch_threads": torch.get_num_threads(),
         },
     )  # fmt: skip
-    for key, what in [("test_accuracy", f"seed {args.seed}"), ("mean_test_accuracy", f"mean of {len(seeds)} seeds")]:
+    for key, what in [("test_score", f"seed {args.seed}"), ("mean_test_score", f"mean of {len(seeds)} seeds")]:
         verdict = ">=" if found[key] >= baseline[key] else "<"
         print(f"test accuracy, {what}: found {found[key]:.4f} {verdict} baseline {baseline[key]:.4f}")
 

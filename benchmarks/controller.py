@@ -12,7 +12,7 @@ import torch
 
 from _common import report
 from archsearch.space import MLPSpace
-from archsearch.strategies import Reinforce
+from archsearch.strategies import Reinforce, outcomes
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
         start = time.perf_counter()
         archs = strategy.ask(args.children)
         middle = time.perf_counter()
-        strategy.tell(archs, [reward(a) for a in archs])
+        strategy.tell(outcomes(archs, [reward(a) for a in archs]))
         end = time.perf_counter()
         if step >= 20:  # warm-up excluded
             sample.append(middle - start)

@@ -72,21 +72,21 @@ def main() -> None:
             "split_seed": split,
             "archsearch": ours,
             "sklearn": grids,
-            "mean_test_accuracy": {
-                "archsearch": float(np.mean([o["test_accuracy"] for o in ours])),
-                "sklearn": float(np.mean([g["test_accuracy"] for g in grids])),
+            "mean_test_score": {
+                "archsearch": float(np.mean([o["test_score"] for o in ours])),
+                "sklearn": float(np.mean([g["test_score"] for g in grids])),
             },
         }
         results.append(result)
-        rows.append([split, " ".join(f"{o['test_accuracy_before_refit']:.3f}" for o in ours),
-                     " ".join(f"{o['test_accuracy']:.3f}" for o in ours), result["mean_test_accuracy"]["archsearch"],
+        rows.append([split, " ".join(f"{o['test_score_before_refit']:.3f}" for o in ours),
+                     " ".join(f"{o['test_score']:.3f}" for o in ours), result["mean_test_score"]["archsearch"],
                      float(np.mean([o["seconds"] for o in ours])),
-                     " ".join(f"{g['test_accuracy']:.3f}" for g in grids), result["mean_test_accuracy"]["sklearn"],
+                     " ".join(f"{g['test_score']:.3f}" for g in grids), result["mean_test_score"]["sklearn"],
                      float(np.mean([g["seconds"] for g in grids]))])  # fmt: skip
         print(rows[-1], flush=True)
-    mean_ours = float(np.mean([r["mean_test_accuracy"]["archsearch"] for r in results]))
-    mean_theirs = float(np.mean([r["mean_test_accuracy"]["sklearn"] for r in results]))
-    state_zero = float(np.mean([r["sklearn"][0]["test_accuracy"] for r in results]))
+    mean_ours = float(np.mean([r["mean_test_score"]["archsearch"] for r in results]))
+    mean_theirs = float(np.mean([r["mean_test_score"]["sklearn"] for r in results]))
+    state_zero = float(np.mean([r["sklearn"][0]["test_score"] for r in results]))
     suffix = re.sub(r"[^A-Za-z0-9.]+", "_", args.extra).strip("_")
     report(
         f"user_csv_{suffix}" if suffix else "user_csv",
@@ -108,7 +108,7 @@ def main() -> None:
             "repeats": args.repeats,
             "extra": args.extra,
             "splits": results,
-            "mean_test_accuracy": {
+            "mean_test_score": {
                 "archsearch": mean_ours,
                 "sklearn": mean_theirs,
                 "sklearn_random_state_0": state_zero,
@@ -141,8 +141,8 @@ def run(steps: int, split: int, seed: int, extra: list[str]) -> dict:
             before_refit = split_score(searched, task, "test")
     return {
         "task": task,
-        "archsearch": {"seed": seed, **{k: summary[k] for k in ("architecture", "val_accuracy", "test_accuracy", "params")},
-                       "test_accuracy_before_refit": before_refit, "seconds": search_seconds},
+        "archsearch": {"seed": seed, **{k: summary[k] for k in ("architecture", "val_score", "test_score", "params")},
+                       "test_score_before_refit": before_refit, "seconds": search_seconds},
     }  # fmt: skip
 
 
@@ -159,8 +159,8 @@ def tuned_mlp(task: Any, random_state: int) -> dict:
     return {
         "random_state": random_state,
         "best_params": str(grid.best_params_),
-        "val_accuracy": float(grid.best_score_),
-        "test_accuracy": float(grid.score(task.x_test.numpy(), task.y_test.numpy())),
+        "val_score": float(grid.best_score_),
+        "test_score": float(grid.score(task.x_test.numpy(), task.y_test.numpy())),
         "seconds": time.perf_counter() - started,
     }
 

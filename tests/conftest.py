@@ -35,7 +35,7 @@ class FakeEvaluator(Evaluator):
                 index,
                 Result(
                     reward=reward,
-                    val_accuracy=reward,
+                    val_score=reward,
                     val_curve=[reward],
                     train_loss=[1.0],
                     params=arch.num_params(self.task.in_features, self.task.out_features),
@@ -101,3 +101,30 @@ def faulty_evaluator(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201 -- the mo
     module = importlib.import_module("faulty_evaluator")
     assert module.__file__ == str(Path(helpers) / "faulty_evaluator.py")
     return module
+
+
+def downgrade(path, version: int, refits: bool = True) -> None:  # noqa: ANN001
+    """Rewrite a study file as an older archsearch wrote it: schema ``version`` (1 to 3), before the scores
+    were named for what they hold; schema 2 and 3 files have a refits table (``refits=False``: an early
+    schema 2 file without one), schema 1 has no validation losses and neither has executors."""
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        db.execute("ALTER TABLE trials RENAME COLUMN val_score TO val_accuracy")
+        db.execute("ALTER TABLE models RENAME COLUMN test_score TO test_accuracy")
+        if refits and version >= 2:
+            db.execute(
+                "CREATE TABLE refits (number INTEGER PRIMARY KEY, epochs INTEGER NOT NULL, rows INTEGER NOT NULL, "
+                "weights BLOB NOT NULL, test_accuracy REAL)"
+            )
+            db.execute(
+                "INSERT INTO refits SELECT number, refit_epochs, refit_rows, refit_weights, refit_test_score "
+                "FROM models WHERE refit_epochs IS NOT NULL"
+            )
+        for column in ("refit_epochs", "refit_rows", "refit_weights", "refit_test_score"):
+            db.execute(f"ALTER TABLE models DROP COLUMN {column}")
+        dropped = {1: ("val_loss", "executor", "workers", "attempts"), 2: ("executor", "workers", "attempts")}
+        for column in dropped.get(version, ()):
+            db.execute(f"ALTER TABLE trials DROP COLUMN {column}")
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
+    db.close()

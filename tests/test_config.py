@@ -166,7 +166,7 @@ def test_every_refusal_across_fields_is_one_line_naming_the_field(fields, python
 
 
 def test_a_refit_of_a_lookup_is_refused_when_built():
-    with pytest.raises(ArchsearchError, match="^refit: retrains MLP children; the 'lookup' evaluator trains nothing"):
+    with pytest.raises(ArchsearchError, match="^refit: retrains the final pick; the 'lookup' evaluator trains nothing"):
         SearchConfig(benchmark="nas-bench-macro", refit=True).build()
 
 

@@ -379,6 +379,12 @@ def _compare_parser(commands: argparse._SubParsersAction) -> None:
     )
     compare.add_argument("--noisy", action="store_true", help="with --benchmark: rewards are single recorded runs")
     compare.add_argument(
+        "--tolerance",
+        type=_real(math.inf, zero=True),
+        default=0.0,
+        help="with --benchmark: a run has found the best once its pick is within this of it (default: 0)",
+    )
+    compare.add_argument(
         "--jobs",
         type=_processes,
         default=None,
@@ -755,8 +761,8 @@ def _baseline(args: argparse.Namespace) -> int:
         "task": task.name,
         "architecture": str(arch),
         "params": result.params,
-        "val_accuracy": result.val_accuracy,
-        "test_accuracy": test,
+        "val_score": result.val_score,
+        "test_score": test,
         "epochs": result.epochs,
         "kept_epoch": result.kept_epoch,
         "seconds": result.seconds,
@@ -767,7 +773,7 @@ def _baseline(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
     else:
         print(
-            f"baseline: val_accuracy {result.val_accuracy:.4f}  test_accuracy {test:.4f}  params {result.params}  "
+            f"baseline: val_accuracy {result.val_score:.4f}  test_accuracy {test:.4f}  params {result.params}  "
             f"epochs {result.epochs}  ({result.seconds:.1f} s)"
         )
     return 0
@@ -799,14 +805,16 @@ def _print_best(study) -> None:  # noqa: ANN001
     bench = summary.get("benchmark")
     if bench:
         found = "the benchmark's best" if bench["value"] == bench["best_value"] else f"best {bench['best_value']:g}"
+        test = f"  test {bench['test_metric']} {bench['test_value']:g}" if "test_metric" in bench else ""
         print(
-            f"best: {summary['architecture']}  {bench['name']} {bench['metric']} {bench['value']:g} ({found})  {where}"
+            f"best: {summary['architecture']}  {bench['name']} {bench['metric']} {bench['value']:g} ({found}){test}  "
+            f"{where}"
         )
     else:
-        test = summary["test_accuracy"]
+        test = summary["test_score"]
         metric = "r2" if summary["metric"] == "r2" else "accuracy"
         print(
-            f"best: {summary['architecture']}  val_{metric} {summary['val_accuracy']:.4f}  "
+            f"best: {summary['architecture']}  val_{metric} {summary['val_score']:.4f}  "
             f"test_{metric} {test if test is None else format(test, '.4f')}  params {summary['params']}  {where}"
         )
         if summary.get("refit"):
@@ -845,6 +853,7 @@ def _compare(args: argparse.Namespace) -> int:
             out=out,
             jobs=args.jobs,
             on_run=progress.advance if progress else None,
+            tolerance=args.tolerance,
         )
     paths = result.write(out)
     print(result.table())
@@ -968,7 +977,7 @@ def _trials(args: argparse.Namespace) -> int:
             str(t.architecture),
             t.status if t.error is None else f"{t.status}: {t.error[:40]}",
             f"{t.reward:.4f}",
-            f"{t.val_accuracy:.3f}",
+            f"{t.val_score:.3f}",
             str(t.params),
             str(t.epochs),
             f"{t.seconds:.3f}",

@@ -24,10 +24,8 @@ from archsearch import _limits as limits
 from archsearch.errors import ArchsearchError, short
 from archsearch.evaluation import (
     EVALUATORS,
-    BatchedTrainer,
     Evaluator,
     LookupEvaluator,
-    SerialTrainer,
     TabularBenchmark,
     TrainConfig,
     get_benchmark,
@@ -279,9 +277,9 @@ class SearchConfig:
         task = self.build_task()
         space = self.build_space(task, names)
         evaluator = self.build_evaluator(task, names)
-        if self.refit and not isinstance(evaluator, SerialTrainer | BatchedTrainer):
+        if self.refit and not evaluator.refits:
             raise ArchsearchError(
-                f"{names('refit')}: retrains MLP children; the {evaluator.name!r} evaluator trains nothing"
+                f"{names('refit')}: retrains the final pick; the {evaluator.name!r} evaluator trains nothing"
             )
         strategy = self.build_strategy(space)
         if strategy.space != space:

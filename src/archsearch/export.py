@@ -90,8 +90,8 @@ def describe(arch: MLPArchitecture, task: Any, study: Any, best: Any) -> dict[st
             "trial": best.number,
             "metric": study.metric,
             "refit": study.refit_summary(),
-            "val_accuracy": best.val_accuracy,
-            "test_accuracy": study.test_accuracy(),
+            "val_score": best.val_score,
+            "test_score": study.test_score(),
         },
         "archsearch_architecture": arch.to_dict(),
     }

@@ -5,7 +5,7 @@ step with a moving average of the last 20 (the seed paper's Fig. 5); the
 controller's loss and entropy; the best reward so far; the decision boundary
 of the best network with the misclassified test points marked, for tasks with
 two features (Fig. 6); the histogram of random architectures' validation
-accuracies, for a random-sample study or one given with ``sample`` (Fig. 7);
+scores, for a random-sample study or one given with ``sample`` (Fig. 7);
 the top architectures; and the study's config. Figures are PNGs embedded as
 data URIs, so the file can be mailed or archived alone; every string that comes
 from the study is HTML-escaped.
@@ -126,12 +126,12 @@ def fit_figure(model: torch.nn.Module, task: Any) -> str:
     return _png(fig)
 
 
-def histogram_figure(accuracies: list[float]) -> str:
+def histogram_figure(scores: list[float]) -> str:
     from archsearch.experiments import density_peaks
 
     buffer = io.BytesIO()
-    peaks = density_peaks(np.asarray(accuracies))
-    plot_histogram(accuracies, buffer, f"{len(accuracies)} random architectures", peaks)
+    peaks = density_peaks(np.asarray(scores))
+    plot_histogram(scores, buffer, f"{len(scores)} random architectures", peaks)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -167,8 +167,8 @@ def render_report(study: Any, top: int = 10, sample: Any = None) -> str:
         "steps": f"{steps} of {study.steps} ({per_step} architectures each)",
         "trials": len(trials),
         "best architecture": summary.get("architecture"),
-        f"validation {score}": summary.get("val_accuracy"),
-        f"test {score}": summary.get("test_accuracy"),
+        f"validation {score}": summary.get("val_score"),
+        f"test {score}": summary.get("test_score"),
         "parameters": summary.get("params"),
     }
     overview = "<dl>" + "".join(
@@ -191,16 +191,16 @@ def render_report(study: Any, top: int = 10, sample: Any = None) -> str:
     elif task is not None and not task.regression and task.in_features == 2 and study.best() is not None:
         image = boundary_figure(study.best_model(), task)
         sections.append(("boundary", "Decision boundary", f'<img alt="decision boundary" src="{image}">'))
-    accuracies = None
+    scores = None
     if sample is not None:
-        accuracies = [t.val_accuracy for t in sample.trials() if t.status == "ok"]
+        scores = [t.val_score for t in sample.trials() if t.status == "ok"]
     elif study.config["strategy"]["name"] == "random" and task is not None:
-        accuracies = [t.val_accuracy for t in trials if t.status == "ok"]
-    if accuracies:
-        image = histogram_figure(accuracies)
+        scores = [t.val_score for t in trials if t.status == "ok"]
+    if scores:
+        image = histogram_figure(scores)
         sections.append(("histogram", "Random architectures", f'<img alt="histogram" src="{image}">'))
     rows = [
-        [i + 1, str(t.architecture), f"{t.reward:.4f}", f"{t.val_accuracy:.4f}",
+        [i + 1, str(t.architecture), f"{t.reward:.4f}", f"{t.val_score:.4f}",
          "-" if t.val_loss is None else f"{t.val_loss:.4f}", t.params, t.number]
         for i, t in enumerate(study.trials(top=top))
     ]  # fmt: skip

@@ -34,8 +34,8 @@ def test_search_then_best_then_trials(tmp_path, run):
     )
     assert f"study: {study}" in proc.stdout and "best: " in proc.stdout
     best = json.loads(run("best", study, "--json", check=True).stdout)
-    assert {"architecture", "val_accuracy", "test_accuracy", "params"} <= set(best)
-    assert best["trials"] == 6 and 0 <= best["test_accuracy"] <= 1
+    assert {"architecture", "val_score", "test_score", "params"} <= set(best)
+    assert best["trials"] == 6 and 0 <= best["test_score"] <= 1
     listed = json.loads(run("trials", study, "--json", check=True).stdout)
     assert len(listed) == 6 and listed[0]["number"] == 0
     top = json.loads(run("trials", study, "--top", "2", "--json", check=True).stdout)
@@ -357,7 +357,7 @@ def test_search_your_own_csv(tmp_path, run):
                cwd=tmp_path, check=True)  # fmt: skip
     assert "runs/wine-reinforce-s0.db" in proc.stdout and "test_accuracy" in proc.stdout
     summary = json.loads(run("best", tmp_path / "runs" / "wine-reinforce-s0.db", "--json", check=True).stdout)
-    assert summary["trials"] == 12 and 0 <= summary["test_accuracy"] <= 1
+    assert summary["trials"] == 12 and 0 <= summary["test_score"] <= 1
     # the study remembers the file: a changed file is refused on resume, one line, exit 2
     data.write_text(data.read_text().replace(",a\n", ",b\n", 1))
     proc = run("resume", tmp_path / "runs" / "wine-reinforce-s0.db", "--steps", "4", "--quiet")
@@ -398,7 +398,7 @@ def test_search_a_regression_csv_then_export(tmp_path, run):
     assert "refit: retrained on 180 training + validation rows for" in proc.stdout
     study = tmp_path / "runs" / "prices-reinforce-s0.db"
     summary = json.loads(run("best", study, "--json", check=True).stdout)
-    assert summary["metric"] == "r2" and summary["test_accuracy"] <= 1 and 0 <= summary["val_accuracy"] <= 1
+    assert summary["metric"] == "r2" and summary["test_score"] <= 1 and 0 <= summary["val_score"] <= 1
     assert "val_r2" in run("trials", study, "--top", "3", check=True).stdout
     run("export", study, "--out", tmp_path / "best", "--no-onnx", check=True)
     predicted = subprocess.run(
@@ -466,9 +466,9 @@ def test_cnn_search_on_digits_end_to_end(tmp_path, run):
         trials = opened.trials()
         assert len(trials) == 12 and all(t.status == "ok" for t in trials)
         assert all(t.architecture.kind == "cnn" and "-bn" in str(t.architecture) for t in trials)
-        assert opened.best().val_accuracy > 0.3  # ten classes: chance is 0.1
+        assert opened.best().val_score > 0.3  # ten classes: chance is 0.1
     summary = json.loads(run("best", study, "--json", check=True).stdout)
-    assert 0.2 < summary["test_accuracy"] <= 1
+    assert 0.2 < summary["test_score"] <= 1
     run("search", "--task", "digits", "--steps", "1", "--children-per-step", "2", "--max-epochs", "1",
         "--no-batch-norm", "--study", "plain.db", "--quiet", cwd=tmp_path, check=True)  # fmt: skip
     with Study.open(tmp_path / "plain.db", readonly=True) as opened:
@@ -479,7 +479,7 @@ def test_cnn_search_on_digits_end_to_end(tmp_path, run):
 def test_baseline_command(tmp_path, run):
     proc = run("baseline", "--task", "digits", "--max-epochs", "2", "--json", check=True)
     summary = json.loads(proc.stdout)
-    assert summary["params"] == 86282 and summary["epochs"] == 2 and summary["test_accuracy"] > 0.5
+    assert summary["params"] == 86282 and summary["epochs"] == 2 and summary["test_score"] > 0.5
     assert summary["architecture"] == "32c5-max/64c5-max-d0.25/dense128-d0.5"
 
 

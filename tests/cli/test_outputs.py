@@ -17,6 +17,8 @@ import pytest
 
 from archsearch.cli import main
 
+from ..conftest import downgrade
+
 TINY = ["--strategy", "random", "--steps", "2", "--children-per-step", "3", "--max-epochs", "2", "--quiet"]
 
 
@@ -160,14 +162,7 @@ def test_resume_refusals_leave_every_byte(study, made, capsys, monkeypatch):
 
 
 def test_a_refused_resume_of_an_older_study_does_not_upgrade_it(study, capsys):
-    import sqlite3
-
-    with sqlite3.connect(study) as db:  # as an older archsearch left it: schema 2, no refits table
-        db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
-        db.execute("DROP TABLE refits")
-        for column in ("executor", "workers", "attempts"):
-            db.execute(f"ALTER TABLE trials DROP COLUMN {column}")
-    db.close()
+    downgrade(study, 2, refits=False)  # as an older archsearch left it: schema 2, no refits table
     before = sha(study)
     refused(capsys, ["resume", "s.db", "--steps", "1"], "--steps")
     assert main(["best", "s.db"]) == 0

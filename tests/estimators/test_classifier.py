@@ -40,7 +40,7 @@ def test_fitted_attributes_and_probabilities():
     space = MLPSpace(units=(4, 8), max_layers=2)
     model = NASClassifier(budget=20, children_per_step=10, space=space, strategy="evolution", seed=3).fit(X, labels)
     assert list(model.classes_) == ["barbera", "barolo", "grignolino"]
-    assert len(model.study_.trials()) == 20 and model.study_.test_accuracy() is None  # no test split inside fit
+    assert len(model.study_.trials()) == 20 and model.study_.test_score() is None  # no test split inside fit
     assert space.contains(model.best_architecture_)
     proba = model.predict_proba(X[:5])
     assert proba.shape == (5, 3) and np.allclose(proba.sum(1), 1)

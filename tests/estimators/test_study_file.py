@@ -73,7 +73,7 @@ def test_best_and_trials_read_an_estimators_study(fitted, kind, capsys):
     assert f"best: {model.best_architecture_}" in out and f"test_{metric} None" in out
     code, out, _ = _run(capsys, "best", path, "--json")
     summary = json.loads(out)
-    assert code == 0 and summary["test_accuracy"] is None and summary["metric"] == metric
+    assert code == 0 and summary["test_score"] is None and summary["metric"] == metric
     assert summary["architecture"] == str(model.best_architecture_) and summary["trials"] == 6
     code, out, _ = _run(capsys, "trials", path, "--json")
     assert code == 0 and len(json.loads(out)) == 6
@@ -86,7 +86,7 @@ def test_reopened_study_rebuilds_the_estimators_data_and_model(fitted, kind):
         task = study.task
         summary = study.summary()
         network = study.best_model()
-    assert summary["architecture"] == str(model.best_architecture_) and summary["test_accuracy"] is None
+    assert summary["architecture"] == str(model.best_architecture_) and summary["test_score"] is None
     codes = np.unique(y, return_inverse=True)[1] if kind == "classifier" else None
     train, val = train_test_split(np.arange(len(X)), test_size=0.2, random_state=0, stratify=codes)
     x = torch.as_tensor((X - model.mean_) / model.scale_, dtype=torch.float32)

@@ -72,7 +72,7 @@ def test_regression_matches_the_reference_trainer(friedman):
         assert all(0.0 <= v <= 1.0 for v in b.val_curve)
         same_stop += r.epochs == b.epochs
     assert same_stop >= len(archs) - 1
-    assert max(b.val_accuracy for b in batched) > 0.5  # some networks learn Friedman #1
+    assert max(b.val_score for b in batched) > 0.5  # some networks learn Friedman #1
 
 
 def test_regression_early_stopping_reads_r2_before_clipping(friedman):
@@ -82,7 +82,7 @@ def test_regression_early_stopping_reads_r2_before_clipping(friedman):
     config = TrainConfig(max_epochs=40, patience=3)
     for trainer in (SerialTrainer, BatchedTrainer):
         results = trainer(friedman, config).evaluate_all(archs, range(30))
-        climbed = [r for r in results if r.val_curve[:4] == [0.0] * 4 and r.val_accuracy > 0.2]
+        climbed = [r for r in results if r.val_curve[:4] == [0.0] * 4 and r.val_score > 0.2]
         assert len(climbed) >= 3, [r.val_curve[:6] for r in results]
 
 
@@ -112,9 +112,9 @@ def test_initial_weights_are_the_reference_trainers(moons):
 def test_kept_weights_reproduce_the_rewarded_validation_accuracy(moons):
     archs = [MLPArchitecture.parse(a) for a in ("8-tanh/4-relu/4-relu", "16-relu/16-relu", "4-tanh")]
     for arch, result in zip(archs, BatchedTrainer(moons, TrainConfig(max_epochs=40)).evaluate_all(archs, [1, 2, 3])):
-        assert result.val_curve[result.kept_epoch - 1] == result.val_accuracy
-        assert result.reward == pytest.approx(result.val_accuracy**3)
-        assert split_score(load_model(arch, moons, result.weights), moons, "val") == result.val_accuracy
+        assert result.val_curve[result.kept_epoch - 1] == result.val_score
+        assert result.reward == pytest.approx(result.val_score**3)
+        assert split_score(load_model(arch, moons, result.weights), moons, "val") == result.val_score
 
 
 def test_minibatches_match_the_reference(moons):

@@ -19,8 +19,8 @@ def test_same_seed_same_result_and_other_seed_differs(moons):
 def test_reward_is_the_cube_of_the_best_of_the_last_five_epochs(moons):
     result = SerialTrainer(moons, TrainConfig(max_epochs=30, patience=30)).train(ARCH, 0)
     assert result.status == "ok" and result.epochs == 30
-    assert result.val_accuracy == max(result.val_curve[-5:])
-    assert result.reward == pytest.approx(result.val_accuracy**3)
+    assert result.val_score == max(result.val_curve[-5:])
+    assert result.reward == pytest.approx(result.val_score**3)
     assert result.params == ARCH.num_params(2, 2)
     assert all(v * 200 == round(v * 200) for v in result.val_curve)  # exact fractions of 200 points
 
@@ -28,9 +28,9 @@ def test_reward_is_the_cube_of_the_best_of_the_last_five_epochs(moons):
 def test_kept_weights_reproduce_the_rewarded_validation_accuracy(moons):
     result = SerialTrainer(moons, TrainConfig(max_epochs=40, patience=40)).train(ARCH, 3)
     assert 36 <= result.kept_epoch <= 40
-    assert result.val_curve[result.kept_epoch - 1] == result.val_accuracy
+    assert result.val_curve[result.kept_epoch - 1] == result.val_score
     model = load_model(ARCH, moons, result.weights)
-    assert split_score(model, moons, "val") == result.val_accuracy
+    assert split_score(model, moons, "val") == result.val_score
 
 
 def test_early_stopping_waits_patience_epochs_without_improvement(moons):
@@ -124,8 +124,8 @@ def test_cnn_child_validates_without_dropout_and_stops_at_its_time_limit():
     result = SerialTrainer(task, config).train(arch, seed=0)
     assert result.status == "ok" and result.epochs == 3
     # validation ran in eval mode: the kept weights score exactly the recorded accuracy
-    assert split_score(load_model(arch, task, result.weights), task, "val") == result.val_accuracy
-    assert result.val_accuracy > 0.5
+    assert split_score(load_model(arch, task, result.weights), task, "val") == result.val_score
+    assert result.val_score > 0.5
     again = SerialTrainer(task, config).train(arch, seed=0)
     assert again.val_curve == result.val_curve and again.train_loss == result.train_loss
 
@@ -146,11 +146,11 @@ def test_cnn_child_with_batch_norm_keeps_standard_layout_weights_with_running_st
     task = digits()
     arch = CNNArchitecture.parse("8c3-bn/16c3s2-bn-max-d0.25/8c3-bn+0")
     result = SerialTrainer(task, TrainConfig(max_epochs=3, patience=3, lr=1e-3, batch_size=64)).train(arch, seed=1)
-    assert result.status == "ok" and result.val_accuracy > 0.5
+    assert result.status == "ok" and result.val_score > 0.5
     assert all(w.is_contiguous() and w.device.type == "cpu" for w in result.weights.values())
     assert int(result.weights["norms.0.num_batches_tracked"]) == result.kept_epoch * 20  # 1258 rows / 64
     model = load_model(arch, task, result.weights)
-    assert split_score(model, task, "val") == result.val_accuracy
+    assert split_score(model, task, "val") == result.val_score
     x = task.split("val")[0]
     with torch.no_grad():
         plain = model(x)

@@ -37,6 +37,58 @@ def test_incumbent_ties_go_to_fewer_parameters_then_the_earlier_trial():
     assert incumbent_curve(trials, bench) == ([1.0, 2.0, 2.0], None)
 
 
+def test_a_tolerance_counts_near_ties_as_having_found_the_best():
+    bench = SimpleNamespace(value=lambda arch: {"a": 1.0, "b": 2.9, "c": 3.0}[arch.code], best_value=3.0)
+    trials = [trial(0, 0.1, "a"), trial(1, 0.5, "b"), trial(2, 0.7, "c")]
+    assert incumbent_curve(trials, bench) == ([1.0, 2.9, 3.0], 3)
+    assert incumbent_curve(trials, bench, tolerance=0.1) == ([1.0, 2.9, 3.0], 2)
+    assert incumbent_curve(trials, bench, tolerance=0.05) == ([1.0, 2.9, 3.0], 3)
+
+
+def test_a_comparison_with_a_tolerance(toy):
+    exact = compare(["random"], seeds=3, budget=300, benchmark="toy", jobs=1)
+    near = compare(["random"], seeds=3, budget=300, benchmark="toy", jobs=1, tolerance=10.0)
+    assert [r.scores for r in near.runs] == [r.scores for r in exact.runs]  # the same runs, scored alike
+    # within 10 of 100: the optimum and the 6 x 3 codes one position off it (91.7)
+    assert len(toy.codes_within(10.0)) == 19
+    assert near.summary()["analytical_random_median"] == random_median(4096, 19) == 147
+    assert exact.summary()["settings"]["tolerance"] == 0.0 and near.summary()["settings"]["tolerance"] == 10.0
+    for run, exact_run in zip(near.runs, exact.runs):
+        first = next((q for q, score in enumerate(run.scores, start=1) if score >= 90.0), None)
+        assert run.queries_to_best == first
+        if exact_run.queries_to_best is not None:
+            assert first is not None and exact_run.queries_to_best >= first
+    assert sum(r.queries_to_best is not None for r in near.runs) > sum(
+        r.queries_to_best is not None for r in exact.runs
+    )
+
+
+def test_a_comparison_on_a_table_that_lacks_codes(monkeypatch):
+    from ..evaluation.test_lookup import cell_benchmark
+
+    bench = cell_benchmark()  # 30 of 36 codes; the 6 missing ones are trials with status missing
+    monkeypatch.setitem(TABULAR_BENCHMARKS, "cells", lambda: bench)
+    result = compare(["random", "evolution"], seeds=2, budget=36, benchmark="cells", children_per_step=4, jobs=1)
+    # random search draws from all 36 codes, the missing ones too
+    assert result.summary()["analytical_random_median"] == random_median(36, 1) == 18
+    random_runs = [r for r in result.runs if r.strategy == "random"]
+    assert all(r.queries_to_best is not None and r.scores[-1] == 100.0 for r in random_runs)  # it drew all 36
+
+
+def test_compare_on_the_command_line_takes_a_tolerance(tmp_path, capsys):
+    from archsearch.cli import main
+
+    args = ["compare", "--benchmark", "nas-bench-macro", "--strategies", "random", "--seeds", "2", "--budget", "20"]
+    assert main([*args, "--tolerance", "0.1", "--jobs", "1", "--out", str(tmp_path / "cmp"), "--quiet"]) == 0
+    summary = json.loads((tmp_path / "cmp" / "results.json").read_text())
+    # 9 codes lie within 0.1 points of the best mean accuracy: random search needs a median of 487 queries
+    assert len(get_benchmark("nas-bench-macro").codes_within(0.1)) == 9 and summary["settings"]["tolerance"] == 0.1
+    assert summary["analytical_random_median"] == random_median(6561, 9) == 487
+    assert "median of 487 queries" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main([*args, "--tolerance", "-1"])
+
+
 def test_random_median_is_the_exact_median_of_sampling_without_replacement():
     assert random_median(10, 1) == 5
     assert random_median(4, 2) == 1  # P(miss the first draw) = 1/2
@@ -107,6 +159,9 @@ def test_noisy_rewards_still_score_the_incumbent_by_its_mean():
         ({"strategies": ["random"]}, "exactly one of a benchmark and a task"),
         ({"strategies": ["random"], "task": "moons"}, "needs an output folder"),
         ({"strategies": ["random"], "benchmark": "nas-bench-101"}, "unknown benchmark 'nas-bench-101'"),
+        ({"strategies": ["random"], "benchmark": "nas-bench-macro", "tolerance": -0.1}, "^tolerance: must be"),
+        ({"strategies": ["random"], "benchmark": "nas-bench-macro", "tolerance": float("nan")}, "^tolerance: must"),
+        ({"strategies": ["random"], "task": "moons", "tolerance": 1.0}, "^tolerance: only a comparison on a benchmark"),
     ],
 )
 def test_bad_comparisons_say_what_is_wrong(kwargs, message):
@@ -119,7 +174,7 @@ def test_a_comparison_on_a_task_keeps_and_reuses_its_studies(tmp_path):
     first = compare(["random", "evolution"], seeds=1, budget=6, **options)
     studies = sorted(p.name for p in (tmp_path / "studies").glob("*.db"))
     assert studies == ["evolution-s0.db", "random-s0.db"]
-    assert all(r.test_accuracy is not None for r in first.runs)
+    assert all(r.test_score is not None for r in first.runs)
     again = compare(["random", "evolution"], seeds=1, budget=6, **options)
     assert [r.scores for r in again.runs] == [r.scores for r in first.runs]
     longer = compare(["random"], seeds=1, budget=9, **options)  # extends the kept study

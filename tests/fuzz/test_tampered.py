@@ -30,7 +30,7 @@ pytestmark = pytest.mark.fuzz
 #: generated cases; docs/hostile-input.md reports it
 EXAMPLES = 60
 
-TRIAL_COLUMNS = ("step", "slot", "architecture", "arch_hash", "arch_str", "status", "reward", "val_accuracy", "error",
+TRIAL_COLUMNS = ("step", "slot", "architecture", "arch_hash", "arch_str", "status", "reward", "val_score", "error",
                  "params", "epochs", "kept_epoch", "seconds", "seed", "val_curve", "train_loss", "created",
                  "cached_from", "val_loss", "executor", "workers", "attempts", "number")
 HOSTILE_VALUES = (None, "", "text", "{", "[]", "{}", "null", 2**63 - 1, -(2**63), -1, 0, 1e308, float("inf"),

@@ -9,7 +9,7 @@ import torch
 
 from archsearch.errors import ArchsearchError
 from archsearch.space import Architecture, CNNArchitecture, CNNLayer, CNNSpace, SearchSpace
-from archsearch.strategies import TPE, RandomSearch, RegularizedEvolution, Reinforce
+from archsearch.strategies import TPE, RandomSearch, RegularizedEvolution, Reinforce, outcomes
 
 TINY = CNNSpace(filters=(4, 8), kernels=(3,), strides=(1,), pools=("none",), dropouts=(0.0,), max_layers=4)
 
@@ -147,7 +147,7 @@ def test_other_strategies_search_the_cnn_space_with_skips(strategy):
     for _ in range(10):
         archs = search.ask(8)
         seen += archs
-        search.tell(archs, [sum(len(layer.skips) for layer in a.layers) / 3 for a in archs])
+        search.tell(outcomes(archs, [sum(len(layer.skips) for layer in a.layers) / 3 for a in archs]))
     assert all(CNNSpace().contains(a) for a in seen)
     assert sum(a.uses_skips for a in seen) > 10
 
@@ -185,6 +185,6 @@ def test_controller_learns_to_use_skips_when_they_pay():
     first = [used(a) for a in strategy.ask(300)]
     for _ in range(80):  # from ~0.25 it reaches ~0.98 in 50 steps (seeds 0-2)
         archs = strategy.ask(15)
-        strategy.tell(archs, [used(a) for a in archs])
+        strategy.tell(outcomes(archs, [used(a) for a in archs]))
     last = [used(a) for a in strategy.ask(300)]
     assert np.mean(first) < 0.4 and np.mean(last) > 0.85, (np.mean(first), np.mean(last))

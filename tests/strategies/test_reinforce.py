@@ -7,7 +7,7 @@ import torch
 
 from archsearch.errors import ArchsearchError
 from archsearch.space import MLPArchitecture, MLPSpace
-from archsearch.strategies import Reinforce
+from archsearch.strategies import Reinforce, outcomes
 from archsearch.strategies._controller import PAD
 
 from ..conftest import fraction_of_wide_layers
@@ -47,7 +47,7 @@ def test_gradients_are_nonzero_after_one_update(space):
     before = {k: v.clone() for k, v in strategy.controller.state_dict().items()}
     archs = strategy.ask(15)
     rewards = [fraction_of_wide_layers(a) for a in archs]
-    strategy.tell(archs, rewards)
+    strategy.tell(outcomes(archs, rewards))
     grads = {name: p.grad for name, p in strategy.controller.named_parameters()}
     for name, grad in grads.items():
         assert grad is not None and grad.abs().sum() > 0, name
@@ -62,7 +62,7 @@ def test_controller_learns_a_synthetic_reward(space):
     for _ in range(150):
         archs = strategy.ask(15)
         rewards = [fraction_of_wide_layers(a) for a in archs]
-        strategy.tell(archs, rewards)
+        strategy.tell(outcomes(archs, rewards))
         means.append(np.mean(rewards))
     assert np.mean(means[:5]) < 0.3
     assert np.mean(means[-20:]) > 0.9
@@ -72,7 +72,7 @@ def test_entropy_bonus_only_keeps_the_policy_uniform(tiny_space):
     strategy = Reinforce(tiny_space, seed=0, entropy_weight=1.0)
     for _ in range(50):
         archs = strategy.ask(10)
-        strategy.tell(archs, [1.0] * len(archs))  # zero advantage after the first step
+        strategy.tell(outcomes(archs, [1.0] * len(archs)))  # zero advantage after the first step
     members = list(tiny_space.enumerate())
     with torch.no_grad():
         _, entropy = strategy.controller.log_probs(strategy._tokens(members))
@@ -91,7 +91,7 @@ def test_state_dict_resume_continues_exactly(space):
         history = []
         for _ in range(steps):
             archs = strategy.ask(8)
-            strategy.tell(archs, [fraction_of_wide_layers(a) for a in archs])
+            strategy.tell(outcomes(archs, [fraction_of_wide_layers(a) for a in archs]))
             history.append([str(a) for a in archs])
         return history
 
@@ -115,9 +115,9 @@ def test_state_dict_resume_continues_exactly(space):
 def test_baseline_is_an_exponential_moving_average(space):
     strategy = Reinforce(space, seed=0)
     archs = strategy.ask(4)
-    strategy.tell(archs, [0.2, 0.4, 0.6, 0.8])
+    strategy.tell(outcomes(archs, [0.2, 0.4, 0.6, 0.8]))
     assert strategy.baseline == pytest.approx(0.5)
-    strategy.tell(archs, [1.0] * 4)
+    strategy.tell(outcomes(archs, [1.0] * 4))
     assert strategy.baseline == pytest.approx(0.9 * 0.5 + 0.1 * 1.0)
 
 
@@ -133,7 +133,7 @@ def test_rank_advantage_depends_on_the_order_of_rewards_only(space):
     for advantage in ("rank", "baseline"):
         for name, values in (("plain", rewards), ("stretched", stretched)):
             strategy = Reinforce(space, seed=0, entropy_weight=0.0, advantage=advantage)
-            strategy.tell(strategy.ask(6), values)
+            strategy.tell(outcomes(strategy.ask(6), values))
             grads[advantage, name] = _grads(strategy)
     for p, q in zip(grads["rank", "plain"], grads["rank", "stretched"]):
         torch.testing.assert_close(p, q)
@@ -147,9 +147,9 @@ def test_rank_advantage_equals_the_baseline_update_on_centred_ranks(space):
     ranked = Reinforce(space, seed=0, entropy_weight=0.0)
     raw = Reinforce(space, seed=0, entropy_weight=0.0, advantage="baseline")
     archs = ranked.ask(4)
-    ranked.tell(archs, [0.1, 0.2, 0.2, 0.9])
+    ranked.tell(outcomes(archs, [0.1, 0.2, 0.2, 0.9]))
     expected = [(0 + 1) / 8 - 0.5, (1 + 3) / 8 - 0.5, (1 + 3) / 8 - 0.5, (3 + 4) / 8 - 0.5]  # ties count half
-    raw.tell(archs, expected)  # first step: the baseline is the mean, which is 0 here
+    raw.tell(outcomes(archs, expected))  # first step: the baseline is the mean, which is 0 here
     for p, q in zip(_grads(ranked), _grads(raw)):
         torch.testing.assert_close(p, q)
 
@@ -157,8 +157,8 @@ def test_rank_advantage_equals_the_baseline_update_on_centred_ranks(space):
 def test_rank_window_keeps_only_recent_rewards(space):
     strategy = Reinforce(space, seed=0, rank_window=5)
     archs = strategy.ask(3)
-    strategy.tell(archs, [0.1, 0.2, 0.3])
-    strategy.tell(archs, [0.4, 0.5, 0.6])
+    strategy.tell(outcomes(archs, [0.1, 0.2, 0.3]))
+    strategy.tell(outcomes(archs, [0.4, 0.5, 0.6]))
     assert list(strategy.recent) == [0.2, 0.3, 0.4, 0.5, 0.6]
     resumed = Reinforce(space, seed=0, rank_window=5)
     resumed.load_state_dict(strategy.state_dict())
@@ -175,8 +175,10 @@ def test_bad_advantage_settings_name_the_field(space, options, field):
 
 def test_tell_requires_one_reward_per_architecture(space):
     strategy = Reinforce(space)
-    with pytest.raises(ValueError, match="one reward per architecture"):
-        strategy.tell(strategy.ask(3), [1.0])
+    with pytest.raises(ValueError, match="3 architectures but 1 rewards"):
+        strategy.tell(outcomes(strategy.ask(3), [1.0]))
+    with pytest.raises(ValueError, match="needs the outcomes of a step"):
+        strategy.tell([])
 
 
 def test_decisions_of_a_custom_space_drive_the_controller():
@@ -193,7 +195,7 @@ def test_depth_curriculum_caps_depth_and_grows_it():
     depths = []
     for _ in range(12):
         archs = strategy.ask(10)
-        strategy.tell(archs, [len(a.layers) / 5 for a in archs])  # pays for depth: the cap binds
+        strategy.tell(outcomes(archs, [len(a.layers) / 5 for a in archs]))  # pays for depth: the cap binds
         depths.append(max(len(a.layers) for a in archs))
     # 2 layers for the first 40 children, 3 for the next 40, then 4; never more than the cap
     assert depths == [2] * 4 + [3] * 4 + [4] * 4
@@ -221,7 +223,7 @@ def test_curriculum_resumes_exactly_and_is_checked():
         out = []
         for _ in range(steps):
             archs = strategy.ask(5)
-            strategy.tell(archs, [0.5] * 5)
+            strategy.tell(outcomes(archs, [0.5] * 5))
             out.append([str(a) for a in archs])
         return out
 

@@ -11,7 +11,7 @@ import torch
 from archsearch.errors import ArchsearchError
 from archsearch.evaluation import TABULAR_BENCHMARKS, LookupEvaluator, TabularBenchmark
 from archsearch.space import CodeArchitecture, CodeSpace
-from archsearch.strategies import TPE, RandomSearch, RegularizedEvolution, Reinforce
+from archsearch.strategies import TPE, Outcome, RandomSearch, RegularizedEvolution, Reinforce, outcomes
 from archsearch.study import STRATEGIES, Study, build_strategy
 
 TARGET = "310231"
@@ -105,11 +105,11 @@ def test_evolution_mutates_tournament_winners_and_ages_out_the_oldest():
     space = CodeSpace("toy", 6, "0123")
     strategy = RegularizedEvolution(space, seed=0, population_size=4, sample_size=4)
     first = strategy.ask(4)  # the random phase
-    strategy.tell(first, [0.1, 0.9, 0.2, 0.3])
+    strategy.tell(outcomes(first, [0.1, 0.9, 0.2, 0.3]))
     child = strategy.ask(1)[0]
     # with a tournament of the whole population, the parent is the best member
     assert sum(a != b for a, b in zip(child.code, first[1].code)) == 1
-    strategy.tell([child], [0.5])
+    strategy.tell(outcomes([child], [0.5]))
     assert [a for a, _ in strategy.population] == [*first[1:], child]  # the oldest left, not the worst
 
 
@@ -126,7 +126,7 @@ def _history(strategy, bench, steps, per_step=4):
     history = []
     for _ in range(steps):
         archs = strategy.ask(per_step)
-        strategy.tell(archs, [bench.value(a) * bench.scale for a in archs])
+        strategy.tell(outcomes(archs, [bench.value(a) * bench.scale for a in archs]))
         history.append([a.code for a in archs])
     return history
 
@@ -212,4 +212,84 @@ def test_tpe_rejects_an_architecture_it_did_not_propose():
     proposed = strategy.ask(1)[0]
     other = CodeArchitecture("toy", "111" if proposed.code != "111" else "000")
     with pytest.raises(ValueError, match="was not proposed"):
-        strategy.tell([other], [0.5])
+        strategy.tell(outcomes([other], [0.5]))
+
+
+def _tpe_after(outcome_of, steps=6):
+    """TPE's proposals on the toy table when every child coded as ``outcome_of`` says."""
+    bench = toy_benchmark()
+    strategy = TPE(bench.space, seed=4, n_startup_trials=4)
+    proposed = []
+    for _ in range(steps):
+        archs = strategy.ask(4)
+        strategy.tell([outcome_of(a, bench) for a in archs])
+        proposed.append([a.code for a in archs])
+    return strategy, proposed
+
+
+def test_tpe_leaves_failed_and_missing_children_out_of_its_model():
+    with_tpe("tpe")
+
+    def measured(arch, bench):
+        return Outcome(arch, bench.value(arch) * bench.scale)
+
+    def some_fail(arch, bench):  # children whose code starts with 0 crash; their reward of 0 must not count
+        if arch.code[0] == "0":
+            return Outcome(arch, 0.0, "failed" if arch.code[1] < "2" else "missing")
+        return measured(arch, bench)
+
+    def some_zero(arch, bench):  # what TPE was told before outcomes had a status
+        return Outcome(arch, 0.0) if arch.code[0] == "0" else measured(arch, bench)
+
+    failing, proposals = _tpe_after(some_fail)
+    zeroed, zero_proposals = _tpe_after(some_zero)
+    left_out = sum(code[0] == "0" for step in proposals for code in step)
+    assert left_out > 0
+    assert len(failing.history) == 24 - left_out  # only measured outcomes are in the model and its state
+    assert not any(failing.space.decode(tokens).code[0] == "0" for tokens, _ in failing.history)
+    assert len(zeroed.history) == 24
+    assert proposals[:1] == zero_proposals[:1] and proposals != zero_proposals  # the model differs after start-up
+    # the state holds what the model holds: a resumed TPE proposes what the uninterrupted one does
+    resumed = TPE(toy_benchmark().space, seed=4, n_startup_trials=4)
+    resumed.load_state_dict(_roundtrip(failing.state_dict()))
+    assert [a.code for a in resumed.ask(4)] == [a.code for a in failing.ask(4)]
+
+
+def test_tpe_fits_a_diverged_child_as_a_measured_reward_of_zero():
+    with_tpe("tpe")
+    strategy, _ = _tpe_after(lambda arch, bench: Outcome(arch, 0.0, "diverged"), steps=2)
+    assert len(strategy.history) == 8
+    assert {reward for _, reward in strategy.history} == {0.0}
+
+
+def test_evolution_keeps_failed_and_missing_children_out_of_its_population():
+    space = CodeSpace("toy", 6, "0123")
+    strategy = RegularizedEvolution(space, seed=0, population_size=4, sample_size=2)
+    first = strategy.ask(4)
+    statuses = ["ok", "failed", "diverged", "missing"]
+    metrics = strategy.tell([Outcome(a, r, s) for a, r, s in zip(first, [0.4, 0.0, 0.0, 0.0], statuses)])
+    assert [a for a, _ in strategy.population] == [first[0], first[2]]
+    assert metrics == {"mean_reward": 0.1, "population_best": 0.4}
+    assert strategy.tell([Outcome(strategy.ask(1)[0], 0.0, "failed")]) == {"mean_reward": 0.0, "population_best": 0.4}
+
+
+def test_reinforce_learns_from_every_status_with_its_reward():
+    """A failed child's reward of 0 is a real signal to the controller: it must learn to avoid such children."""
+    space = CodeSpace("toy", 3, "01")
+    told, plain = Reinforce(space, seed=1), Reinforce(space, seed=1)
+    archs = told.ask(4)
+    assert archs == plain.ask(4)
+    statuses = ["ok", "failed", "diverged", "missing"]
+    a = told.tell([Outcome(x, r, s) for x, r, s in zip(archs, [0.9, 0.0, 0.0, 0.0], statuses)])
+    b = plain.tell(outcomes(archs, [0.9, 0.0, 0.0, 0.0]))
+    assert a == b
+    assert all(torch.equal(p, q) for p, q in zip(told.controller.parameters(), plain.controller.parameters()))
+
+
+def test_an_outcome_refuses_an_unknown_status_and_a_reward_that_is_not_finite():
+    arch = CodeArchitecture("toy", "010")
+    with pytest.raises(ValueError, match="status 'crashed' is not one of ok, diverged, failed, missing"):
+        Outcome(arch, 0.0, "crashed")
+    with pytest.raises(ValueError, match="reward nan is not finite"):
+        Outcome(arch, float("nan"))
+    assert Outcome(arch, 0.0, "diverged").measured and not Outcome(arch, 0.0, "missing").measured

@@ -293,13 +293,13 @@ def test_cnn_architectures_are_checked_against_their_space(tmp_path):
 
 def test_damaged_weights_leave_the_summary_with_a_warning(template, tmp_path):
     path = _copy(template, tmp_path)
-    _sql(path, "UPDATE models SET weights = X'00', test_accuracy = NULL")  # a score not yet measured needs them
+    _sql(path, "UPDATE models SET weights = X'00', test_score = NULL")  # a score not yet measured needs them
     with Study.open(path, readonly=True) as study:
         with pytest.warns(UserWarning, match="cannot be read.*no test score"):
             summary = study.summary()
-        assert summary["trial"] == template[1] and summary["test_accuracy"] is None
+        assert summary["trial"] == template[1] and summary["test_score"] is None
         with pytest.raises(ArchsearchError, match="cannot be read"):
-            study.test_accuracy()
+            study.test_score()
 
 
 def test_a_study_killed_before_its_first_step_is_shown(tmp_path, moons, capsys):
@@ -438,10 +438,10 @@ def test_a_read_only_study_is_read_whole_by_another_user(shared_folder, moons, l
 
 def test_reading_read_only_writes_nothing(template, tmp_path):
     path = _copy(template, tmp_path)
-    _sql(path, "UPDATE models SET test_accuracy = NULL")  # opened for writing, reading the summary would store it
+    _sql(path, "UPDATE models SET test_score = NULL")  # opened for writing, reading the summary would store it
     before = _sha(path)
     with Study.open(path, readonly=True) as study:
-        assert study.summary()["test_accuracy"] is not None
+        assert study.summary()["test_score"] is not None
         study.best_model()
         study.trials(top=3)
     assert _sha(path) == before

@@ -4,11 +4,12 @@ from collections.abc import Callable
 from typing import Any
 
 from archsearch.errors import ArchsearchError
-from archsearch.evaluation._base import Evaluator
+from archsearch.evaluation._base import Evaluator, Trainer
 from archsearch.evaluation._batched import BatchedTrainer
 from archsearch.evaluation._config import TrainConfig
 from archsearch.evaluation._lookup import TABULAR_BENCHMARKS, LookupEvaluator, TabularBenchmark, get_benchmark
-from archsearch.evaluation._result import Result, Status
+from archsearch.evaluation._result import Refit, Result, Status
+from archsearch.evaluation._reuse import ReusingEvaluator
 from archsearch.evaluation._scoring import accuracy, load_model, split_score, validation_loss, validation_score
 from archsearch.evaluation._serial import SerialTrainer
 from archsearch.registry import Registry
@@ -43,10 +44,13 @@ __all__ = [
     "LookupEvaluator",
     "TABULAR_BENCHMARKS",
     "TabularBenchmark",
+    "Refit",
     "Result",
+    "ReusingEvaluator",
     "SerialTrainer",
     "Status",
     "TrainConfig",
+    "Trainer",
     "accuracy",
     "get_benchmark",
     "load_model",

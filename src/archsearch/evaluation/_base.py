@@ -1,6 +1,14 @@
-"""The evaluator contract: architectures and seeds in, results out."""
+"""The evaluator contract: architectures and seeds in, results out; and what else a study asks of
+the part that holds the task: refitting a pick, the validation loss and test score of kept weights,
+the network they make.
+
+A study knows its evaluator through this interface only. The defaults say what an evaluator that
+trains nothing answers (a table's lookup): it keeps no weights, cannot refit, and has no test score.
+"""
 
 from __future__ import annotations
+
+import dataclasses
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -10,7 +18,8 @@ import torch
 
 from archsearch.errors import ArchsearchError
 from archsearch.evaluation._config import TrainConfig
-from archsearch.evaluation._result import Result
+from archsearch.evaluation._result import Refit, Result
+from archsearch.evaluation._scoring import load_model, split_score, validation_loss
 from archsearch.space import Architecture
 from archsearch.tasks import Task
 
@@ -69,6 +78,79 @@ class Evaluator(ABC):
 
     def to_config(self) -> dict[str, Any]:
         return {"name": self.name, **self.config.to_config()}
+
+    # -- what a study asks besides evaluations ---------------------------------------------------
+
+    #: whether :meth:`refit` can retrain a final pick
+    refits: ClassVar[bool] = False
+
+    def refit(self, arch: Architecture, seed: int, epochs: int) -> Refit:
+        """``arch`` retrained from the initial weights of ``seed`` on the training and validation rows
+        together, for ``epochs`` epochs; an evaluator that trains nothing refuses."""
+        raise ArchsearchError(f"refit: the {self.name!r} evaluator trains nothing, so it cannot retrain a pick")
+
+    def validation_loss(self, arch: Architecture, weights: dict[str, torch.Tensor]) -> float | None:
+        """The training loss of ``weights`` on the validation split (ties between equal rewards go to the
+        lower), or ``None`` where there is no such loss."""
+        return None
+
+    def model(self, arch: Architecture, weights: dict[str, torch.Tensor]) -> torch.nn.Module:
+        """``arch`` with ``weights`` (stored ones: checked first), ready to predict."""
+        raise ArchsearchError(f"the {self.name!r} evaluator keeps no weights, so it builds no network")
+
+    def test_score(self, arch: Architecture, weights: dict[str, torch.Tensor] | None) -> float | None:
+        """The score of the final pick on the test split (accuracy, or R^2 not clipped), or ``None``
+        where there is none to measure."""
+        return None
+
+    # -- deduplication: none, unless wrapped (see ReusingEvaluator) ---------------------------------
+
+    def plan(self, archs: Sequence[Architecture], keys: Sequence[int]) -> dict[int, int]:
+        """Which of ``archs`` (known to the caller by ``keys``, in increasing order) take an earlier
+        result instead of being evaluated: index -> the key of that result."""
+        return {}
+
+    def remember(self, key: int, arch: Architecture, result: Result) -> None:
+        """Note a recorded result, which a later equivalent architecture may take."""
+
+    def reused(self, key: int) -> Result:
+        """The result recorded under ``key``, to record again for an architecture that :meth:`plan` matched."""
+        raise KeyError(key)
+
+
+class Trainer(Evaluator):
+    """An evaluator that trains children on its task and keeps their weights: what the serial and batched
+    trainers share beyond training."""
+
+    refits = True
+
+    def validation_loss(self, arch: Architecture, weights: dict[str, torch.Tensor]) -> float | None:
+        return validation_loss(arch, self.task, weights)
+
+    def model(self, arch: Architecture, weights: dict[str, torch.Tensor]) -> torch.nn.Module:
+        return load_model(arch, self.task, weights)
+
+    def test_score(self, arch: Architecture, weights: dict[str, torch.Tensor] | None) -> float | None:
+        """``None`` without weights or without test rows (``NASClassifier`` keeps none)."""
+        if weights is None or len(self.task.y_test) == 0:
+            return None
+        return split_score(self.model(arch, weights), self.task, "test")
+
+    def refit(self, arch: Architecture, seed: int, epochs: int) -> Refit:
+        """The reference trainer retrains, whichever trainer searched: one network, trained once, has
+        nothing to gain from batching. Every epoch counts (``patience`` past the end, a reward window of
+        one): there is no validation split left to stop on."""
+        from archsearch.evaluation._serial import SerialTrainer  # the reference is itself a Trainer
+
+        task = self.task
+        merged = dataclasses.replace(
+            task, x_train=torch.cat([task.x_train, task.x_val]), y_train=torch.cat([task.y_train, task.y_val])
+        )
+        config = dataclasses.replace(self.config, max_epochs=epochs, patience=epochs + 1, reward_window=1)
+        ((_, result),) = SerialTrainer(merged, config).evaluate([arch], [seed])
+        if result.status != "ok":
+            raise ArchsearchError(f"the retrained network {result.status}: {result.error}")
+        return Refit(epochs, len(merged.y_train), result.weights)
 
 
 def _device_available(device: str) -> bool:

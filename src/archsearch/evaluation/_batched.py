@@ -44,7 +44,7 @@ import torch
 
 from archsearch._limits import max_workers
 from archsearch.errors import ArchsearchError
-from archsearch.evaluation._base import Evaluator
+from archsearch.evaluation._base import Trainer
 from archsearch.evaluation._config import TrainConfig
 from archsearch.evaluation._result import Result
 from archsearch.evaluation._scoring import improved, r2_from_sse, total_sum_of_squares
@@ -57,7 +57,7 @@ _FUSED_ADAM = hasattr(torch, "_fused_adam_")  # one kernel for the whole update 
 _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8  # torch.optim.Adam's defaults, as the reference trainer uses
 
 
-class BatchedTrainer(Evaluator):
+class BatchedTrainer(Trainer):
     """Trains a batch of MLP children at once, with the reference trainer's semantics."""
 
     name = "batched"
@@ -738,7 +738,7 @@ class _Group:
             weights[f"{2 * layer}.bias"] = bias[row, :fan_out, 0].cpu().clone()
         return Result(
             reward=reward,
-            val_accuracy=accuracy,
+            val_score=accuracy,
             val_curve=child.vals,
             train_loss=child.losses,
             params=child.params,

@@ -7,15 +7,15 @@ from typing import Literal
 
 import torch
 
-Status = Literal["ok", "diverged", "failed"]
+Status = Literal["ok", "diverged", "failed", "missing"]
 
 
 @dataclass
 class Result:
     """The outcome of training and scoring one child.
 
-    ``reward`` is what the strategy sees. ``val_accuracy`` is the validation
-    accuracy behind it (the best of the last epochs), ``val_curve`` and
+    ``reward`` is what the strategy sees. ``val_score`` is the validation
+    score behind it (accuracy, or R^2 for regression; the best of the last epochs), ``val_curve`` and
     ``train_loss`` hold one value per epoch. ``weights`` are the child's
     weights at ``kept_epoch`` (the epoch whose validation accuracy set the
     reward), kept so the final pick needs no retraining; studies persist them
@@ -25,7 +25,7 @@ class Result:
 
     reward: float
     status: Status = "ok"
-    val_accuracy: float = 0.0
+    val_score: float = 0.0
     val_curve: list[float] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
     params: int = 0
@@ -44,3 +44,13 @@ class Result:
     def failure(cls, status: Status, error: str, params: int = 0, seconds: float = 0.0, **fields) -> Result:
         """A child that diverged or crashed: reward 0 and the reason (``fields``: curves, attempts)."""
         return cls(reward=0.0, status=status, error=error, params=params, seconds=seconds, **fields)
+
+
+@dataclass
+class Refit:
+    """A final pick retrained on the training and validation rows together: for ``epochs`` epochs on
+    ``rows`` rows, ending with ``weights``."""
+
+    epochs: int
+    rows: int
+    weights: dict[str, torch.Tensor] = field(repr=False)

@@ -14,13 +14,13 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from archsearch.evaluation._base import Evaluator
+from archsearch.evaluation._base import Trainer
 from archsearch.evaluation._result import Result
 from archsearch.evaluation._scoring import improved, predict, training_loss, validation_score
 from archsearch.space import Architecture
 
 
-class SerialTrainer(Evaluator):
+class SerialTrainer(Trainer):
     """Trains each child on its own with ``torch.optim.Adam`` and early stopping.
 
     The loss is cross-entropy (classification) or mean squared error (regression); the
@@ -106,13 +106,13 @@ class SerialTrainer(Evaluator):
                         waited += 1
                     if waited >= cfg.patience or out_of_time:
                         break
-                reward, val_accuracy, kept_epoch = cfg.reward(vals)
+                reward, val_score, kept_epoch = cfg.reward(vals)
                 weights = recent[kept_epoch - 1 - (len(vals) - len(recent))]
         except Exception as exc:  # a broken child is a recorded trial, not a crashed search
             return failure("failed", f"{type(exc).__name__}: {exc}")
         return Result(
             reward=reward,
-            val_accuracy=val_accuracy,
+            val_score=val_score,
             val_curve=vals,
             train_loss=losses,
             params=params,

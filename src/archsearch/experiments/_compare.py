@@ -10,7 +10,9 @@ What is measured after q queries (trials, in order, repeats included) is the
 reward so far. Its score is the benchmark's metric of that architecture (its
 mean over runs, even when the rewards were ``noisy`` single runs) or, on a
 task, its validation accuracy. A run reaches the benchmark's best at the first
-query where the incumbent is one of the best architectures.
+query where the incumbent is one of the best architectures, or, with a
+``tolerance``, one whose metric is within ``tolerance`` of the best (near-ties in a
+table of noisy means are as good as the best).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from archsearch.errors import ArchsearchError
 CHECKPOINTS = (50, 100, 200, 500, 1000, 2000, 5000, 10000)
 #: what :meth:`Comparison.write` writes into its folder
 COMPARISON_FILES = ("results.json", "table.txt", "comparison.png")
+#: the largest space whose analytical random-search median is computed
+_COUNTABLE = 10**6
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class RunSpec:
     task: str | None = None
     trainer: dict[str, Any] = field(default_factory=dict)
     study_path: str | None = None
+    tolerance: float = 0.0
 
 
 @dataclass
@@ -59,7 +64,7 @@ class RunResult:
     scores: list[float]
     queries_to_best: int | None
     seconds: float
-    test_accuracy: float | None = None
+    test_score: float | None = None
 
 
 def run_one(spec: RunSpec) -> RunResult:
@@ -105,13 +110,14 @@ def run_one(spec: RunSpec) -> RunResult:
     with study:
         study.run(steps=max(steps, study.steps), progress=False)
         trials = study.trials()[: spec.budget]
-        test = None if bench else study.test_accuracy()
-    scores, hit = incumbent_curve(trials, bench)
+        test = None if bench else study.test_score()
+    scores, hit = incumbent_curve(trials, bench, spec.tolerance)
     return RunResult(spec.strategy, spec.seed, scores, hit, time.perf_counter() - started, test)
 
 
-def incumbent_curve(trials: Sequence[Any], bench: Any = None) -> tuple[list[float], int | None]:
-    """The incumbent's score after each trial, and the first query where it is a best architecture."""
+def incumbent_curve(trials: Sequence[Any], bench: Any = None, tolerance: float = 0.0) -> tuple[list[float], int | None]:
+    """The incumbent's score after each trial, and the first query where it is a best architecture
+    (its score within ``tolerance`` of the benchmark's best)."""
     from archsearch.study._storage import rank
 
     best_key, score, hit = None, float("nan"), None
@@ -122,10 +128,10 @@ def incumbent_curve(trials: Sequence[Any], bench: Any = None) -> tuple[list[floa
             if best_key is None or key < best_key:
                 best_key = key
                 if bench is None:
-                    score = trial.val_accuracy
+                    score = trial.val_score
                 else:
                     score = bench.value(trial.architecture)
-                    if hit is None and score == bench.best_value:
+                    if hit is None and score >= bench.best_value - tolerance:
                         hit = query
         scores.append(score)
     return scores, hit
@@ -140,6 +146,13 @@ def random_median(size: int, optima: int) -> int:
         if missed <= 0.5:
             return k
     return size
+
+
+def _random_median(bench: Any, tolerance: float) -> int | None:
+    """:func:`random_median` over every code of the benchmark's space (random search also draws those the
+    table lacks); ``None`` for a space too large to count through."""
+    size = bench.space.size()
+    return random_median(size, len(bench.codes_within(tolerance))) if size <= _COUNTABLE else None
 
 
 def _interval(values: np.ndarray) -> tuple[float, float, float]:
@@ -199,9 +212,9 @@ class Comparison:
                 mean, low, high = _interval(curves[:, point - 1])
                 entry["mean_best_at"][str(point)] = mean
                 entry["ci95_best_at"][str(point)] = [low, high]
-            tests = [r.test_accuracy for r in runs if r.test_accuracy is not None]
+            tests = [r.test_score for r in runs if r.test_score is not None]
             if tests:
-                entry["mean_test_accuracy"] = float(np.mean(tests))
+                entry["mean_test_score"] = float(np.mean(tests))
             entry["seconds"] = float(sum(r.seconds for r in runs))
             strategies[name] = entry
         return {
@@ -280,7 +293,8 @@ def _run_all(specs: list[RunSpec], jobs: int, on_run: Callable[[RunResult], None
 
 
 def _check_arguments(
-    strategies: Sequence[str], seeds: int, budget: int, per_step: int, benchmark: str | None, task: str | None
+    strategies: Sequence[str], seeds: int, budget: int, per_step: int, benchmark: str | None, task: str | None,
+    tolerance: Any,
 ) -> None:
     from archsearch.strategies import STRATEGIES
 
@@ -292,6 +306,10 @@ def _check_arguments(
         raise ArchsearchError(f"strategies: unknown strategy {unknown[0] if unknown else '(none)'!r} (known: {known})")
     if seeds < 1 or budget < 1 or per_step < 1:
         raise ArchsearchError("compare: seeds, budget and children per step must be positive")
+    if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or not 0 <= tolerance < math.inf:
+        raise ArchsearchError(f"tolerance: must be a non-negative number, got {tolerance!r:.40}")
+    if tolerance and benchmark is None:
+        raise ArchsearchError("tolerance: only a comparison on a benchmark has a best to come near")
 
 
 def compare(
@@ -308,8 +326,12 @@ def compare(
     jobs: int | None = None,
     strategy_options: dict[str, dict[str, Any]] | None = None,
     on_run: Callable[[RunResult], None] | None = None,
+    tolerance: float = 0.0,
 ) -> Comparison:
     """Run every strategy with seeds ``0..seeds-1`` for ``budget`` queries each.
+
+    On a benchmark, a run has found the best once its incumbent's metric is within
+    ``tolerance`` of the table's best (in the table's units; 0: the best itself).
 
     ``strategy_options`` maps a strategy's name to constructor arguments other than
     its defaults (for example ``{"reinforce": {"lr": 0.01}}``).
@@ -320,7 +342,7 @@ def compare(
     """
     from archsearch.evaluation import get_benchmark
 
-    _check_arguments(strategies, seeds, budget, children_per_step, benchmark, task)
+    _check_arguments(strategies, seeds, budget, children_per_step, benchmark, task, tolerance)
     bench = get_benchmark(benchmark) if benchmark else None
     if "tpe" in strategies:
         from archsearch.strategies._tpe import _optuna
@@ -347,6 +369,7 @@ def compare(
             task=task,
             trainer=dict(trainer or {}),
             study_path=str(studies / f"{name}-s{seed}.db") if studies else None,
+            tolerance=float(tolerance),
         )
         for name in strategies
         for seed in range(seeds)
@@ -359,13 +382,15 @@ def compare(
         settings["strategy_options"] = {k: dict(v) for k, v in strategy_options.items()}
     if trainer:
         settings["trainer"] = dict(trainer)
+    if bench:
+        settings["tolerance"] = float(tolerance)
     return Comparison(
         runs=runs,
         budget=budget,
         benchmark=benchmark,
         task=task,
         best_value=bench.best_value if bench else None,
-        random_median=random_median(len(bench.records), len(bench.best_codes)) if bench else None,
+        random_median=_random_median(bench, tolerance) if bench else None,
         wall_seconds=time.perf_counter() - started,
         settings=settings,
     )

@@ -109,7 +109,7 @@ def sample(
         study.run(steps=max(math.ceil(n / study.children_per_step), study.steps), progress=progress, callback=on_step)
         trials = study.trials()[:n]
         trained = max(0, len(study.trials()) - before)
-    accuracies = [t.val_accuracy for t in trials if t.status == "ok"]
+    accuracies = [t.val_score for t in trials if t.status == "ok"]
     return Sample(
         task=task,
         accuracies=accuracies,

@@ -3,7 +3,7 @@
 from archsearch.space._architecture import Architecture, MLPArchitecture, MLPLayer
 from archsearch.space._base import SPACES, Decision, SearchSpace, Slot
 from archsearch.space._cnn import BaselineCNN, CNNArchitecture, CNNLayer, CNNSpace
-from archsearch.space._code import CodeArchitecture, CodeSpace
+from archsearch.space._code import CodeArchitecture, CodeSpace, canonical_form
 from archsearch.space._mlp import MLPSpace
 
 for _space in (MLPSpace, CNNSpace, CodeSpace):
@@ -24,4 +24,5 @@ __all__ = [
     "MLPSpace",
     "SearchSpace",
     "Slot",
+    "canonical_form",
 ]

@@ -1,11 +1,21 @@
-"""The search-space contract: a variable-length sequence of categorical decisions.
+"""The search-space contract: what a space must provide so that every strategy can search it.
 
-A space lays its decisions out as a fixed schedule of *slots*. Each slot asks
-one :class:`Decision` (so a controller can give every decision type its own
-softmax head) and says whether the end-of-sequence token may be chosen there.
-An architecture is encoded as one token per slot, up to and including an EOS
-token when it ends early: token ``i < len(choices)`` picks ``choices[i]``,
-token ``len(choices)`` is EOS.
+A space is a set of architectures declared as a sequence of categorical decisions.
+It lays them out as a fixed schedule of *slots*. Each slot asks one
+:class:`Decision` (so a controller can give every decision type its own softmax
+head) and says whether the end-of-sequence token may be chosen there.
+
+Tokens are how strategies see the space. An architecture is encoded as one token
+per slot, up to and including an EOS token when it ends early: token
+``i < len(choices)`` picks ``choices[i]``, token ``len(choices)`` is EOS. The
+controller samples tokens and :meth:`SearchSpace.decode` turns them into an
+architecture; :meth:`SearchSpace.encode` is the inverse, for strategies that learn
+from what they proposed. Random search and evolution use :meth:`SearchSpace.sample`,
+:meth:`SearchSpace.enumerate` and :meth:`SearchSpace.mutate` instead.
+
+A space must provide ``kind``, the decisions and slots, and the abstract methods
+below; :meth:`SearchSpace.validate` and :meth:`SearchSpace.check_tokens` come with
+the base class.
 """
 
 from __future__ import annotations
@@ -54,7 +64,19 @@ SPACES: Registry = Registry("space", "spaces")
 
 
 class SearchSpace(ABC):
-    """A set of architectures that strategies can sample, enumerate, mutate and encode."""
+    """A set of architectures that strategies can sample, enumerate, mutate and encode.
+
+    ``kind`` names the space in a study file: a subclass that sets it is registered under it,
+    and :meth:`from_config` rebuilds it from :meth:`to_config`'s output, which must be JSON
+    and hold everything that makes the space what it is (the file is read back as input,
+    so the constructor checks every setting and says which one is wrong). Two spaces are
+    equal when their configs are.
+
+    Architectures that build the same network share a canonical form
+    (:meth:`Architecture.canonical`), over which their hash is taken, so that a study
+    counts and deduplicates them together. When the equivalence is the space's (a tabular
+    benchmark's), the members that :meth:`decode` and :meth:`validate` return carry it.
+    """
 
     kind: str
     #: settings added after studies were first written, with the values those studies were run with
@@ -113,10 +135,13 @@ class SearchSpace(ABC):
     def to_config(self) -> dict[str, Any]:
         """JSON-ready constructor arguments plus ``"kind"``, enough to rebuild the space."""
 
-    def validate(self, arch: Architecture) -> None:
-        """Raise :class:`ArchsearchError` unless ``arch`` is a member of this space."""
-        if self.decode(self.encode(arch)) != arch:
+    def validate(self, arch: Architecture) -> Architecture:
+        """``arch`` as this space's member (read from a file, it gains what its canonical form needs);
+        :class:`ArchsearchError` unless it is one."""
+        member = self.decode(self.encode(arch))
+        if member != arch:
             raise ArchsearchError(f"architecture {arch} is not a member of {self}")
+        return member
 
     def contains(self, arch: Architecture) -> bool:
         try:

@@ -1,7 +1,7 @@
-"""Search strategies: they propose architectures and learn from rewards."""
+"""Search strategies: they propose architectures and learn from their outcomes."""
 
 from archsearch.registry import Registry
-from archsearch.strategies._base import Strategy
+from archsearch.strategies._base import STATUSES, Outcome, Strategy, outcomes
 from archsearch.strategies._controller import Controller
 from archsearch.strategies._evolution import RegularizedEvolution
 from archsearch.strategies._random import RandomSearch
@@ -13,4 +13,15 @@ STRATEGIES: Registry = Registry("strategy", "strategies")
 for _strategy in (RegularizedEvolution, RandomSearch, Reinforce, TPE):
     STRATEGIES.register(_strategy.name, _strategy)
 
-__all__ = ["STRATEGIES", "TPE", "Controller", "RandomSearch", "RegularizedEvolution", "Reinforce", "Strategy"]
+__all__ = [
+    "STATUSES",
+    "STRATEGIES",
+    "TPE",
+    "Controller",
+    "Outcome",
+    "RandomSearch",
+    "RegularizedEvolution",
+    "Reinforce",
+    "Strategy",
+    "outcomes",
+]

@@ -1,22 +1,64 @@
-"""The strategy contract: propose architectures, learn from their rewards.
+"""The strategy contract: propose architectures, learn from their outcomes.
 
-Strategies never train anything; they see architectures and rewards only.
-Everything they need to continue exactly where they stopped (weights,
+Strategies never train anything; they see architectures, rewards and statuses only (an
+:class:`Outcome` each), never the evaluator's results, so that they sit beside evaluation rather
+than above it. Everything they need to continue exactly where they stopped (weights,
 optimiser state, random number generator states) is in ``state_dict``.
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
+
+import numpy as np
 
 from archsearch import _limits as limits
 from archsearch.space import Architecture, SearchSpace
 
+#: ``ok``: trained and scored; ``diverged``: its training blew up (a fact about the architecture);
+#: ``failed``: its evaluation crashed; ``missing``: a tabular benchmark has no entry for it. The last two
+#: measured nothing.
+STATUSES = ("ok", "diverged", "failed", "missing")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a strategy learns about one architecture it proposed: its reward and how it was obtained.
+
+    A child that did not finish carries the evaluator's reward for it (0) and its status; each
+    strategy says what it makes of such an outcome.
+    """
+
+    architecture: Architecture
+    reward: float
+    status: str = "ok"
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"outcome: status {self.status!r} is not one of {', '.join(STATUSES)}")
+        if not math.isfinite(self.reward):
+            raise ValueError(f"outcome: reward {self.reward!r} is not finite")
+
+    @property
+    def measured(self) -> bool:
+        """Whether the reward measures the architecture (``ok`` or ``diverged``), rather than saying
+        that nothing was measured (``failed``, ``missing``)."""
+        return self.status in ("ok", "diverged")
+
+
+def outcomes(archs: Sequence[Architecture], rewards: Sequence[float]) -> list[Outcome]:
+    """Successful outcomes, one per architecture and reward."""
+    if len(archs) != len(rewards):
+        raise ValueError(f"outcomes: {len(archs)} architectures but {len(rewards)} rewards")
+    return [Outcome(arch, float(reward)) for arch, reward in zip(archs, rewards)]
+
 
 class Strategy(ABC):
-    """Base class: ``ask`` for architectures, ``tell`` their rewards. ``seed``: an integer in 0..2**63 - 1."""
+    """Base class: ``ask`` for architectures, ``tell`` their outcomes. ``seed``: an integer in 0..2**63 - 1."""
 
     name: ClassVar[str]
     #: True when the strategy can learn from one result at a time, so that an asynchronous study
@@ -33,8 +75,8 @@ class Strategy(ABC):
         """Propose ``n`` architectures to evaluate next."""
 
     @abstractmethod
-    def tell(self, archs: Sequence[Architecture], rewards: Sequence[float]) -> dict[str, float]:
-        """Learn from the rewards of architectures it proposed; return metrics worth logging."""
+    def tell(self, outcomes: Sequence[Outcome]) -> dict[str, float]:
+        """Learn from the outcomes of architectures it proposed; return metrics worth logging."""
 
     @abstractmethod
     def state_dict(self) -> dict[str, Any]:
@@ -46,3 +88,8 @@ class Strategy(ABC):
     def to_config(self) -> dict[str, Any]:
         """Constructor arguments other than the space, plus ``"name"``."""
         return {"name": self.name, "seed": self.seed}
+
+
+def mean_reward(outcomes: Sequence[Outcome]) -> dict[str, float]:
+    """The metric every strategy logs: the mean reward of what it was told (none: no metric)."""
+    return {"mean_reward": float(np.mean([o.reward for o in outcomes]))} if outcomes else {}

@@ -8,6 +8,11 @@ leaves it, whatever its reward: age, not fitness, decides who dies, which keeps 
 search from clinging to a lucky early architecture. The first ``population_size``
 proposals are drawn uniformly at random.
 
+A child that diverged joins the population with its reward of 0 (it was measured: that
+architecture does not train). One that failed or is missing from a table measured nothing:
+it takes no place in the population, so it neither becomes a parent nor pushes out a
+measured member early.
+
 Defaults: a population of 20 and tournaments of 5 keep Real et al.'s ratio of 1/4
 (they used 100 and 25 for budgets of tens of thousands) while leaving the random
 phase after 20 queries, which suits budgets of hundreds. On NAS-Bench-Macro
@@ -26,7 +31,7 @@ import numpy as np
 from archsearch import _limits as limits
 from archsearch.errors import ArchsearchError
 from archsearch.space import Architecture, SearchSpace
-from archsearch.strategies._base import Strategy
+from archsearch.strategies._base import Outcome, Strategy, mean_reward
 
 
 class RegularizedEvolution(Strategy):
@@ -58,13 +63,17 @@ class RegularizedEvolution(Strategy):
             self.proposed += 1
         return archs
 
-    def tell(self, archs: Sequence[Architecture], rewards: Sequence[float]) -> dict[str, float]:
-        for arch, reward in zip(archs, rewards, strict=True):
-            self.population.append((arch, float(reward)))
+    def tell(self, outcomes: Sequence[Outcome]) -> dict[str, float]:
+        for outcome in outcomes:
+            if not outcome.measured:
+                continue
+            self.population.append((outcome.architecture, float(outcome.reward)))
             if len(self.population) > self.population_size:
                 self.population.popleft()
-        best = max(r for _, r in self.population)
-        return {"mean_reward": float(np.mean(rewards)), "population_best": best}
+        metrics = mean_reward(outcomes)
+        if self.population:
+            metrics["population_best"] = max(r for _, r in self.population)
+        return metrics
 
     def state_dict(self) -> dict[str, Any]:
         return {

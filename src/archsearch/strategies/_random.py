@@ -9,7 +9,7 @@ import numpy as np
 
 from archsearch.errors import ArchsearchError
 from archsearch.space import Architecture, SearchSpace
-from archsearch.strategies._base import Strategy
+from archsearch.strategies._base import Outcome, Strategy, mean_reward
 
 
 class RandomSearch(Strategy):
@@ -17,7 +17,8 @@ class RandomSearch(Strategy):
 
     ``unique`` compares architectures by value (their code), not by canonical hash, so on a
     tabular benchmark it is sampling without replacement over the table's entries.
-    ``unique=False`` samples with replacement, as the seed paper's Fig. 7 does.
+    ``unique=False`` samples with replacement, as the seed paper's Fig. 7 does. Outcomes of
+    any status change nothing: nothing is learnt.
     """
 
     name = "random"
@@ -42,8 +43,8 @@ class RandomSearch(Strategy):
             archs.append(arch)
         return archs
 
-    def tell(self, archs: Sequence[Architecture], rewards: Sequence[float]) -> dict[str, float]:
-        return {"mean_reward": float(np.mean(rewards))} if len(rewards) else {}
+    def tell(self, outcomes: Sequence[Outcome]) -> dict[str, float]:
+        return mean_reward(outcomes)
 
     def state_dict(self) -> dict[str, Any]:
         return {"rng": self.rng.bit_generator.state, "seen": sorted(self.seen)}

@@ -18,7 +18,9 @@ advantage A_k is one of
   mean), as in Zoph & Le. Its updates shrink with the reward spread, so it needs more queries to find the
   best (docs/results/2026-11-23-reinforce-sensitivity.md).
 
-The controller is updated once per step with Adam.
+The controller is updated once per step with Adam. Every outcome counts, whatever its
+status: a child that diverged, failed or is missing from a table carries a reward of 0, so the
+controller learns to avoid proposing such children.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import torch
 from archsearch import _limits as limits
 from archsearch.errors import ArchsearchError
 from archsearch.space import Architecture, SearchSpace
-from archsearch.strategies._base import Strategy
+from archsearch.strategies._base import Outcome, Strategy
 from archsearch.strategies._controller import PAD, Controller
 
 ADVANTAGES = ("rank", "baseline")
@@ -139,11 +141,12 @@ class Reinforce(Strategy):
         padded = [row + [PAD] * (n_slots - len(row)) for row in rows]
         return torch.tensor(padded, dtype=torch.long, device=self.device)
 
-    def tell(self, archs: Sequence[Architecture], rewards: Sequence[float]) -> dict[str, float]:
-        """One controller update from a step of architectures and their rewards."""
-        if len(archs) != len(rewards) or not archs:
-            raise ValueError(f"tell: need one reward per architecture, got {len(archs)} and {len(rewards)}")
-        values = np.array([float(r) for r in rewards])
+    def tell(self, outcomes: Sequence[Outcome]) -> dict[str, float]:
+        """One controller update from a step of outcomes (each status counts with its reward)."""
+        if not outcomes:
+            raise ValueError("tell: needs the outcomes of a step, got none")
+        archs = [o.architecture for o in outcomes]
+        values = np.array([float(o.reward) for o in outcomes])
         mean = float(values.mean())
         baseline = mean if self.baseline is None else self.baseline
         if self.advantage == "rank":

@@ -7,6 +7,11 @@ archsearch saves is the history of (tokens, reward) pairs, from which the Optuna
 is rebuilt on resume, and every proposal uses a sampler seeded from the strategy seed
 and the proposal's number, so a resumed search proposes exactly what an uninterrupted
 one would.
+
+A child that failed, or that a tabular benchmark lacks, measured nothing: it is told to Optuna
+as a failed trial (its ``FAIL`` state), which TPE leaves out of its model, and it is not in the
+saved history. A child that diverged was measured (that architecture does not train): its reward
+of 0 is fitted like any other.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import numpy as np
 from archsearch import _limits as limits
 from archsearch.errors import ArchsearchError
 from archsearch.space import Architecture, SearchSpace
-from archsearch.strategies._base import Strategy
+from archsearch.strategies._base import Outcome, Strategy, mean_reward
 
 
 def _optuna() -> Any:
@@ -71,15 +76,19 @@ class TPE(Strategy):
             self.proposed += 1
         return archs
 
-    def tell(self, archs: Sequence[Architecture], rewards: Sequence[float]) -> dict[str, float]:
-        for arch, reward in zip(archs, rewards, strict=True):
+    def tell(self, outcomes: Sequence[Outcome]) -> dict[str, float]:
+        for outcome in outcomes:
+            arch = outcome.architecture
             position = next((i for i, (a, _) in enumerate(self._pending) if a == arch), None)
             if position is None:
                 raise ValueError(f"tell: {arch} was not proposed by this strategy")
             _, trial = self._pending.pop(position)
-            self._study.tell(trial, float(reward))
-            self.history.append((self.space.encode(arch), float(reward)))
-        return {"mean_reward": float(np.mean(rewards))}
+            if not outcome.measured:
+                self._study.tell(trial, state=self.optuna.trial.TrialState.FAIL)
+                continue
+            self._study.tell(trial, float(outcome.reward))
+            self.history.append((self.space.encode(arch), float(outcome.reward)))
+        return mean_reward(outcomes)
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": [(list(tokens), reward) for tokens, reward in self.history], "proposed": self.proposed}

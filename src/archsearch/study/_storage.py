@@ -10,8 +10,11 @@ Tables:
 - ``steps``: the strategy's metrics (loss, entropy, baseline, ...) per update.
 - ``checkpoints``: the strategy's ``state_dict`` after its latest update; it is
   written in the same transaction as that step's metrics.
-- ``models``: the weights of the best child so far (and its test accuracy once
-  measured), written in the same transaction as the trial that became best.
+- ``models``: one row, the study's model: the weights of the best child so far (and their
+  test score once measured), written in the same transaction as the trial that became best,
+  and, once the search is refit, that child retrained on train + validation (``refit_*``: its
+  epochs, rows, weights and test score). The refit lives in the row of the weights it
+  replaces: a new best replaces both, so a refit of a former best is never read as the model.
 
 Commits use ``synchronous=NORMAL``: in WAL mode a committed transaction survives
 the process being killed at any instant (a power cut may lose the last few).
@@ -46,9 +49,12 @@ from archsearch.space import Architecture, SearchSpace
 from archsearch.study import _untrusted
 
 FORMAT = "archsearch-study"
-SCHEMA_VERSION = 3  # 2: trials.val_loss, the tie-break between equal rewards; 3: executor, workers, attempts
-# Columns added by each schema version, in table order; opening an older file for writing adds them.
+# 2: trials.val_loss, the tie-break between equal rewards; 3: executor, workers, attempts; 4: val_score and
+# test_score (named for what they hold: accuracy or R^2), and the refits table folded into models
+SCHEMA_VERSION = 4
+# Columns added to trials by schema versions 2 and 3, in table order; upgrade() adds them to an older file.
 _ADDED = {2: ["val_loss REAL"], 3: ["executor TEXT", "workers INTEGER", "attempts INTEGER"]}
+_REFIT_COLUMNS = ("refit_epochs INTEGER", "refit_rows INTEGER", "refit_weights BLOB", "refit_test_score REAL")
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -61,7 +67,7 @@ CREATE TABLE trials (
     arch_str TEXT NOT NULL,
     status TEXT NOT NULL,
     reward REAL NOT NULL,
-    val_accuracy REAL NOT NULL,
+    val_score REAL NOT NULL,
     error TEXT,
     params INTEGER NOT NULL,
     epochs INTEGER NOT NULL,
@@ -81,17 +87,21 @@ CREATE TABLE trials (
 CREATE INDEX trials_by_hash ON trials (arch_hash, number);
 CREATE TABLE steps (step INTEGER PRIMARY KEY, metrics TEXT NOT NULL, created REAL NOT NULL);
 CREATE TABLE checkpoints (step INTEGER PRIMARY KEY, state BLOB NOT NULL);
-CREATE TABLE models (number INTEGER PRIMARY KEY, weights BLOB NOT NULL, test_accuracy REAL);
-CREATE TABLE IF NOT EXISTS refits (
-    number INTEGER PRIMARY KEY, epochs INTEGER NOT NULL, rows INTEGER NOT NULL, weights BLOB NOT NULL,
-    test_accuracy REAL
+CREATE TABLE models (
+    number INTEGER PRIMARY KEY, weights BLOB NOT NULL, test_score REAL,
+    refit_epochs INTEGER, refit_rows INTEGER, refit_weights BLOB, refit_test_score REAL
 );
 """
 # Only in a study whose task is kept in the file (kind "arrays"): one row, the task's arrays.
 _TASK_DATA = "CREATE TABLE task_data (id INTEGER PRIMARY KEY CHECK (id = 0), data BLOB NOT NULL)"
-# Added to schema 2 without a version change: a file without it reads as "never refit", and opening
-# it for writing adds it.
-_REFITS = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS refits") :]
+# The stored model's row as schema 4 has it, read from a file of any schema: before 4 the scores were
+# test_accuracy, and a refit was a row of the refits table (which schema 2 files may lack).
+_MODEL_ROW = {
+    4: "SELECT number, test_score, refit_epochs, refit_rows, refit_test_score FROM models",
+    3: "SELECT m.number, m.test_accuracy, r.epochs, r.rows, r.test_accuracy FROM models m "
+    "LEFT JOIN refits r ON r.number = m.number",
+    0: "SELECT number, test_accuracy, NULL, NULL, NULL FROM models",
+}
 
 
 @dataclass(frozen=True)
@@ -105,7 +115,7 @@ class Trial:
     arch_hash: str
     status: str
     reward: float
-    val_accuracy: float
+    val_score: float
     error: str | None
     params: int
     epochs: int
@@ -130,7 +140,7 @@ class Trial:
             "hash": self.arch_hash,
             "status": self.status,
             "reward": self.reward,
-            "val_accuracy": self.val_accuracy,
+            "val_score": self.val_score,
             "params": self.params,
             "epochs": self.epochs,
             "seconds": self.seconds,
@@ -255,7 +265,7 @@ class Storage:
             if rows.get("format") != FORMAT:
                 raise ArchsearchError(f"{path}: not an archsearch study (no study marker)")
             version = _untrusted.schema_version(str(path), rows, SCHEMA_VERSION)
-            _untrusted.check_tables(str(path), db)
+            _untrusted.check_tables(str(path), db, version)
             if not readonly and db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # switching is a write
                 raise ArchsearchError(
                     f"{path}: the study file is not in WAL mode, as archsearch writes every study (damaged, or "
@@ -310,17 +320,11 @@ class Storage:
             return
         try:
             with _transaction(self._db):
-                # add the newer columns; earlier trials hold NULL there (not recorded)
-                present = {row[1] for row in self._db.execute("PRAGMA table_info(trials)")}
-                for added in range(self._version + 1, SCHEMA_VERSION + 1):
-                    for column in _ADDED[added]:
-                        if column.split()[0] not in present:
-                            self._db.execute(f"ALTER TABLE trials ADD COLUMN {column}")
                 if self._version < SCHEMA_VERSION:
+                    self._upgrade_tables()
                     self._db.execute(
                         "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
                     )
-                self._db.execute(_REFITS)
                 if config is not None:
                     self._db.execute(
                         "UPDATE meta SET value = ? WHERE key = 'config'", (json.dumps(config, sort_keys=True),)
@@ -329,6 +333,29 @@ class Storage:
             raise ArchsearchError(f"{self.path}: cannot write to the study ({exc})") from None
         self._version, self._rank_order = SCHEMA_VERSION, RANK_ORDER
         self._config = None
+
+    def _upgrade_tables(self) -> None:
+        """Schema 1, 2 or 3 to 4, inside :meth:`upgrade`'s transaction. Trials of older schemas hold NULL
+        in the columns added since (not recorded); a refit moves into the row of the model it retrained."""
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(trials)")}
+        for added in range(self._version + 1, 4):
+            for column in _ADDED[added]:
+                if column.split()[0] not in present:
+                    self._db.execute(f"ALTER TABLE trials ADD COLUMN {column}")
+        self._db.execute("ALTER TABLE trials RENAME COLUMN val_accuracy TO val_score")
+        self._db.execute("ALTER TABLE models RENAME COLUMN test_accuracy TO test_score")
+        for column in _REFIT_COLUMNS:
+            self._db.execute(f"ALTER TABLE models ADD COLUMN {column}")
+        if self._has_refits():
+            self._db.execute(
+                "UPDATE models SET (refit_epochs, refit_rows, refit_weights, refit_test_score) = "
+                "(SELECT epochs, rows, weights, test_accuracy FROM refits WHERE refits.number = models.number)"
+            )
+            self._db.execute("DROP TABLE refits")
+
+    def _has_refits(self) -> bool:
+        """Whether a file of schema 2 or 3 has the refits table (schema 2 files may not)."""
+        return self._one("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'refits'") is not None
 
     def close(self) -> None:
         """Close the file. SQLite's last connection to close checkpoints the WAL into the file and removes
@@ -420,7 +447,7 @@ class Storage:
             str(arch),
             result.status,
             float(result.reward),
-            float(result.val_accuracy),
+            float(result.val_score),
             result.error,
             int(result.params),
             int(result.epochs),
@@ -467,14 +494,6 @@ class Storage:
             numbers = [t.number for t in trials]
             self._check_none_missing(numbers if order == "number" else sorted(numbers))
         return trials
-
-    def find_trial(self, arch_hash: str, before: int) -> Trial | None:
-        """The earliest successful trial of an equivalent architecture numbered below ``before``."""
-        row = self._one(
-            "SELECT * FROM trials WHERE arch_hash = ? AND number < ? AND status = 'ok' ORDER BY number LIMIT 1",
-            (arch_hash, before),
-        )
-        return None if row is None else self._trial(row)
 
     def count_trials(self) -> int:
         return self._one("SELECT COUNT(*) FROM trials")[0]
@@ -609,28 +628,43 @@ class Storage:
 
     # -- models ----------------------------------------------------------------------------
 
+    def _model_row(self) -> tuple[int, float | None, tuple[int, int, float | None] | None] | None:
+        """``(trial number, test score, refit)`` of the stored model, without reading weights; ``refit`` is
+        ``(epochs, rows, test score)`` or ``None``. Each value is checked."""
+        query = _MODEL_ROW[4 if self._version >= 4 else 3 if self._has_refits() else 0]
+        row = self._one(query)
+        if row is None:
+            return None
+        number, score, epochs, rows, refit_score = row
+        if type(number) is not int or number < 0:
+            raise ArchsearchError(
+                f"{self._where}: the stored model is of trial {_untrusted.short(number)}, not a trial number"
+            )
+        try:
+            score, refit_score = _untrusted.optional_number(score), _untrusted.optional_number(refit_score)
+        except ValueError as exc:
+            raise ArchsearchError(f"{self._where}: the stored model of trial {number}: {exc}") from None
+        if epochs is None and rows is None:
+            return number, score, None
+        if type(epochs) is not int or type(rows) is not int or epochs < 0 or rows < 1:
+            raise ArchsearchError(
+                f"{self._where}: the refit of trial {number} holds epochs {_untrusted.short(epochs)} and rows "
+                f"{_untrusted.short(rows)}, not counts"
+            )
+        return number, score, (epochs, rows, refit_score)
+
     def stored_model(self) -> tuple[int, float | None] | None:
         """``(trial number, test score or None)`` of the stored best model, without reading its weights."""
-        row = self._one("SELECT number, test_accuracy FROM models")
-        return None if row is None else self._model_row(row[0], row[1], "stored model")
+        row = self._model_row()
+        return None if row is None else row[:2]
 
     def best_model(self) -> tuple[int, dict[str, torch.Tensor], float | None] | None:
         """``(trial number, weights, test score or None)`` of the stored best model."""
-        row = self._one("SELECT number, test_accuracy, weights FROM models")
+        row = self._model_row()
         if row is None:
             return None
-        number, accuracy = self._model_row(row[0], row[1], "stored model")
-        return number, self._weights(row[2], number, "weights"), accuracy
-
-    def _model_row(self, number: Any, accuracy: Any, what: str) -> tuple[int, float | None]:
-        if type(number) is not int or number < 0:
-            raise ArchsearchError(
-                f"{self._where}: the {what} is of trial {_untrusted.short(number)}, not a trial number"
-            )
-        try:
-            return number, _untrusted.optional_number(accuracy)
-        except ValueError as exc:
-            raise ArchsearchError(f"{self._where}: the {what} of trial {number}: {exc}") from None
+        blob = self._one("SELECT weights FROM models")[0]
+        return row[0], self._weights(blob, row[0], "weights"), row[1]
 
     def _weights(self, blob: Any, number: int, what: str) -> dict[str, torch.Tensor]:
         try:
@@ -641,43 +675,41 @@ class Storage:
                 "export and report's model figures do not"
             ) from None
 
-    def set_test_accuracy(self, number: int, accuracy: float, refit: bool = False) -> None:
+    def set_test_score(self, number: int, score: float, refit: bool = False) -> None:
+        """Store the test score of the model's weights (``refit``: of its refit weights)."""
         self.upgrade()
-        table = "refits" if refit else "models"
+        column = "refit_test_score" if refit else "test_score"
         with _transaction(self._db):
-            self._db.execute(f"UPDATE {table} SET test_accuracy = ? WHERE number = ?", (accuracy, number))
+            self._db.execute(f"UPDATE models SET {column} = ? WHERE number = ?", (score, number))
 
     def refit_info(self, number: int) -> tuple[int, int, float | None] | None:
-        """``(epochs, rows, test_accuracy)`` of trial ``number`` retrained on train + validation, without
-        reading its weights."""
-        if self._one("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'refits'") is None:
-            return None  # a file from before refits, opened read-only
-        row = self._one("SELECT epochs, rows, test_accuracy FROM refits WHERE number = ?", (number,))
-        if row is None:
-            return None
-        epochs, rows = row[0], row[1]
-        if type(epochs) is not int or type(rows) is not int or epochs < 0 or rows < 1:
-            raise ArchsearchError(
-                f"{self._where}: the refit of trial {number} holds epochs {_untrusted.short(epochs)} and rows "
-                f"{_untrusted.short(rows)}, not counts"
-            )
-        return epochs, rows, self._model_row(number, row[2], "refit")[1]
+        """``(epochs, rows, test score)`` of trial ``number`` retrained on train + validation, without
+        reading its weights; ``None`` unless it is the stored model and has been refit."""
+        row = self._model_row()
+        return None if row is None or row[0] != number else row[2]
 
     def refit_model(self, number: int) -> tuple[int, int, dict[str, torch.Tensor], float | None] | None:
-        """``(epochs, rows, weights, test_accuracy)`` of trial ``number`` retrained on train + validation."""
+        """``(epochs, rows, weights, test score)`` of trial ``number`` retrained on train + validation."""
         info = self.refit_info(number)
         if info is None:
             return None
-        blob = self._one("SELECT weights FROM refits WHERE number = ?", (number,))[0]
+        if self._version >= 4:
+            blob = self._one("SELECT refit_weights FROM models")[0]
+        else:
+            blob = self._one("SELECT weights FROM refits WHERE number = ?", (number,))[0]
         return info[0], info[1], self._weights(blob, number, "refit weights"), info[2]
 
     def add_refit(self, number: int, epochs: int, rows: int, weights: dict[str, torch.Tensor]) -> None:
+        """Store the refit of the stored model, trial ``number``."""
         self.upgrade()
         with _transaction(self._db):
-            self._db.execute(
-                "INSERT OR REPLACE INTO refits (number, epochs, rows, weights) VALUES (?, ?, ?, ?)",
-                (number, epochs, rows, to_blob(weights)),
-            )
+            changed = self._db.execute(
+                "UPDATE models SET refit_epochs = ?, refit_rows = ?, refit_weights = ?, refit_test_score = NULL "
+                "WHERE number = ?",
+                (epochs, rows, to_blob(weights), number),
+            ).rowcount
+            if changed != 1:
+                raise ArchsearchError(f"{self._where}: trial {number} is not the stored model; it cannot be refit")
 
 
 def check_new_study_path(path: str | os.PathLike) -> None:
@@ -769,7 +801,7 @@ def _remove_study_files(path: Path) -> None:
 
 
 _COLUMNS = [  # the trials table's columns, in _SCHEMA's order
-    *("number", "step", "slot", "architecture", "arch_hash", "arch_str", "status", "reward", "val_accuracy"),
+    *("number", "step", "slot", "architecture", "arch_hash", "arch_str", "status", "reward", "val_score"),
     *("error", "params", "epochs", "kept_epoch", "seconds", "seed", "val_curve", "train_loss", "created"),
     *("cached_from", "val_loss", "executor", "workers", "attempts"),
 ]
@@ -796,7 +828,7 @@ def _trial(
         arch_hash=row["arch_hash"],
         status=row["status"],
         reward=row["reward"],
-        val_accuracy=row["val_accuracy"],
+        val_score=row["val_score"],
         error=row["error"],
         params=row["params"],
         epochs=row["epochs"],

@@ -23,7 +23,8 @@ import dataclasses
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,19 +37,14 @@ from archsearch._outputs import study_paths
 from archsearch.config import SearchConfig
 from archsearch.errors import ArchsearchError
 from archsearch.evaluation import (
-    BatchedTrainer,
     Evaluator,
     LookupEvaluator,
     Result,
-    SerialTrainer,
-    TrainConfig,
-    load_model,
-    split_score,
-    validation_loss,
+    ReusingEvaluator,
 )
 from archsearch.execution import Executor, build_executor
 from archsearch.space import Architecture, SearchSpace
-from archsearch.strategies import Strategy
+from archsearch.strategies import Outcome, Strategy
 from archsearch.study._progress import ProgressBar
 from archsearch.study._storage import Storage, Trial, rank
 from archsearch.study._untrusted import UnusableWeights, short
@@ -74,20 +70,25 @@ class _Rank:
     number: int
 
 
-def _reuse(trial: Trial) -> Result:
-    """The result of an earlier trial, recorded again for an equivalent architecture."""
+def _result_of(trial: Trial) -> Result:
+    """A recorded trial as the result it recorded (without weights): what a reusing evaluator remembers."""
     return Result(
         reward=trial.reward,
         status=trial.status,  # type: ignore[arg-type]
-        val_accuracy=trial.val_accuracy,
+        val_score=trial.val_score,
         val_curve=trial.val_curve,
         train_loss=trial.train_loss,
         params=trial.params,
-        seconds=0.0,
+        seconds=trial.seconds,
         error=trial.error,
         kept_epoch=trial.kept_epoch,
         val_loss=trial.val_loss,
     )
+
+
+def _outcome(trial: Trial) -> Outcome:
+    """What the strategy learns from a recorded trial."""
+    return Outcome(trial.architecture, trial.reward, trial.status)
 
 
 def child_seed(study_seed: int, step: int, slot: int) -> int:
@@ -124,7 +125,8 @@ class Study:
             self._search = SearchConfig.from_study(config)
         except KeyError as exc:
             raise ArchsearchError(f"{storage.path}: study config lacks {exc}") from None
-        self._task, self._space, self._strategy, self._evaluator = task, space, strategy, evaluator
+        self._task, self._space, self._strategy = task, space, strategy
+        self._evaluator = None if evaluator is None else self._reusing(evaluator)
         self._executor = executor
 
     @property
@@ -154,8 +156,14 @@ class Study:
     def evaluator(self) -> Evaluator:
         if self._evaluator is None:
             task = self.task
-            self._evaluator = self._built("trainer", lambda: self._search.build_evaluator(task))
+            built = self._built("trainer", lambda: self._search.build_evaluator(task))
+            self._evaluator = self._reusing(built)
         return self._evaluator
+
+    def _reusing(self, evaluator: Evaluator) -> Evaluator:
+        """The study's evaluator: with ``reuse_evaluations``, wrapped so that equivalent architectures
+        are evaluated once."""
+        return ReusingEvaluator(evaluator) if self.reuse_evaluations else evaluator
 
     def _built(self, part: str, build: Callable[[], Any]) -> Any:
         """A part built from the stored config; what cannot be built is one line naming the study (the
@@ -354,7 +362,7 @@ class Study:
                     self.refit()
                 except ArchsearchError as exc:  # the search is complete and stays usable with its own weights
                     warnings.warn(f"{exc}; the study keeps the search's own weights", stacklevel=2)
-            self._test_accuracy_or_none()  # unusable stored weights are said, not a failed run
+            self._test_score_or_none()  # unusable stored weights are said, not a failed run
         return best
 
     def _prepare_run(self, steps: int | None) -> tuple[int, dict[str, Any]] | None:
@@ -378,6 +386,10 @@ class Study:
             self._restore(*checkpoint)
         else:
             self.strategy  # noqa: B018
+        if self.reuse_evaluations:  # what equivalent children of the steps to come may take
+            for trial in self._storage.trials():
+                if trial.step < done:
+                    self.evaluator.remember(trial.number, trial.architecture, _result_of(trial))
         changed = steps is not None and steps != self.steps
         self._storage.upgrade({**self._storage.config, "steps": steps} if changed else None)
         if changed:
@@ -396,7 +408,9 @@ class Study:
                     "its config"
                 )
         seeds = {slot: child_seed(self.seed, step, slot) for slot in range(m)}
-        sources = self._reused_sources(step, archs) if self.reuse_evaluations else {}
+        sources = self.evaluator.plan(archs, [step * m + slot for slot in range(m)])
+        for trial in done.values():  # recorded before an interruption: later children of the step may take them
+            self.evaluator.remember(trial.number, trial.architecture, _result_of(trial))
         trained = [slot for slot in range(m) if slot not in sources]
         # A batch-dependent trainer re-runs the whole batch it ran uninterrupted, so that every
         # child sees the same batch-mates; only the children not yet recorded are recorded.
@@ -409,12 +423,12 @@ class Study:
                     done[slot], best = self._record(step, slot, archs[slot], seeds[slot], result, best)
         for slot, source in sources.items():
             if slot not in done:
-                origin = source if isinstance(source, Trial) else done[source]
-                done[slot], best = self._record(step, slot, archs[slot], seeds[slot], _reuse(origin), best, origin)
-        rewards = [done[slot].reward for slot in range(m)]
-        metrics = self.strategy.tell(archs, rewards)
+                reused = self.evaluator.reused(source)
+                done[slot], best = self._record(step, slot, archs[slot], seeds[slot], reused, best, source)
+        metrics = self.strategy.tell([_outcome(done[slot]) for slot in range(m)])
         self._storage.add_step(step, metrics, self.strategy.state_dict())
-        return best, StepInfo(step, self.steps, float(np.mean(rewards)), best, metrics)
+        mean = float(np.mean([done[slot].reward for slot in range(m)]))
+        return best, StepInfo(step, self.steps, mean, best, metrics)
 
     def _run_asynchronous(
         self, checkpoint: tuple[int, dict] | None, best: Trial | None, report: Callable[[StepInfo], None]
@@ -428,7 +442,7 @@ class Study:
             state = checkpoint[1]
             self.strategy.load_state_dict(state["strategy"])
             told = int(state["told"])
-            proposals = [Architecture.from_json(a) for a in state["asked"]]
+            proposals = [self.space.validate(Architecture.from_json(a)) for a in state["asked"]]
         asked = {told + i: arch for i, arch in enumerate(proposals)}  # trial number -> architecture
 
         def propose(number: int) -> None:
@@ -465,7 +479,7 @@ class Study:
                     seed = child_seed(self.seed, number // m, number % m)
                     recorded[number], best = self._record(number // m, number % m, asked[number], seed, result, best)
                 trial = recorded.pop(told)
-                metrics = self.strategy.tell([trial.architecture], [trial.reward])
+                metrics = self.strategy.tell([_outcome(trial)])
                 del asked[told]
                 propose(told + m)
                 submit(told + m)
@@ -486,33 +500,26 @@ class Study:
             stream.close()
         return best
 
-    def _reused_sources(self, step: int, archs: list) -> dict[int, Trial | int]:
-        """Slots whose result is reused: an earlier successful trial, or an earlier slot of this step."""
-        sources: dict[int, Trial | int] = {}
-        first_slot: dict[str, int] = {}
-        first_number = step * self.children_per_step
-        for slot, arch in enumerate(archs):
-            earlier = self._storage.find_trial(arch.hash, before=first_number)
-            if earlier is not None:
-                sources[slot] = earlier
-            elif arch.hash in first_slot:
-                sources[slot] = first_slot[arch.hash]
-            else:
-                first_slot[arch.hash] = slot
-        return sources
-
     def _record(
-        self, step: int, slot: int, arch, seed: int, result: Result, best: Trial | None, origin: Trial | None = None
-    ) -> tuple[Trial, Trial | None]:  # noqa: ANN001
-        """Commit one trial; it keeps its weights when it is the best so far."""
+        self,
+        step: int,
+        slot: int,
+        arch: Architecture,
+        seed: int,
+        result: Result,
+        best: Trial | None,
+        cached_from: int | None = None,
+    ) -> tuple[Trial, Trial | None]:
+        """Commit one trial (``cached_from``: the trial whose result it takes); it keeps its weights when it
+        is the best so far."""
         number = step * self.children_per_step + slot
-        if result.status == "ok" and result.weights is not None and result.val_loss is None and self.task is not None:
-            result = dataclasses.replace(result, val_loss=validation_loss(arch, self.task, result.weights))
+        if result.status == "ok" and result.weights is not None and result.val_loss is None:
+            result = dataclasses.replace(result, val_loss=self.evaluator.validation_loss(arch, result.weights))
         candidate = _Rank(result.reward, result.val_loss, result.params, number)
         better = result.status == "ok" and (best is None or rank(candidate) < rank(best))
-        if self.save_children and result.weights is not None and origin is None:
+        ran = cached_from is None
+        if self.save_children and result.weights is not None and ran:
             self._save_child(number, result.weights)
-        ran = origin is None
         trial = self._storage.add_trial(
             number,
             step,
@@ -521,10 +528,11 @@ class Study:
             seed,
             result,
             keep_weights=better,
-            cached_from=origin and origin.number,
+            cached_from=cached_from,
             executor=self.executor.name if ran else None,
             workers=self.executor.workers if ran else None,
         )
+        self.evaluator.remember(number, arch, result)
         return trial, trial if better else best
 
     @property
@@ -587,15 +595,28 @@ class Study:
         """The study's model: the best child with the weights it had at the epoch that set its reward,
         or, once the study has been refit, that architecture retrained on train + validation."""
         number = self._stored_best()[0]
-        refit = self._storage.refit_model(number)
-        weights = refit[2] if refit else self._storage.best_model()[1]
-        return self._model(self.best(), weights, "refit weights" if refit else "weights")
+        weights, what = self._model_weights(number, self._storage.refit_info(number) is not None)
+        return self._model(self.best(), weights, what)
+
+    def _model_weights(self, number: int, refit: bool) -> tuple[dict, str]:
+        """The stored weights of the study's model, trial ``number`` (``refit``: its refit), and their name."""
+        if refit:
+            return self._storage.refit_model(number)[2], "refit weights"
+        return self._storage.best_model()[1], "weights"
 
     def _model(self, trial: Trial, weights: dict, what: str, works: str = "") -> torch.nn.Module:
         """``trial``'s network with stored ``weights``, which must fit its architecture exactly."""
-        task = self.task
+        with self._usable(trial, what, works):
+            return self.evaluator.model(trial.architecture, weights)
+
+    @contextmanager
+    def _usable(self, trial: Trial, what: str, works: str = "") -> Iterator[None]:
+        """Stored weights that the evaluator refuses (they do not fit the architecture) are unusable, said
+        with what still works."""
         try:
-            return load_model(trial.architecture, task, weights)
+            yield
+        except UnusableWeights:
+            raise
         except ArchsearchError as exc:
             works = works or "trials and best still work, export and report's model figures do not"
             raise UnusableWeights(
@@ -608,32 +629,27 @@ class Study:
         The search used the validation rows to choose; the network to ship can learn from them
         too (as a grid search's refit does). It starts from the same initial weights (the trial's
         seed) and trains, with the same settings, for the epochs whose weights set its reward
-        (``kept_epoch``): there is no validation split left to stop on. The reference trainer does
-        it, and it is deterministic, so a refit is done once and stored.
+        (``kept_epoch``); the evaluator does it (:meth:`Evaluator.refit`). It is deterministic, so a
+        refit is done once and stored.
         """
-        if self._configs["trainer"].get("name") not in (SerialTrainer.name, BatchedTrainer.name):
-            raise ArchsearchError(f"{self.path}: refit retrains MLP children; this study's evaluator trains nothing")
+        if not self.evaluator.refits:
+            raise ArchsearchError(
+                f"{self.path}: refit retrains the final pick; this study's {self.evaluator.name!r} evaluator "
+                "trains nothing"
+            )
         number = self._stored_best()[0]
-        done = self._storage.refit_model(number)
+        done = self._storage.refit_info(number)
         if done is not None:
             return {"trial": number, "epochs": done[0], "rows": done[1]}
         if self._storage.readonly:
             raise ArchsearchError(f"{self.path}: opened read-only; refitting writes the retrained network")
-        best, task = self.best(), self.task
-        merged = dataclasses.replace(
-            task,
-            x_train=torch.cat([task.x_train, task.x_val]),
-            y_train=torch.cat([task.y_train, task.y_val]),
-        )
-        settings = {k: v for k, v in self._configs["trainer"].items() if k != "name"}
-        epochs = best.kept_epoch
-        config = TrainConfig.from_config({**settings, "max_epochs": epochs, "patience": epochs + 1, "reward_window": 1})
-        ((_, result),) = SerialTrainer(merged, config).evaluate([best.architecture], [best.seed])
-        if result.status != "ok":
-            raise ArchsearchError(f"{self.path}: refitting trial {number} failed: {result.error}")
-        rows = len(merged.y_train)
-        self._storage.add_refit(number, epochs, rows, result.weights)
-        return {"trial": number, "epochs": epochs, "rows": rows}
+        best = self.best()
+        try:
+            refit = self.evaluator.refit(best.architecture, best.seed, best.kept_epoch)
+        except ArchsearchError as exc:
+            raise ArchsearchError(f"{self.path}: refitting trial {number} failed ({exc})") from None
+        self._storage.add_refit(number, refit.epochs, refit.rows, refit.weights)
+        return {"trial": number, "epochs": refit.epochs, "rows": refit.rows}
 
     def _restore(self, step: int, state: dict[str, Any]) -> None:
         """Load the strategy's state from the checkpoint of ``step``; a state that does not fit the study's
@@ -673,31 +689,32 @@ class Study:
 
     @property
     def metric(self) -> str:
-        """What ``val_accuracy`` and ``test_accuracy`` hold: ``"accuracy"``, or ``"r2"`` for regression."""
+        """What ``val_score`` and ``test_score`` hold: ``"accuracy"``, or ``"r2"`` for regression."""
         task = self._configs["task"] or {}
         return "r2" if task.get("problem") == "regression" else "accuracy"
 
-    def test_accuracy(self) -> float | None:
-        """Test score of the final pick (accuracy; R^2 for regression), measured once with its kept
-        weights and then stored.
+    def test_score(self) -> float | None:
+        """Test score of the final pick (accuracy; R^2 for regression; a table's test metric), measured
+        once by the evaluator with the study's model and then stored.
 
         ``None`` when there is no successful trial, its evaluator keeps no weights, or the
         task has no test split (``NASClassifier`` keeps none).
         """
         best, stored = self.best(), self._storage.stored_model()
-        if best is None or stored is None or stored[0] != best.number or self.task is None:
+        if best is None or stored is None or stored[0] != best.number:
             return None
-        if len(self.task.y_test) == 0:
-            return None
-        number, accuracy = stored
+        evaluator = self.evaluator  # built even for a stored score: a config that cannot build it is said
+        number, score = stored
         refit = self._storage.refit_info(number)
         if refit is not None:
-            accuracy = refit[2]
-        if accuracy is None:
-            accuracy = split_score(self.best_model(), self.task, "test")
-            if not self._storage.readonly:
-                self._storage.set_test_accuracy(number, accuracy, refit=refit is not None)
-        return accuracy
+            score = refit[2]
+        if score is None:
+            weights, what = self._model_weights(number, refit is not None)
+            with self._usable(best, what):
+                score = evaluator.test_score(best.architecture, weights)
+            if score is not None and not self._storage.readonly:
+                self._storage.set_test_score(number, score, refit=refit is not None)
+        return score
 
     def reward_trend(self, window: int = 50) -> tuple[float, float] | None:
         """Mean reward of the first and of the last ``window`` completed steps: did the strategy learn?"""
@@ -725,8 +742,8 @@ class Study:
             "step": best.step,
             "reward": best.reward,
             "metric": self.metric,
-            "val_accuracy": best.val_accuracy,
-            "test_accuracy": self._test_accuracy_or_none(),
+            "val_score": best.val_score,
+            "test_score": self._test_score_or_none(),
             "refit": self.refit_summary(),
             "params": best.params,
             "epochs": best.epochs,
@@ -739,11 +756,11 @@ class Study:
             **self._benchmark_summary(best),
         }
 
-    def _test_accuracy_or_none(self) -> float | None:
-        """:meth:`test_accuracy`, or ``None`` with a warning when stored weights that it needs cannot be
+    def _test_score_or_none(self) -> float | None:
+        """:meth:`test_score`, or ``None`` with a warning when stored weights that it needs cannot be
         used: the rest of the summary stands without them."""
         try:
-            return self.test_accuracy()
+            return self.test_score()
         except UnusableWeights as exc:
             warnings.warn(f"{exc}; no test score", stacklevel=2)
             return None
@@ -755,19 +772,10 @@ class Study:
         return None if refit is None else {"epochs": refit[0], "rows": refit[1]}
 
     def _benchmark_summary(self, best: Trial) -> dict[str, Any]:
-        """For a tabular benchmark: the table's value of the best architecture, and the table's best."""
+        """For a tabular benchmark: the table's values of the best architecture, and the table's best."""
         if self._configs["trainer"].get("name") != LookupEvaluator.name:
             return {}
-        bench = self.evaluator.benchmark
-        return {
-            "benchmark": {
-                "name": bench.name,
-                "metric": bench.metric,
-                "value": bench.value(best.architecture),
-                "best_value": bench.best_value,
-                "best_architectures": list(bench.best_codes),
-            }
-        }
+        return {"benchmark": self.evaluator.benchmark.summary(best.architecture)}
 
 
 def _check_count(name: str, value: object) -> None:

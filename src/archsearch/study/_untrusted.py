@@ -30,25 +30,38 @@ import torch
 from archsearch._limits import MAX_CHILDREN_PER_STEP, MAX_SEED, MAX_STEPS, integer
 from archsearch.errors import ArchsearchError, short
 from archsearch.space import Architecture, SearchSpace
-
-STATUSES = ("ok", "diverged", "failed")
+from archsearch.strategies import STATUSES
 
 
 class UnusableWeights(ArchsearchError):
     """Stored weights that cannot be read, or that do not fit their trial's architecture."""
 
 
-#: (table, columns) every study has had since its first schema
+#: (table, columns) every study of schema 4 has; see :func:`required` for older ones
 REQUIRED = {
     "meta": ("key", "value"),
     "trials": (
-        *("number", "step", "slot", "architecture", "arch_hash", "status", "reward", "val_accuracy", "error"),
+        *("number", "step", "slot", "architecture", "arch_hash", "status", "reward", "val_score", "error"),
         *("params", "epochs", "kept_epoch", "seconds", "seed", "val_curve", "train_loss", "cached_from"),
     ),
     "steps": ("step", "metrics"),
     "checkpoints": ("step", "state"),
-    "models": ("number", "weights", "test_accuracy"),
+    "models": ("number", "weights", "test_score", "refit_epochs", "refit_rows", "refit_weights", "refit_test_score"),
 }
+#: what schema 4 renamed: the name that schemas 1 to 3 have
+_BEFORE_4 = {"val_score": "val_accuracy", "test_score": "test_accuracy"}
+
+
+def required(version: int) -> dict[str, tuple[str, ...]]:
+    """The tables and columns every study of schema ``version`` has: before schema 4, the scores had their
+    old names and the models table no refit (a separate, optional refits table held it)."""
+    if version >= 4:
+        return REQUIRED
+    models = ("number", "weights", "test_accuracy")
+    return {
+        table: models if table == "models" else tuple(_BEFORE_4.get(c, c) for c in columns)
+        for table, columns in REQUIRED.items()
+    }
 #: what reading a study may raise besides its own checks: SQLite's errors, and a message of SQLite's that
 #: quotes bytes that are not UTF-8 (a damaged schema)
 READ_ERRORS = (sqlite3.Error, UnicodeDecodeError)
@@ -135,9 +148,9 @@ def schema_version(where: str, meta: dict[Any, Any], newest: int) -> int:
     return version
 
 
-def check_tables(where: str, db: sqlite3.Connection) -> None:
-    """Refuse a study that lacks a table or a column every study has."""
-    for table, columns in REQUIRED.items():
+def check_tables(where: str, db: sqlite3.Connection, version: int) -> None:
+    """Refuse a study that lacks a table or a column every study of its schema has."""
+    for table, columns in required(version).items():
         present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
         if not present:
             raise ArchsearchError(f"{where}: the study file has no {table!r} table")
@@ -241,7 +254,7 @@ class Architectures:
         except (TypeError, ValueError, KeyError, AttributeError, OverflowError, RecursionError) as exc:
             return f"architecture: malformed ({short(str(exc))})"
         try:
-            space.validate(arch)
+            arch = space.validate(arch)
         except ArchsearchError as exc:
             return f"architecture is not in the study's space ({short(str(exc))})"
         return arch, arch.hash
@@ -286,9 +299,10 @@ def trial_fields(row: sqlite3.Row, per_step: int, architectures: Architectures) 
     status = row["status"]
     if status not in STATUSES:
         raise ValueError(f"status {short(status)} is not one of {', '.join(STATUSES)}")
-    for name in ("reward", "val_accuracy"):
-        if not _finite(row[name]):
-            raise ValueError(f"{name} is not a finite number ({short(row[name])})")
+    score = row["val_score"] if "val_score" in names else row["val_accuracy"]  # its name before schema 4
+    for name, value in (("reward", row["reward"]), ("val_score", score)):
+        if not _finite(value):
+            raise ValueError(f"{name} is not a finite number ({short(value)})")
     for name in ("params", "epochs", "kept_epoch", "seed"):
         if not _count(row[name]) or row[name] > MAX_SEED:
             raise ValueError(f"{name} is not a non-negative integer ({short(row[name])})")
@@ -324,7 +338,7 @@ def trial_fields(row: sqlite3.Row, per_step: int, architectures: Architectures) 
         "arch_hash": arch_hash,
         "status": status,
         "reward": float(row["reward"]),
-        "val_accuracy": float(row["val_accuracy"]),
+        "val_score": float(score),
         "error": error,
         "params": row["params"],
         "epochs": row["epochs"],
@@ -385,5 +399,5 @@ def state_dict(value: Any) -> dict[str, torch.Tensor]:
 def optional_number(value: Any) -> float | None:
     """A stored test score: ``None`` or a finite number; else ``ValueError``."""
     if value is not None and not _finite(value):
-        raise ValueError(f"test_accuracy is not a finite number ({short(value)})")
+        raise ValueError(f"test_score is not a finite number ({short(value)})")
     return None if value is None else float(value)
