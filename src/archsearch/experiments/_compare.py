@@ -310,6 +310,10 @@ def _check_arguments(
         raise ArchsearchError(f"tolerance: must be a non-negative number, got {tolerance!r:.40}")
     if tolerance and benchmark is None:
         raise ArchsearchError("tolerance: only a comparison on a benchmark has a best to come near")
+    if "tpe" in strategies:
+        from archsearch.strategies._tpe import _optuna
+
+        _optuna()  # a missing extra is reported before any work
 
 
 def compare(
@@ -344,10 +348,6 @@ def compare(
 
     _check_arguments(strategies, seeds, budget, children_per_step, benchmark, task, tolerance)
     bench = get_benchmark(benchmark) if benchmark else None
-    if "tpe" in strategies:
-        from archsearch.strategies._tpe import _optuna
-
-        _optuna()  # a missing extra is reported before any work
     studies = None
     if task is not None:
         from archsearch.tasks import get_task
