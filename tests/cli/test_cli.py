@@ -31,11 +31,13 @@ def test_search_then_best_then_trials(tmp_path, run):
         study,
         *FAST,
         check=True,
+        process=True,  # once through the console script itself
     )
     assert f"study: {study}" in proc.stdout and "best: " in proc.stdout
     best = json.loads(run("best", study, "--json", check=True).stdout)
+    assert run("best", study, "--json", process=True).stdout == json.dumps(best, indent=2) + "\n"
     assert {"architecture", "val_score", "test_score", "params"} <= set(best)
-    assert best["trials"] == 6 and 0 <= best["test_score"] <= 1
+    assert best["trials"] == 6 and best["test_score"] > 0.8  # even 4 epochs separate the half-moons
     listed = json.loads(run("trials", study, "--json", check=True).stdout)
     assert len(listed) == 6 and listed[0]["number"] == 0
     top = json.loads(run("trials", study, "--top", "2", "--json", check=True).stdout)
@@ -277,7 +279,10 @@ def test_best_reports_whether_the_controller_learned(tmp_path, run):
     text = run("best", study, check=True).stdout
     assert "mean reward: first 1 steps" in text and "last 1 steps" in text  # halves of 3 steps
     summary = json.loads(run("best", study, "--json", check=True).stdout)
-    assert 0 <= summary["mean_reward_first_steps"] <= 1 and 0 <= summary["mean_reward_last_steps"] <= 1
+    trials = json.loads(run("trials", study, "--json", check=True).stdout)
+    first, last = ([t["reward"] for t in trials if t["step"] == step] for step in (0, 2))
+    assert summary["mean_reward_first_steps"] == pytest.approx(sum(first) / len(first))
+    assert summary["mean_reward_last_steps"] == pytest.approx(sum(last) / len(last))
 
 
 def test_search_a_tabular_benchmark(tmp_path, run):
@@ -305,9 +310,11 @@ def test_compare_writes_table_json_and_plot(tmp_path, run):
     assert "median of 1922 queries" in proc.stdout
     results = json.loads((out / "results.json").read_text())
     assert set(results["strategies"]) == {"random", "evolution"}
-    for entry in results["strategies"].values():
+    for name, entry in results["strategies"].items():
         assert list(entry["mean_best_at"]) == ["50", "60"]
-        assert 0 <= entry["success_rate"] <= 1 and entry["seconds"] > 0
+        hits = [one["queries_to_best"] for one in results["runs"] if one["strategy"] == name]
+        assert len(hits) == entry["seeds"] == 3 and entry["seconds"] > 0
+        assert entry["success_rate"] == pytest.approx(sum(hit is not None for hit in hits) / 3)
     assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -357,7 +364,7 @@ def test_search_your_own_csv(tmp_path, run):
                cwd=tmp_path, check=True)  # fmt: skip
     assert "runs/wine-reinforce-s0.db" in proc.stdout and "test_accuracy" in proc.stdout
     summary = json.loads(run("best", tmp_path / "runs" / "wine-reinforce-s0.db", "--json", check=True).stdout)
-    assert summary["trials"] == 12 and 0 <= summary["test_score"] <= 1
+    assert summary["trials"] == 12 and summary["test_score"] > 0.5  # three cultivars: chance is a third
     # the study remembers the file: a changed file is refused on resume, one line, exit 2
     data.write_text(data.read_text().replace(",a\n", ",b\n", 1))
     proc = run("resume", tmp_path / "runs" / "wine-reinforce-s0.db", "--steps", "4", "--quiet")
@@ -398,7 +405,7 @@ def test_search_a_regression_csv_then_export(tmp_path, run):
     assert "refit: retrained on 180 training + validation rows for" in proc.stdout
     study = tmp_path / "runs" / "prices-reinforce-s0.db"
     summary = json.loads(run("best", study, "--json", check=True).stdout)
-    assert summary["metric"] == "r2" and summary["test_score"] <= 1 and 0 <= summary["val_score"] <= 1
+    assert summary["metric"] == "r2" and summary["val_score"] > 0.1 and summary["test_score"] > 0.1  # beats the mean
     assert "val_r2" in run("trials", study, "--top", "3", check=True).stdout
     run("export", study, "--out", tmp_path / "best", "--no-onnx", check=True)
     predicted = subprocess.run(
