@@ -31,3 +31,9 @@ def _examples_run_in_a_temporary_folder(request: pytest.FixtureRequest) -> None:
     """A documentation example starts in an empty folder of its own (other tests are left as they are)."""
     if isinstance(request.node, MarkdownInlinePythonItem):
         request.getfixturevalue("monkeypatch").chdir(request.getfixturevalue("tmp_path"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first: with the suite spread over the cores (``-n 2``), a long test started last would
+    leave the other cores idle while it finishes."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

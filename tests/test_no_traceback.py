@@ -262,6 +262,7 @@ def search_with_workers(study: Path, mark: str, steps: int = 2) -> subprocess.Po
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds worker processes through /proc")
+@pytest.mark.slow
 def test_ctrl_c_while_workers_start_is_one_line_without_worker_tracebacks(tmp_path):
     mark, study = uuid.uuid4().hex, tmp_path / "w.db"
     proc = search_with_workers(study, mark)
@@ -276,6 +277,7 @@ def test_ctrl_c_while_workers_start_is_one_line_without_worker_tracebacks(tmp_pa
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds worker processes through /proc")
+@pytest.mark.slow
 def test_sigterm_mid_run_closes_the_workers_and_the_study_resumes(tmp_path, capsys):
     mark, study = uuid.uuid4().hex, tmp_path / "w.db"
     proc = search_with_workers(study, mark, steps=20)

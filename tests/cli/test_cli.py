@@ -183,6 +183,7 @@ def _rows(path):
         ).fetchall()
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_completes_and_loses_nothing(tmp_path, run):
     args = ["--steps", "30", "--children-per-step", "5", "--seed", "7", "--max-epochs", "8", "--quiet"]
     killed = tmp_path / "killed.db"
@@ -218,6 +219,7 @@ def test_sigkill_then_resume_completes_and_loses_nothing(tmp_path, run):
     )
 
 
+@pytest.mark.slow
 def test_process_workers_give_the_inline_study_and_a_resume_can_change_them(tmp_path, run):
     args = ["--steps", "3", "--children-per-step", "6", "--seed", "2", "--trainer", "serial", *FAST]
     run("search", *args, "--executor", "inline", "--study", tmp_path / "inline.db", check=True)
@@ -457,6 +459,7 @@ def test_save_children_from_the_command_line(tmp_path, run):
     assert sorted(p.name for p in (tmp_path / "s.db.children").iterdir()) == [f"{n}.safetensors" for n in range(4)]
 
 
+@pytest.mark.slow
 def test_cnn_search_on_digits_end_to_end(tmp_path, run):
     """Image tasks default to the CNN space and the serial trainer with minibatches."""
     from archsearch import Study
@@ -512,6 +515,7 @@ def test_bad_image_arguments(tmp_path, run, args, needles):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_kill_anywhere_script_finds_the_uninterrupted_study(tmp_path):
     """benchmarks/kill_anywhere.py, on a small search with a few kills (the benchmark runs 20)."""
     import importlib.util
@@ -567,6 +571,7 @@ def test_resume_flags_change_only_what_they_name():
     assert _executor(given(workers=2), {"name": "inline", "workers": 1, "retries": 2}).to_config()["name"] == "process"
 
 
+@pytest.mark.slow
 def test_image_search_on_workers_shares_the_cores_and_stores_the_threads(tmp_path, run):
     from archsearch.evaluation._workers import available_cores
 
@@ -579,6 +584,7 @@ def test_image_search_on_workers_shares_the_cores_and_stores_the_threads(tmp_pat
     assert config["executor"] == {"name": "process", "workers": 2, "retries": 2}
 
 
+@pytest.mark.slow
 def test_an_unreachable_ray_cluster_is_one_line_and_writes_nothing(tmp_path, run):
     pytest.importorskip("ray", reason="ray is not installed (pip install 'archsearch[ray]')")
     env_address = os.environ.get("RAY_ADDRESS")

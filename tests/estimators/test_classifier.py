@@ -21,6 +21,7 @@ CHECKED = NASClassifier(budget=30, children_per_step=15)
 
 
 @parametrize_with_checks([CHECKED])
+@pytest.mark.slow
 def test_scikit_learn_estimator_checks(estimator, check):
     """All of scikit-learn's checks pass. Two skip themselves: array-API input (needs SCIPY_ARRAY_API=1)
     and pandas input (pandas is not a dependency)."""

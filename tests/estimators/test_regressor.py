@@ -17,6 +17,7 @@ from archsearch.space import MLPSpace
 
 
 @parametrize_with_checks([NASRegressor(budget=30, children_per_step=15)])
+@pytest.mark.slow
 def test_scikit_learn_estimator_checks(estimator, check):
     """All of scikit-learn's regressor checks pass (array-API and pandas input skip themselves)."""
     check(estimator)
@@ -26,6 +27,7 @@ def friedman(rows: int = 300):
     return make_friedman1(n_samples=rows, noise=0.5, random_state=0)
 
 
+@pytest.mark.slow
 def test_cross_val_score_in_a_pipeline():
     X, y = friedman()
     pipeline = make_pipeline(StandardScaler(), NASRegressor(budget=30, children_per_step=15))

@@ -142,6 +142,7 @@ def test_workers_that_cannot_start_leave_the_work_to_this_process(moons, monkeyp
     assert trainer._workers is None
 
 
+@pytest.mark.slow
 def test_a_job_sent_ahead_to_a_worker_that_dies_is_counted_only_once_started(moons, faulty_evaluator):
     """One worker, one child per job: each job after the first is sent while its predecessor is
     still finishing. A victim that always kills its worker costs exactly its own tries; the jobs

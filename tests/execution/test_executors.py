@@ -45,6 +45,7 @@ def test_process_workers_give_the_inline_study(tmp_path, moons, trainer):
 
 
 @needs_ray
+@pytest.mark.slow
 def test_ray_gives_the_inline_study(tmp_path, moons):
     inline, _ = _search(tmp_path / "inline.db", moons, InlineExecutor())
     executor = RayExecutor(workers=2)
@@ -73,6 +74,7 @@ def test_a_child_that_kills_its_worker_once_is_retried(tmp_path, moons, faulty_e
     assert all(t.attempts == 1 for t in trials if str(t.architecture) != victim)
 
 
+@pytest.mark.slow
 def test_a_child_that_always_kills_its_worker_fails_and_the_search_goes_on(tmp_path, moons, faulty_evaluator):
     _, victim = _victim(tmp_path, moons)
     executor, trainer = ProcessExecutor(workers=2, retries=1), faulty_evaluator.KillingTrainer
@@ -88,6 +90,7 @@ def test_a_child_that_always_kills_its_worker_fails_and_the_search_goes_on(tmp_p
 
 
 @needs_ray
+@pytest.mark.slow
 def test_on_ray_a_child_that_kills_its_worker_is_retried_by_ray_then_failed(tmp_path, moons, faulty_evaluator):
     expected, victim = _victim(tmp_path, moons)
     executor, trainer = RayExecutor(workers=2, retries=1), faulty_evaluator.KillingTrainer

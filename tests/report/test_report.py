@@ -108,6 +108,7 @@ def _chromium() -> str | None:
     )
 
 
+@pytest.mark.slow
 def test_the_report_renders_in_headless_chromium(studies):
     browser = _chromium()
     if browser is None:

@@ -26,6 +26,7 @@ def _runs(arch: CNNArchitecture, channels: int = 1, classes: int = 10) -> None:
         model.zero_grad()
 
 
+@pytest.mark.slow
 def test_every_sampled_member_builds_and_runs_on_28x28_and_8x8():
     """500 members from the space's sampler (mostly 4 layers: most members have 4) and 500 from a
     controller (all depths), with skips; 100 without."""

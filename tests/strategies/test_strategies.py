@@ -52,6 +52,7 @@ def run_study(name: str, bench: TabularBenchmark, steps: int, per_step: int, see
 
 
 @pytest.mark.parametrize("name", ALL)
+@pytest.mark.slow
 def test_each_strategy_finds_the_toy_optimum(name):
     if name == "tpe":
         with_tpe(name)
