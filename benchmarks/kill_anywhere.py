@@ -13,6 +13,7 @@ table of the kills and writes results/kill_anywhere.json. Exit status 1 when the
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -22,11 +23,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from _common import report
+
+from archsearch import Study
 
 SCRIPT = shutil.which("archsearch", path=os.path.dirname(sys.executable))
 COMMAND = [SCRIPT] if SCRIPT else [sys.executable, "-m", "archsearch"]
@@ -54,8 +58,8 @@ def _count(path: Path) -> int:
 
 
 def _best(path: Path) -> str:
-    out = subprocess.run([*COMMAND, "best", str(path), "--json"], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)["architecture"]
+    with Study.open(path, readonly=True) as study:
+        return str(study.best().architecture)
 
 
 def _uninterrupted(search: list[str], path: Path, env: dict) -> tuple[float, float]:
@@ -78,13 +82,32 @@ def _uninterrupted(search: list[str], path: Path, env: dict) -> tuple[float, flo
     return startup or total, total
 
 
-def run(kills: int = 20, seed: int = 0, search: list[str] | None = None, workdir: Path | None = None) -> dict:
+def _kill_when(proc: subprocess.Popen, due: Callable[[], bool]) -> bool:
+    """SIGKILL ``proc`` as soon as ``due()``; False when it ended by itself first."""
+    while proc.poll() is None:
+        if due():
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def run(
+    kills: int = 20,
+    seed: int = 0,
+    search: list[str] | None = None,
+    workdir: Path | None = None,
+    at_trials: Sequence[int] | None = None,
+) -> dict:
     """Kill, resume, compare; returns what happened (``same`` says whether the studies agree).
 
     The uninterrupted run goes first and times the search: kill instants are drawn uniformly
     from half the start-up (launch to first trial) to start-up + 1.5 x the work / kills after
     each launch, so kills land while the study opens and its workers start, in training, in
-    recording and in strategy updates, and spread over the whole search.
+    recording and in strategy updates, and spread over the whole search. With ``at_trials``
+    the k-th launch is killed instead as soon as the study holds ``at_trials[k]`` trials: one
+    kill each, whatever the machine's speed (the test suite's mode).
     """
     search = search or [
         *("--task", "moons", "--trainer", "serial", "--steps", "60", "--children-per-step", "12"),
@@ -98,25 +121,33 @@ def run(kills: int = 20, seed: int = 0, search: list[str] | None = None, workdir
     rng = np.random.default_rng(seed)
     events = []
     started = time.perf_counter()
-    for kill in range(kills):
+    for kill in range(len(at_trials) if at_trials is not None else kills):
         argv = ["resume", str(killed)] if killed.exists() else ["search", *search, "--study", str(killed)]
         before = _count(killed)
+        launched = time.perf_counter()
         proc = subprocess.Popen(
             [*COMMAND, *argv, "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
         )
-        delay = float(rng.uniform(*window))
-        try:
-            proc.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+        if at_trials is not None:
+            due = functools.partial(lambda target: _count(killed) >= target, at_trials[kill])
+        else:
+            deadline = launched + float(rng.uniform(*window))
+            due = functools.partial(lambda at: time.perf_counter() >= at, deadline)
+        if _kill_when(proc, due):
             events.append(
-                {"kill": kill + 1, "after_s": delay, "trials_before": before, "trials_at_kill": _count(killed)}
+                {
+                    "kill": kill + 1,
+                    "after_s": time.perf_counter() - launched,
+                    "trials_before": before,
+                    "trials_at_kill": _count(killed),
+                }
             )
             continue
         if proc.returncode != 0:
             raise RuntimeError(f"archsearch {argv[0]} failed: {proc.stderr.read().decode()}")
-        events.append({"kill": kill + 1, "after_s": delay, "trials_before": before, "finished": True})
+        events.append(
+            {"kill": kill + 1, "after_s": time.perf_counter() - launched, "trials_before": before, "finished": True}
+        )
         break  # the search ended before this kill: the remaining instants would find nothing to kill
     argv = ["resume", str(killed)] if killed.exists() else ["search", *search, "--study", str(killed)]
     subprocess.run([*COMMAND, *argv, "--quiet"], check=True, capture_output=True, env=env)

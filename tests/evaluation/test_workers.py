@@ -110,7 +110,7 @@ def test_workers_exit_when_the_study_process_is_killed(tmp_path):
     time.sleep(0.5)  # mid-training
     process.send_signal(signal.SIGKILL)
     process.wait()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 120  # generous: only a worker that never exits reaches it
     while any(_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(_alive(p) for p in pids), "a worker outlived the killed study process"
