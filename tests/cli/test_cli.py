@@ -31,10 +31,10 @@ def test_search_then_best_then_trials(tmp_path, run):
         study,
         *FAST,
         check=True,
-        process=True,  # once through the console script itself
     )
     assert f"study: {study}" in proc.stdout and "best: " in proc.stdout
     best = json.loads(run("best", study, "--json", check=True).stdout)
+    # the console script, in its own process, prints what archsearch.cli.main prints here
     assert run("best", study, "--json", process=True).stdout == json.dumps(best, indent=2) + "\n"
     assert {"architecture", "val_score", "test_score", "params"} <= set(best)
     assert best["trials"] == 6 and best["test_score"] > 0.8  # even 4 epochs separate the half-moons
