@@ -17,7 +17,7 @@ from archsearch import NASClassifier, Study
 from archsearch.space import MLPSpace
 
 # small enough to run every check in seconds, large enough to pass the checks that ask for a decent fit
-CHECKED = NASClassifier(budget=30, children_per_step=15)
+CHECKED = NASClassifier(budget=12, children_per_step=6)
 
 
 @parametrize_with_checks([CHECKED])

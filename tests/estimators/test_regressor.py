@@ -16,7 +16,7 @@ from archsearch import NASRegressor, Study
 from archsearch.space import MLPSpace
 
 
-@parametrize_with_checks([NASRegressor(budget=30, children_per_step=15)])
+@parametrize_with_checks([NASRegressor(budget=12, children_per_step=6)])
 @pytest.mark.slow
 def test_scikit_learn_estimator_checks(estimator, check):
     """All of scikit-learn's regressor checks pass (array-API and pandas input skip themselves)."""
