@@ -4,7 +4,7 @@ Same seed, same controller, same training budget; only the trainer differs. Prin
 time, the final pick's accuracies and whether the controller learned (mean reward of the
 first and last 50 steps).
 
-    python benchmarks/seed_experiment.py [--trainers batched,serial] [--steps 500] [--seed 0]
+    python benchmarks/seed_experiment.py [--trainers batched,serial] [--steps 500] [--seed 0] [--name NAME]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import report
-from archsearch import SearchConfig, Study
+from archsearch import SearchConfig, Study, TrainConfig
 
 
 def run(trainer: str, steps: int, seed: int, directory: Path) -> dict:
@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--trainers", default="batched,serial")
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", default="seed_experiment", help="write results/NAME.json")
     args = parser.parse_args()
     results = {}
     with tempfile.TemporaryDirectory() as directory:
@@ -66,7 +67,7 @@ def main() -> None:
         for name, r in results.items()
     ]
     report(
-        "seed_experiment",
+        args.name,
         f"seed experiment: {args.steps} steps x 15 children, seed {args.seed}, {TrainConfig()}",
         ["trainer", "seconds", "best", "val acc", "test acc", "reward first 50", "reward last 50", "mean epochs"],
         rows,
