@@ -140,6 +140,13 @@ def test_a_schema2_file_without_refits_reads_as_never_refit_and_upgrades(written
     storage.close()
 
 
+def tamper(path, statement: str) -> None:  # noqa: ANN001
+    """Change a written study file with one SQL statement, as a hand or a bug might."""
+    with sqlite3.connect(path) as db:
+        db.execute(statement)
+    db.close()
+
+
 @pytest.mark.parametrize(
     ("statement", "says"),
     [
@@ -150,9 +157,7 @@ def test_a_schema2_file_without_refits_reads_as_never_refit_and_upgrades(written
     ],
 )
 def test_a_layout_that_is_not_its_schemas_is_refused_with_one_line(written, statement, says):
-    with sqlite3.connect(written) as db:
-        db.execute(statement)
-    db.close()
+    tamper(written, statement)
     with pytest.raises(ArchsearchError, match=says):
         Storage.open(written, readonly=True)
 
@@ -167,9 +172,7 @@ def test_a_layout_that_is_not_its_schemas_is_refused_with_one_line(written, stat
     ],
 )
 def test_a_tampered_model_row_or_score_is_one_line(written, statement, says):
-    with sqlite3.connect(written) as db:
-        db.execute(statement)
-    db.close()
+    tamper(written, statement)
     storage = Storage.open(written, readonly=True)
     with pytest.raises(ArchsearchError, match=says):
         storage.trials() if "trial 0:" in says else storage.refit_info(0)
