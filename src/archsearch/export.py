@@ -1,16 +1,18 @@
 """Take the best network away: weights, architecture, standalone code and ONNX.
 
-``export_best`` writes into one folder:
+``export_best`` writes a study's model, an MLP or a CNN, into one folder:
 
 - ``weights.safetensors``: the network's tensors (safetensors: no pickle, so
   loading them can never run code);
-- ``architecture.json``: the layers, the input's preprocessing (feature names,
-  standardisation, class labels) and where the network came from;
+- ``architecture.json``: the layers, the input's preprocessing (MLP: feature
+  names and standardisation; CNN: the image shape and pixel scaling), the class
+  labels and where the network came from (``source``);
 - ``model.py``: plain PyTorch that rebuilds the network, reads the weights file
   itself (needs ``torch`` only, not archsearch and not safetensors) and predicts
-  labels (regression: values in the target's units) from raw rows;
+  labels (regression: values in the target's units) from raw rows or raw images;
 - ``model.onnx`` (with the optional extra ``archsearch[onnx]``): the network for
-  any ONNX runtime; input ``features`` (already preprocessed rows), output
+  any ONNX runtime, with a variable batch size; input ``features`` (MLP: already
+  preprocessed rows) or ``images`` (CNN: already scaled, ``(N, C, H, W)``), output
   ``logits`` (regression: ``outputs``, the standardised prediction).
 """
 
@@ -23,14 +25,18 @@ import json
 import logging
 import warnings
 from pathlib import Path
+from string import Template
 from typing import Any
 
 import torch
 
 from archsearch.errors import ArchsearchError
-from archsearch.space import MLPArchitecture
+from archsearch.space import CNNArchitecture, MLPArchitecture
+from archsearch.space._cnn import HEAD_GRID
 
 _ACTIVATION_CODE = {"relu": "nn.ReLU()", "tanh": "nn.Tanh()"}
+#: rows per forward pass in model.py: bounds its memory on a large batch of images
+_CHUNK = 1024
 
 
 #: what :func:`export_best` writes into its folder (the last only with ONNX)
@@ -47,72 +53,190 @@ def onnx_available() -> bool:
 
 
 def export_best(study: Any, out: Path, onnx: bool | None = None) -> dict[str, Path]:
-    """Write the study's best network to ``out``; ``onnx=None`` writes ONNX when the extra is installed."""
-    from safetensors.torch import save_file
-
+    """Write the study's model to ``out``; ``onnx=None`` writes ONNX when the extra is installed."""
     best = study.best()
     if best is None:
         raise ArchsearchError(f"{study.path}: no successful trial to export yet")
     arch = best.architecture
-    if not isinstance(arch, MLPArchitecture):
-        raise ArchsearchError(f"{study.path}: export builds MLP networks; {arch} is a {arch.kind} architecture")
-    if onnx and not onnx_available():
-        raise ArchsearchError("--onnx: needs the optional extra; install it with pip install 'archsearch[onnx]'")
-    task = study.task
-    model = study.best_model()
+    if not isinstance(arch, MLPArchitecture | CNNArchitecture):
+        raise ArchsearchError(
+            f"{study.path}: export builds MLP and CNN networks; {arch} is a {arch.kind} architecture"
+        )
+    _check_onnx(onnx)
+    return export_network(study.best_model(), arch, study.task, out, source(study, best), onnx)
+
+
+def source(study: Any, best: Any) -> dict[str, Any]:
+    """Where the exported network came from: ``architecture.json``'s ``source``."""
+    return {
+        "study": str(study.path) if study.path else None,
+        "task": study.task.name,
+        "trial": best.number,
+        "metric": study.metric,
+        "refit": study.refit_summary(),
+        "val_score": best.val_score,
+        "test_score": study.test_score(),
+    }
+
+
+def export_network(
+    model: torch.nn.Module,
+    arch: MLPArchitecture | CNNArchitecture,
+    task: Any,
+    out: Path,
+    origin: dict[str, Any] | None = None,
+    onnx: bool | None = None,
+) -> dict[str, Path]:
+    """Write ``model`` (``arch`` built for ``task``, in eval mode) to ``out``, with ``origin`` as its source."""
+    from safetensors.torch import save_file
+
+    _check_onnx(onnx)
+    description = describe(arch, task, origin or {})
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / name for name in EXPORT_FILES[:3]}
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(paths["weights.safetensors"]))
-    description = describe(arch, task, study, best)
     paths["architecture.json"].write_text(json.dumps(description, indent=2) + "\n")
     paths["model.py"].write_text(standalone_code(description))
     if onnx or (onnx is None and onnx_available()):
         paths["model.onnx"] = out / "model.onnx"
-        export_onnx(model, task.in_features, paths["model.onnx"], "outputs" if task.regression else "logits")
+        images = isinstance(arch, CNNArchitecture)
+        export_onnx(
+            model,
+            tuple(task.x_train.shape[1:]),
+            paths["model.onnx"],
+            "images" if images else "features",
+            "outputs" if task.regression else "logits",
+        )
     return paths
 
 
-def describe(arch: MLPArchitecture, task: Any, study: Any, best: Any) -> dict[str, Any]:
-    sizes = [task.in_features, *arch.widths, task.out_features]
-    activations = [layer.activation for layer in arch.layers] + [None]
+def _check_onnx(onnx: bool | None) -> None:
+    if onnx and not onnx_available():
+        raise ArchsearchError("--onnx: needs the optional extra; install it with pip install 'archsearch[onnx]'")
+
+
+def describe(arch: MLPArchitecture | CNNArchitecture, task: Any, origin: dict[str, Any]) -> dict[str, Any]:
+    """``architecture.json``: what rebuilds the network and what its input and output mean."""
+    if isinstance(arch, CNNArchitecture):
+        network = _cnn_description(arch, task)
+    else:
+        sizes = [task.in_features, *arch.widths, task.out_features]
+        activations = [layer.activation for layer in arch.layers] + [None]
+        network = {
+            "layers": [
+                {"in": fan_in, "out": fan_out, "activation": activation}
+                for fan_in, fan_out, activation in zip(sizes, sizes[1:], activations)
+            ]
+        }
     return {
         "architecture": str(arch),
-        "layers": [
-            {"in": fan_in, "out": fan_out, "activation": activation}
-            for fan_in, fan_out, activation in zip(sizes, sizes[1:], activations)
-        ],
-        "parameters": best.params,
+        **network,
+        "parameters": arch.num_params(task.in_features, task.out_features),
         "problem": task.problem,
         "preprocessing": task.preprocessing,
-        "source": {
-            "study": str(study.path) if study.path else None,
-            "task": task.name,
-            "trial": best.number,
-            "metric": study.metric,
-            "refit": study.refit_summary(),
-            "val_score": best.val_score,
-            "test_score": study.test_score(),
-        },
+        "source": origin,
         "archsearch_architecture": arch.to_dict(),
+    }
+
+
+def _cnn_description(arch: CNNArchitecture, task: Any) -> dict[str, Any]:
+    """A CNN's input (shape and pixel scaling), layers and head."""
+    shape = [int(size) for size in task.x_train.shape[1:]]
+    pre = task.preprocessing
+    for name in ("mean", "std"):
+        if pre.get(name) is not None and len(pre[name]) != shape[0]:
+            raise ArchsearchError(
+                f"task {task.name}: preprocessing {name} has {len(pre[name])} values for {shape[0]} image channels"
+            )
+    layers = [
+        {
+            "in": fan_in,
+            "filters": layer.filters,
+            "kernel": layer.kernel,
+            "stride": layer.stride,
+            "padding": layer.kernel // 2,
+            "batch_norm": layer.batch_norm,
+            "pool": layer.pool,
+            "dropout": layer.dropout,
+            "skips": list(layer.skips),
+        }
+        for fan_in, layer in zip(arch._in_channels(shape[0]), arch.layers)
+    ]
+    return {
+        "input": {
+            "shape": shape,
+            "pixel_scale": pre.get("pixel_scale"),
+            "mean": pre.get("mean"),
+            "std": pre.get("std"),
+        },
+        "layers": layers,
+        "head": {"grid": HEAD_GRID, "in": arch.layers[-1].filters * HEAD_GRID**2, "out": task.out_features},
     }
 
 
 def standalone_code(description: dict[str, Any]) -> str:
     """``model.py``: rebuilds the network with plain PyTorch and reads ``weights.safetensors`` itself."""
+    pre = description["preprocessing"]
+    regression = description.get("problem") == "regression"
+    returns = "values in the target's units" if regression else "class labels"
+    if description["archsearch_architecture"]["kind"] == CNNArchitecture.kind:
+        parts = _cnn_code(description, returns)
+    else:
+        parts = _mlp_code(description, returns)
+    return _MODULE.substitute(
+        title=description["architecture"],
+        classes=repr(pre.get("classes")),
+        target_mean=repr(pre.get("target_mean")),
+        target_std=repr(pre.get("target_std")),
+        chunk=_CHUNK,
+        **parts,
+    )
+
+
+def _mlp_code(description: dict[str, Any], returns: str) -> dict[str, str]:
     modules = []
     for layer in description["layers"]:
         modules.append(f"nn.Linear({layer['in']}, {layer['out']})")
         if layer["activation"]:
             modules.append(_ACTIVATION_CODE[layer["activation"]])
-    body = ",\n        ".join(modules)
     pre = description["preprocessing"]
-    regression = description.get("problem") == "regression"
-    returns = "values in the target's units" if regression else "class labels"
-    return f'''"""{description["architecture"]}: a network found by archsearch, as plain PyTorch.
+    return {
+        "usage": f"``predict(rows)`` takes raw input rows (columns: FEATURES), applies the\n"
+        f"standardisation the search used, and returns {returns}.",
+        "imports": "",
+        "constants": f"FEATURES = {pre.get('features')!r}\nMEAN = {pre.get('mean')!r}\nSTD = {pre.get('std')!r}",
+        "network": _MLP_NETWORK.substitute(body=",\n        ".join(modules)),
+        "predict": _MLP_PREDICT.substitute(returns=returns),
+    }
+
+
+def _cnn_code(description: dict[str, Any], returns: str) -> dict[str, str]:
+    given = description["input"]
+    channels, height, width = given["shape"]
+    accepts = f"(N, {channels}, {height}, {width})"
+    if channels == 1:
+        accepts = f"(N, {height}, {width}) or {accepts}"
+    layers = ",\n    ".join(repr(layer) for layer in description["layers"])
+    constants = (
+        f"INPUT_SHAPE = {given['shape']!r}  # channels, height, width\n"
+        f"PIXEL_SCALE = {given['pixel_scale']!r}\nMEAN = {given['mean']!r}\nSTD = {given['std']!r}\n"
+        f"LAYERS = [\n    {layers},\n]\nHEAD = {description['head']!r}"
+    )
+    return {
+        "usage": f"``predict(images)`` takes raw images {accepts}, pixel values as the data\n"
+        f"files hold them, applies the scaling the search used, and returns {returns}.",
+        "imports": "import torch.nn.functional as F\n",
+        "constants": constants,
+        "network": _CNN_NETWORK,
+        "predict": _CNN_PREDICT.substitute(returns=returns, accepts=accepts),
+    }
+
+
+#: model.py; ``$``-placeholders are filled by :func:`standalone_code`
+_MODULE = Template('''"""$title: a network found by archsearch, as plain PyTorch.
 
 Needs torch only. ``load_model()`` returns the network with its weights;
-``predict(rows)`` takes raw input rows (columns: FEATURES), applies the
-standardisation the search used, and returns {returns}.
+$usage
 """
 
 import json
@@ -120,24 +244,19 @@ import struct
 from pathlib import Path
 
 import torch
-from torch import nn
+${imports}from torch import nn
 
 HERE = Path(__file__).resolve().parent
-FEATURES = {pre.get("features")!r}
-MEAN = {pre.get("mean")!r}
-STD = {pre.get("std")!r}
-CLASSES = {pre.get("classes")!r}
-TARGET_MEAN = {pre.get("target_mean")!r}
-TARGET_STD = {pre.get("target_std")!r}
-_DTYPES = {{"F32": torch.float32, "F64": torch.float64, "F16": torch.float16, "BF16": torch.bfloat16}}
+$constants
+CLASSES = $classes
+TARGET_MEAN = $target_mean
+TARGET_STD = $target_std
+CHUNK = $chunk  # rows per forward pass
+_DTYPES = {
+    "F32": torch.float32, "F64": torch.float64, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64,
+}
 
-
-def build() -> nn.Sequential:
-    """The network, with fresh weights."""
-    return nn.Sequential(
-        {body},
-    )
-
+$network
 
 def load_weights(path: Path = HERE / "weights.safetensors") -> dict:
     """The tensors of a safetensors file: an 8-byte header size, a JSON header, then raw little-endian data."""
@@ -145,7 +264,7 @@ def load_weights(path: Path = HERE / "weights.safetensors") -> dict:
     (size,) = struct.unpack("<Q", data[:8])
     header = json.loads(data[8 : 8 + size])
     header.pop("__metadata__", None)
-    tensors = {{}}
+    tensors = {}
     for name, entry in header.items():
         start, end = entry["data_offsets"]
         raw = bytearray(data[8 + size + start : 8 + size + end])
@@ -153,33 +272,118 @@ def load_weights(path: Path = HERE / "weights.safetensors") -> dict:
     return tensors
 
 
-def load_model(path: Path = HERE / "weights.safetensors") -> nn.Sequential:
+def load_model(path: Path = HERE / "weights.safetensors") -> nn.Module:
     model = build()
     model.load_state_dict(load_weights(path))
     return model.eval()
 
+$predict
 
+def _answers(model: nn.Module, x: torch.Tensor) -> list:
+    """The network's answers for inputs ``x``: class labels, or values in the target's units."""
+    outputs = model(x) if len(x) <= CHUNK else torch.cat([model(part) for part in x.split(CHUNK)])
+    if CLASSES is None:  # regression: the network predicts the standardised target
+        return (outputs[:, 0].double() * TARGET_STD + TARGET_MEAN).tolist()
+    return [CLASSES[i] for i in outputs.argmax(dim=1).tolist()]
+''')
+
+_MLP_NETWORK = Template('''
+def build() -> nn.Sequential:
+    """The network, with fresh weights."""
+    return nn.Sequential(
+        $body,
+    )
+''')
+
+_MLP_PREDICT = Template('''
 @torch.no_grad()
-def predict(rows, model: nn.Sequential | None = None) -> list:
-    """The {returns} of raw input rows (a list of lists or an array, one column per feature)."""
+def predict(rows, model: nn.Module | None = None) -> list:
+    """The $returns of raw input rows (a list of lists or an array, one column per feature)."""
     model = model or load_model()
     x = torch.as_tensor(rows, dtype=torch.float32)
     if MEAN is not None:
         x = (x - torch.tensor(MEAN, dtype=torch.float32)) / torch.tensor(STD, dtype=torch.float32)
-    outputs = model(x)
-    if CLASSES is None:  # regression: the network predicts the standardised target
-        return (outputs[:, 0].double() * TARGET_STD + TARGET_MEAN).tolist()
-    return [CLASSES[i] for i in outputs.argmax(dim=1).tolist()]
+    return _answers(model, x)
+''')
+
+_CNN_NETWORK = '''
+class Network(nn.Module):
+    """Each layer reads the previous layer's output (the image for the first) and its skip inputs,
+    each average-pooled to that output's height and width, concatenated along channels; then
+    conv -> batch normalization (where set) -> ReLU -> 2x2 max pooling (ceil mode, where set) ->
+    dropout. The head average-pools the last layer to HEAD["grid"] x HEAD["grid"] and applies one
+    linear layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(
+            nn.Conv2d(layer["in"], layer["filters"], layer["kernel"], stride=layer["stride"],
+                      padding=layer["padding"], bias=not layer["batch_norm"])
+            for layer in LAYERS
+        )
+        self.norms = nn.ModuleList(
+            nn.BatchNorm2d(layer["filters"]) if layer["batch_norm"] else nn.Identity() for layer in LAYERS
+        )
+        self.dropouts = nn.ModuleList(nn.Dropout(layer["dropout"]) for layer in LAYERS)
+        self.head = nn.Linear(HEAD["in"], HEAD["out"])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs = []
+        for layer, conv, norm, dropout in zip(LAYERS, self.convs, self.norms, self.dropouts):
+            if layer["skips"]:
+                size = x.shape[-2:]
+                x = torch.cat([x, *(_resized(outputs[j], size) for j in layer["skips"])], dim=1)
+            x = F.relu(norm(conv(x)))
+            if layer["pool"] == "max":
+                x = F.max_pool2d(x, 2, ceil_mode=True)
+            x = dropout(x)
+            outputs.append(x)
+        return self.head(torch.flatten(F.adaptive_avg_pool2d(x, HEAD["grid"]), 1))
+
+
+def _resized(h: torch.Tensor, size: torch.Size) -> torch.Tensor:
+    return h if h.shape[-2:] == size else F.adaptive_avg_pool2d(h, size)
+
+
+def build() -> Network:
+    """The network, with fresh weights."""
+    return Network()
 '''
+
+_CNN_PREDICT = Template('''
+def scaled(images) -> torch.Tensor:
+    """Raw images as the network takes them (and as model.onnx takes them): float32 (N, C, H, W),
+    pixels divided by PIXEL_SCALE, then standardised per channel by MEAN and STD where set."""
+    x = torch.as_tensor(images).to(torch.float32)
+    if x.dim() == 3 and INPUT_SHAPE[0] == 1:
+        x = x.unsqueeze(1)
+    if x.dim() != 4 or list(x.shape[1:]) != INPUT_SHAPE:
+        raise ValueError(f"images: expected shape $accepts, got {tuple(x.shape)}")
+    if PIXEL_SCALE is not None:
+        x = x / PIXEL_SCALE
+    if MEAN is not None:
+        x = (x - torch.tensor(MEAN).view(-1, 1, 1)) / torch.tensor(STD).view(-1, 1, 1)
+    return x
+
+
+@torch.no_grad()
+def predict(images, model: nn.Module | None = None) -> list:
+    """The $returns of raw images: pixel values as the data files hold them (uint8 0..255, or
+    floats), an array, tensor or nested lists of shape $accepts."""
+    return _answers(model or load_model(), scaled(images))
+''')
 
 
 #: the weights inside model.onnx, not in a model.onnx.data beside it (where this PyTorch can choose)
 _ONE_FILE = {"external_data": False} if "external_data" in inspect.signature(torch.onnx.export).parameters else {}
 
 
-def export_onnx(model: torch.nn.Module, in_features: int, path: Path, output: str = "logits") -> None:
-    """ONNX with a variable number of rows; the exporter's own chatter is kept off the terminal."""
-    example = torch.zeros(2, in_features)
+def export_onnx(
+    model: torch.nn.Module, shape: tuple[int, ...], path: Path, input_name: str = "features", output: str = "logits"
+) -> None:
+    """ONNX for inputs of ``shape`` (one row or image) with a variable number of them; the exporter's
+    own chatter is kept off the terminal."""
+    example = torch.zeros(2, *shape)
     rows = torch.export.Dim("rows")
     onnx_log = logging.getLogger("torch.onnx")
     level = onnx_log.level
@@ -191,7 +395,7 @@ def export_onnx(model: torch.nn.Module, in_features: int, path: Path, output: st
                 model,
                 (example,),
                 str(path),
-                input_names=["features"],
+                input_names=[input_name],
                 output_names=[output],
                 dynamic_shapes=({0: rows},),
                 dynamo=True,

@@ -154,5 +154,5 @@ def test_export_refuses_a_study_without_a_network(tmp_path):
     with pytest.raises(ArchsearchError, match="no successful trial"):
         export_best(study, tmp_path / "x")
     study.run(progress=False)
-    with pytest.raises(ArchsearchError, match="export builds MLP networks"):
+    with pytest.raises(ArchsearchError, match="export builds MLP and CNN networks"):
         export_best(study, tmp_path / "x")
