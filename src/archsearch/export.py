@@ -99,14 +99,9 @@ def export_network(
     paths["model.py"].write_text(standalone_code(description))
     if onnx or (onnx is None and onnx_available()):
         paths["model.onnx"] = out / "model.onnx"
-        images = isinstance(arch, CNNArchitecture)
-        export_onnx(
-            model,
-            tuple(task.x_train.shape[1:]),
-            paths["model.onnx"],
-            "images" if images else "features",
-            "outputs" if task.regression else "logits",
-        )
+        inputs = "images" if isinstance(arch, CNNArchitecture) else "features"
+        outputs = "outputs" if task.regression else "logits"
+        export_onnx(model, tuple(task.x_train.shape[1:]), paths["model.onnx"], inputs, outputs)
     return paths
 
 

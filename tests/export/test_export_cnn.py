@@ -23,14 +23,15 @@ from archsearch.study import Study
 from archsearch.tasks import Task, get_task, mnist
 
 #: skips, batch norm, stride 2, max pooling and dropout together; the same without batch norm; a network
-#: that shrinks the image to one pixel and then reads two skip inputs; a single 1x1 convolution (ONNX is
-#: checked on the study's pick alone: exporting it takes seconds)
+#: that shrinks 10x10 images to one pixel (28x28 to two) while reading skip inputs pooled from larger
+#: layers; a single 1x1 convolution (ONNX is checked on the study's pick alone: exporting takes seconds)
 ARCHITECTURES = (
     "4c3-bn/6c3s2-max-d0.25/5c5-bn+0",
     "4c3/6c3s2-max-d0.25/5c5+0",
-    "4c3s2-bn-max/3c3-bn-max/4c3-bn+0/5c3-bn-d0.5+0,1",
+    "4c3s2-bn-max/3c3s2-bn-max/4c3-bn+0/5c3-bn-d0.5+0,1",
     "3c1",
 )
+FILES = ("architecture.json", "model.py", "weights.safetensors")
 
 
 def load_module(path, name):
@@ -66,7 +67,8 @@ def fake_mnist(tmp_path_factory):
     folder = tmp_path_factory.mktemp("mnist")
     rng = np.random.default_rng(0)
     x_train, x_test = (rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8) for n in (40, 12))
-    np.savez(folder / "mnist.npz", x_train=x_train, y_train=np.arange(40) % 10, x_test=x_test, y_test=np.arange(12) % 10)
+    labels = {"y_train": np.arange(40) % 10, "y_test": np.arange(12) % 10}
+    np.savez(folder / "mnist.npz", x_train=x_train, x_test=x_test, **labels)
     return mnist(str(folder), val_size=10), x_test
 
 
@@ -77,7 +79,8 @@ def colour_task():
     mean, std = [0.5, 0.4, 0.3], [0.25, 0.2, 0.3]
     x = (torch.from_numpy(raw).float() / 255 - torch.tensor(mean).view(-1, 1, 1)) / torch.tensor(std).view(-1, 1, 1)
     y = torch.arange(16) % 4
-    preprocessing = {"input_shape": [3, 10, 10], "pixel_scale": 255.0, "mean": mean, "std": std, "classes": list("abcd")}
+    preprocessing = {"input_shape": [3, 10, 10], "pixel_scale": 255.0, "mean": mean, "std": std}
+    preprocessing["classes"] = list("abcd")
     return Task("colour", x[0], y, x[1], y, x[2], y, n_classes=4, preprocessing=preprocessing), raw[2]
 
 
@@ -96,7 +99,7 @@ def random_network(arch, task):
 
 def test_files_and_description(digits_study):
     study, task, paths = digits_study
-    expected = {"architecture.json", "model.py", "weights.safetensors"} | ({"model.onnx"} if onnx_available() else set())
+    expected = {*FILES, "model.onnx"} if onnx_available() else set(FILES)
     assert set(paths) == expected and all(p.stat().st_size > 0 for p in paths.values())
     description = json.loads(paths["architecture.json"].read_text())
     best = study.best()
@@ -200,7 +203,7 @@ def test_the_command_exports_a_cnn_study(digits_study, tmp_path, capsys):
     study, _, _ = digits_study
     assert main(["export", str(study.path), "--out", str(tmp_path / "cli"), "--no-onnx"]) == 0
     assert f"exported {study.best().architecture} (trial {study.best().number})" in capsys.readouterr().out
-    assert sorted(p.name for p in (tmp_path / "cli").iterdir()) == ["architecture.json", "model.py", "weights.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "cli").iterdir()) == list(FILES)
 
 
 def test_the_command_refuses_a_study_without_a_network_in_one_line_and_writes_nothing(tmp_path, capsys):
