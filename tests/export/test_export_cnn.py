@@ -55,10 +55,11 @@ def digits_study(tmp_path_factory):
     task = get_task("digits")
     space = CNNSpace(filters=(4,), kernels=(3,), pools=("none", "max"), dropouts=(0.25,), min_layers=3, max_layers=3)
     evaluator = SerialTrainer(task, TrainConfig(max_epochs=1, batch_size=64))
-    study = Study.create(folder / "d.db", task, steps=1, children_per_step=2, seed=4, space=space, evaluator=evaluator)
-    study.run(progress=False)
-    assert str(study.best().architecture) == "4c3s2-bn-d0.25/4c3-bn-max-d0.25/4c3-bn-d0.25+0"
-    return study, task, export_best(study, folder / "best")
+    with Study.create(folder / "d.db", task, steps=1, children_per_step=2, seed=4, space=space,
+                      evaluator=evaluator) as study:  # fmt: skip
+        study.run(progress=False)
+        assert str(study.best().architecture) == "4c3s2-bn-d0.25/4c3-bn-max-d0.25/4c3-bn-d0.25+0"
+        yield study, task, export_best(study, folder / "best")
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +106,10 @@ def test_files_and_description(digits_study):
     best = study.best()
     assert description["architecture"] == str(best.architecture)
     assert description["input"] == {"shape": [1, 8, 8], "pixel_scale": 16.0, "mean": None, "std": None}
-    assert len(description["layers"]) == len(best.architecture.layers) and description["layers"][0]["in"] == 1
+    assert [(layer["in"], layer["stride"], layer["pool"], layer["skips"]) for layer in description["layers"]] == [
+        (1, 2, "none", []), (4, 1, "max", []), (8, 1, "none", [0])
+    ]  # fmt: skip
+    assert all(layer["batch_norm"] and layer["dropout"] == 0.25 for layer in description["layers"])
     assert description["head"] == {"grid": 4, "in": best.architecture.layers[-1].filters * 16, "out": 10}
     assert description["parameters"] == best.params == sum(p.numel() for p in study.best_model().parameters())
     assert description["preprocessing"]["classes"] == list(range(10))
