@@ -39,7 +39,8 @@ def cnn_cases(draw):
         batch_norm=draw(st.booleans()),
     )
     arch = space.sample(np.random.default_rng(draw(st.integers(0, 2**32 - 1))))
-    return space, arch, draw(st.sampled_from([1, 3])), draw(st.sampled_from([1, 5, 7, 28])), draw(st.sampled_from(SHARINGS))
+    channels, side = draw(st.sampled_from([1, 3])), draw(st.sampled_from([1, 5, 7, 28]))
+    return space, arch, channels, side, draw(st.sampled_from(SHARINGS))
 
 
 @st.composite
@@ -107,6 +108,9 @@ def test_chosen_cnn_children_with_every_skip_and_odd_images(sharing):
     x = torch.randn(2, 3, 7, 7, generator=torch.Generator().manual_seed(1))
     for text in ("8c3-bn/1c5s2-bn/3c3-bn+0/8c5s3-bn-max+0,1/1c3-bn+0,1,2", "1c5s3-bn-max", "3c3-bn/8c5-bn/1c3-bn+0"):
         _same_child(supernet, CNNArchitecture.parse(text), x)
+        supernet.to(memory_format=torch.channels_last)  # the layout the serial trainer gives images
+        _same_child(supernet, CNNArchitecture.parse(text), x.contiguous(memory_format=torch.channels_last))
+        supernet.to(memory_format=torch.contiguous_format)
 
 
 @pytest.mark.parametrize("sharing", SHARINGS)
@@ -199,7 +203,8 @@ def test_refusals_name_the_field():
     with pytest.raises(ArchsearchError, match="^sharing: must be one of slice, separate, got 'wide'$"):
         build_supernet(MLPSpace(), 2, 2, "wide")
     huge = CNNSpace(filters=(512, 1024), kernels=(15,), max_layers=16)
-    with pytest.raises(ArchsearchError, match=f"^space: its supernet would hold [0-9,]+ parameters, more than the {MAX_SUPERNET_PARAMS:,}"):
+    refused = f"^space: its supernet would hold [0-9,]+ parameters, more than the {MAX_SUPERNET_PARAMS:,} "
+    with pytest.raises(ArchsearchError, match=refused):
         build_supernet(huge, 3, 10)
     supernet = build_supernet(SMALL_CNN, 1, 3)
     with pytest.raises(ArchsearchError, match=r"^3c3-bn: layer 0 \(3c3-bn\) is not in CNNSpace"):
