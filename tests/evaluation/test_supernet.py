@@ -129,9 +129,10 @@ def test_only_the_path_gets_gradients_and_running_statistics(sharing):
         assert (norm.weight.grad is not None) == (name in norms), name
         moved = not torch.equal(before[f"norms.{name}.running_mean"], norm.running_mean)
         assert moved == (name in norms) and int(norm.num_batches_tracked) == (name in norms), name
-    if sharing == "slice":  # rows beyond the child's width and input blocks it does not read: zero gradient
-        grad = supernet.weights["conv2_k3_s1"].grad  # input blocks: previous layer (0..3), layer 0 (4..7)
-        assert grad[:, :6].abs().sum() > 0 and not grad[:, 6:].any()
+    # input blocks of layer 2: previous layer (columns 0..3), layer 0 (4..7), of which the child reads 4 + 2
+    grad = supernet.weights["conv2_k3_s1" + ("_w4" if sharing == "separate" else "")].grad
+    assert grad.abs().sum(dim=(0, 2, 3)).gt(0).tolist() == [True] * 6 + [False] * 2
+    if sharing == "slice":  # rows beyond the child's width: zero gradient
         assert not supernet.weights["conv0_k3_s1"].grad[2:].any()
         assert not supernet.weights["head3"].grad[:, 4 * 16 :].any()
 

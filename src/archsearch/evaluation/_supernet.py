@@ -64,7 +64,7 @@ from archsearch.space._cnn import HEAD_GRID, _BatchNorm, _resized
 SHARINGS = ("slice", "separate")
 #: trainable parameters a supernet may hold (200 MB of float32 weights, as much again per Adam moment)
 MAX_SUPERNET_PARAMS = 50_000_000
-_MAX_PLANS = 4096  # cached paths; beyond, the cache starts afresh
+_MAX_PLANS = 4096  # cached paths (and gather indices); beyond, a cache starts afresh
 
 
 class _Op(NamedTuple):
@@ -183,6 +183,8 @@ class Supernet(nn.Module):
             return sources[0][1]
         key = (sources, device)
         if key not in self._indices:
+            if len(self._indices) >= _MAX_PLANS:
+                self._indices.clear()
             self._indices[key] = torch.cat([torch.arange(o, o + w, device=device) for o, w in sources])
         return self._indices[key]
 
