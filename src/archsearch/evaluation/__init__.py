@@ -12,6 +12,7 @@ from archsearch.evaluation._result import Refit, Result, Status
 from archsearch.evaluation._reuse import ReusingEvaluator
 from archsearch.evaluation._scoring import accuracy, load_model, split_score, validation_loss, validation_score
 from archsearch.evaluation._serial import SerialTrainer
+from archsearch.evaluation._supernet import SHARINGS, Supernet, build_supernet
 from archsearch.registry import Registry
 from archsearch.tasks import Task
 
@@ -45,13 +46,16 @@ __all__ = [
     "TABULAR_BENCHMARKS",
     "TabularBenchmark",
     "Refit",
+    "SHARINGS",
     "Result",
     "ReusingEvaluator",
     "SerialTrainer",
     "Status",
+    "Supernet",
     "TrainConfig",
     "Trainer",
     "accuracy",
+    "build_supernet",
     "get_benchmark",
     "load_model",
     "split_score",
