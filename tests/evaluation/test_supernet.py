@@ -111,6 +111,7 @@ def test_chosen_cnn_children_with_every_skip_and_odd_images(sharing):
         supernet.to(memory_format=torch.channels_last)  # the layout the serial trainer gives images
         _same_child(supernet, CNNArchitecture.parse(text), x.contiguous(memory_format=torch.channels_last))
         supernet.to(memory_format=torch.contiguous_format)
+    _same_child(supernet, CNNArchitecture.parse("3c3-bn/8c5-bn/1c3-bn+0"), x[:1, :, :1, :1])  # one value per channel
 
 
 @pytest.mark.parametrize("sharing", SHARINGS)
