@@ -16,7 +16,7 @@ train mode).
   one per possible source (the previous layer, then layers ``0 .. i - 2`` that may
   skip to it), each as wide as the widest filter choice (the image's channels at
   position 0); a child's input (previous layer first, then its skip sources in
-  increasing order, as :class:`~archsearch.space.CNN` concatenates them) gathers
+  increasing order, as the stand-alone ``CNN`` concatenates them) gathers
   its channels from those blocks. With batch normalization every (position,
   kernel, stride, filters) has its own normalization, so running statistics are
   kept per operation and width. One head (linear layer after pooling to
