@@ -111,6 +111,7 @@ def test_chosen_cnn_children_with_every_skip_and_odd_images(sharing):
         supernet.to(memory_format=torch.channels_last)  # the layout the serial trainer gives images
         _same_child(supernet, CNNArchitecture.parse(text), x.contiguous(memory_format=torch.channels_last))
         supernet.to(memory_format=torch.contiguous_format)
+    _same_child(supernet, CNNArchitecture.parse("3c3-bn/8c5-bn/1c3-bn+0"), x[:1, :, :1, :1])  # one value per channel
 
 
 @pytest.mark.parametrize("sharing", SHARINGS)
@@ -118,7 +119,8 @@ def test_only_the_path_gets_gradients_and_running_statistics(sharing):
     supernet = build_supernet(SMALL_CNN, 1, 3, sharing, torch.Generator().manual_seed(0)).train()
     before = {k: v.clone() for k, v in supernet.state_dict().items()}
     arch = CNNArchitecture.parse("2c3-bn/4c1s2-bn/4c3-bn+0")
-    F.cross_entropy(supernet(torch.randn(4, 1, 8, 8), arch), torch.tensor([0, 1, 2, 0])).backward()
+    x = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    F.cross_entropy(supernet(x, arch), torch.tensor([0, 1, 2, 0])).backward()
     path = {"conv0_k3_s1", "conv1_k1_s2", "conv2_k3_s1", "head3", "head3_bias"}
     if sharing == "separate":
         path = {"conv0_k3_s1_w2", "conv1_k1_s2_w4", "conv2_k3_s1_w4", "head3", "head3_bias"}
@@ -135,6 +137,23 @@ def test_only_the_path_gets_gradients_and_running_statistics(sharing):
     if sharing == "slice":  # rows beyond the child's width: zero gradient
         assert not supernet.weights["conv0_k3_s1"].grad[2:].any()
         assert not supernet.weights["head3"].grad[:, 4 * 16 :].any()
+
+
+@pytest.mark.parametrize("sharing", SHARINGS)
+def test_only_the_mlp_path_gets_gradients(sharing):
+    space = MLPSpace(units=(2, 4), activations=("relu", "tanh"), max_layers=3)
+    supernet = build_supernet(space, 3, 2, sharing, torch.Generator().manual_seed(0))
+    x = torch.randn(5, 3, generator=torch.Generator().manual_seed(1))
+    supernet(x, MLPArchitecture.parse("4-tanh/2-relu")).sum().backward()
+    path = {"linear0_tanh", "linear0_tanh_bias", "linear1_relu", "linear1_relu_bias", "head2", "head2_bias"}
+    if sharing == "separate":
+        path = {"linear0_tanh_w4", "linear0_tanh_w4_bias", "linear1_relu_w2", "linear1_relu_w2_bias"}
+        path |= {"head2", "head2_bias"}
+    assert {name for name, p in supernet.weights.items() if p.grad is not None and p.grad.any()} == path
+    assert all(supernet.weights[name].grad is None for name in supernet.weights if name not in path)
+    if sharing == "slice":  # layer 1 has 2 of 4 rows and reads all 4 columns; the head reads 2 of 4
+        assert not supernet.weights["linear1_relu"].grad[2:].any()
+        assert not supernet.weights["head2"].grad[:, 2:].any()
 
 
 def test_slice_shares_the_leading_rows_and_separate_does_not():
@@ -190,7 +209,7 @@ def test_initialization_is_a_pure_function_of_the_generator_within_the_documente
 def test_state_dict_round_trip_gives_the_same_children():
     arch = CNNArchitecture.parse("4c3-bn/2c1s2-bn-max/4c3-bn+0")
     source = build_supernet(SMALL_CNN, 1, 3, "separate", torch.Generator().manual_seed(0)).train()
-    x = torch.randn(4, 1, 9, 9)
+    x = torch.randn(4, 1, 9, 9, generator=torch.Generator().manual_seed(2))
     source(x, arch)
     copy = build_supernet(SMALL_CNN, 1, 3, "separate", torch.Generator().manual_seed(1))
     copy.load_state_dict(source.state_dict())

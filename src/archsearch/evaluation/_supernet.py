@@ -9,13 +9,14 @@ with it computes what the path computes (in eval mode; both drop out alike in
 train mode).
 
 - MLP space: one linear layer per (position, activation); its input is the
-  previous layer (``in_features`` at position 0). One output layer per depth.
+  previous layer (``in_features`` at position 0). One output layer per depth, its
+  columns sliced by the last layer's width.
 - CNN space: one convolution per (position, kernel, stride); pooling and dropout
   have no weights. A convolution's input channels are laid out in fixed blocks,
   one per possible source (the previous layer, then layers ``0 .. i - 2`` that may
   skip to it), each as wide as the widest filter choice (the image's channels at
   position 0); a child's input (previous layer first, then its skip sources in
-  increasing order, as :class:`~archsearch.space.CNN` concatenates them) gathers
+  increasing order, as the stand-alone ``CNN`` concatenates them) gathers
   its channels from those blocks. With batch normalization every (position,
   kernel, stride, filters) has its own normalization, so running statistics are
   kept per operation and width. One head (linear layer after pooling to
@@ -191,11 +192,11 @@ class Supernet(nn.Module):
     def _tensors(self, op: _Op) -> tuple[torch.Tensor, torch.Tensor | None]:
         weight = self.weights[op.weight]
         bias = None if op.bias is None else self.weights[op.bias]
-        if op.rows is not None:
+        if op.rows is not None and op.rows < weight.shape[0]:
             weight = weight.narrow(0, 0, op.rows)
             bias = None if bias is None else bias.narrow(0, 0, op.rows)
         if isinstance(op.cols, int):
-            weight = weight.narrow(1, 0, op.cols)
+            weight = weight if op.cols == weight.shape[1] else weight.narrow(1, 0, op.cols)
         else:
             weight = weight.index_select(1, op.cols)
             if self.weights[op.weight].is_contiguous(memory_format=torch.channels_last):
