@@ -104,12 +104,19 @@ def faulty_evaluator(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201 -- the mo
 
 
 def downgrade(path, version: int, refits: bool = True) -> None:  # noqa: ANN001
-    """Rewrite a study file as an older archsearch wrote it: schema ``version`` (1 to 3), before the scores
-    were named for what they hold; schema 2 and 3 files have a refits table (``refits=False``: an early
-    schema 2 file without one), schema 1 has no validation losses and neither has executors."""
+    """Rewrite a study file as an older archsearch wrote it: schema ``version`` (1 to 4); before 5, trials
+    had no phase or kind; before 4 the scores were not named for what they hold; schema 2 and 3 files have
+    a refits table (``refits=False``: an early schema 2 file without one), schema 1 has no validation
+    losses and neither has executors."""
     import sqlite3
 
     with sqlite3.connect(path) as db:
+        db.execute("ALTER TABLE trials DROP COLUMN phase")
+        db.execute("ALTER TABLE trials DROP COLUMN kind")
+        db.execute("DROP TABLE evaluator_state")
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
+        if version == 4:
+            return
         db.execute("ALTER TABLE trials RENAME COLUMN val_score TO val_accuracy")
         db.execute("ALTER TABLE models RENAME COLUMN test_score TO test_accuracy")
         if refits and version >= 2:

@@ -185,6 +185,7 @@ def _search_parser(commands: argparse._SubParsersAction) -> None:
         "--study", type=_path, default=None, help="study file to create (default: runs/TASK-STRATEGY-sSEED.db)"
     )
     _search_training_arguments(search.add_argument_group("child training"))
+    _sharing_arguments(search.add_argument_group("weight sharing (ENAS): one supernet instead of a network per child"))
     _controller_arguments(search.add_argument_group("reinforce controller"))
     where = search.add_argument_group("where children run (never changes the trials)")
     _executor_arguments(where)
@@ -253,6 +254,30 @@ def _search_training_arguments(train: argparse._ArgumentGroup) -> None:
         action="store_true",
         help="when the search ends, retrain the best architecture on the training and validation rows "
         "together (for the epochs that set its reward) and make that the study's model",
+    )
+
+
+def _sharing_arguments(shared: argparse._ArgumentGroup) -> None:
+    shared.add_argument(
+        "--weight-sharing",
+        action="store_true",
+        help="score children with the shared weights of one supernet, trained between strategy steps; then "
+        "derive picks and retrain the best from scratch with the child training settings (mlp and cnn spaces)",
+    )
+    shared.add_argument(
+        "--sharing", choices=("slice", "separate"), default=None,
+        help="how widths share weights: slices of the widest (default) or a tensor per width",
+    )  # fmt: skip
+    shared.add_argument(
+        "--controller-steps", type=_count, default=None,
+        help="strategy steps per pass of supernet training (default: 5)",
+    )  # fmt: skip
+    shared.add_argument(
+        "--derive", type=_count, default=None,
+        help="architectures sampled and scored on the whole validation split when the search ends (default: 100)",
+    )  # fmt: skip
+    shared.add_argument(
+        "--retrain", type=_count, default=None, help="the best derived architectures retrained from scratch (default: 1)"
     )
 
 
@@ -675,7 +700,10 @@ def _one_line_warnings(command: str) -> None:
 
 
 #: the config fields whose flag is not ``--`` and the field's name with dashes
-_FIELD_FLAGS = {"skips": "--no-skips", "batch_norm": "--no-batch-norm", "evaluator": "--trainer"}
+_FIELD_FLAGS = {"skips": "--no-skips", "batch_norm": "--no-batch-norm", "evaluator": "--trainer",
+                "shared": "--weight-sharing"}  # fmt: skip
+#: the ``search`` arguments that are settings of weight sharing (SearchConfig.shared)
+_SHARED = ("sharing", "controller_steps", "derive", "retrain")
 #: the ``search`` arguments that are TrainConfig settings
 _TRAINING = ("max_epochs", "patience", "lr", "weight_decay", "batch_size", "time_limit", "threads")
 
@@ -709,6 +737,8 @@ def _search_config(args: argparse.Namespace) -> SearchConfig:
         batch_norm=not args.no_batch_norm,
         evaluator=args.trainer,
         training=_training(args),
+        weight_sharing=args.weight_sharing,
+        shared={name: getattr(args, name) for name in _SHARED if getattr(args, name) is not None},
     )
 
 
@@ -820,11 +850,33 @@ def _print_best(study) -> None:  # noqa: ANN001
         if summary.get("refit"):
             refit = summary["refit"]
             print(f"refit: retrained on {refit['rows']} training + validation rows for {refit['epochs']} epochs")
+    if "weight_sharing" in summary:
+        _print_phases(summary["weight_sharing"], summary["kind"])
     first, last = summary["mean_reward_first_steps"], summary["mean_reward_last_steps"]
     window = summary["trend_window"]
     if first is not None:  # None until a step is complete
         print(f"mean reward: first {window} steps {first:.4f}, last {window} steps {last:.4f}")
     print(f"results: {study.path}  (archsearch trials {study.path} --top 10)")
+
+
+def _print_phases(phases: dict, kind: str) -> None:
+    """A weight-sharing study's phases under its best line: what the shared weights preferred, and what
+    the retraining made of it."""
+    print(
+        f"weight sharing: {phases['search_trials']} children scored with shared weights, {phases['derived']} "
+        f"derived, {phases['retrained']} retrained from scratch"
+    )
+    proxy = phases["best_proxy"]
+    if proxy is not None:
+        print(f"  best by shared weights: {proxy['architecture']}  val {proxy['val_score']:.4f} (trial {proxy['trial']})")
+    for final in phases["final"]:
+        score = "n/a" if final["proxy_val_score"] is None else f"{final['proxy_val_score']:.4f}"
+        print(f"  retrained: {final['architecture']}  val {final['val_score']:.4f}  (shared weights {score}; "
+              f"trial {final['trial']}, {final['status']})")  # fmt: skip
+    if kind == "proxy":
+        print("  the search has not retrained a pick yet: the best above is scored with shared weights")
+    if phases["kendall_tau"] is not None:
+        print(f"  Kendall tau, shared-weight vs trained score: {phases['kendall_tau']:.2f} ({phases['tau_pairs']} architectures)")
 
 
 def _compare(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ from archsearch import _limits as limits
 from archsearch.errors import ArchsearchError, short
 from archsearch.evaluation import (
     EVALUATORS,
+    SCHEDULE,
     Evaluator,
     LookupEvaluator,
     TabularBenchmark,
@@ -38,6 +39,14 @@ from archsearch.tasks import IMAGE_TASKS, Task, from_file, get_task
 #: child training on image tasks unless the config says otherwise: minibatches, fewer epochs (each is
 #: thousands of images) and Adam's usual learning rate for CNNs
 IMAGE_TRAINING = {"max_epochs": 5, "patience": 2, "lr": 0.001, "batch_size": 64}
+#: a weight-sharing study's final picks on images train with the hand-designed baseline's budget: ten
+#: epochs, every one of them (there are few final trainings, and each decides the pick)
+IMAGE_RETRAINING = {"max_epochs": 10, "patience": 10}
+#: how a weight-sharing study trains its supernet unless ``shared`` says otherwise: minibatches (each
+#: through one sampled architecture) at the learning rate its children train with
+SHARED_TRAINING = {"images": {"lr": 0.001, "batch_size": 64}, "features": {"lr": 0.01, "batch_size": 32}}
+#: the settings ``shared`` may hold: the supernet's training, and the phases' schedule
+SHARED_SETTINGS = ("lr", "batch_size", "weight_decay", *SCHEDULE)
 #: image tasks read from a folder of IDX files (``data_dir``)
 FOLDER_TASKS = ("mnist", "fashion-mnist")
 #: settings of the reinforce controller that the config holds as fields of their own
@@ -76,6 +85,12 @@ class SearchConfig:
     train with ``IMAGE_TRAINING`` and all cores unless ``training`` says otherwise, the cores shared
     out between ``workers``. ``executor`` (``inline``, ``process``, ``ray``) with ``workers``,
     ``retries`` and ``address``; none named runs inline.
+
+    ``weight_sharing`` searches with one supernet's shared weights (ENAS, see
+    :mod:`archsearch.evaluation._shared`): ``training`` and ``evaluator`` then say how the final picks
+    are retrained from scratch (on images with ``IMAGE_RETRAINING``), ``shared`` how the supernet
+    trains (``SHARED_TRAINING``) and the phases' schedule (``SCHEDULE``: sharing, controller_steps,
+    derive, retrain, reward_rows).
     """
 
     task: str | dict[str, Any] | Task | None = None
@@ -110,6 +125,8 @@ class SearchConfig:
     save_children: bool = False
     refit: bool = False
     asynchronous: bool = False
+    weight_sharing: bool = False
+    shared: dict[str, Any] = field(default_factory=dict)
 
     # -- dicts -----------------------------------------------------------------------------------
 
@@ -165,6 +182,41 @@ class SearchConfig:
         if images is not None:
             self._space_kind(images, names)
         self.executor_config(names)
+        self._check_sharing(names)
+
+    def _check_sharing(self, names: Names) -> None:
+        """Weight sharing: on a task, inline, without the flags that assume children trained one by one."""
+        def setting(key: str) -> str:
+            return f"shared.{key}" if names is _field else names(key)
+
+        if not self.weight_sharing:
+            if self.shared:
+                key = str(next(iter(self.shared)))
+                raise ArchsearchError(f"{setting(key)}: a setting of weight sharing; add {names('weight_sharing')}")
+            return
+        ws = names("weight_sharing")
+        if self.benchmark is not None:
+            raise ArchsearchError(f"{ws}: a tabular benchmark looks rewards up; it has no weights to share")
+        unknown = sorted(str(key) for key in self.shared if key not in SHARED_SETTINGS)
+        if unknown:
+            raise ArchsearchError(f"{names('shared')}: unknown setting {short(unknown[0])!r} "
+                                  f"(known: {', '.join(SHARED_SETTINGS)})")  # fmt: skip
+        derive, retrain = (self.shared.get(key, SCHEDULE[key]) for key in ("derive", "retrain"))
+        if type(derive) is int and type(retrain) is int and retrain > derive:
+            raise ArchsearchError(f"{setting('retrain')}: retrains the best derived architectures, so at most "
+                                  f"{setting('derive')} ({derive}), got {retrain}")  # fmt: skip
+        for flag, why in (("asynchronous", "learns from whole steps of proxy rewards"),
+                          ("reuse_evaluations", "scores every child with the shared weights of its step")):  # fmt: skip
+            if getattr(self, flag):
+                raise ArchsearchError(f"{names(flag)}: cannot be combined with {ws}, which {why}")
+        config = self.executor_config(names)
+        if config is not None and config["name"] != "inline" or isinstance(self.executor, Executor | dict) and (
+            (self.executor.name if isinstance(self.executor, Executor) else self.executor.get("name")) != "inline"
+        ):
+            raise ArchsearchError(
+                f"{names('executor')}: {ws} scores children in the one process that holds the shared weights; "
+                "run it inline (the default)"
+            )
 
     def _check_sources(self, names: Names) -> None:
         """One source of data, and the settings that belong to it."""
@@ -276,7 +328,7 @@ class SearchConfig:
         self.check(names)
         task = self.build_task()
         space = self.build_space(task, names)
-        evaluator = self.build_evaluator(task, names)
+        evaluator = self.build_evaluator(task, names, space)
         if self.refit and not evaluator.refits:
             raise ArchsearchError(
                 f"{names('refit')}: retrains the final pick; the {evaluator.name!r} evaluator trains nothing"
@@ -319,16 +371,35 @@ class SearchConfig:
         config = {"seed": self.seed, **self.strategy} if isinstance(self.strategy, dict) else self._strategy_config()
         return build_strategy(config, space)
 
-    def build_evaluator(self, task: Task | None, names: Names = _field) -> Evaluator:
+    def build_evaluator(
+        self, task: Task | None, names: Names = _field, space: SearchSpace | None = None
+    ) -> Evaluator:
+        """The evaluator; ``space`` is the study's, which a shared-weights evaluator builds its supernet for."""
         if isinstance(self.evaluator, Evaluator):
             return self.evaluator
         if isinstance(self.evaluator, dict):
-            return build_evaluator(self.evaluator, task)
+            return build_evaluator(self.evaluator, task, space)
         if self.benchmark is not None:
             return LookupEvaluator(self._benchmark, noisy=self.noisy)
         images = _is_images(task)
-        name = self.evaluator or ("serial" if self._space_kind(images, names) == "cnn" else "batched")
+        kind = self._space_kind(images, names)
+        if self.weight_sharing:
+            return build_evaluator(self._shared_config(images, kind), task, space)
+        name = self.evaluator or ("serial" if kind == "cnn" else "batched")
         return build_evaluator({"name": name, **TrainConfig(**self.training_settings(images)).to_config()}, task)
+
+    def _shared_config(self, images: bool, kind: str | None) -> dict[str, Any]:
+        """The shared-weights evaluator's config: the supernet's training and schedule, and the reference
+        trainer that retrains the final picks (by default as children train, on images for ten epochs)."""
+        training = self.training_settings(images)
+        explicit = {k: v for k, v in self.training.items() if v is not None}
+        retraining = {**training, **(IMAGE_RETRAINING if images else {}), **explicit}
+        reference = {"name": self.evaluator or "serial", **TrainConfig(**retraining).to_config()}
+        schedule = {k: v for k, v in self.shared.items() if k in SCHEDULE}
+        supernet = {**SHARED_TRAINING["images" if images else "features"],
+                    **{k: v for k, v in self.shared.items() if k not in SCHEDULE}}  # fmt: skip
+        own = TrainConfig(**{**training, **supernet}).to_config()
+        return {"name": "shared", **own, "seed": self.seed, **schedule, "reference": reference}
 
     def build_executor(self, names: Names = _field) -> Executor | None:
         if isinstance(self.executor, Executor):
@@ -401,6 +472,7 @@ class SearchConfig:
     def with_parts(self, parts: Parts) -> SearchConfig:
         """This config with its parts given as built: building it again builds nothing."""
         kept = {name: getattr(self, name) for name in ("steps", "children_per_step", "seed", *_FLAGS)}
+        kept["weight_sharing"] = self.weight_sharing
         return SearchConfig(task=parts.task, space=parts.space, strategy=parts.strategy, evaluator=parts.evaluator,
                             executor=parts.executor, **kept)  # fmt: skip
 
@@ -419,11 +491,14 @@ def build_strategy(config: dict[str, Any], space: SearchSpace) -> Strategy:
         raise ArchsearchError(f"strategy: bad settings for {name!r} ({exc})") from None
 
 
-def build_evaluator(config: dict[str, Any], task: Task | None) -> Evaluator:
-    """A trainer (or a tabular benchmark's lookup) from ``Evaluator.to_config()`` output."""
+def build_evaluator(config: dict[str, Any], task: Task | None, space: SearchSpace | None = None) -> Evaluator:
+    """A trainer (or a tabular benchmark's lookup) from ``Evaluator.to_config()`` output; a factory that
+    asks for it (``needs_space``) is given the study's ``space`` too."""
     config = dict(config)
     name = config.pop("name", None)
     factory = EVALUATORS.lookup(name, "trainer")
+    if getattr(factory, "needs_space", False):
+        config["space"] = space
     try:
         return factory(task, **config)
     except TypeError as exc:

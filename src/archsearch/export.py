@@ -72,10 +72,13 @@ def source(study: Any, best: Any) -> dict[str, Any]:
         "study": str(study.path) if study.path else None,
         "task": study.task.name,
         "trial": best.number,
+        "phase": best.phase,
+        "kind": best.kind,
         "metric": study.metric,
         "refit": study.refit_summary(),
         "val_score": best.val_score,
         "test_score": study.test_score(),
+        **({"weight_sharing": study.phases()} if study.shares_weights else {}),
     }
 
 

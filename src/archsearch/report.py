@@ -151,6 +151,45 @@ dl { display: grid; grid-template-columns: max-content auto; gap: 0.2em 1em; } d
 """
 
 
+def ranking_figure(pairs: list[tuple[float, float]]) -> str:
+    """Each retrained architecture's score with the shared weights against its score trained from scratch."""
+    fig, ax = _figure("Shared weights against training from scratch")
+    ax.scatter([p[0] for p in pairs], [p[1] for p in pairs], color="tab:blue")
+    ax.set_xlabel("validation score with the shared weights")
+    ax.set_ylabel("validation score trained from scratch")
+    return _png(fig)
+
+
+def _sharing(phases: dict[str, Any], score: str) -> str:
+    """A weight-sharing study's phases: counts, the best proxy, every final trial beside its proxy score,
+    and the Kendall tau between the two (with a scatter plot) once two or more are retrained."""
+    counts = (
+        f"<p>{phases['search_trials']} children scored with the shared weights during the search, "
+        f"{phases['derived']} architectures derived and scored on the whole validation split, "
+        f"{phases['retrained']} retrained from scratch (final trials; the pick is the best of them).</p>"
+    )
+    proxy = phases["best_proxy"]
+    if proxy is not None:
+        counts += (f"<p>Best by the shared weights: {html.escape(proxy['architecture'])}, validation {score} "
+                   f"{proxy['val_score']:.4f} (trial {proxy['trial']}, {proxy['phase']}).</p>")  # fmt: skip
+    rows = [
+        [f["trial"], f["architecture"], "-" if f["proxy_val_score"] is None else f"{f['proxy_val_score']:.4f}",
+         f"{f['val_score']:.4f}", f["params"], f["status"]]
+        for f in phases["final"]
+    ]  # fmt: skip
+    table = _table(["trial", "architecture", f"val {score}, shared weights", f"val {score}, trained", "params",
+                    "status"], rows) if rows else "<p>No architecture retrained yet.</p>"  # fmt: skip
+    tau = phases["kendall_tau"]
+    if tau is None:
+        ranking = (f"<p>Kendall tau between the two scores: not measured ({phases['tau_pairs']} retrained; "
+                   "retrain two or more with <code>--retrain N</code>).</p>")  # fmt: skip
+    else:
+        pairs = [(f["proxy_val_score"], f["val_score"]) for f in phases["final"] if f["status"] == "ok"]
+        ranking = (f"<p>Kendall tau between the two scores: <strong>{tau:.3f}</strong> over {phases['tau_pairs']} "
+                   f'architectures (1: the same order; 0: unrelated).</p><img alt="ranking" src="{ranking_figure(pairs)}">')  # fmt: skip
+    return counts + table + ranking
+
+
 def render_report(study: Any, top: int = 10, sample: Any = None) -> str:
     """The report as one HTML string."""
     trials = study.trials()
@@ -199,12 +238,15 @@ def render_report(study: Any, top: int = 10, sample: Any = None) -> str:
     if scores:
         image = histogram_figure(scores)
         sections.append(("histogram", "Random architectures", f'<img alt="histogram" src="{image}">'))
+    phases = study.phases()
+    if phases is not None:
+        sections.append(("weight-sharing", "Weight sharing: search, derivation, retraining", _sharing(phases, score)))
     rows = [
         [i + 1, str(t.architecture), f"{t.reward:.4f}", f"{t.val_score:.4f}",
-         "-" if t.val_loss is None else f"{t.val_loss:.4f}", t.params, t.number]
+         "-" if t.val_loss is None else f"{t.val_loss:.4f}", t.params, t.number, *([t.kind] if phases else [])]
         for i, t in enumerate(study.trials(top=top))
     ]  # fmt: skip
-    head = ["rank", "architecture", "reward", f"val {score}", "val loss", "params", "trial"]
+    head = ["rank", "architecture", "reward", f"val {score}", "val loss", "params", "trial", *(["kind"] if phases else [])]
     sections.append(("top", f"Top {top} architectures", _table(head, rows)))
     config = html.escape(json.dumps(study.config, indent=2, sort_keys=True))
     sections.append(("config", "Config", f"<pre>{config}</pre>"))

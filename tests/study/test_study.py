@@ -373,13 +373,14 @@ def test_rank_prefers_a_known_validation_loss_then_fewer_parameters():
     from types import SimpleNamespace as T
 
     trials = [
-        T(reward=0.9, val_loss=None, params=5, number=0),
-        T(reward=0.9, val_loss=0.3, params=50, number=1),
-        T(reward=0.9, val_loss=0.3, params=40, number=2),
-        T(reward=0.9, val_loss=0.1, params=90, number=3),
-        T(reward=0.95, val_loss=0.9, params=99, number=4),
+        T(reward=0.9, val_loss=None, params=5, number=0, kind="final"),
+        T(reward=0.9, val_loss=0.3, params=50, number=1, kind="final"),
+        T(reward=0.9, val_loss=0.3, params=40, number=2, kind="final"),
+        T(reward=0.9, val_loss=0.1, params=90, number=3, kind="final"),
+        T(reward=0.95, val_loss=0.9, params=99, number=4, kind="final"),
+        T(reward=1.0, val_loss=0.0, params=1, number=5, kind="proxy"),  # scored with shared weights: after all trained
     ]
-    assert [t.number for t in sorted(trials, key=rank)] == [4, 3, 2, 1, 0]
+    assert [t.number for t in sorted(trials, key=rank)] == [4, 3, 2, 1, 0, 5]
 
 
 def test_a_study_from_the_first_schema_is_upgraded_on_open(tmp_path, moons):

@@ -12,8 +12,10 @@ from archsearch.evaluation._result import Refit, Result, Status
 from archsearch.evaluation._reuse import ReusingEvaluator
 from archsearch.evaluation._scoring import accuracy, load_model, split_score, validation_loss, validation_score
 from archsearch.evaluation._serial import SerialTrainer
+from archsearch.evaluation._shared import SCHEDULE, SharedWeightsEvaluator
 from archsearch.evaluation._supernet import SHARINGS, Supernet, build_supernet
 from archsearch.registry import Registry
+from archsearch.space import SearchSpace
 from archsearch.tasks import Task
 
 #: evaluator name (a study config's ``trainer.name``) -> factory, called as ``factory(task, **settings)``
@@ -34,9 +36,28 @@ def _lookup(task: Task | None, benchmark: str, noisy: bool = False) -> Evaluator
     return LookupEvaluator(benchmark, noisy=noisy)
 
 
+def _shared(
+    task: Task | None, space: SearchSpace | None = None, reference: dict | None = None, **settings: Any
+) -> Evaluator:
+    if task is None or space is None:
+        raise ArchsearchError("trainer: weight sharing trains on a task and its search space, and none is given")
+    if not isinstance(reference, dict):
+        raise ArchsearchError(f"trainer.reference: expected a trainer's config, got {type(reference).__name__}")
+    reference = dict(reference)
+    name = reference.pop("name", None)
+    if name not in (SerialTrainer.name, BatchedTrainer.name):
+        raise ArchsearchError(f"trainer.reference: final picks retrain with serial or batched, not {name!r}")
+    schedule = {key: settings.pop(key) for key in (*SCHEDULE, "seed") if key in settings}
+    trainer = EVALUATORS.lookup(name)(task, **reference)
+    return SharedWeightsEvaluator(task, space, TrainConfig.from_config(settings), trainer, **schedule)
+
+
+_shared.needs_space = True  # type: ignore[attr-defined]
+
 EVALUATORS.register(BatchedTrainer.name, _trainer(BatchedTrainer))
 EVALUATORS.register(SerialTrainer.name, _trainer(SerialTrainer))
 EVALUATORS.register(LookupEvaluator.name, _lookup)
+EVALUATORS.register(SharedWeightsEvaluator.name, _shared)
 
 __all__ = [
     "BatchedTrainer",
@@ -46,7 +67,9 @@ __all__ = [
     "TABULAR_BENCHMARKS",
     "TabularBenchmark",
     "Refit",
+    "SCHEDULE",
     "SHARINGS",
+    "SharedWeightsEvaluator",
     "Result",
     "ReusingEvaluator",
     "SerialTrainer",

@@ -78,6 +78,13 @@ class Strategy(ABC):
     def tell(self, outcomes: Sequence[Outcome]) -> dict[str, float]:
         """Learn from the outcomes of architectures it proposed; return metrics worth logging."""
 
+    def sample(self, n: int, rng: np.random.Generator) -> list[Architecture]:
+        """``n`` architectures to train shared weights on, or to derive picks from, once a weight-sharing
+        search is done: proposals that expect no outcome. By default uniform over the space, drawn with
+        ``rng`` (as single-path one-shot training samples, Guo et al. 2020, and random search with weight
+        sharing, Li & Talwalkar 2019); a strategy with a policy samples from it instead."""
+        return [self.space.sample(rng) for _ in range(n)]
+
     @abstractmethod
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly as if never stopped."""

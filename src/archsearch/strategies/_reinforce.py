@@ -133,6 +133,15 @@ class Reinforce(Strategy):
         self._asked_eos = self._eos_slot(self.depth_cap())
         tokens = self.controller.sample(n, self.generator, eos_at=self._asked_eos).cpu()
         self.sampled += n
+        return self._decoded(tokens)
+
+    def sample(self, n: int, rng: np.random.Generator) -> list[Architecture]:
+        """``n`` architectures from the controller's policy, as ENAS trains its shared weights and derives
+        its picks (Pham et al. 2018); drawn with the controller's own generator, so ``rng`` is unused and
+        the curriculum's count of proposals is unchanged."""
+        return self._decoded(self.controller.sample(n, self.generator, eos_at=self._eos_slot(self.depth_cap())).cpu())
+
+    def _decoded(self, tokens: torch.Tensor) -> list[Architecture]:
         return [self.space.decode([t for t in row.tolist() if t != PAD]) for row in tokens]
 
     def _tokens(self, archs: Sequence[Architecture]) -> torch.Tensor:

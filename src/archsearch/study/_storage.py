@@ -10,6 +10,9 @@ Tables:
 - ``steps``: the strategy's metrics (loss, entropy, baseline, ...) per update.
 - ``checkpoints``: the strategy's ``state_dict`` after its latest update; it is
   written in the same transaction as that step's metrics.
+- ``evaluator_state``: at most one row, the state of a stateful evaluator (a weight-sharing study's
+  supernet and its optimizer) as of the step it names, written in the same transaction as that step
+  whenever it changed since the row before.
 - ``models``: one row, the study's model: the weights of the best child so far (and their
   test score once measured), written in the same transaction as the trial that became best,
   and, once the search is refit, that child retrained on train + validation (``refit_*``: its
@@ -50,10 +53,14 @@ from archsearch.study import _untrusted
 
 FORMAT = "archsearch-study"
 # 2: trials.val_loss, the tie-break between equal rewards; 3: executor, workers, attempts; 4: val_score and
-# test_score (named for what they hold: accuracy or R^2), and the refits table folded into models
-SCHEMA_VERSION = 4
+# test_score (named for what they hold: accuracy or R^2), and the refits table folded into models; 5: phase
+# and kind of each trial (a weight-sharing study's search, derivation and retraining), the evaluator_state table
+SCHEMA_VERSION = 5
 # Columns added to trials by schema versions 2 and 3, in table order; upgrade() adds them to an older file.
 _ADDED = {2: ["val_loss REAL"], 3: ["executor TEXT", "workers INTEGER", "attempts INTEGER"]}
+_PHASE_COLUMNS = ("phase TEXT NOT NULL DEFAULT 'search'", "kind TEXT NOT NULL DEFAULT 'final'")
+_EVALUATOR_STATE = "CREATE TABLE evaluator_state (step INTEGER PRIMARY KEY, state BLOB NOT NULL)"
+PHASES, KINDS = _untrusted.PHASES, _untrusted.KINDS
 _REFIT_COLUMNS = ("refit_epochs INTEGER", "refit_rows INTEGER", "refit_weights BLOB", "refit_test_score REAL")
 
 _SCHEMA = """
@@ -82,11 +89,14 @@ CREATE TABLE trials (
     executor TEXT,
     workers INTEGER,
     attempts INTEGER,
+    phase TEXT NOT NULL DEFAULT 'search',
+    kind TEXT NOT NULL DEFAULT 'final',
     UNIQUE (step, slot)
 );
 CREATE INDEX trials_by_hash ON trials (arch_hash, number);
 CREATE TABLE steps (step INTEGER PRIMARY KEY, metrics TEXT NOT NULL, created REAL NOT NULL);
 CREATE TABLE checkpoints (step INTEGER PRIMARY KEY, state BLOB NOT NULL);
+CREATE TABLE evaluator_state (step INTEGER PRIMARY KEY, state BLOB NOT NULL);
 CREATE TABLE models (
     number INTEGER PRIMARY KEY, weights BLOB NOT NULL, test_score REAL,
     refit_epochs INTEGER, refit_rows INTEGER, refit_weights BLOB, refit_test_score REAL
@@ -129,6 +139,8 @@ class Trial:
     executor: str | None = None
     workers: int | None = None
     attempts: int | None = None
+    phase: str = "search"
+    kind: str = "final"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (curves left out)."""
@@ -150,16 +162,20 @@ class Trial:
             "executor": self.executor,
             "workers": self.workers,
             "attempts": self.attempts,
+            "phase": self.phase,
+            "kind": self.kind,
         }
 
 
-#: SQL of :func:`rank`
-RANK_ORDER = "reward DESC, val_loss IS NULL, val_loss, params, number"
+#: SQL of :func:`rank`; ``_BEFORE_5``: the same for a file without kinds (every trial trained)
+RANK_ORDER = "kind = 'proxy', reward DESC, val_loss IS NULL, val_loss, params, number"
+_BEFORE_5 = "reward DESC, val_loss IS NULL, val_loss, params, number"
 
 
-def rank(trial: Trial | Any) -> tuple[float, bool, float, int, int]:
-    """Sort key of the best trial first: highest reward, then lowest validation loss, then fewest
-    parameters, then earliest.
+def rank(trial: Trial | Any) -> tuple[bool, float, bool, float, int, int]:
+    """Sort key of the best trial first: a trained network before one scored with shared weights (a
+    weight-sharing study's pick is its best retrained architecture), then highest reward, then lowest
+    validation loss, then fewest parameters, then earliest.
 
     Rewards tie often: validation accuracy moves in steps of one validation point, and on a small
     or easy validation split many networks reach 100 %. The validation loss of the kept weights
@@ -168,7 +184,8 @@ def rank(trial: Trial | Any) -> tuple[float, bool, float, int, int]:
     those with one. Equal losses go to the smallest network, then the earliest.
     """
     loss = trial.val_loss
-    return (-trial.reward, loss is None, 0.0 if loss is None else loss, trial.params, trial.number)
+    proxy = trial.kind == "proxy"
+    return (proxy, -trial.reward, loss is None, 0.0 if loss is None else loss, trial.params, trial.number)
 
 
 def to_blob(obj: Any) -> bytes:
@@ -286,6 +303,8 @@ class Storage:
         storage._copy = copy
         if version == 1:  # read as it is: no validation losses, so ties go by parameters
             storage._rank_order = "reward DESC, params, number"
+        elif version < 5:
+            storage._rank_order = _BEFORE_5
         return storage
 
     def _writer(self) -> None:
@@ -335,8 +354,16 @@ class Storage:
         self._config = None
 
     def _upgrade_tables(self) -> None:
-        """Schema 1, 2 or 3 to 4, inside :meth:`upgrade`'s transaction. Trials of older schemas hold NULL
-        in the columns added since (not recorded); a refit moves into the row of the model it retrained."""
+        """Schema 1 to 4 to 5, inside :meth:`upgrade`'s transaction. Trials of older schemas hold NULL
+        in the columns added since (not recorded), and are of phase ``search`` and kind ``final`` (every
+        one was trained); a refit moves into the row of the model it retrained."""
+        if self._version < 4:
+            self._upgrade_to_4()
+        for column in _PHASE_COLUMNS:
+            self._db.execute(f"ALTER TABLE trials ADD COLUMN {column}")
+        self._db.execute(_EVALUATOR_STATE)
+
+    def _upgrade_to_4(self) -> None:
         present = {row[1] for row in self._db.execute("PRAGMA table_info(trials)")}
         for added in range(self._version + 1, 4):
             for column in _ADDED[added]:
@@ -432,11 +459,13 @@ class Storage:
         cached_from: int | None = None,
         executor: str | None = None,
         workers: int | None = None,
+        phase: str = "search",
+        kind: str = "final",
     ) -> Trial:
         """Commit one finished trial; with ``keep_weights`` it replaces the stored best model.
 
         ``executor`` and ``workers`` say where it ran (``None`` for a result reused from an
-        earlier trial, which ran nowhere).
+        earlier trial, which ran nowhere); ``phase`` and ``kind``: see :data:`PHASES` and :data:`KINDS`.
         """
         row = (
             number,
@@ -462,6 +491,8 @@ class Storage:
             executor,
             workers,
             None if executor is None else int(result.attempts),
+            phase,
+            kind,
         )
         self._writer()
         with _transaction(self._db):
@@ -550,13 +581,42 @@ class Storage:
 
     # -- steps and checkpoints --------------------------------------------------------------
 
-    def add_step(self, step: int, metrics: dict[str, float], state: dict[str, Any]) -> None:
-        """Commit a strategy update: its metrics and its new state, replacing the previous state."""
+    def add_step(
+        self, step: int, metrics: dict[str, float], state: dict[str, Any], evaluator: dict[str, Any] | None = None
+    ) -> None:
+        """Commit a strategy update: its metrics and its new state, replacing the previous state; and, given
+        ``evaluator``, a stateful evaluator's new state, replacing its previous one."""
         self._writer()
         with _transaction(self._db):
             self._db.execute("INSERT INTO steps VALUES (?, ?, ?)", (step, json.dumps(metrics), time.time()))
             self._db.execute("DELETE FROM checkpoints")
             self._db.execute("INSERT INTO checkpoints VALUES (?, ?)", (step, to_blob(state)))
+            if evaluator is not None:
+                self._db.execute("DELETE FROM evaluator_state")
+                self._db.execute("INSERT INTO evaluator_state VALUES (?, ?)", (step, to_blob(evaluator)))
+
+    def evaluator_state(self) -> tuple[int, dict[str, Any]] | None:
+        """``(step, state)`` of the stateful evaluator as last committed, or ``None``; the state is
+        checked by the evaluator that loads it."""
+        if self._version < 5:
+            return None
+        works = "trials and best still work, resume does not"
+        row = self._one("SELECT step, state FROM evaluator_state ORDER BY step DESC LIMIT 1")
+        if row is None:
+            return None
+        step = self._step_number(row[0], "the evaluator's state")
+        checkpoint = self.checkpoint_step()
+        if checkpoint is None or step > checkpoint:
+            raise ArchsearchError(
+                f"{self._where}: the evaluator's state is of step {step}, after the last checkpoint; {works}"
+            )
+        try:
+            state = _untrusted.blob(row[1])
+            if not isinstance(state, dict):
+                raise TypeError("it is not a dict")
+        except (ValueError, TypeError) as exc:
+            raise ArchsearchError(f"{self._where}: the evaluator's state cannot be read ({exc}); {works}") from None
+        return step, state
 
     def set_checkpoint(self, step: int, state: dict[str, Any]) -> None:
         """Replace the strategy's state without completing a step (an asynchronous study's tells)."""
@@ -803,7 +863,7 @@ def _remove_study_files(path: Path) -> None:
 _COLUMNS = [  # the trials table's columns, in _SCHEMA's order
     *("number", "step", "slot", "architecture", "arch_hash", "arch_str", "status", "reward", "val_score"),
     *("error", "params", "epochs", "kept_epoch", "seconds", "seed", "val_curve", "train_loss", "created"),
-    *("cached_from", "val_loss", "executor", "workers", "attempts"),
+    *("cached_from", "val_loss", "executor", "workers", "attempts", "phase", "kind"),
 ]
 
 
@@ -842,4 +902,6 @@ def _trial(
         executor=get("executor"),
         workers=get("workers"),
         attempts=get("attempts"),
+        phase=get("phase") or "search",
+        kind=get("kind") or "final",
     )

@@ -45,6 +45,7 @@ from archsearch.evaluation import (
 from archsearch.execution import Executor, build_executor
 from archsearch.space import Architecture, SearchSpace
 from archsearch.strategies import Outcome, Strategy
+from archsearch.study._phases import check_shared_run, phases_summary, run_shared
 from archsearch.study._progress import ProgressBar
 from archsearch.study._storage import Storage, Trial, rank
 from archsearch.study._untrusted import UnusableWeights, short
@@ -68,6 +69,7 @@ class _Rank:
     val_loss: float | None
     params: int
     number: int
+    kind: str
 
 
 def _result_of(trial: Trial) -> Result:
@@ -155,8 +157,8 @@ class Study:
     @property
     def evaluator(self) -> Evaluator:
         if self._evaluator is None:
-            task = self.task
-            built = self._built("trainer", lambda: self._search.build_evaluator(task))
+            task, space = self.task, self.space
+            built = self._built("trainer", lambda: self._search.build_evaluator(task, space=space))
             self._evaluator = self._reusing(built)
         return self._evaluator
 
@@ -344,6 +346,8 @@ class Study:
 
                 if self.asynchronous:
                     best = self._run_asynchronous(checkpoint, best, report)
+                elif self.shares_weights:
+                    best = run_shared(self, start, best, report, show)
                 else:
                     for step in range(start, self.steps):
                         best, info = self._run_step(step, best)
@@ -386,6 +390,8 @@ class Study:
             self._restore(*checkpoint)
         else:
             self.strategy  # noqa: B018
+        if self.shares_weights:
+            check_shared_run(self, done, steps)
         if self.reuse_evaluations:  # what equivalent children of the steps to come may take
             for trial in self._storage.trials():
                 if trial.step < done:
@@ -396,7 +402,16 @@ class Study:
             self.steps = steps
         return checkpoint
 
-    def _run_step(self, step: int, best: Trial | None) -> tuple[Trial | None, StepInfo]:
+    @property
+    def shares_weights(self) -> bool:
+        """Whether the study searches with shared weights, in phases (see :mod:`archsearch.study._phases`)."""
+        return self._configs["trainer"].get("name") == "shared"
+
+    def _run_step(
+        self, step: int, best: Trial | None, metrics: dict[str, float] | None = None, evaluator: dict | None = None
+    ) -> tuple[Trial | None, StepInfo]:
+        """One synchronous step; ``metrics`` join the strategy's, ``evaluator`` (a stateful evaluator's
+        new state) is committed with the strategy's."""
         m = self.children_per_step
         archs = self.strategy.ask(m)
         done = {t.slot: t for t in self._storage.trials(step=step)}
@@ -425,8 +440,8 @@ class Study:
             if slot not in done:
                 reused = self.evaluator.reused(source)
                 done[slot], best = self._record(step, slot, archs[slot], seeds[slot], reused, best, source)
-        metrics = self.strategy.tell([_outcome(done[slot]) for slot in range(m)])
-        self._storage.add_step(step, metrics, self.strategy.state_dict())
+        metrics = {**self.strategy.tell([_outcome(done[slot]) for slot in range(m)]), **(metrics or {})}
+        self._storage.add_step(step, metrics, self.strategy.state_dict(), evaluator)
         mean = float(np.mean([done[slot].reward for slot in range(m)]))
         return best, StepInfo(step, self.steps, mean, best, metrics)
 
@@ -509,13 +524,18 @@ class Study:
         result: Result,
         best: Trial | None,
         cached_from: int | None = None,
+        number: int | None = None,
+        phase: str = "search",
+        kind: str | None = None,
     ) -> tuple[Trial, Trial | None]:
-        """Commit one trial (``cached_from``: the trial whose result it takes); it keeps its weights when it
-        is the best so far."""
-        number = step * self.children_per_step + slot
+        """Commit one trial (``cached_from``: the trial whose result it takes; ``number``: a derived or
+        retrained trial's, numbered on from the search's); it keeps its weights when it is the best so far."""
+        if number is None:
+            number = step * self.children_per_step + slot
+        kind = kind or ("proxy" if self.shares_weights else "final")
         if result.status == "ok" and result.weights is not None and result.val_loss is None:
             result = dataclasses.replace(result, val_loss=self.evaluator.validation_loss(arch, result.weights))
-        candidate = _Rank(result.reward, result.val_loss, result.params, number)
+        candidate = _Rank(result.reward, result.val_loss, result.params, number, kind)
         better = result.status == "ok" and (best is None or rank(candidate) < rank(best))
         ran = cached_from is None
         if self.save_children and result.weights is not None and ran:
@@ -531,6 +551,8 @@ class Study:
             cached_from=cached_from,
             executor=self.executor.name if ran else None,
             workers=self.executor.workers if ran else None,
+            phase=phase,
+            kind=kind,
         )
         self.evaluator.remember(number, arch, result)
         return trial, trial if better else best
@@ -740,6 +762,8 @@ class Study:
             "hash": best.arch_hash,
             "trial": best.number,
             "step": best.step,
+            "phase": best.phase,
+            "kind": best.kind,
             "reward": best.reward,
             "metric": self.metric,
             "val_score": best.val_score,
@@ -754,7 +778,14 @@ class Study:
             "mean_reward_last_steps": trend[1] if trend else None,
             "trend_window": min(50, max(1, self.completed_steps() // 2)),
             **self._benchmark_summary(best),
+            **({"weight_sharing": self.phases()} if self.shares_weights else {}),
         }
+
+    def phases(self) -> dict[str, Any] | None:
+        """A weight-sharing study's phases (search, derive, retrain) and how well its shared weights
+        ranked the retrained architectures (see :func:`archsearch.study._phases.phases_summary`);
+        ``None`` for a study that trains every child."""
+        return phases_summary(self.trials()) if self.shares_weights else None
 
     def _test_score_or_none(self) -> float | None:
         """:meth:`test_score`, or ``None`` with a warning when stored weights that it needs cannot be

@@ -43,24 +43,41 @@ REQUIRED = {
     "trials": (
         *("number", "step", "slot", "architecture", "arch_hash", "status", "reward", "val_score", "error"),
         *("params", "epochs", "kept_epoch", "seconds", "seed", "val_curve", "train_loss", "cached_from"),
+        *("phase", "kind"),
     ),
     "steps": ("step", "metrics"),
     "checkpoints": ("step", "state"),
     "models": ("number", "weights", "test_score", "refit_epochs", "refit_rows", "refit_weights", "refit_test_score"),
+    "evaluator_state": ("step", "state"),
 }
+#: what schema 5 added: a trial's phase and kind, and the evaluator_state table
+_SINCE_5 = {"trials": ("phase", "kind"), "evaluator_state": ("step", "state")}
+#: a trial's phase: ``search`` (every trial of a study without weight sharing), ``derive`` (architectures
+#: sampled once a weight-sharing search is done, scored with the shared weights), ``retrain`` (the best of
+#: those trained from scratch); its kind: ``proxy`` (scored with shared weights) or ``final`` (trained)
+PHASES = ("search", "derive", "retrain")
+KINDS = ("proxy", "final")
 #: what schema 4 renamed: the name that schemas 1 to 3 have
 _BEFORE_4 = {"val_score": "val_accuracy", "test_score": "test_accuracy"}
 
 
 def required(version: int) -> dict[str, tuple[str, ...]]:
-    """The tables and columns every study of schema ``version`` has: before schema 4, the scores had their
-    old names and the models table no refit (a separate, optional refits table held it)."""
-    if version >= 4:
+    """The tables and columns every study of schema ``version`` has: before schema 5, trials had no phase
+    or kind; before schema 4, the scores had their old names and the models table no refit (a separate,
+    optional refits table held it)."""
+    if version >= 5:
         return REQUIRED
+    before_5 = {
+        table: tuple(c for c in columns if c not in _SINCE_5.get(table, ()))
+        for table, columns in REQUIRED.items()
+        if table != "evaluator_state"
+    }
+    if version == 4:
+        return before_5
     models = ("number", "weights", "test_accuracy")
     return {
         table: models if table == "models" else tuple(_BEFORE_4.get(c, c) for c in columns)
-        for table, columns in REQUIRED.items()
+        for table, columns in before_5.items()
     }
 #: what reading a study may raise besides its own checks: SQLite's errors, and a message of SQLite's that
 #: quotes bytes that are not UTF-8 (a damaged schema)
@@ -279,6 +296,17 @@ def curve(text: Any) -> list[float] | None:
         return None
 
 
+def _numbered(number: int, step: int, slot: int, per_step: int, phase: str) -> bool:
+    """Whether a trial's number fits its step and slot: ``step * per_step + slot`` in the search; a
+    weight-sharing study's derived trials (step: the budget) number on from the search's last, any count
+    of them, and its retrained ones (the step after) from the last derived."""
+    if phase == "search":
+        return slot < per_step and step * per_step + slot == number
+    if phase == "derive":
+        return step * per_step + slot == number
+    return (step - 1) * per_step + slot <= number
+
+
 def trial_fields(row: sqlite3.Row, per_step: int, architectures: Architectures) -> dict[str, Any]:
     """The fields of :class:`~archsearch.study._storage.Trial` from a row of ``trials``, every one
     checked; raises ``ValueError`` with what is wrong (the caller names the study and the trial)."""
@@ -288,7 +316,10 @@ def trial_fields(row: sqlite3.Row, per_step: int, architectures: Architectures) 
         return row[name] if name in names else None
 
     number, step, slot = row["number"], row["step"], row["slot"]
-    if not (_count(step) and _count(slot) and slot < per_step and step * per_step + slot == number):
+    phase, kind = get("phase") or "search", get("kind") or "final"
+    if phase not in PHASES or kind not in KINDS:
+        raise ValueError(f"phase {short(phase)} or kind {short(kind)} is not one of {PHASES} and {KINDS}")
+    if not (_count(step) and _count(slot) and _numbered(number, step, slot, per_step, phase)):
         raise ValueError(f"step {short(step)} and slot {short(slot)} do not match its number ({per_step} per step)")
     parsed = architectures.read(row["architecture"])
     if isinstance(parsed, str):
@@ -352,6 +383,8 @@ def trial_fields(row: sqlite3.Row, per_step: int, architectures: Architectures) 
         "executor": executor,
         "workers": workers,
         "attempts": attempts,
+        "phase": phase,
+        "kind": kind,
     }
 
 

@@ -1,0 +1,125 @@
+"""Weight sharing (ENAS): a search with one supernet, its pick retrained, against the hand-designed network.
+
+One run is one weight-sharing study, exactly as ``archsearch search --weight-sharing`` runs it
+(search with shared weights, derivation, the top pick retrained from scratch), timed from the
+study's creation to its final trial. Then:
+
+- the pick and the hand-designed baseline (images: seed 002's CNN; moons: none) are both trained
+  from ``--retrain-seeds`` initial weights with the final trials' budget, and scored on the test split;
+- with ``--kendall N``, N architectures drawn uniformly from the space are scored with the study's
+  trained shared weights (whole validation split) and trained from scratch with the child training
+  settings; the Kendall tau of the two rankings says how well the shared weights rank (Yu et al. 2020).
+
+    .venv/bin/python benchmarks/weight_sharing.py --task mnist-5k [--strategy reinforce] [--seed 0]
+        [--steps 60] [--sharing slice] [--kendall 30] [--retrain-seeds 3] [--name NAME]
+    # -> results/NAME.json (default: weight_sharing_TASK_STRATEGY_SHARING_sSEED)
+
+``--task fashion-mnist`` reads Debian's dataset-fashion-mnist package when it is installed
+(``/usr/share/datasets/fashion-mnist``, or ``--data-dir``); the script says so and stops otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import report
+from cnn_mnist import retrained
+
+from archsearch import SearchConfig, Study
+from archsearch.evaluation import TrainConfig
+from archsearch.evaluation._batched import available_cores
+from archsearch.space import BaselineCNN
+from archsearch.study._phases import kendall_tau
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+def _config(args: argparse.Namespace) -> SearchConfig:
+    task = {"name": args.task, "data_dir": str(args.data_dir)} if args.task == "fashion-mnist" else args.task
+    shared = {"sharing": args.sharing, "derive": args.derive, "retrain": 1, "controller_steps": args.controller_steps}
+    training = {"batch_size": 32} if args.task == "moons" else {}
+    return SearchConfig(task=task, strategy=args.strategy, steps=args.steps, children_per_step=args.children_per_step,
+                        seed=args.seed, weight_sharing=True, shared=shared, training=training)  # fmt: skip
+
+
+def _kendall(study: Study, count: int, seed: int) -> dict:
+    """``count`` uniform architectures: shared-weight score against the score trained from scratch."""
+    rng = np.random.default_rng(seed)
+    evaluator = study.evaluator
+    archs: dict[str, object] = {}
+    while len(archs) < count:
+        arch = study.space.sample(rng)
+        archs.setdefault(arch.hash, arch)
+    rows = []
+    for k, arch in enumerate(archs.values()):
+        proxy = evaluator.score(arch)
+        trained = evaluator.train_final(arch, 1000 + k)
+        rows.append({"architecture": str(arch), "params": proxy.params, "proxy_val_score": proxy.val_score,
+                     "trained_val_score": trained.val_score, "status": trained.status})  # fmt: skip
+        print(f"{k + 1}/{count} {arch}: shared {proxy.val_score:.3f}, trained {trained.val_score:.3f}", flush=True)
+    pairs = [(r["proxy_val_score"], r["trained_val_score"]) for r in rows if r["status"] == "ok"]
+    return {"tau": kendall_tau(pairs), "pairs": len(pairs), "architectures": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="mnist-5k", choices=("mnist-5k", "moons", "fashion-mnist", "digits"))
+    parser.add_argument("--data-dir", type=Path, default=FASHION, help="fashion-mnist: the folder of its IDX files")
+    parser.add_argument("--strategy", default="reinforce")
+    parser.add_argument("--sharing", default="slice", choices=("slice", "separate"))
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--children-per-step", type=int, default=10)
+    parser.add_argument("--controller-steps", type=int, default=5)
+    parser.add_argument("--derive", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--retrain-seeds", type=int, default=3, help="initial weights the pick and baseline train from")
+    parser.add_argument("--kendall", type=int, default=0, help="architectures for the ranking measurement")
+    parser.add_argument("--name", default=None)
+    args = parser.parse_args()
+    if args.task == "fashion-mnist" and not (args.data_dir / "train-images-idx3-ubyte.gz").exists() and not any(
+        args.data_dir.glob("train-images*")
+    ):
+        raise SystemExit(f"{args.data_dir}: no Fashion-MNIST here; apt install dataset-fashion-mnist (Debian)")
+    name = args.name or f"weight_sharing_{args.task}_{args.strategy}_{args.sharing}_s{args.seed}"
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        study = Study.create(Path(folder) / "ws.db", _config(args))
+        with study:
+            best = study.run(progress=False)
+            seconds = time.perf_counter() - started
+            phases, test = study.phases(), study.test_score()
+            reference: TrainConfig = study.evaluator.reference.config
+            task = study.task
+            kendall = _kendall(study, args.kendall, args.seed) if args.kendall else None
+    print(f"search + retraining: {seconds:.1f} s; pick {best.architecture} test {test:.4f}", flush=True)
+    seeds = [args.seed + k for k in range(args.retrain_seeds)]
+    final = TrainConfig(**{**reference.to_config(), "threads": available_cores()})
+    found = retrained(task, best.architecture, final, seeds) if seeds else None
+    images = task.x_train.dim() == 4
+    baseline = retrained(task, BaselineCNN(task.x_train.shape[-1]), final, seeds) if images and seeds else None
+    rows = [["search + retraining (s)", f"{seconds:.1f}"], ["pick", str(best.architecture)],
+            ["pick's test (the study's final trial)", f"{test:.4f}"]]  # fmt: skip
+    if found:
+        rows.append([f"pick, mean test of {len(seeds)} seeds", f"{found['mean_test_score']:.4f}"])
+    if baseline:
+        rows.append([f"hand-designed baseline, mean test of {len(seeds)} seeds", f"{baseline['mean_test_score']:.4f}"])
+    if kendall:
+        rows.append([f"Kendall tau, {kendall['pairs']} uniform architectures", f"{kendall['tau']:.3f}"])
+    report(
+        name,
+        f"weight sharing on {args.task}: {args.strategy}, {args.sharing} widths, {args.steps} steps x "
+        f"{args.children_per_step}, seed {args.seed}",
+        ["what", "value"],
+        rows,
+        {"config": _config(args).to_dict(), "seconds": seconds, "pick": str(best.architecture), "pick_test": test,
+         "phases": phases, "found": found, "baseline": baseline, "kendall": kendall,
+         "final_training": final.to_config()},
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""``archsearch search --weight-sharing``: the phases on the command line, in ``best``, ``report`` and
+``export``, and every refusal one line with exit code 2 that writes nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+WS = ["--weight-sharing", "--steps", "4", "--children-per-step", "3", "--controller-steps", "2", "--derive", "6",
+      "--retrain", "2", "--max-layers", "2", "--max-epochs", "6", "--batch-size", "64", "--seed", "5", "--quiet"]  # fmt: skip
+
+
+def one_line_error(proc, *needles) -> None:  # noqa: ANN001
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_search_best_report_and_export_show_both_phases(tmp_path, run):
+    study = tmp_path / "ws.db"
+    proc = run("search", *WS, "--study", study, check=True)
+    assert "weight sharing: 12 children scored with shared weights" in proc.stdout
+    assert proc.stdout.count("  retrained: ") == 2 and "Kendall tau" in proc.stdout
+    best = json.loads(run("best", study, "--json", check=True).stdout)
+    assert best["kind"] == "final" and best["phase"] == "retrain" and best["test_score"] is not None
+    phases = best["weight_sharing"]
+    assert phases["retrained"] == 2 and phases["tau_pairs"] == 2 and phases["kendall_tau"] in (-1.0, 1.0, None)
+    run("report", study, "-o", tmp_path / "r.html", check=True)
+    page = (tmp_path / "r.html").read_text()
+    assert "Weight sharing: search, derivation, retraining" in page and "shared weights" in page
+    run("export", study, "--out", tmp_path / "out", "--no-onnx", check=True)
+    source = json.loads((tmp_path / "out" / "architecture.json").read_text())["source"]
+    assert (source["phase"], source["kind"], source["trial"]) == ("retrain", "final", best["trial"])
+    assert source["weight_sharing"]["final"] == phases["final"]
+    trials = json.loads(run("trials", study, "--json", check=True).stdout)
+    assert {(t["phase"], t["kind"]) for t in trials} == {("search", "proxy"), ("derive", "proxy"), ("retrain", "final")}
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["--weight-sharing", "--benchmark", "nas-bench-macro"], ["--weight-sharing: a tabular benchmark"]),
+        (["--weight-sharing", "--executor", "process", "--workers", "2"], ["--executor:", "run it inline"]),
+        (["--weight-sharing", "--strategy", "random", "--asynchronous"], ["--asynchronous: cannot be combined"]),
+        (["--weight-sharing", "--reuse-evaluations"], ["--reuse-evaluations: cannot be combined"]),
+        (["--derive", "5"], ["--derive: a setting of weight sharing; add --weight-sharing"]),
+        (["--weight-sharing", "--derive", "3", "--retrain", "4"], ["--retrain: retrains the best derived", "at most --derive (3), got 4"]),
+        (["--weight-sharing", "--controller-steps", "0"], ["--controller-steps"]),
+    ],
+)
+def test_what_weight_sharing_cannot_do_is_one_line_and_writes_nothing(tmp_path, run, args, needles):
+    proc = run("search", *args, "--study", tmp_path / "s.db", cwd=tmp_path)
+    one_line_error(proc, *needles)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_resuming_a_weight_sharing_study_elsewhere_is_refused(tmp_path, run):
+    study = tmp_path / "ws.db"
+    run("search", *WS, "--study", study, check=True)
+    before = study.read_bytes()
+    one_line_error(run("resume", study, "--executor", "process", "--workers", "2"), "resume it inline")
+    assert study.read_bytes() == before
