@@ -11,7 +11,7 @@ study's creation to its final trial. Then:
   settings; the Kendall tau of the two rankings says how well the shared weights rank (Yu et al. 2020).
 
     .venv/bin/python benchmarks/weight_sharing.py --task mnist-5k [--strategy reinforce] [--seed 0]
-        [--steps 60] [--sharing slice] [--kendall 30] [--retrain-seeds 3] [--name NAME]
+        [--steps 150] [--sharing slice] [--kendall 30 [--kendall-epochs 3]] [--retrain-seeds 3] [--name NAME]
     # -> results/NAME.json (default: weight_sharing_TASK_STRATEGY_SHARING_sSEED)
 
 ``--task fashion-mnist`` reads Debian's dataset-fashion-mnist package when it is installed
@@ -21,6 +21,7 @@ study's creation to its final trial. Then:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +31,7 @@ from _common import report
 from cnn_mnist import retrained
 
 from archsearch import SearchConfig, Study
-from archsearch.evaluation import TrainConfig
+from archsearch.evaluation import SerialTrainer, TrainConfig
 from archsearch.evaluation._batched import available_cores
 from archsearch.space import BaselineCNN
 from archsearch.study._phases import kendall_tau
@@ -40,16 +41,23 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 def _config(args: argparse.Namespace) -> SearchConfig:
     task = {"name": args.task, "data_dir": str(args.data_dir)} if args.task == "fashion-mnist" else args.task
-    shared = {"sharing": args.sharing, "derive": args.derive, "retrain": 1, "controller_steps": args.controller_steps}
-    training = {"batch_size": 32} if args.task == "moons" else {}
+    shared = {"sharing": args.sharing, "derive": args.derive, "retrain": 1, "controller_steps": args.controller_steps,
+              "warmup": args.warmup}
+    training = {"threads": args.threads} if args.threads else {}
     return SearchConfig(task=task, strategy=args.strategy, steps=args.steps, children_per_step=args.children_per_step,
-                        seed=args.seed, weight_sharing=True, shared=shared, training=training)  # fmt: skip
+                        seed=args.seed, weight_sharing=True, shared=shared, training=training,
+                        controller_lr=args.controller_lr if args.strategy == "reinforce" else None)  # fmt: skip
 
 
-def _kendall(study: Study, count: int, seed: int) -> dict:
-    """``count`` uniform architectures: shared-weight score against the score trained from scratch."""
+def _kendall(study: Study, count: int, seed: int, epochs: int | None) -> dict:
+    """``count`` uniform architectures: shared-weight score against the score trained from scratch (with the
+    final trials' settings, for ``epochs`` epochs if given)."""
     rng = np.random.default_rng(seed)
     evaluator = study.evaluator
+    config = evaluator.reference.config
+    if epochs:
+        config = dataclasses.replace(config, max_epochs=epochs, patience=epochs)
+    trainer = SerialTrainer(study.task, config)
     archs: dict[str, object] = {}
     while len(archs) < count:
         arch = study.space.sample(rng)
@@ -57,12 +65,12 @@ def _kendall(study: Study, count: int, seed: int) -> dict:
     rows = []
     for k, arch in enumerate(archs.values()):
         proxy = evaluator.score(arch)
-        trained = evaluator.train_final(arch, 1000 + k)
+        trained = trainer.train(arch, 1000 + k)
         rows.append({"architecture": str(arch), "params": proxy.params, "proxy_val_score": proxy.val_score,
                      "trained_val_score": trained.val_score, "status": trained.status})  # fmt: skip
         print(f"{k + 1}/{count} {arch}: shared {proxy.val_score:.3f}, trained {trained.val_score:.3f}", flush=True)
     pairs = [(r["proxy_val_score"], r["trained_val_score"]) for r in rows if r["status"] == "ok"]
-    return {"tau": kendall_tau(pairs), "pairs": len(pairs), "architectures": rows}
+    return {"tau": kendall_tau(pairs), "pairs": len(pairs), "epochs": config.max_epochs, "architectures": rows}
 
 
 def main() -> None:
@@ -75,9 +83,13 @@ def main() -> None:
     parser.add_argument("--children-per-step", type=int, default=10)
     parser.add_argument("--controller-steps", type=int, default=5)
     parser.add_argument("--derive", type=int, default=100)
+    parser.add_argument("--warmup", type=int, default=0, help="passes of supernet training on uniform paths first")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--controller-lr", type=float, default=None, help="reinforce: the controller's learning rate")
+    parser.add_argument("--threads", type=int, default=None, help="training threads (default: every core)")
     parser.add_argument("--retrain-seeds", type=int, default=3, help="initial weights the pick and baseline train from")
     parser.add_argument("--kendall", type=int, default=0, help="architectures for the ranking measurement")
+    parser.add_argument("--kendall-epochs", type=int, default=None, help="their training (default: the final trials')")
     parser.add_argument("--name", default=None)
     args = parser.parse_args()
     if args.task == "fashion-mnist" and not (args.data_dir / "train-images-idx3-ubyte.gz").exists() and not any(
@@ -94,7 +106,7 @@ def main() -> None:
             phases, test = study.phases(), study.test_score()
             reference: TrainConfig = study.evaluator.reference.config
             task = study.task
-            kendall = _kendall(study, args.kendall, args.seed) if args.kendall else None
+            kendall = _kendall(study, args.kendall, args.seed, args.kendall_epochs) if args.kendall else None
     print(f"search + retraining: {seconds:.1f} s; pick {best.architecture} test {test:.4f}", flush=True)
     seeds = [args.seed + k for k in range(args.retrain_seeds)]
     final = TrainConfig(**{**reference.to_config(), "threads": available_cores()})

@@ -54,6 +54,8 @@ def test_the_limits_page_states_the_bounds_the_code_enforces() -> None:
         "`--device`": "`cpu`, `cuda` or `cuda:N`, and only one this machine has",
         "controller": f"hidden size {limits.MAX_HIDDEN_SIZE}, {limits.MAX_CONTROLLER_LAYERS} layers, rank window "
         f"{power(limits.MAX_COUNT)}",
+        "`--controller-steps`, `--derive`, `--retrain`, `--warmup`": f"{power(limits.MAX_COUNT)} each, `--retrain` at most "
+        f"`--derive`; a supernet {power(limits.MAX_SUPERNET_PARAMS)} parameters",
     }
     assert rows == expected
 

@@ -14,6 +14,10 @@ With ``study_path`` the search is kept in a study file that holds the data too:
 the split, standardised rows and their preprocessing (task kind ``"arrays"``),
 so ``archsearch best``, ``trials``, ``report``, ``export`` and ``resume`` work on
 it like on any study, from the file alone.
+
+With ``weight_sharing=True`` the search scores its ``budget`` children with one supernet's shared
+weights (see :mod:`archsearch.evaluation._shared`), and the network ``predict`` uses is the best
+derived architecture retrained from scratch.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ class _NASEstimator(BaseEstimator):
         seed: int = 0,
         study_path: str | None = None,
         verbose: bool = False,
+        weight_sharing: bool = False,
     ) -> None:
         self.strategy = strategy
         self.budget = budget
@@ -78,6 +83,7 @@ class _NASEstimator(BaseEstimator):
         self.seed = seed
         self.study_path = study_path
         self.verbose = verbose
+        self.weight_sharing = weight_sharing
 
     def _search(self, X: np.ndarray, targets: np.ndarray, stratify: np.ndarray | None, extra: Any) -> None:
         """Split, standardise, search; sets the fitted attributes only once the search has succeeded."""
@@ -135,6 +141,7 @@ class _NASEstimator(BaseEstimator):
                 steps=math.ceil(self.budget / self.children_per_step),
                 children_per_step=self.children_per_step,
                 seed=self.seed,
+                weight_sharing=self.weight_sharing,
             )
             study = Study.create(self.study_path, config)
             study.run(progress=self.verbose)

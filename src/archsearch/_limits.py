@@ -47,6 +47,7 @@ MAX_FILTERS = 1024
 MAX_KERNEL = 15
 MAX_STRIDE = 8
 #: controller size
+MAX_SUPERNET_PARAMS = 50_000_000  # weight sharing: the trainable parameters of one supernet
 MAX_HIDDEN_SIZE = 1024
 MAX_CONTROLLER_LAYERS = 8
 

@@ -75,6 +75,7 @@ _layers = _integer(1, "positive", limits.MLP_MAX_LAYERS, f" (mlp; cnn: {limits.C
 _count = _integer(1, "positive", limits.MAX_COUNT)
 _budget = _integer(1, "positive", limits.MAX_BUDGET)
 _retries = _integer(0, "non-negative", limits.MAX_RETRIES)
+_natural = _integer(0, "non-negative", limits.MAX_COUNT)
 _processes = _integer(1, "positive", limits.max_workers, f" ({limits.WORKERS_PER_CORE} per core of this machine)")
 _threads = _integer(1, "positive", limits.available_cores, " (the cores of this machine)")
 
@@ -279,6 +280,10 @@ def _sharing_arguments(shared: argparse._ArgumentGroup) -> None:
     shared.add_argument(
         "--retrain", type=_count, default=None, help="the best derived architectures retrained from scratch (default: 1)"
     )
+    shared.add_argument(
+        "--warmup", type=_natural, default=None,
+        help="first passes of supernet training on paths drawn uniformly from the space (default: 0)",
+    )  # fmt: skip
 
 
 def _controller_arguments(rl: argparse._ArgumentGroup) -> None:
@@ -415,6 +420,10 @@ def _compare_parser(commands: argparse._SubParsersAction) -> None:
         default=None,
         help=f"worker processes (default: one per core; at most {limits.WORKERS_PER_CORE} per core)",
     )
+    compare.add_argument(
+        "--weight-sharing", action="store_true",
+        help="with --task: every run searches with shared weights and retrains its pick (see search --weight-sharing)",
+    )  # fmt: skip
     compare.add_argument("--out", type=_path, default=None, help="output folder (default: runs/compare-NAME)")
     compare.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -703,7 +712,7 @@ def _one_line_warnings(command: str) -> None:
 _FIELD_FLAGS = {"skips": "--no-skips", "batch_norm": "--no-batch-norm", "evaluator": "--trainer",
                 "shared": "--weight-sharing"}  # fmt: skip
 #: the ``search`` arguments that are settings of weight sharing (SearchConfig.shared)
-_SHARED = ("sharing", "controller_steps", "derive", "retrain")
+_SHARED = ("sharing", "controller_steps", "derive", "retrain", "warmup")
 #: the ``search`` arguments that are TrainConfig settings
 _TRAINING = ("max_epochs", "patience", "lr", "weight_decay", "batch_size", "time_limit", "threads")
 
@@ -906,6 +915,7 @@ def _compare(args: argparse.Namespace) -> int:
             jobs=args.jobs,
             on_run=progress.advance if progress else None,
             tolerance=args.tolerance,
+            weight_sharing=args.weight_sharing,
         )
     paths = result.write(out)
     print(result.table())

@@ -39,9 +39,10 @@ from archsearch.tasks import IMAGE_TASKS, Task, from_file, get_task
 #: child training on image tasks unless the config says otherwise: minibatches, fewer epochs (each is
 #: thousands of images) and Adam's usual learning rate for CNNs
 IMAGE_TRAINING = {"max_epochs": 5, "patience": 2, "lr": 0.001, "batch_size": 64}
-#: a weight-sharing study's final picks on images train with the hand-designed baseline's budget: ten
-#: epochs, every one of them (there are few final trainings, and each decides the pick)
-IMAGE_RETRAINING = {"max_epochs": 10, "patience": 10}
+#: how a weight-sharing study's final picks train unless ``training`` says otherwise: on images with the
+#: hand-designed baseline's budget, ten epochs, every one of them; on features in minibatches, whose many
+#: updates a full training needs (there are few final trainings, and each decides the pick)
+RETRAINING = {"images": {"max_epochs": 10, "patience": 10}, "features": {"batch_size": 32}}
 #: how a weight-sharing study trains its supernet unless ``shared`` says otherwise: minibatches (each
 #: through one sampled architecture) at the learning rate its children train with
 SHARED_TRAINING = {"images": {"lr": 0.001, "batch_size": 64}, "features": {"lr": 0.01, "batch_size": 32}}
@@ -88,7 +89,7 @@ class SearchConfig:
 
     ``weight_sharing`` searches with one supernet's shared weights (ENAS, see
     :mod:`archsearch.evaluation._shared`): ``training`` and ``evaluator`` then say how the final picks
-    are retrained from scratch (on images with ``IMAGE_RETRAINING``), ``shared`` how the supernet
+    are retrained from scratch (by default with ``RETRAINING``), ``shared`` how the supernet
     trains (``SHARED_TRAINING``) and the phases' schedule (``SCHEDULE``: sharing, controller_steps,
     derive, retrain, reward_rows).
     """
@@ -393,7 +394,7 @@ class SearchConfig:
         trainer that retrains the final picks (by default as children train, on images for ten epochs)."""
         training = self.training_settings(images)
         explicit = {k: v for k, v in self.training.items() if v is not None}
-        retraining = {**training, **(IMAGE_RETRAINING if images else {}), **explicit}
+        retraining = {**training, **RETRAINING["images" if images else "features"], **explicit}
         reference = {"name": self.evaluator or "serial", **TrainConfig(**retraining).to_config()}
         schedule = {k: v for k, v in self.shared.items() if k in SCHEDULE}
         supernet = {**SHARED_TRAINING["images" if images else "features"],

@@ -63,3 +63,52 @@ def test_resuming_a_weight_sharing_study_elsewhere_is_refused(tmp_path, run):
     before = study.read_bytes()
     one_line_error(run("resume", study, "--executor", "process", "--workers", "2"), "resume it inline")
     assert study.read_bytes() == before
+
+
+def test_compare_runs_weight_sharing_studies_and_reports_the_retrained_picks(tmp_path, run):
+    out = tmp_path / "cmp"
+    proc = run("compare", "--task", "moons", "--strategies", "reinforce,random", "--seeds", "1", "--budget", "6",
+               "--children-per-step", "3", "--weight-sharing", "--jobs", "1", "--out", out, "--quiet", check=True)  # fmt: skip
+    assert "mean test of the retrained pick" in proc.stdout
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["settings"]["weight_sharing"] is True and "shared weights" in summary["score"]
+    for name in ("reinforce", "random"):
+        assert 0.5 <= summary["strategies"][name]["mean_test_score"] <= 1.0
+    one_line_error(run("compare", "--benchmark", "nas-bench-macro", "--weight-sharing", "--out", tmp_path / "b"),
+                   "weight_sharing: a tabular benchmark")  # fmt: skip
+
+
+def test_the_classifier_searches_with_shared_weights_and_predicts_with_the_retrained_pick():
+    from sklearn.datasets import make_moons
+
+    from archsearch import NASClassifier
+
+    X, y = make_moons(300, noise=0.2, random_state=0)
+    model = NASClassifier(budget=6, children_per_step=3, max_epochs=20, weight_sharing=True).fit(X, y)
+    phases = model.study_.phases()
+    assert phases["search_trials"] == 6 and phases["retrained"] == 1
+    assert model.study_.best().kind == "final" and model.best_architecture_ == model.study_.best().architecture
+    assert model.score(X, y) > 0.8
+
+
+@pytest.mark.slow
+def test_kill_9_anywhere_then_resume_gives_the_uninterrupted_weight_sharing_study(tmp_path):
+    """benchmarks/kill_anywhere.py on a weight-sharing search: SIGKILL during the search, the derivation
+    and the retraining, each followed by ``archsearch resume``."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "kill_anywhere.py"
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec = importlib.util.spec_from_file_location("kill_anywhere", path)
+        script = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(script)
+    finally:
+        sys.path.remove(str(path.parent))
+    search = [*WS[:-1], "--task", "moons", "--executor", "inline"]
+    # 12 proxy trials in the search, then the derived ones (6 at most), then 2 retrained
+    result = script.run(seed=1, search=search, workdir=tmp_path, at_trials=[2, 7, 13, 15])
+    assert result["kills"] >= 3 and result["trials"] == result["trials_uninterrupted"] >= 16, result
+    assert result["same_trials"] and result["same_steps"] and result["same"], result

@@ -149,3 +149,53 @@ def test_a_space_without_a_supernet_is_refused(tmp_path):
     with pytest.raises(ArchsearchError, match="weight sharing supports the mlp and cnn spaces, not code"):
         Study.create(tmp_path / "ws.db", config(space=space))
     assert list(tmp_path.iterdir()) == []
+
+
+def _tampered_state(state: dict, how: str) -> dict:
+    weights = dict(state["supernet"])
+    first = next(name for name, tensor in weights.items() if tensor.is_floating_point())
+    optimizer = {**state["optimizer"], "state": dict(state["optimizer"]["state"])}
+    index = next(iter(optimizer["state"]))
+    if how == "shape":
+        weights[first] = torch.zeros(3, 3)
+    elif how == "nan":
+        weights[first] = torch.full_like(weights[first], float("nan"))
+    elif how == "moments":
+        optimizer["state"][index] = {**optimizer["state"][index], "exp_avg": torch.zeros(2)}
+    elif how == "generator":
+        return {**state, "generator": torch.zeros(3, dtype=torch.uint8)}
+    elif how == "passes":
+        return {**state, "passes": -1}
+    return {**state, "supernet": weights, "optimizer": optimizer}
+
+
+@pytest.mark.parametrize("how", ["shape", "nan", "moments", "generator", "passes", "bytes", "deleted"])
+def test_a_tampered_supernet_state_refuses_resume_in_one_line_and_changes_nothing(tmp_path, how):
+    from archsearch.study._storage import to_blob
+
+    path = tmp_path / "ws.db"
+    with Study.create(path, config(steps=6)) as study, pytest.raises(Interrupt):
+        original = study.evaluator.train_pass
+
+        def stop(archs):  # noqa: ANN001, ANN202
+            if study.evaluator.passes == 2:
+                raise Interrupt
+            return original(archs)
+
+        study.evaluator.train_pass = stop
+        study.run(progress=False)
+    with sqlite3.connect(path) as db:
+        step, blob = db.execute("SELECT step, state FROM evaluator_state").fetchone()
+        if how == "deleted":
+            db.execute("DELETE FROM evaluator_state")
+        else:
+            state = torch.load(__import__("io").BytesIO(blob), weights_only=True)
+            new = b"not a blob" if how == "bytes" else to_blob(_tampered_state(state, how))
+            db.execute("UPDATE evaluator_state SET state = ?", (new,))
+    db.close()
+    before = path.read_bytes()
+    with Study.open(path) as study, pytest.raises(ArchsearchError) as error:
+        study.run(progress=False)
+    message = str(error.value)
+    assert "\n" not in message and ("shared weights" in message or "evaluator's state" in message), message
+    assert "resume does not" in message and path.read_bytes() == before

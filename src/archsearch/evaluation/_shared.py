@@ -7,6 +7,8 @@ alternates, as in their section 2:
 
 (a) :meth:`SharedWeightsEvaluator.train_pass`: one pass over the training split, each minibatch
     through an architecture the strategy samples (:meth:`Strategy.sample`), Adam on the path's weights;
+    (the first ``warmup`` passes through architectures drawn uniformly from the space instead, so that
+    every depth and operation has trained before the strategy's samples take over);
 (b) ``controller_steps`` strategy steps, each child's reward its accuracy with the shared weights on
     ``reward_rows`` validation rows that its seed draws (:meth:`evaluate`).
 
@@ -46,7 +48,7 @@ from archsearch.space import Architecture, SearchSpace
 from archsearch.tasks import Task
 
 #: settings of the weight-sharing schedule, and their defaults
-SCHEDULE = {"sharing": "slice", "controller_steps": 5, "derive": 100, "retrain": 1, "reward_rows": 256}
+SCHEDULE = {"sharing": "slice", "controller_steps": 5, "derive": 100, "retrain": 1, "reward_rows": 256, "warmup": 0}
 
 
 class SharedWeightsEvaluator(Trainer):
@@ -75,6 +77,7 @@ class SharedWeightsEvaluator(Trainer):
         derive: int = SCHEDULE["derive"],
         retrain: int = SCHEDULE["retrain"],
         reward_rows: int = SCHEDULE["reward_rows"],
+        warmup: int = SCHEDULE["warmup"],
     ) -> None:
         super().__init__(task, config or TrainConfig(batch_size=64))
         from archsearch.evaluation._serial import SerialTrainer  # the reference trainer, a Trainer itself
@@ -85,10 +88,11 @@ class SharedWeightsEvaluator(Trainer):
         if sharing not in SHARINGS:
             raise ArchsearchError(f"trainer.sharing: must be one of {', '.join(SHARINGS)}, got {sharing!r}")
         self.sharing = sharing
-        self.controller_steps = limits.integer("trainer.controller_steps", controller_steps, 1, limits.MAX_STEPS)
+        self.controller_steps = limits.integer("trainer.controller_steps", controller_steps, 1, limits.MAX_COUNT)
         self.derive = limits.integer("trainer.derive", derive, 1, limits.MAX_COUNT)
         self.retrain = limits.integer("trainer.retrain", retrain, 1, self.derive)
         self.reward_rows = limits.integer("trainer.reward_rows", reward_rows, 1, limits.MAX_BATCH_SIZE)
+        self.warmup = limits.integer("trainer.warmup", warmup, 0, limits.MAX_COUNT)
         if self.config.batch_size is None:
             raise ArchsearchError("trainer.batch_size: weight sharing trains on minibatches; give a batch size")
         if len(task.y_val) == 0:
@@ -244,8 +248,11 @@ class SharedWeightsEvaluator(Trainer):
                 raise ValueError(f"the supernet's {name!r} does not fit this study's space")
             if given.is_floating_point() and not bool(torch.isfinite(given).all()):
                 raise ValueError(f"the supernet's {name!r} holds values that are not finite")
+        _check_moments(state["optimizer"], list(own.values()))
         self.supernet.load_state_dict(weights)
         self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:  # the study's settings, whatever the stored state says
+            group.update(lr=self.config.lr, weight_decay=self.config.weight_decay)
         self.generator.set_state(state["generator"])
         self.passes = passes
 
@@ -258,5 +265,27 @@ class SharedWeightsEvaluator(Trainer):
             "derive": self.derive,
             "retrain": self.retrain,
             "reward_rows": self.reward_rows,
+            **({"warmup": self.warmup} if self.warmup else {}),
             "reference": self.reference.to_config(),
         }
+
+
+def _check_moments(optimizer: Any, tensors: list[torch.Tensor]) -> None:
+    """An Adam state from a study file that fits the supernet: per parameter, finite moments of its
+    shape and a step count; anything else raises ``ValueError``."""
+    if not isinstance(optimizer, dict) or not isinstance(optimizer.get("state"), dict):
+        raise ValueError("the optimizer's state is not Adam's")
+    groups = optimizer.get("param_groups")
+    if not isinstance(groups, list) or len(groups) != 1 or groups[0].get("params") != list(range(len(tensors))):
+        raise ValueError("the optimizer's parameters do not fit this study's supernet")
+    for index, moments in optimizer["state"].items():
+        if type(index) is not int or not 0 <= index < len(tensors) or not isinstance(moments, dict):
+            raise ValueError(f"the optimizer's state names parameter {index!r:.40}, which the supernet lacks")
+        for key in ("exp_avg", "exp_avg_sq"):
+            moment = moments.get(key)
+            if not isinstance(moment, torch.Tensor) or moment.shape != tensors[index].shape:
+                raise ValueError(f"the optimizer's {key} of parameter {index} does not fit the supernet")
+            if not bool(torch.isfinite(moment).all()):
+                raise ValueError(f"the optimizer's {key} of parameter {index} holds values that are not finite")
+        if not isinstance(moments.get("step"), torch.Tensor | int | float):
+            raise ValueError(f"the optimizer's step count of parameter {index} is missing")

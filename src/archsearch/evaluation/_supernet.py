@@ -57,6 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archsearch import _limits as limits
 from archsearch.errors import ArchsearchError
 from archsearch.space import Architecture, CNNArchitecture, CNNSpace, MLPArchitecture, MLPSpace, SearchSpace
 from archsearch.space._architecture import ACTIVATIONS
@@ -64,7 +65,7 @@ from archsearch.space._cnn import HEAD_GRID, _BatchNorm, _resized
 
 SHARINGS = ("slice", "separate")
 #: trainable parameters a supernet may hold (200 MB of float32 weights, as much again per Adam moment)
-MAX_SUPERNET_PARAMS = 50_000_000
+MAX_SUPERNET_PARAMS = limits.MAX_SUPERNET_PARAMS
 _MAX_PLANS = 4096  # cached paths (and gather indices); beyond, a cache starts afresh
 
 

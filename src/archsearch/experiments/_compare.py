@@ -53,6 +53,7 @@ class RunSpec:
     trainer: dict[str, Any] = field(default_factory=dict)
     study_path: str | None = None
     tolerance: float = 0.0
+    weight_sharing: bool = False
 
 
 @dataclass
@@ -84,8 +85,10 @@ def run_one(spec: RunSpec) -> RunResult:
         wanted = {"strategy": spec.strategy, "children_per_step": spec.children_per_step, "seed": spec.seed}
         found = {"strategy": study.config["strategy"]["name"], "children_per_step": study.children_per_step,
                  "seed": study.seed}  # fmt: skip
-        trainer = {k: v for k, v in study.config["trainer"].items() if k in spec.trainer}
+        trainer = {k: v for k, v in _trained_by(study.config["trainer"]).items() if k in spec.trainer}
         if (
+            study.shares_weights != spec.weight_sharing
+            or
             found != wanted
             or trainer != spec.trainer
             or any(study.config["strategy"].get(k) != v for k, v in spec.options.items())
@@ -100,8 +103,9 @@ def run_one(spec: RunSpec) -> RunResult:
             benchmark=spec.benchmark,
             noisy=spec.noisy,
             strategy={**spec.options, "name": spec.strategy, "seed": spec.seed},
-            evaluator=None if bench else "batched",
+            evaluator=None if bench or spec.weight_sharing else "batched",
             training=spec.trainer,
+            weight_sharing=spec.weight_sharing,
             steps=steps,
             children_per_step=spec.children_per_step,
             seed=spec.seed,
@@ -109,10 +113,15 @@ def run_one(spec: RunSpec) -> RunResult:
         study = Study.create(spec.study_path, config)
     with study:
         study.run(steps=max(steps, study.steps), progress=False)
-        trials = study.trials()[: spec.budget]
+        trials = [t for t in study.trials() if t.phase == "search"][: spec.budget]
         test = None if bench else study.test_score()
     scores, hit = incumbent_curve(trials, bench, spec.tolerance)
     return RunResult(spec.strategy, spec.seed, scores, hit, time.perf_counter() - started, test)
+
+
+def _trained_by(trainer: dict[str, Any]) -> dict[str, Any]:
+    """The settings that train a study's children: a weight-sharing study's are its reference trainer's."""
+    return trainer.get("reference", trainer) if trainer.get("name") == "shared" else trainer
 
 
 def incumbent_curve(trials: Sequence[Any], bench: Any = None, tolerance: float = 0.0) -> tuple[list[float], int | None]:
@@ -221,7 +230,8 @@ class Comparison:
             "benchmark": self.benchmark,
             "task": self.task,
             "budget": self.budget,
-            "score": "benchmark metric of the incumbent" if self.benchmark else "validation accuracy of the incumbent",
+            "score": "benchmark metric of the incumbent" if self.benchmark else "validation accuracy of the incumbent"
+            + (", scored with shared weights; the test score is the retrained pick's" if self._sharing else ""),
             "best_value": self.best_value,
             "analytical_random_median": self.random_median,
             "settings": self.settings,
@@ -246,6 +256,10 @@ class Comparison:
         plot_comparison(self, paths["plot"])
         return paths
 
+    @property
+    def _sharing(self) -> bool:
+        return bool(self.settings.get("weight_sharing"))
+
     def table(self) -> str:
         """A plain-text table (Markdown) of the summary."""
         summary = self.summary()["strategies"]
@@ -253,7 +267,8 @@ class Comparison:
         head = ["strategy"]
         if self.best_value is not None:
             head += ["median q. to best", "mean q. to best (runs that found it)", "found"]
-        head += [f"best@{p}" for p in points] + ["seconds"]
+        head += [f"best@{p}" for p in points] + (["mean test of the retrained pick"] if self._sharing else [])
+        head += ["seconds"]
         lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
         for name, entry in summary.items():
             row = [name]
@@ -268,6 +283,8 @@ class Comparison:
             for p in points:
                 low, high = entry["ci95_best_at"][str(p)]
                 row.append(f"{entry['mean_best_at'][str(p)]:.{digits}f} ±{(high - low) / 2:.{digits}f}")
+            if self._sharing:
+                row.append(f"{entry['mean_test_score']:.4f}" if "mean_test_score" in entry else "-")
             row.append(f"{entry['seconds']:.1f}")
             lines.append("| " + " | ".join(row) + " |")
         return "\n".join(lines)
@@ -294,7 +311,7 @@ def _run_all(specs: list[RunSpec], jobs: int, on_run: Callable[[RunResult], None
 
 def _check_arguments(
     strategies: Sequence[str], seeds: int, budget: int, per_step: int, benchmark: str | None, task: str | None,
-    tolerance: Any,
+    tolerance: Any, weight_sharing: bool = False,
 ) -> None:
     from archsearch.strategies import STRATEGIES
 
@@ -308,6 +325,8 @@ def _check_arguments(
         raise ArchsearchError("compare: seeds, budget and children per step must be positive")
     if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or not 0 <= tolerance < math.inf:
         raise ArchsearchError(f"tolerance: must be a non-negative number, got {tolerance!r:.40}")
+    if weight_sharing and benchmark is not None:
+        raise ArchsearchError("weight_sharing: a tabular benchmark looks rewards up; it has no weights to share")
     if tolerance and benchmark is None:
         raise ArchsearchError("tolerance: only a comparison on a benchmark has a best to come near")
     if "tpe" in strategies:
@@ -331,6 +350,7 @@ def compare(
     strategy_options: dict[str, dict[str, Any]] | None = None,
     on_run: Callable[[RunResult], None] | None = None,
     tolerance: float = 0.0,
+    weight_sharing: bool = False,
 ) -> Comparison:
     """Run every strategy with seeds ``0..seeds-1`` for ``budget`` queries each.
 
@@ -343,10 +363,13 @@ def compare(
     ``jobs`` worker processes run the studies (default: one per core); the
     results do not depend on it. On a task, studies are kept under
     ``out/studies`` and reused or resumed by a later call with the same settings.
+
+    With ``weight_sharing`` (on a task) every run is a weight-sharing study: ``budget`` counts children
+    scored with shared weights, and each run's test score is its pick's, retrained from scratch.
     """
     from archsearch.evaluation import get_benchmark
 
-    _check_arguments(strategies, seeds, budget, children_per_step, benchmark, task, tolerance)
+    _check_arguments(strategies, seeds, budget, children_per_step, benchmark, task, tolerance, weight_sharing)
     bench = get_benchmark(benchmark) if benchmark else None
     studies = None
     if task is not None:
@@ -370,6 +393,7 @@ def compare(
             trainer=dict(trainer or {}),
             study_path=str(studies / f"{name}-s{seed}.db") if studies else None,
             tolerance=float(tolerance),
+            weight_sharing=weight_sharing,
         )
         for name in strategies
         for seed in range(seeds)
@@ -377,13 +401,10 @@ def compare(
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(specs)))
     started = time.perf_counter()
     runs = _run_all(specs, jobs, on_run)
-    settings = {"seeds": seeds, "children_per_step": children_per_step, "noisy": noisy, "jobs": jobs}
-    if strategy_options:
-        settings["strategy_options"] = {k: dict(v) for k, v in strategy_options.items()}
-    if trainer:
-        settings["trainer"] = dict(trainer)
-    if bench:
-        settings["tolerance"] = float(tolerance)
+    settings = {"seeds": seeds, "children_per_step": children_per_step, "noisy": noisy, "jobs": jobs,
+                **({"strategy_options": {k: dict(v) for k, v in strategy_options.items()}} if strategy_options else {}),
+                **({"trainer": dict(trainer)} if trainer else {}), **({"tolerance": float(tolerance)} if bench else {}),
+                **({"weight_sharing": True} if weight_sharing else {})}  # fmt: skip
     return Comparison(
         runs=runs,
         budget=budget,

@@ -78,7 +78,11 @@ def run_shared(
     for step in range(start, study.steps):
         metrics: dict[str, float] = {}
         while evaluator.passes < step // evaluator.controller_steps + 1:
-            archs = study.strategy.sample(evaluator.batches_per_pass, _rng(study.seed, _PASS_KEY, evaluator.passes))
+            rng, count = _rng(study.seed, _PASS_KEY, evaluator.passes), evaluator.batches_per_pass
+            if evaluator.passes < evaluator.warmup:
+                archs = [study.space.sample(rng) for _ in range(count)]
+            else:
+                archs = study.strategy.sample(count, rng)
             metrics = evaluator.train_pass(archs)
         state = evaluator.state_dict() if metrics else None
         best, info = study._run_step(step, best, metrics, state)
