@@ -42,7 +42,7 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 def _config(args: argparse.Namespace) -> SearchConfig:
     task = {"name": args.task, "data_dir": str(args.data_dir)} if args.task == "fashion-mnist" else args.task
     shared = {"sharing": args.sharing, "derive": args.derive, "retrain": 1, "controller_steps": args.controller_steps,
-              "warmup": args.warmup}
+              **({"warmup": args.warmup} if args.warmup is not None else {})}
     training = {"threads": args.threads} if args.threads else {}
     return SearchConfig(task=task, strategy=args.strategy, steps=args.steps, children_per_step=args.children_per_step,
                         seed=args.seed, weight_sharing=True, shared=shared, training=training,
@@ -73,6 +73,28 @@ def _kendall(study: Study, count: int, seed: int, epochs: int | None) -> dict:
     return {"tau": kendall_tau(pairs), "pairs": len(pairs), "epochs": config.max_epochs, "architectures": rows}
 
 
+def _command(args: argparse.Namespace, folder: str) -> dict:
+    """The same search typed as ``archsearch search --weight-sharing``, timed from launch to exit (the
+    interpreter's start and PyTorch's import included), and its ``best --json``."""
+    import json
+    import subprocess
+    import sys
+
+    config = _config(args)
+    argv = [sys.executable, "-m", "archsearch", "search", "--weight-sharing", "--task", args.task,
+            "--strategy", args.strategy, "--steps", str(args.steps), "--children-per-step", str(args.children_per_step),
+            "--seed", str(args.seed), "--study", f"{folder}/cli.db", "--quiet"]  # fmt: skip
+    for key, value in config.shared.items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    started = time.perf_counter()
+    subprocess.run(argv, check=True, capture_output=True)
+    seconds = time.perf_counter() - started
+    best = json.loads(subprocess.run([sys.executable, "-m", "archsearch", "best", f"{folder}/cli.db", "--json"],
+                                     check=True, capture_output=True, text=True).stdout)  # fmt: skip
+    print(f"the command: {seconds:.1f} s, pick {best['architecture']} test {best['test_score']}", flush=True)
+    return {"argv": argv[1:], "seconds": seconds, "pick": best["architecture"], "test_score": best["test_score"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="mnist-5k", choices=("mnist-5k", "moons", "fashion-mnist", "digits"))
@@ -83,7 +105,7 @@ def main() -> None:
     parser.add_argument("--children-per-step", type=int, default=10)
     parser.add_argument("--controller-steps", type=int, default=5)
     parser.add_argument("--derive", type=int, default=100)
-    parser.add_argument("--warmup", type=int, default=0, help="passes of supernet training on uniform paths first")
+    parser.add_argument("--warmup", type=int, default=None, help="passes of supernet training on uniform paths first")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--controller-lr", type=float, default=None, help="reinforce: the controller's learning rate")
     parser.add_argument("--threads", type=int, default=None, help="training threads (default: every core)")
@@ -91,6 +113,7 @@ def main() -> None:
     parser.add_argument("--kendall", type=int, default=0, help="architectures for the ranking measurement")
     parser.add_argument("--kendall-epochs", type=int, default=None, help="their training (default: the final trials')")
     parser.add_argument("--name", default=None)
+    parser.add_argument("--command", action="store_true", help="also time the search as the command line runs it")
     args = parser.parse_args()
     if args.task == "fashion-mnist" and not (args.data_dir / "train-images-idx3-ubyte.gz").exists() and not any(
         args.data_dir.glob("train-images*")
@@ -107,6 +130,7 @@ def main() -> None:
             reference: TrainConfig = study.evaluator.reference.config
             task = study.task
             kendall = _kendall(study, args.kendall, args.seed, args.kendall_epochs) if args.kendall else None
+        command = _command(args, folder) if args.command else None
     print(f"search + retraining: {seconds:.1f} s; pick {best.architecture} test {test:.4f}", flush=True)
     seeds = [args.seed + k for k in range(args.retrain_seeds)]
     final = TrainConfig(**{**reference.to_config(), "threads": available_cores()})
@@ -119,6 +143,9 @@ def main() -> None:
         rows.append([f"pick, mean test of {len(seeds)} seeds", f"{found['mean_test_score']:.4f}"])
     if baseline:
         rows.append([f"hand-designed baseline, mean test of {len(seeds)} seeds", f"{baseline['mean_test_score']:.4f}"])
+    if command:
+        rows.append(["the command line, launch to exit (s)", f"{command['seconds']:.1f}"])
+        rows.append(["the command line's pick, test", f"{command['test_score']:.4f}"])
     if kendall:
         rows.append([f"Kendall tau, {kendall['pairs']} uniform architectures", f"{kendall['tau']:.3f}"])
     report(
@@ -128,7 +155,7 @@ def main() -> None:
         ["what", "value"],
         rows,
         {"config": _config(args).to_dict(), "seconds": seconds, "pick": str(best.architecture), "pick_test": test,
-         "phases": phases, "found": found, "baseline": baseline, "kendall": kendall,
+         "phases": phases, "found": found, "baseline": baseline, "kendall": kendall, "command": command,
          "final_training": final.to_config()},
     )  # fmt: skip
 
