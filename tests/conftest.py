@@ -135,3 +135,19 @@ def downgrade(path, version: int, refits: bool = True) -> None:  # noqa: ANN001
             db.execute(f"ALTER TABLE trials DROP COLUMN {column}")
         db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
     db.close()
+
+
+def benchmark_script(name: str):  # noqa: ANN201 -- the module
+    """``benchmarks/NAME.py`` imported as a module (it imports its neighbours, such as ``_common``)."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec = importlib.util.spec_from_file_location(name, path)
+        script = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(script)
+    finally:
+        sys.path.remove(str(path.parent))
+    return script

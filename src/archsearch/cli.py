@@ -282,7 +282,8 @@ def _sharing_arguments(shared: argparse._ArgumentGroup) -> None:
     )
     shared.add_argument(
         "--warmup", type=_natural, default=None,
-        help="first passes of supernet training on paths drawn uniformly from the space (default: a fifth of the passes)",
+        help="first passes of supernet training on paths drawn uniformly from the space, before the strategy's "
+        "(default: 0, as ENAS)",
     )  # fmt: skip
 
 

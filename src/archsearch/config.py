@@ -15,7 +15,6 @@ an instance (used as it is).
 from __future__ import annotations
 
 import dataclasses
-import math
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -47,10 +46,6 @@ RETRAINING = {"images": {"max_epochs": 10, "patience": 10}, "features": {"batch_
 #: how a weight-sharing study trains its supernet unless ``shared`` says otherwise: minibatches (each
 #: through one sampled architecture) at the learning rate its children train with
 SHARED_TRAINING = {"images": {"lr": 0.001, "batch_size": 64}, "features": {"lr": 0.01, "batch_size": 32}}
-#: unless ``shared`` says otherwise, a weight-sharing study trains its supernet on uniform paths for the
-#: first 1/SCHEDULE_WARMUP of its passes: a controller's first samples are shallow networks (EOS is one
-#: choice of several at every layer), whose paths would train first, score best and take the policy over
-SCHEDULE_WARMUP = 5
 #: the settings ``shared`` may hold: the supernet's training, and the phases' schedule
 SHARED_SETTINGS = ("lr", "batch_size", "weight_decay", *SCHEDULE)
 #: image tasks read from a folder of IDX files (``data_dir``)
@@ -402,9 +397,6 @@ class SearchConfig:
         retraining = {**training, **RETRAINING["images" if images else "features"], **explicit}
         reference = {"name": self.evaluator or "serial", **TrainConfig(**retraining).to_config()}
         schedule = {k: v for k, v in self.shared.items() if k in SCHEDULE}
-        if "warmup" not in schedule:  # the first fifth of the passes on uniform paths (see SCHEDULE_WARMUP)
-            passes = math.ceil(self.steps / schedule.get("controller_steps", SCHEDULE["controller_steps"]))
-            schedule["warmup"] = passes // SCHEDULE_WARMUP
         supernet = {**SHARED_TRAINING["images" if images else "features"],
                     **{k: v for k, v in self.shared.items() if k not in SCHEDULE}}  # fmt: skip
         own = TrainConfig(**{**training, **supernet}).to_config()

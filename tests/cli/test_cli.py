@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from ..conftest import benchmark_script
 import torch
 
 from .conftest import COMMAND, FAST
@@ -517,16 +519,7 @@ def test_bad_image_arguments(tmp_path, run, args, needles):
 @pytest.mark.slow
 def test_kill_anywhere_script_finds_the_uninterrupted_study(tmp_path):
     """benchmarks/kill_anywhere.py, on a small search with a few kills (the benchmark runs 20)."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "kill_anywhere.py"
-    sys.path.insert(0, str(path.parent))
-    try:
-        spec = importlib.util.spec_from_file_location("kill_anywhere", path)
-        script = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(script)
-    finally:
-        sys.path.remove(str(path.parent))
+    script = benchmark_script("kill_anywhere")
     search = [
         *("--task", "moons", "--trainer", "serial", "--steps", "4", "--children-per-step", "4"),
         *("--max-epochs", "20", "--seed", "4", "--executor", "inline"),

@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+from ..conftest import benchmark_script
+
 WS = ["--weight-sharing", "--steps", "4", "--children-per-step", "3", "--controller-steps", "2", "--derive", "6",
       "--retrain", "2", "--max-layers", "2", "--max-epochs", "6", "--batch-size", "64", "--seed", "5", "--quiet"]  # fmt: skip
 
@@ -95,18 +97,7 @@ def test_the_classifier_searches_with_shared_weights_and_predicts_with_the_retra
 def test_kill_9_anywhere_then_resume_gives_the_uninterrupted_weight_sharing_study(tmp_path):
     """benchmarks/kill_anywhere.py on a weight-sharing search: SIGKILL during the search, the derivation
     and the retraining, each followed by ``archsearch resume``."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "kill_anywhere.py"
-    sys.path.insert(0, str(path.parent))
-    try:
-        spec = importlib.util.spec_from_file_location("kill_anywhere", path)
-        script = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(script)
-    finally:
-        sys.path.remove(str(path.parent))
+    script = benchmark_script("kill_anywhere")
     search = [*WS[:-1], "--task", "moons", "--executor", "inline"]
     # 12 proxy trials in the search, then the derived ones (6 at most), then 2 retrained
     result = script.run(seed=1, search=search, workdir=tmp_path, at_trials=[2, 7, 13, 15])

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from archsearch.errors import ArchsearchError
+from archsearch.study import _untrusted
 from archsearch.study._storage import Trial, rank
 
 if TYPE_CHECKING:
@@ -60,14 +61,8 @@ def check_shared_run(study: Study, done: int, steps: int | None) -> None:
                 f"{study.path}: the shared weights' state is missing; trials and best still work, resume does not"
             )
         return
-    try:
+    with _untrusted.fitting(f"{study.path}: the shared weights' state does not fit the study"):
         study.evaluator.load_state_dict(stored[1])
-    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:
-        message = " ".join(str(exc).split())
-        raise ArchsearchError(
-            f"{study.path}: the shared weights' state does not fit the study ({type(exc).__name__}: "
-            f"{message[:120]}); trials and best still work, resume does not"
-        ) from None
 
 
 def run_shared(

@@ -48,7 +48,7 @@ from archsearch.strategies import Outcome, Strategy
 from archsearch.study._phases import check_shared_run, phases_summary, run_shared
 from archsearch.study._progress import ProgressBar
 from archsearch.study._storage import Storage, Trial, rank
-from archsearch.study._untrusted import UnusableWeights, short
+from archsearch.study._untrusted import UnusableWeights, fitting, short
 from archsearch.tasks import Task, stored_task
 
 
@@ -677,7 +677,7 @@ class Study:
         """Load the strategy's state from the checkpoint of ``step``; a state that does not fit the study's
         strategy (or, asynchronous, whose proposals in flight do not fit its space) is one line."""
         m = self.children_per_step
-        try:
+        with fitting(f"{self.path}: the checkpoint of step {step} does not fit the study's strategy"):
             if not self.asynchronous:
                 self.strategy.load_state_dict(state)
                 return
@@ -689,12 +689,6 @@ class Study:
                 raise ValueError(f"'asked' is not a list of at most {m} architectures")
             for text in asked:
                 self.space.validate(Architecture.from_json(text))
-        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:
-            message = " ".join(str(exc).split())
-            raise ArchsearchError(
-                f"{self.path}: the checkpoint of step {step} does not fit the study's strategy "
-                f"({type(exc).__name__}: {message[:120]}); trials and best still work, resume does not"
-            ) from None
 
     def _stored_best(self) -> tuple[int, float | None]:
         """``(number, test score)`` of the best trial, whose weights the study stores."""

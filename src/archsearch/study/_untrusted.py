@@ -21,7 +21,8 @@ import shutil
 import sqlite3
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -434,3 +435,20 @@ def optional_number(value: Any) -> float | None:
     if value is not None and not _finite(value):
         raise ValueError(f"test_score is not a finite number ({short(value)})")
     return None if value is None else float(value)
+
+
+#: what loading a stored state that does not fit (a strategy's checkpoint, a supernet's state) may raise
+STATE_ERRORS = (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError)
+
+
+@contextmanager
+def fitting(what: str) -> Iterator[None]:
+    """Load a state read from a study: whatever it raises because the state does not fit is one line,
+    ``what`` and the reason, saying that resume cannot go on and the rest still works."""
+    try:
+        yield
+    except STATE_ERRORS as exc:
+        message = " ".join(str(exc).split())
+        raise ArchsearchError(
+            f"{what} ({type(exc).__name__}: {message[:120]}); trials and best still work, resume does not"
+        ) from None
