@@ -49,9 +49,10 @@ def _config(args: argparse.Namespace) -> SearchConfig:
                         controller_lr=args.controller_lr if args.strategy == "reinforce" else None)  # fmt: skip
 
 
-def _kendall(study: Study, count: int, seed: int, epochs: int | None) -> dict:
+def _kendall(study: Study, count: int, seed: int, epochs: int | None, trained: dict | None = None) -> dict:
     """``count`` uniform architectures: shared-weight score against the score trained from scratch (with the
-    final trials' settings, for ``epochs`` epochs if given)."""
+    final trials' settings, for ``epochs`` epochs if given; or as ``trained``, an earlier run's
+    ``kendall.architectures``, names to scores: the same architectures trained alike, whatever the sharing)."""
     rng = np.random.default_rng(seed)
     evaluator = study.evaluator
     config = evaluator.reference.config
@@ -65,12 +66,34 @@ def _kendall(study: Study, count: int, seed: int, epochs: int | None) -> dict:
     rows = []
     for k, arch in enumerate(archs.values()):
         proxy = evaluator.score(arch)
-        trained = trainer.train(arch, 1000 + k)
+        score, status = trained[str(arch)] if trained else _trained(trainer, arch, 1000 + k)
         rows.append({"architecture": str(arch), "params": proxy.params, "proxy_val_score": proxy.val_score,
-                     "trained_val_score": trained.val_score, "status": trained.status})  # fmt: skip
-        print(f"{k + 1}/{count} {arch}: shared {proxy.val_score:.3f}, trained {trained.val_score:.3f}", flush=True)
+                     "trained_val_score": score, "status": status})  # fmt: skip
+        print(f"{k + 1}/{count} {arch}: shared {proxy.val_score:.3f}, trained {score:.3f}", flush=True)
     pairs = [(r["proxy_val_score"], r["trained_val_score"]) for r in rows if r["status"] == "ok"]
     return {"tau": kendall_tau(pairs), "pairs": len(pairs), "epochs": config.max_epochs, "architectures": rows}
+
+
+def _trained(trainer: SerialTrainer, arch: object, seed: int) -> tuple[float, str]:
+    result = trainer.train(arch, seed)
+    return result.val_score, result.status
+
+
+def _reopened(args: argparse.Namespace) -> None:
+    """``--kendall-study``: the ranking measurement on a finished weight-sharing study's supernet (its last
+    committed state), with the trained scores of ``--kendall-trained`` (an earlier run's JSON)."""
+    import json
+
+    earlier = json.loads(args.kendall_trained.read_text())["kendall"]["architectures"]
+    trained = {row["architecture"]: (row["trained_val_score"], row["status"]) for row in earlier}
+    with Study.open(args.kendall_study, readonly=True) as study:
+        study.evaluator.load_state_dict(study._storage.evaluator_state()[1])
+        kendall = _kendall(study, len(earlier), args.seed, None, trained)
+        config = study.config["trainer"]
+    report(args.name, f"Kendall tau of {args.kendall_study}'s supernet ({config['sharing']} widths)", ["what", "value"],
+           [["Kendall tau", f"{kendall['tau']:.3f}"], ["architectures", kendall["pairs"]]],
+           {"study": str(args.kendall_study), "trainer": config, "trained_from": str(args.kendall_trained),
+            "kendall": kendall})  # fmt: skip
 
 
 def _command(args: argparse.Namespace, folder: str) -> dict:
@@ -113,8 +136,14 @@ def main() -> None:
     parser.add_argument("--kendall", type=int, default=0, help="architectures for the ranking measurement")
     parser.add_argument("--kendall-epochs", type=int, default=None, help="their training (default: the final trials')")
     parser.add_argument("--name", default=None)
+    parser.add_argument("--baseline-only", action="store_true",
+                        help="train only the baseline from --retrain-seeds; the pick's test is its final trial's")
     parser.add_argument("--command", action="store_true", help="also time the search as the command line runs it")
+    parser.add_argument("--kendall-study", type=Path, default=None, help="measure the ranking of this study's supernet")
+    parser.add_argument("--kendall-trained", type=Path, default=None, help="with --kendall-study: trained scores")
     args = parser.parse_args()
+    if args.kendall_study:
+        return _reopened(args)
     if args.task == "fashion-mnist" and not (args.data_dir / "train-images-idx3-ubyte.gz").exists() and not any(
         args.data_dir.glob("train-images*")
     ):
@@ -134,7 +163,7 @@ def main() -> None:
     print(f"search + retraining: {seconds:.1f} s; pick {best.architecture} test {test:.4f}", flush=True)
     seeds = [args.seed + k for k in range(args.retrain_seeds)]
     final = TrainConfig(**{**reference.to_config(), "threads": available_cores()})
-    found = retrained(task, best.architecture, final, seeds) if seeds else None
+    found = retrained(task, best.architecture, final, seeds) if seeds and not args.baseline_only else None
     images = task.x_train.dim() == 4
     baseline = retrained(task, BaselineCNN(task.x_train.shape[-1]), final, seeds) if images and seeds else None
     rows = [["search + retraining (s)", f"{seconds:.1f}"], ["pick", str(best.architecture)],

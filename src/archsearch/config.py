@@ -187,6 +187,7 @@ class SearchConfig:
 
     def _check_sharing(self, names: Names) -> None:
         """Weight sharing: on a task, inline, without the flags that assume children trained one by one."""
+
         def setting(key: str) -> str:
             return f"shared.{key}" if names is _field else names(key)
 
@@ -210,10 +211,13 @@ class SearchConfig:
                           ("reuse_evaluations", "scores every child with the shared weights of its step")):  # fmt: skip
             if getattr(self, flag):
                 raise ArchsearchError(f"{names(flag)}: cannot be combined with {ws}, which {why}")
-        config = self.executor_config(names)
-        if config is not None and config["name"] != "inline" or isinstance(self.executor, Executor | dict) and (
-            (self.executor.name if isinstance(self.executor, Executor) else self.executor.get("name")) != "inline"
-        ):
+        if isinstance(self.executor, Executor):
+            executor = self.executor.name
+        elif isinstance(self.executor, dict):
+            executor = self.executor.get("name")
+        else:
+            executor = (self.executor_config(names) or {}).get("name")
+        if executor not in (None, "inline"):
             raise ArchsearchError(
                 f"{names('executor')}: {ws} scores children in the one process that holds the shared weights; "
                 "run it inline (the default)"
@@ -385,11 +389,11 @@ class SearchConfig:
         images = _is_images(task)
         kind = self._space_kind(images, names)
         if self.weight_sharing:
-            return build_evaluator(self._shared_config(images, kind), task, space)
+            return build_evaluator(self._shared_config(images), task, space)
         name = self.evaluator or ("serial" if kind == "cnn" else "batched")
         return build_evaluator({"name": name, **TrainConfig(**self.training_settings(images)).to_config()}, task)
 
-    def _shared_config(self, images: bool, kind: str | None) -> dict[str, Any]:
+    def _shared_config(self, images: bool) -> dict[str, Any]:
         """The shared-weights evaluator's config: the supernet's training and schedule, and the reference
         trainer that retrains the final picks (by default as children train, on images for ten epochs)."""
         training = self.training_settings(images)

@@ -115,6 +115,29 @@ def test_a_cnn_search_with_shared_weights_ends_with_a_trained_cnn(tmp_path):
     assert sum(p.numel() for p in model.parameters()) == best.params
 
 
+def test_an_interrupted_cnn_study_resumes_to_the_uninterrupted_one(tmp_path, monkeypatch):
+    """The supernet of a CNN space holds batch normalization's running statistics besides its weights."""
+    space = CNNSpace(filters=(4, 8), kernels=(3,), strides=(1, 2), dropouts=(0.0, 0.25), max_layers=2)
+    changes = dict(task="digits", space=space, steps=4, training={"max_epochs": 1, "threads": 1})
+    straight, killed = tmp_path / "straight.db", tmp_path / "killed.db"
+    with Study.create(straight, config(**changes)) as study:
+        study.run(progress=False)
+    original = SharedWeightsEvaluator.train_pass
+
+    def interrupted(self, archs):  # noqa: ANN001, ANN202
+        if self.passes == 1:
+            raise Interrupt
+        return original(self, archs)
+
+    monkeypatch.setattr(SharedWeightsEvaluator, "train_pass", interrupted)
+    with Study.create(killed, config(**changes)) as study, pytest.raises(Interrupt):
+        study.run(progress=False)
+    monkeypatch.setattr(SharedWeightsEvaluator, "train_pass", original)
+    with Study.open(killed) as study:
+        study.run(progress=False)
+    assert rows(killed) == rows(straight)
+
+
 def test_growing_the_budget_after_derivation_is_refused_and_changes_nothing(tmp_path):
     path = tmp_path / "ws.db"
     with Study.create(path, config()) as study:

@@ -248,7 +248,7 @@ class SharedWeightsEvaluator(Trainer):
                 raise ValueError(f"the supernet's {name!r} does not fit this study's space")
             if given.is_floating_point() and not bool(torch.isfinite(given).all()):
                 raise ValueError(f"the supernet's {name!r} holds values that are not finite")
-        _check_moments(state["optimizer"], list(own.values()))
+        _check_moments(state["optimizer"], list(self.supernet.parameters()))
         self.supernet.load_state_dict(weights)
         self.optimizer.load_state_dict(state["optimizer"])
         for group in self.optimizer.param_groups:  # the study's settings, whatever the stored state says
