@@ -96,6 +96,26 @@ def _reopened(args: argparse.Namespace) -> None:
             "kendall": kendall})  # fmt: skip
 
 
+def _summarized(path: Path, name: str) -> None:
+    """``--summary STUDY``: a finished weight-sharing study's pick and phases, and its wall time from its
+    creation to its final trial (the study file's own timestamps), for a run stopped after its study
+    ended (its extra trainings skipped)."""
+    import sqlite3
+
+    with Study.open(path, readonly=True) as study:
+        phases, best, test = study.phases(), study.best(), study.test_score()
+        config = study.config
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        created = float(db.execute("SELECT value FROM meta WHERE key = 'created'").fetchone()[0])
+        last = db.execute("SELECT MAX(created) FROM trials").fetchone()[0]
+    db.close()
+    seconds = last - created
+    report(name, f"{path}: {config['strategy']['name']}, seed {config['seed']}", ["what", "value"],
+           [["search + retraining (s)", f"{seconds:.1f}"], ["pick", str(best.architecture)], ["pick's test", test]],
+           {"study": str(path), "config": config, "seconds": seconds, "pick": str(best.architecture), "pick_test": test,
+            "phases": phases})  # fmt: skip
+
+
 def _command(args: argparse.Namespace, folder: str) -> dict:
     """The same search typed as ``archsearch search --weight-sharing``, timed from launch to exit (the
     interpreter's start and PyTorch's import included), and its ``best --json``."""
@@ -141,7 +161,10 @@ def main() -> None:
     parser.add_argument("--command", action="store_true", help="also time the search as the command line runs it")
     parser.add_argument("--kendall-study", type=Path, default=None, help="measure the ranking of this study's supernet")
     parser.add_argument("--kendall-trained", type=Path, default=None, help="with --kendall-study: trained scores")
+    parser.add_argument("--summary", type=Path, default=None, help="summarize this finished study instead")
     args = parser.parse_args()
+    if args.summary:
+        return _summarized(args.summary, args.name)
     if args.kendall_study:
         return _reopened(args)
     if args.task == "fashion-mnist" and not (args.data_dir / "train-images-idx3-ubyte.gz").exists() and not any(
