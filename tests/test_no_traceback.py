@@ -193,8 +193,8 @@ def test_sigterm_mid_run_is_one_line_then_resumes_to_the_uninterrupted_study(
 ):
     add_step = storage.Storage.add_step
 
-    def terminated_after_step_4(self, step, metrics, state):  # noqa: ANN001, ANN202
-        add_step(self, step, metrics, state)
+    def terminated_after_step_4(self, step, metrics, state, evaluator=None):  # noqa: ANN001, ANN202
+        add_step(self, step, metrics, state, evaluator)
         if step == 4:
             os.kill(os.getpid(), signal.SIGTERM)
 

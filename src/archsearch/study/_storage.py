@@ -184,7 +184,7 @@ def rank(trial: Trial | Any) -> tuple[bool, float, bool, float, int, int]:
     those with one. Equal losses go to the smallest network, then the earliest.
     """
     loss = trial.val_loss
-    proxy = trial.kind == "proxy"
+    proxy = getattr(trial, "kind", "final") == "proxy"  # a trial from before kinds: trained
     return (proxy, -trial.reward, loss is None, 0.0 if loss is None else loss, trial.params, trial.number)
 
 
