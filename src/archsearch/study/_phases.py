@@ -84,11 +84,10 @@ def run_shared(
         report(info)
     if study.steps > study.completed_steps():
         return best
-    derived = _derive(study, best, show)
-    return _retrain(study, derived, show)
+    return _retrain(study, _derive(study, show), show)
 
 
-def _derive(study: Study, best: Trial | None, show: bool) -> list[Trial]:
+def _derive(study: Study, show: bool) -> list[Trial]:
     """The derived trials: distinct architectures sampled from the trained strategy, each scored on the
     whole validation split."""
     evaluator, step, m = study.evaluator, study.steps, study.children_per_step
@@ -97,7 +96,7 @@ def _derive(study: Study, best: Trial | None, show: bool) -> list[Trial]:
     for arch in sampled:
         distinct.setdefault(arch.hash, arch)
     archs = list(distinct.values())
-    done = _recorded(study, step, archs)
+    done, best = study._recorded(step, archs), study.best()
     if show and len(done) < len(archs):
         print(f"deriving: {len(archs)} architectures scored with the shared weights", file=sys.stderr)
     for slot, arch in enumerate(archs):
@@ -114,7 +113,7 @@ def _retrain(study: Study, derived: list[Trial], show: bool) -> Trial | None:
 
     evaluator, step, m = study.evaluator, study.steps + 1, study.children_per_step
     top = sorted((t for t in derived if t.status == "ok"), key=rank)[: evaluator.retrain]
-    done = _recorded(study, step, [t.architecture for t in top])
+    done = study._recorded(step, [t.architecture for t in top])
     first = (step - 1) * m + len(derived)
     best = study.best()
     for slot, trial in enumerate(top):
@@ -127,19 +126,6 @@ def _retrain(study: Study, derived: list[Trial], show: bool) -> Trial | None:
         done[slot], best = study._record(step, slot, trial.architecture, seed, result, best, None, first + slot,
                                          "retrain", "final")  # fmt: skip
     return study.best()
-
-
-def _recorded(study: Study, step: int, archs: list[Any]) -> dict[int, Trial]:
-    """The trials of a phase's step recorded before an interruption, each checked against what the
-    phase proposes in its slot."""
-    done = {t.slot: t for t in study._storage.trials(step=step)}
-    for slot, trial in done.items():
-        if slot >= len(archs) or trial.arch_hash != archs[slot].hash:
-            raise ArchsearchError(
-                f"{study.path}: step {step} slot {slot} holds {trial.architecture} but the study proposes "
-                f"{archs[slot] if slot < len(archs) else 'nothing'} there; the study file does not match its config"
-            )
-    return done
 
 
 def phases_summary(trials: list[Trial]) -> dict[str, Any]:

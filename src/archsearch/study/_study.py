@@ -402,6 +402,19 @@ class Study:
             self.steps = steps
         return checkpoint
 
+    def _recorded(self, step: int, archs: list[Architecture]) -> dict[int, Trial]:
+        """The trials of ``step`` recorded before an interruption, by slot, each checked against the
+        architecture proposed in its slot now."""
+        done = {t.slot: t for t in self._storage.trials(step=step)}
+        for slot, trial in done.items():
+            if slot >= len(archs) or trial.arch_hash != archs[slot].hash:
+                raise ArchsearchError(
+                    f"{self.path}: step {step} slot {slot} holds {trial.architecture} but the strategy "
+                    f"proposes {archs[slot] if slot < len(archs) else 'nothing'} there; the study file does not "
+                    "match its config"
+                )
+        return done
+
     @property
     def shares_weights(self) -> bool:
         """Whether the study searches with shared weights, in phases (see :mod:`archsearch.study._phases`)."""
@@ -414,14 +427,7 @@ class Study:
         new state) is committed with the strategy's."""
         m = self.children_per_step
         archs = self.strategy.ask(m)
-        done = {t.slot: t for t in self._storage.trials(step=step)}
-        for slot, trial in done.items():
-            if slot >= m or trial.arch_hash != archs[slot].hash:
-                raise ArchsearchError(
-                    f"{self.path}: step {step} slot {slot} holds {trial.architecture} but the strategy "
-                    f"proposes {archs[slot] if slot < m else 'nothing'} there; the study file does not match "
-                    "its config"
-                )
+        done = self._recorded(step, archs)
         seeds = {slot: child_seed(self.seed, step, slot) for slot in range(m)}
         sources = self.evaluator.plan(archs, [step * m + slot for slot in range(m)])
         for trial in done.values():  # recorded before an interruption: later children of the step may take them
