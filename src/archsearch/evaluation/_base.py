@@ -12,6 +12,7 @@ import dataclasses
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import torch
@@ -151,6 +152,17 @@ class Trainer(Evaluator):
         if result.status != "ok":
             raise ArchsearchError(f"the retrained network {result.status}: {result.error}")
         return Refit(epochs, len(merged.y_train), result.weights)
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """PyTorch on ``count`` threads inside the block, on the caller's number again after it."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _device_available(device: str) -> bool:

@@ -44,7 +44,7 @@ import torch
 
 from archsearch._limits import max_workers
 from archsearch.errors import ArchsearchError
-from archsearch.evaluation._base import Trainer
+from archsearch.evaluation._base import Trainer, torch_threads
 from archsearch.evaluation._config import TrainConfig
 from archsearch.evaluation._result import Result
 from archsearch.evaluation._scoring import improved, r2_from_sse, total_sum_of_squares
@@ -79,17 +79,13 @@ class BatchedTrainer(Trainer):
         costs = [self._group_cost([archs[i] for i in members]) for members in groups]
         workers = self._workers_for(costs)
         pool = self._pool(workers) if workers > 1 else None
-        previous = torch.get_num_threads()
-        torch.set_num_threads(1)  # one core per group: results never depend on the number of cores
-        try:
+        with torch_threads(1):  # one core per group: results never depend on the number of cores
             if pool is None:
                 for members in groups:
                     yield from self.train_group(members, archs, seeds)
             else:
                 portable = [job_for(archs, seeds, members) for members in groups]
                 yield from pool.run(portable, inline=lambda job: self.train_group(*job))
-        finally:
-            torch.set_num_threads(previous)
 
     def jobs(self, archs: Sequence[Architecture], seeds: Sequence[int]) -> list[list[int]]:
         """The batch's groups (children trained together), costliest first."""
@@ -111,12 +107,8 @@ class BatchedTrainer(Trainer):
         self, members: Sequence[int], archs: Sequence[Architecture] | dict, seeds: Sequence[int] | dict
     ) -> Iterator[tuple[int, Result]]:
         """One group, trained single-threaded (as everywhere, so results never depend on where)."""
-        previous = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with torch_threads(1):
             yield from self.train_group(list(members), archs, seeds)
-        finally:
-            torch.set_num_threads(previous)
 
     def _workers_for(self, costs: list[float]) -> int:
         """Worker processes worth using for groups of these modelled epoch costs: ``config.threads``

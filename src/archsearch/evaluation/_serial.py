@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from archsearch.evaluation._base import Trainer
+from archsearch.evaluation._base import Trainer, torch_threads
 from archsearch.evaluation._result import Result
 from archsearch.evaluation._scoring import improved, predict, training_loss, validation_score
 from archsearch.space import Architecture
@@ -36,13 +36,9 @@ class SerialTrainer(Trainer):
     def evaluate(self, archs: Sequence[Architecture], seeds: Sequence[int]) -> Iterator[tuple[int, Result]]:
         """Children one after another, on ``config.threads`` threads (default 1: tiny networks gain
         nothing from more, and results then never depend on the machine's core count)."""
-        previous = torch.get_num_threads()
-        torch.set_num_threads(self.config.threads or 1)
-        try:
+        with torch_threads(self.config.threads or 1):
             for index, (arch, seed) in enumerate(zip(archs, seeds, strict=True)):
                 yield index, self.train(arch, seed)
-        finally:
-            torch.set_num_threads(previous)
 
     def train(self, arch: Architecture, seed: int) -> Result:
         """Train one child from the initial weights that ``seed`` determines."""

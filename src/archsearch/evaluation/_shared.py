@@ -39,7 +39,7 @@ from torch import nn
 
 from archsearch import _limits as limits
 from archsearch.errors import ArchsearchError
-from archsearch.evaluation._base import Trainer
+from archsearch.evaluation._base import Trainer, torch_threads
 from archsearch.evaluation._config import TrainConfig
 from archsearch.evaluation._result import Refit, Result
 from archsearch.evaluation._scoring import EVAL_ROWS, training_loss, validation_score
@@ -124,7 +124,7 @@ class SharedWeightsEvaluator(Trainer):
         order = torch.randperm(len(y), generator=self.generator)
         derived = int(np.random.SeedSequence([self.seed, self.passes, 2]).generate_state(1)[0])
         total, seen = 0.0, 0
-        with self._threads(), torch.random.fork_rng(devices=[]):
+        with torch_threads(self.config.threads or 1), torch.random.fork_rng(devices=[]):
             torch.manual_seed(derived)  # dropout's masks: a pure function of the seed and the pass
             self.supernet.train()
             for arch, rows in zip(archs, order.split(self.config.batch_size), strict=True):
@@ -161,7 +161,7 @@ class SharedWeightsEvaluator(Trainer):
         start = time.perf_counter()
         params = arch.num_params(self.task.in_features, self.task.out_features)
         try:
-            with self._threads(), self._scoring():
+            with torch_threads(self.config.threads or 1), self._scoring():
                 outputs = torch.cat(
                     [self.supernet(self._input(chunk), arch).cpu() for chunk in x.split(EVAL_ROWS)]
                 )
@@ -201,15 +201,6 @@ class SharedWeightsEvaluator(Trainer):
                 if tracked is not None:
                     m.num_batches_tracked.copy_(tracked)
             self.supernet.train()
-
-    @contextmanager
-    def _threads(self) -> Iterator[None]:
-        previous = torch.get_num_threads()
-        torch.set_num_threads(self.config.threads or 1)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(previous)
 
     # -- final picks --------------------------------------------------------------------------------
 
