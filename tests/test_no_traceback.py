@@ -253,12 +253,29 @@ def wait_for(condition, what: str):  # noqa: ANN001, ANN201
     return value
 
 
+# A shell starts a foreground job with Ctrl-C neither ignored nor blocked, whatever its own state; a test
+# runner's process need not be in that state, and a child inherits both.
+AS_AT_A_TERMINAL = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); sys.argv[0] = 'archsearch'; "
+    "runpy.run_module('archsearch', run_name='__main__', alter_sys=True)"
+)
+
+
 def search_with_workers(study: Path, mark: str, steps: int = 2) -> subprocess.Popen:
     """A search in a session of its own, as at a terminal: a signal to its group is Ctrl-C."""
     argv = ["search", *MOONS, "--steps", str(steps), "--executor", "process", "--workers", "2", "--study", str(study)]
-    argv.append("--quiet")
     env = {**os.environ, "ARCHSEARCH_NO_TRACEBACK_TEST": mark}
-    return archsearch(*argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    return subprocess.Popen([sys.executable, "-c", AS_AT_A_TERMINAL, *argv, "--quiet"], text=True, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+
+
+def sigint_state(pid: int) -> dict[str, bool]:
+    """Whether a process blocks, ignores or catches SIGINT, from its /proc status (the main thread's mask)."""
+    bit = 1 << (signal.SIGINT - 1)
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return {name: bool(int(fields[key], 16) & bit) for name, key in
+            (("blocked", "SigBlk"), ("ignored", "SigIgn"), ("caught", "SigCgt"))}  # fmt: skip
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds worker processes through /proc")
@@ -267,6 +284,7 @@ def test_ctrl_c_while_workers_start_is_one_line_without_worker_tracebacks(tmp_pa
     mark, study = uuid.uuid4().hex, tmp_path / "w.db"
     proc = search_with_workers(study, mark)
     wait_for(lambda: len(marked(mark)) >= 3, "worker process")  # the search and 2 workers still importing PyTorch
+    assert sigint_state(proc.pid) == {"blocked": False, "ignored": False, "caught": True}, sigint_state(os.getpid())
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C at a terminal does: the whole foreground group
     _, err = proc.communicate(timeout=HANG_GUARD)
     assert (proc.returncode, err) == (
