@@ -179,6 +179,7 @@ def main() -> None:
             best = study.run(progress=False)
             seconds = time.perf_counter() - started
             phases, test = study.phases(), study.test_score()
+            retraining = sum(t.seconds for t in study.trials() if t.kind == "final")  # the final trials' training
             reference: TrainConfig = study.evaluator.reference.config
             task = study.task
             kendall = _kendall(study, args.kendall, args.seed, args.kendall_epochs) if args.kendall else None
@@ -189,7 +190,8 @@ def main() -> None:
     found = retrained(task, best.architecture, final, seeds) if seeds and not args.baseline_only else None
     images = task.x_train.dim() == 4
     baseline = retrained(task, BaselineCNN(task.x_train.shape[-1]), final, seeds) if images and seeds else None
-    rows = [["search + retraining (s)", f"{seconds:.1f}"], ["pick", str(best.architecture)],
+    rows = [["search + retraining (s)", f"{seconds:.1f}"], ["of which retraining (s)", f"{retraining:.1f}"],
+            ["pick", str(best.architecture)],
             ["pick's test (the study's final trial)", f"{test:.4f}"]]  # fmt: skip
     if found:
         rows.append([f"pick, mean test of {len(seeds)} seeds", f"{found['mean_test_score']:.4f}"])
@@ -206,8 +208,8 @@ def main() -> None:
         f"{args.children_per_step}, seed {args.seed}",
         ["what", "value"],
         rows,
-        {"config": _config(args).to_dict(), "seconds": seconds, "pick": str(best.architecture), "pick_test": test,
-         "phases": phases, "found": found, "baseline": baseline, "kendall": kendall, "command": command,
+        {"config": _config(args).to_dict(), "seconds": seconds, "retraining_seconds": retraining,
+         "pick": str(best.architecture), "pick_test": test, "phases": phases, "found": found, "baseline": baseline, "kendall": kendall, "command": command,
          "final_training": final.to_config()},
     )  # fmt: skip
 
