@@ -209,7 +209,8 @@ def main() -> None:
         ["what", "value"],
         rows,
         {"config": _config(args).to_dict(), "seconds": seconds, "retraining_seconds": retraining,
-         "pick": str(best.architecture), "pick_test": test, "phases": phases, "found": found, "baseline": baseline, "kendall": kendall, "command": command,
+         "pick": str(best.architecture), "pick_test": test, "phases": phases, "found": found, "baseline": baseline,
+         "kendall": kendall, "command": command,
          "final_training": final.to_config()},
     )  # fmt: skip
 

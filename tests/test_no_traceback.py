@@ -214,9 +214,18 @@ def test_sigterm_mid_run_is_one_line_then_resumes_to_the_uninterrupted_study(
 
 # -- a closed pipe and signals, in a process of their own ------------------------------------------------------
 
+# A shell starts a foreground job with Ctrl-C neither ignored nor blocked, whatever its own state; a test
+# runner's process need not be in that state, and a child inherits both.
+AS_AT_A_TERMINAL = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); sys.argv[0] = 'archsearch'; "
+    "runpy.run_module('archsearch', run_name='__main__', alter_sys=True)"
+)
+
 
 def archsearch(*args: str, **kwargs) -> subprocess.Popen:  # noqa: ANN003
-    return subprocess.Popen([sys.executable, "-m", "archsearch", *args], text=True, **kwargs)
+    """``archsearch ARGS`` in a process of its own, started as a shell starts a foreground job."""
+    return subprocess.Popen([sys.executable, "-c", AS_AT_A_TERMINAL, *args], text=True, **kwargs)
 
 
 @pytest.mark.parametrize("json", [True, False])
@@ -253,21 +262,12 @@ def wait_for(condition, what: str):  # noqa: ANN001, ANN201
     return value
 
 
-# A shell starts a foreground job with Ctrl-C neither ignored nor blocked, whatever its own state; a test
-# runner's process need not be in that state, and a child inherits both.
-AS_AT_A_TERMINAL = (
-    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-    "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); sys.argv[0] = 'archsearch'; "
-    "runpy.run_module('archsearch', run_name='__main__', alter_sys=True)"
-)
-
-
 def search_with_workers(study: Path, mark: str, steps: int = 2) -> subprocess.Popen:
     """A search in a session of its own, as at a terminal: a signal to its group is Ctrl-C."""
     argv = ["search", *MOONS, "--steps", str(steps), "--executor", "process", "--workers", "2", "--study", str(study)]
     env = {**os.environ, "ARCHSEARCH_NO_TRACEBACK_TEST": mark}
-    return subprocess.Popen([sys.executable, "-c", AS_AT_A_TERMINAL, *argv, "--quiet"], text=True, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    argv.append("--quiet")
+    return archsearch(*argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
 
 
 def sigint_state(pid: int) -> dict[str, bool]:
