@@ -151,3 +151,37 @@ def benchmark_script(name: str):  # noqa: ANN201 -- the module
     finally:
         sys.path.remove(str(path.parent))
     return script
+
+
+def write_ptb(folder: Path, sentences: tuple[int, int, int] = (150, 40, 40), words: int = 40) -> Path:
+    """A tiny corpus in Penn Treebank's layout (``ptb.train.txt`` ...): sentences over ``words`` words in
+    which a word is mostly followed by the next one, so that a model can learn something. Every word of
+    the validation and test files occurs in the training file."""
+    import random
+
+    generator = random.Random(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, count in zip(("train", "valid", "test"), sentences, strict=True):
+        lines = []
+        for _ in range(count):
+            sentence = [generator.randrange(words)]
+            for _ in range(generator.randint(3, 11)):
+                follows = (sentence[-1] + 1) % words
+                sentence.append(follows if generator.random() < 0.7 else generator.randrange(words))
+            lines.append(" " + " ".join(f"w{w}" for w in sentence) + " ")
+        if name == "train":
+            lines.append(" " + " ".join(f"w{w}" for w in range(words)) + " ")
+        (folder / f"ptb.{name}.txt").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def ptb_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny corpus written by :func:`write_ptb`, shared by the tests that only read it."""
+    return write_ptb(tmp_path_factory.mktemp("ptb"))
+
+
+@pytest.fixture
+def make_ptb():  # noqa: ANN201 -- the function
+    """:func:`write_ptb`, for a test that damages its own copy of the corpus."""
+    return write_ptb

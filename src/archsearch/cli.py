@@ -73,6 +73,7 @@ _epochs = _integer(1, "positive", limits.MAX_EPOCHS)
 _batch_size = _integer(1, "positive", limits.MAX_BATCH_SIZE)
 _layers = _integer(1, "positive", limits.MLP_MAX_LAYERS, f" (mlp; cnn: {limits.CNN_MAX_LAYERS})")
 _count = _integer(1, "positive", limits.MAX_COUNT)
+_hidden = _integer(1, "positive", limits.MAX_HIDDEN_SIZE)
 _budget = _integer(1, "positive", limits.MAX_BUDGET)
 _retries = _integer(0, "non-negative", limits.MAX_RETRIES)
 _natural = _integer(0, "non-negative", limits.MAX_COUNT)
@@ -132,20 +133,28 @@ def _search_parser(commands: argparse._SubParsersAction) -> None:
         help="data set (default: moons); image tasks (digits, mnist-5k, mnist, fashion-mnist) search CNNs",
     )
     search.add_argument(
-        "--data-dir", type=_path, default=None, help="with --task mnist or fashion-mnist: the folder of its IDX files"
-    )
+        "--data-dir", type=_path, default=None,
+        help="with --task mnist or fashion-mnist: the folder of its IDX files; with ptb: the folder of ptb.train.txt, "
+        "ptb.valid.txt and ptb.test.txt (default: the text of the optional extra, archsearch[ptb])",
+    )  # fmt: skip
     search.add_argument(
         "--space",
-        choices=("mlp", "cnn"),
+        choices=("mlp", "cnn", "dag-cell", "tree-cell"),
         default=None,
-        help="search space (default: cnn for image tasks, mlp otherwise)",
+        help="search space (default: cnn for image tasks, dag-cell (ENAS's recurrent cell) for ptb, mlp otherwise; "
+        "tree-cell: Zoph & Le's)",
     )
+    search.add_argument(
+        "--hidden", type=_hidden, default=None,
+        help=f"dag-cell and tree-cell: the cell's hidden size, also the word embedding's (default: 128; at most "
+        f"{limits.MAX_HIDDEN_SIZE})",
+    )  # fmt: skip
     search.add_argument(
         "--max-layers",
         type=_layers,
         default=None,
         help=f"deepest child (default: 5 for mlp, 4 for cnn; at most {limits.MLP_MAX_LAYERS} for mlp, "
-        f"{limits.CNN_MAX_LAYERS} for cnn)",
+        f"{limits.CNN_MAX_LAYERS} for cnn); dag-cell: the cell's nodes (default: 8)",
     )
     search.add_argument(
         "--no-skips", action="store_true", help="cnn space: no skip connections (default: the controller chooses them)"
@@ -280,6 +289,10 @@ def _sharing_arguments(shared: argparse._ArgumentGroup) -> None:
     shared.add_argument(
         "--retrain", type=_count, default=None, help="the best derived architectures retrained from scratch (default: 1)"
     )
+    shared.add_argument(
+        "--reward-words", type=_count, default=None,
+        help="dag-cell and tree-cell: validation words that score a child with the shared weights (default: 2000)",
+    )  # fmt: skip
     shared.add_argument(
         "--warmup", type=_natural, default=None,
         help="first passes of supernet training on paths drawn uniformly from the space, before the strategy's "
@@ -430,16 +443,28 @@ def _compare_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _baseline_parser(commands: argparse._SubParsersAction) -> None:
-    from archsearch.tasks import IMAGE_TASKS
+    from archsearch.space._cells import STANDARD_CELLS
+    from archsearch.tasks import IMAGE_TASKS, TEXT_TASKS
 
     baseline = commands.add_parser(
         "baseline",
-        help="train the hand-designed CNN that a search on images must beat",
+        help="train the hand-designed network that a search must beat (a CNN on images, a standard cell on ptb)",
         description="Train seed 002's hand-designed CNN (32 and 64 filters of 5x5, max pooling, dropout, a dense "
-        "layer of 128) on an image task with the same training budget as a search's children; print its accuracy.",
+        "layer of 128) on an image task, or a tanh RNN, LSTM or GRU language model on ptb, with the same training "
+        "budget as a search's children; print its accuracy or perplexity.",
     )
-    baseline.add_argument("--task", required=True, choices=sorted(IMAGE_TASKS), help="image task")
-    baseline.add_argument("--data-dir", type=_path, default=None, help="with mnist or fashion-mnist: the IDX folder")
+    baseline.add_argument("--task", required=True, choices=sorted((*IMAGE_TASKS, *TEXT_TASKS)), help="image or text task")
+    baseline.add_argument(
+        "--data-dir", type=_path, default=None,
+        help="with mnist or fashion-mnist: the IDX folder; with ptb: the folder of ptb.*.txt (default: archsearch[ptb])",
+    )  # fmt: skip
+    baseline.add_argument("--cell", choices=STANDARD_CELLS, default=None, help="ptb: the recurrent cell (default: lstm)")
+    size = baseline.add_mutually_exclusive_group()
+    size.add_argument("--hidden", type=_hidden, default=None, help="ptb: the cell's hidden size (default: 128)")
+    size.add_argument(
+        "--params", type=_positive_int, default=None,
+        help="ptb: the hidden size whose model has about this many parameters (to match a searched cell's)",
+    )  # fmt: skip
     baseline.add_argument(
         "--seed", type=_seed, default=0, help="initial weights and shuffling, 0 to 2**63 - 1 (default: 0)"
     )
@@ -713,7 +738,7 @@ def _one_line_warnings(command: str) -> None:
 _FIELD_FLAGS = {"skips": "--no-skips", "batch_norm": "--no-batch-norm", "evaluator": "--trainer",
                 "shared": "--weight-sharing"}  # fmt: skip
 #: the ``search`` arguments that are settings of weight sharing (SearchConfig.shared)
-_SHARED = ("sharing", "controller_steps", "derive", "retrain", "warmup")
+_SHARED = ("sharing", "controller_steps", "derive", "retrain", "warmup", "reward_words")
 #: the ``search`` arguments that are TrainConfig settings
 _TRAINING = ("max_epochs", "patience", "lr", "weight_decay", "batch_size", "time_limit", "threads")
 
@@ -735,7 +760,7 @@ def _search_config(args: argparse.Namespace) -> SearchConfig:
     def text(path: Path | None) -> str | None:
         return None if path is None else str(path)
 
-    same = ("task", "target", "problem", "split", "split_seed", "benchmark", "noisy", "space", "max_layers",
+    same = ("task", "target", "problem", "split", "split_seed", "benchmark", "noisy", "space", "max_layers", "hidden",
             "strategy", "controller_lr", "entropy_weight", "advantage", "curriculum", "device", "executor", "workers",
             "retries", "address", "steps", "children_per_step", "seed", "reuse_evaluations", "save_children", "refit",
             "asynchronous")  # fmt: skip
@@ -780,6 +805,13 @@ def _baseline(args: argparse.Namespace) -> int:
     from archsearch.config import SearchConfig
     from archsearch.evaluation import SerialTrainer, TrainConfig, load_model, split_score
     from archsearch.space import BaselineCNN
+    from archsearch.tasks import TEXT_TASKS
+
+    if args.task in TEXT_TASKS:
+        return _text_baseline(args)
+    for flag in ("cell", "hidden", "params"):
+        if getattr(args, flag) is not None:
+            raise ArchsearchError(f"--{flag}: sizes the recurrent cell of a text task's baseline; {args.task} is images")
 
     given = SearchConfig(
         task=args.task,
@@ -819,6 +851,44 @@ def _baseline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _text_baseline(args: argparse.Namespace) -> int:
+    """``baseline --task ptb``: a standard cell's language model, trained as a cell search's picks retrain."""
+    from archsearch.config import LANGUAGE_TRAINING, SearchConfig
+    from archsearch.evaluation import LanguageTrainer, TrainConfig
+    from archsearch.space import StandardCell
+    from archsearch.space._cells import matched_hidden
+
+    given = SearchConfig(task=args.task, data_dir=None if args.data_dir is None else str(args.data_dir),
+                         device=args.device, training=_training(args))  # fmt: skip
+    given.check(_flag)
+    task = given.build_task()
+    cell = args.cell or "lstm"
+    hidden = args.hidden or (128 if args.params is None else matched_hidden(cell, args.params, task.n_classes))
+    arch = StandardCell(cell, hidden)
+    config = TrainConfig(**{"device": args.device, **LANGUAGE_TRAINING, **_training(args)})
+    trainer = LanguageTrainer(task, config)
+    if not args.json:
+        print(f"baseline: {arch} on {task!r}, {arch.num_params(task.n_classes, task.n_classes):,} parameters, "
+              f"{config.max_epochs} passes at most, seed {args.seed}", flush=True)  # fmt: skip
+    ((_, result),) = trainer.evaluate([arch], [args.seed])
+    if result.status != "ok":
+        raise ArchsearchError(f"baseline: training {result.status}: {result.error}")
+    test = trainer.test_score(arch, result.weights)
+    summary = {
+        "task": task.name, "architecture": str(arch), "params": result.params, "val_score": result.val_score,
+        "test_score": test, "val_perplexity": math.exp(-result.val_score),
+        "test_perplexity": None if test is None else math.exp(-test), "epochs": result.epochs,
+        "kept_epoch": result.kept_epoch, "seconds": result.seconds, "seed": args.seed, "training": config.to_config(),
+    }  # fmt: skip
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"baseline: val_perplexity {_shown(result.val_score, 'log_likelihood')}  test_perplexity "
+              f"{_shown(test, 'log_likelihood')}  params {result.params}  epochs {result.epochs}  "
+              f"({result.seconds:.1f} s)")  # fmt: skip
+    return 0
+
+
 def _resume(args: argparse.Namespace) -> int:
     from archsearch.study import Study
 
@@ -851,17 +921,17 @@ def _print_best(study) -> None:  # noqa: ANN001
             f"{where}"
         )
     else:
-        test = summary["test_score"]
-        metric = "r2" if summary["metric"] == "r2" else "accuracy"
+        metric = summary["metric"]
+        label = _METRIC_LABELS.get(metric, metric)
         print(
-            f"best: {summary['architecture']}  val_{metric} {summary['val_score']:.4f}  "
-            f"test_{metric} {test if test is None else format(test, '.4f')}  params {summary['params']}  {where}"
+            f"best: {summary['architecture']}  val_{label} {_shown(summary['val_score'], metric)}  "
+            f"test_{label} {_shown(summary['test_score'], metric)}  params {summary['params']}  {where}"
         )
         if summary.get("refit"):
             refit = summary["refit"]
             print(f"refit: retrained on {refit['rows']} training + validation rows for {refit['epochs']} epochs")
     if "weight_sharing" in summary:
-        _print_phases(summary["weight_sharing"], summary["kind"])
+        _print_phases(summary["weight_sharing"], summary["kind"], summary["metric"])
     first, last = summary["mean_reward_first_steps"], summary["mean_reward_last_steps"]
     window = summary["trend_window"]
     if first is not None:  # None until a step is complete
@@ -869,7 +939,20 @@ def _print_best(study) -> None:  # noqa: ANN001
     print(f"results: {study.path}  (archsearch trials {study.path} --top 10)")
 
 
-def _print_phases(phases: dict, kind: str) -> None:
+#: how a study's metric is named where its scores are shown
+_METRIC_LABELS = {"r2": "r2", "accuracy": "accuracy", "log_likelihood": "perplexity"}
+
+
+def _shown(score: float | None, metric: str) -> str:
+    """A score as the user reads it: accuracy and R^2 as stored, a language model's as its perplexity."""
+    if score is None:
+        return "None"
+    if metric == "log_likelihood":
+        return f"{math.exp(-score):.2f}" if -score < 700 else "inf"
+    return f"{score:.4f}"
+
+
+def _print_phases(phases: dict, kind: str, metric: str = "accuracy") -> None:
     """A weight-sharing study's phases under its best line: what the shared weights preferred, and what
     the retraining made of it."""
     print(
@@ -878,10 +961,11 @@ def _print_phases(phases: dict, kind: str) -> None:
     )
     proxy = phases["best_proxy"]
     if proxy is not None:
-        print(f"  best by shared weights: {proxy['architecture']}  val {proxy['val_score']:.4f} (trial {proxy['trial']})")
+        print(f"  best by shared weights: {proxy['architecture']}  val {_shown(proxy['val_score'], metric)} "
+              f"(trial {proxy['trial']})")  # fmt: skip
     for final in phases["final"]:
-        score = "n/a" if final["proxy_val_score"] is None else f"{final['proxy_val_score']:.4f}"
-        print(f"  retrained: {final['architecture']}  val {final['val_score']:.4f}  (shared weights {score}; "
+        score = "n/a" if final["proxy_val_score"] is None else _shown(final["proxy_val_score"], metric)
+        print(f"  retrained: {final['architecture']}  val {_shown(final['val_score'], metric)}  (shared weights {score}; "
               f"trial {final['trial']}, {final['status']})")  # fmt: skip
     if kind == "proxy":
         print("  the search has not retrained a pick yet: the best above is scored with shared weights")
@@ -1023,7 +1107,8 @@ def _trials(args: argparse.Namespace) -> int:
 
     with Study.open(args.study, readonly=True) as study:
         trials = study.trials(top=args.top)
-        score = "val_r2" if study.metric == "r2" else "val_acc"
+        metric = study.metric
+        score = {"r2": "val_r2", "log_likelihood": "val_ppl"}.get(metric, "val_acc")
     if args.json:
         print(json.dumps([t.to_dict() for t in trials], indent=2))
         return 0
@@ -1040,7 +1125,7 @@ def _trials(args: argparse.Namespace) -> int:
             str(t.architecture),
             t.status if t.error is None else f"{t.status}: {t.error[:40]}",
             f"{t.reward:.4f}",
-            f"{t.val_score:.3f}",
+            _shown(t.val_score, metric) if metric == "log_likelihood" else f"{t.val_score:.3f}",
             str(t.params),
             str(t.epochs),
             f"{t.seconds:.3f}",

@@ -24,6 +24,7 @@ from archsearch import _limits as limits
 from archsearch.errors import ArchsearchError, short
 from archsearch.evaluation import (
     EVALUATORS,
+    CELL_SCHEDULE,
     SCHEDULE,
     Evaluator,
     LookupEvaluator,
@@ -32,9 +33,10 @@ from archsearch.evaluation import (
     get_benchmark,
 )
 from archsearch.execution import DEFAULT_RETRIES, Executor, build_executor
-from archsearch.space import CNNSpace, MLPSpace, SearchSpace
+from archsearch.space import CNNSpace, DagCellSpace, MLPSpace, SearchSpace, TreeCellSpace
+from archsearch.space._cells import MAX_DAG_NODES
 from archsearch.strategies import STRATEGIES, Strategy
-from archsearch.tasks import IMAGE_TASKS, Task, from_file, get_task
+from archsearch.tasks import IMAGE_TASKS, TEXT_TASKS, Task, from_file, get_task
 
 #: child training on image tasks unless the config says otherwise: minibatches, fewer epochs (each is
 #: thousands of images) and Adam's usual learning rate for CNNs
@@ -47,9 +49,14 @@ RETRAINING = {"images": {"max_epochs": 10, "patience": 10}, "features": {"batch_
 #: through one sampled architecture) at the learning rate its children train with
 SHARED_TRAINING = {"images": {"lr": 0.001, "batch_size": 64}, "features": {"lr": 0.01, "batch_size": 32}}
 #: the settings ``shared`` may hold: the supernet's training, and the phases' schedule
-SHARED_SETTINGS = ("lr", "batch_size", "weight_decay", *SCHEDULE)
+SHARED_SETTINGS = ("lr", "batch_size", "weight_decay", *SCHEDULE, *(k for k in CELL_SCHEDULE if k not in SCHEDULE))
 #: image tasks read from a folder of IDX files (``data_dir``)
 FOLDER_TASKS = ("mnist", "fashion-mnist")
+#: how a language model (a child, or a final pick retrained) trains unless the config says otherwise: Adam on
+#: 32 columns, two passes over the training split, the better one kept
+LANGUAGE_TRAINING = {"max_epochs": 2, "patience": 2, "lr": 0.002, "batch_size": 32}
+#: the cell spaces, the kinds a language-modelling task searches
+CELL_SPACES = ("dag-cell", "tree-cell")
 #: settings of the reinforce controller that the config holds as fields of their own
 _CONTROLLER = {"controller_lr": "lr", "entropy_weight": "entropy_weight", "advantage": "advantage",
                "curriculum": "curriculum"}  # fmt: skip
@@ -105,6 +112,7 @@ class SearchConfig:
     noisy: bool = False
     space: str | dict[str, Any] | SearchSpace | None = None
     max_layers: int | None = None
+    hidden: int | None = None
     skips: bool = True
     batch_norm: bool = True
     strategy: str | dict[str, Any] | Strategy = "reinforce"
@@ -203,6 +211,11 @@ class SearchConfig:
         if unknown:
             raise ArchsearchError(f"{names('shared')}: unknown setting {short(unknown[0])!r} "
                                   f"(known: {', '.join(SHARED_SETTINGS)})")  # fmt: skip
+        if not self._text():
+            for key in self.shared:
+                if key in CELL_SCHEDULE and key not in SCHEDULE:
+                    raise ArchsearchError(f"{setting(key)}: a setting of cell searches (task ptb), not of "
+                                          f"{self._task_name()!r}")  # fmt: skip
         derive, retrain = (self.shared.get(key, SCHEDULE[key]) for key in ("derive", "retrain"))
         if type(derive) is int and type(retrain) is int and retrain > derive:
             raise ArchsearchError(f"{setting('retrain')}: retrains the best derived architectures, so at most "
@@ -237,8 +250,8 @@ class SearchConfig:
                 raise ArchsearchError(
                     f"{names(name)}: {what} your {names('data')} file, and no {names('data')} is given"
                 )
-        folder = " or ".join(FOLDER_TASKS)
-        if self.data_dir is not None and self.task not in FOLDER_TASKS:
+        folder = ", ".join((*FOLDER_TASKS, *TEXT_TASKS))
+        if self.data_dir is not None and self.task not in (*FOLDER_TASKS, *TEXT_TASKS):
             raise ArchsearchError(f"{names('data_dir')}: only {names('task')} {folder} read a folder of files")
         if self.task in FOLDER_TASKS and self.data_dir is None:
             raise ArchsearchError(
@@ -263,8 +276,20 @@ class SearchConfig:
         does not fit the task's data."""
         if isinstance(self.space, SearchSpace | dict):
             return None
-        kind = self.space or ("cnn" if images else "mlp")
+        kind = self.space or ("cnn" if images else "dag-cell" if self._text() else "mlp")
         task = self._task_name()
+        text = self._text()
+        if text and kind not in CELL_SPACES:
+            raise ArchsearchError(f"{names('space')} {kind}: task {task!r} models words; search it with "
+                                  f"{names('space')} {' or '.join(CELL_SPACES)}")  # fmt: skip
+        if kind in CELL_SPACES and not text:
+            raise ArchsearchError(f"{names('space')} {kind}: a recurrent cell models words; task {task!r} is not "
+                                  f"text (use {names('task')} ptb)")  # fmt: skip
+        if self.hidden is not None and kind not in CELL_SPACES:
+            raise ArchsearchError(f"{names('hidden')}: the hidden size of a recurrent cell; the {kind} space has none")
+        if text and self.evaluator not in (None, "language"):
+            raise ArchsearchError(f"{names('evaluator')} {self.evaluator}: language models train with "
+                                  f"{names('evaluator')} language")  # fmt: skip
         if kind == "mlp" and images:
             raise ArchsearchError(f"{names('space')} mlp: task {task!r} is images; search it with {names('space')} cnn")
         if kind == "cnn" and not images:
@@ -280,6 +305,9 @@ class SearchConfig:
                 f"{names('evaluator')} batched: trains MLP children only; the cnn space trains with "
                 f"{names('evaluator')} serial"
             )
+        if kind == "dag-cell" and (self.max_layers or 0) > MAX_DAG_NODES:
+            raise ArchsearchError(f"{names('max_layers')}: at most {MAX_DAG_NODES} nodes for the dag-cell space, "
+                                  f"got {self.max_layers}")  # fmt: skip
         if kind == "cnn" and (self.max_layers or 0) > limits.CNN_MAX_LAYERS:
             raise ArchsearchError(
                 f"{names('max_layers')}: at most {limits.CNN_MAX_LAYERS} for the cnn space, got {self.max_layers}"
@@ -354,7 +382,7 @@ class SearchConfig:
             )  # fmt: skip
         if self.benchmark is not None or (self.task is None and isinstance(self.evaluator, Evaluator | dict)):
             return None  # an evaluator given in full may need no data (a table's lookups)
-        if self.task in FOLDER_TASKS:
+        if self.task in (*FOLDER_TASKS, *TEXT_TASKS) and self.data_dir is not None:
             return get_task({"name": self.task, "data_dir": str(self.data_dir)})
         return get_task(self.task or "moons")
 
@@ -368,6 +396,13 @@ class SearchConfig:
         kind = self._space_kind(_is_images(task), names)
         if kind == "cnn":
             return CNNSpace(max_layers=self.max_layers or 4, skips=self.skips, batch_norm=self.batch_norm)
+        if kind == "dag-cell":
+            return DagCellSpace(nodes=self.max_layers or 8, hidden=self.hidden or 128)
+        if kind == "tree-cell":
+            if self.max_layers is not None:
+                raise ArchsearchError(f"{names('max_layers')}: the tree cell has 8 leaves; --max-layers sets the "
+                                      "nodes of the dag-cell space")  # fmt: skip
+            return TreeCellSpace(hidden=self.hidden or 128)
         return MLPSpace(max_layers=self.max_layers or 5)
 
     def build_strategy(self, space: SearchSpace) -> Strategy:
@@ -388,6 +423,8 @@ class SearchConfig:
             return LookupEvaluator(self._benchmark, noisy=self.noisy)
         images = _is_images(task)
         kind = self._space_kind(images, names)
+        if task is not None and task.problem == "language-model":
+            return build_evaluator(self._language_config(names), task, space)
         if self.weight_sharing:
             return build_evaluator(self._shared_config(images), task, space)
         name = self.evaluator or ("serial" if kind == "cnn" else "batched")
@@ -405,6 +442,24 @@ class SearchConfig:
                     **{k: v for k, v in self.shared.items() if k not in SCHEDULE}}  # fmt: skip
         own = TrainConfig(**{**training, **supernet}).to_config()
         return {"name": "shared", **own, "seed": self.seed, **schedule, "reference": reference}
+
+    def _language_config(self, names: Names = _field) -> dict[str, Any]:
+        """A language model's trainer: ``LANGUAGE_TRAINING`` under ``training``; with weight sharing the
+        shared-cell evaluator, whose supernet trains as children do unless ``shared`` says otherwise."""
+        training = {"device": self.device, **LANGUAGE_TRAINING, **{k: v for k, v in self.training.items()
+                                                                   if v is not None}}  # fmt: skip
+        reference = {"name": "language", **TrainConfig(**training).to_config()}
+        if not self.weight_sharing:
+            return reference
+        schedule = {k: v for k, v in self.shared.items() if k in CELL_SCHEDULE}
+        for key in self.shared:
+            if key not in CELL_SCHEDULE and key not in ("lr", "batch_size", "weight_decay"):
+                flag = f"shared.{key}" if names is _field else names(key)
+                raise ArchsearchError(f"{flag}: not a setting of a cell search, which shares every weight a cell "
+                                      "can have")  # fmt: skip
+        supernet = {k: v for k, v in self.shared.items() if k not in CELL_SCHEDULE}
+        own = TrainConfig(**{**training, **supernet}).to_config()
+        return {"name": "shared-cell", **own, "seed": self.seed, **schedule, "reference": reference}
 
     def build_executor(self, names: Names = _field) -> Executor | None:
         if isinstance(self.executor, Executor):
@@ -468,7 +523,14 @@ class SearchConfig:
         name = self.task.get("name") if isinstance(self.task, dict) else (self.task or "moons")
         if name in IMAGE_TASKS:
             return True
-        return False if name in ("moons", "file", "arrays") else None
+        return False if name in ("moons", "file", "arrays", *TEXT_TASKS) else None
+
+    def _text(self) -> bool:
+        """Whether the task models words (a language-modelling task: cells are its space)."""
+        if isinstance(self.task, Task):
+            return self.task.problem == "language-model"
+        name = self.task.get("name") if isinstance(self.task, dict) else self.task
+        return name in TEXT_TASKS
 
     @functools.cached_property
     def _benchmark(self) -> TabularBenchmark:

@@ -198,7 +198,9 @@ def render_report(study: Any, top: int = 10, sample: Any = None) -> str:
     steps = study.completed_steps()
     rewards = np.array([t.reward for t in trials if t.step < steps], dtype=float)
     sections: list[tuple[str, str, str]] = []  # (id, title, html)
-    score = "R²" if study.metric == "r2" else "accuracy"
+    score = {"r2": "R²", "log_likelihood": "log-likelihood per word (minus the log of the perplexity)"}.get(
+        study.metric, "accuracy"
+    )
     facts = {
         "study": study.path or "(in memory)",
         "task": study.task.name if study.task is not None else study.config["trainer"].get("benchmark"),

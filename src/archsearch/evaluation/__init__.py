@@ -7,6 +7,7 @@ from archsearch.errors import ArchsearchError
 from archsearch.evaluation._base import Evaluator, Trainer
 from archsearch.evaluation._batched import BatchedTrainer
 from archsearch.evaluation._config import TrainConfig
+from archsearch.evaluation._language import CELL_SCHEDULE, LanguageTrainer, SharedCellEvaluator
 from archsearch.evaluation._lookup import TABULAR_BENCHMARKS, LookupEvaluator, TabularBenchmark, get_benchmark
 from archsearch.evaluation._result import Refit, Result, Status
 from archsearch.evaluation._reuse import ReusingEvaluator
@@ -54,13 +55,42 @@ def _shared(
 
 _shared.needs_space = True  # type: ignore[attr-defined]
 
+
+def _language(task: Task | None, bptt: int = 35, clip: float = 0.25, **settings: Any) -> Evaluator:
+    if task is None:
+        raise ArchsearchError("trainer: 'language' trains on a task, and none is given")
+    return LanguageTrainer(task, TrainConfig.from_config(settings), bptt=bptt, clip=clip)
+
+
+def _shared_cell(
+    task: Task | None, space: SearchSpace | None = None, reference: dict | None = None, **settings: Any
+) -> Evaluator:
+    if task is None or space is None:
+        raise ArchsearchError("trainer: a cell search trains on a task and its search space, and none is given")
+    if not isinstance(reference, dict) or reference.get("name") != LanguageTrainer.name:
+        raise ArchsearchError("trainer.reference: a cell search's picks retrain with the 'language' trainer")
+    trainer = _language(task, **{k: v for k, v in reference.items() if k != "name"})
+    keys = (*CELL_SCHEDULE, "seed", "bptt", "clip")
+    schedule = {key: settings.pop(key) for key in keys if key in settings}
+    return SharedCellEvaluator(task, space, TrainConfig.from_config(settings), trainer, **schedule)
+
+
+_shared_cell.needs_space = True  # type: ignore[attr-defined]
+
 EVALUATORS.register(BatchedTrainer.name, _trainer(BatchedTrainer))
 EVALUATORS.register(SerialTrainer.name, _trainer(SerialTrainer))
 EVALUATORS.register(LookupEvaluator.name, _lookup)
 EVALUATORS.register(SharedWeightsEvaluator.name, _shared)
+EVALUATORS.register(LanguageTrainer.name, _language)
+EVALUATORS.register(SharedCellEvaluator.name, _shared_cell)
+#: evaluators whose studies search in phases (search with shared weights, derive, retrain)
+SHARED_EVALUATORS = (SharedWeightsEvaluator.name, SharedCellEvaluator.name)
 
 __all__ = [
     "BatchedTrainer",
+    "CELL_SCHEDULE",
+    "LanguageTrainer",
+    "SharedCellEvaluator",
     "EVALUATORS",
     "Evaluator",
     "LookupEvaluator",
@@ -68,6 +98,7 @@ __all__ = [
     "TabularBenchmark",
     "Refit",
     "SCHEDULE",
+    "SHARED_EVALUATORS",
     "SHARINGS",
     "SharedWeightsEvaluator",
     "Result",

@@ -226,26 +226,13 @@ class SharedWeightsEvaluator(Trainer):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """A state from :meth:`state_dict`; one that does not fit this supernet raises ``ValueError``."""
-        passes = state["passes"]
-        if type(passes) is not int or passes < 0:
-            raise ValueError(f"'passes' is {passes!r:.40}, not a count")
-        own = self.supernet.state_dict()
-        weights = state["supernet"]
-        if not isinstance(weights, dict) or weights.keys() != own.keys():
-            raise ValueError("the supernet's weights do not fit this study's space")
-        for name, tensor in own.items():
-            given = weights[name]
-            if not isinstance(given, torch.Tensor) or given.shape != tensor.shape or given.dtype != tensor.dtype:
-                raise ValueError(f"the supernet's {name!r} does not fit this study's space")
-            if given.is_floating_point() and not bool(torch.isfinite(given).all()):
-                raise ValueError(f"the supernet's {name!r} holds values that are not finite")
-        _check_moments(state["optimizer"], list(self.supernet.parameters()))
-        self.supernet.load_state_dict(weights)
+        check_supernet_state(self.supernet, state)
+        self.supernet.load_state_dict(state["supernet"])
         self.optimizer.load_state_dict(state["optimizer"])
         for group in self.optimizer.param_groups:  # the study's settings, whatever the stored state says
             group.update(lr=self.config.lr, weight_decay=self.config.weight_decay)
         self.generator.set_state(state["generator"])
-        self.passes = passes
+        self.passes = state["passes"]
 
     def to_config(self) -> dict[str, Any]:
         return {
@@ -259,6 +246,25 @@ class SharedWeightsEvaluator(Trainer):
             **({"warmup": self.warmup} if self.warmup else {}),
             "reference": self.reference.to_config(),
         }
+
+
+def check_supernet_state(supernet: nn.Module, state: dict[str, Any]) -> None:
+    """A supernet's committed state from a study file (untrusted): a pass count, weights of the supernet's
+    names, shapes and types, all finite, and Adam's moments for its parameters; ``ValueError`` otherwise."""
+    passes = state["passes"]
+    if type(passes) is not int or passes < 0:
+        raise ValueError(f"'passes' is {passes!r:.40}, not a count")
+    own = supernet.state_dict()
+    weights = state["supernet"]
+    if not isinstance(weights, dict) or weights.keys() != own.keys():
+        raise ValueError("the supernet's weights do not fit this study's space")
+    for name, tensor in own.items():
+        given = weights[name]
+        if not isinstance(given, torch.Tensor) or given.shape != tensor.shape or given.dtype != tensor.dtype:
+            raise ValueError(f"the supernet's {name!r} does not fit this study's space")
+        if given.is_floating_point() and not bool(torch.isfinite(given).all()):
+            raise ValueError(f"the supernet's {name!r} holds values that are not finite")
+    _check_moments(state["optimizer"], list(supernet.parameters()))
 
 
 def _check_moments(optimizer: Any, tensors: list[torch.Tensor]) -> None:

@@ -2,17 +2,33 @@
 
 from archsearch.space._architecture import Architecture, MLPArchitecture, MLPLayer
 from archsearch.space._base import SPACES, Decision, SearchSpace, Slot
+from archsearch.space._cells import (
+    CellArchitecture,
+    DagCell,
+    DagCellSpace,
+    StandardCell,
+    TreeCell,
+    TreeCellSpace,
+    nas_cell,
+)
 from archsearch.space._cnn import BaselineCNN, CNNArchitecture, CNNLayer, CNNSpace
 from archsearch.space._code import CodeArchitecture, CodeSpace, canonical_form
 from archsearch.space._mlp import MLPSpace
 
-for _space in (MLPSpace, CNNSpace, CodeSpace):
+for _space in (MLPSpace, CNNSpace, CodeSpace, TreeCellSpace, DagCellSpace):
     SPACES.register(_space.kind, _space)
 
 __all__ = [
     "SPACES",
     "Architecture",
     "BaselineCNN",
+    "CellArchitecture",
+    "DagCell",
+    "DagCellSpace",
+    "StandardCell",
+    "TreeCell",
+    "TreeCellSpace",
+    "nas_cell",
     "CNNArchitecture",
     "CNNLayer",
     "CNNSpace",

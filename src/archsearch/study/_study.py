@@ -37,6 +37,7 @@ from archsearch._outputs import study_paths
 from archsearch.config import SearchConfig
 from archsearch.errors import ArchsearchError
 from archsearch.evaluation import (
+    SHARED_EVALUATORS,
     Evaluator,
     LookupEvaluator,
     Result,
@@ -49,7 +50,7 @@ from archsearch.study._phases import check_shared_run, phases_summary, run_share
 from archsearch.study._progress import ProgressBar
 from archsearch.study._storage import Storage, Trial, rank
 from archsearch.study._untrusted import UnusableWeights, fitting, short
-from archsearch.tasks import Task, stored_task
+from archsearch.tasks import TEXT_TASKS, Task, stored_task
 
 
 @dataclass(frozen=True)
@@ -418,7 +419,7 @@ class Study:
     @property
     def shares_weights(self) -> bool:
         """Whether the study searches with shared weights, in phases (see :mod:`archsearch.study._phases`)."""
-        return self._configs["trainer"].get("name") == "shared"
+        return self._configs["trainer"].get("name") in SHARED_EVALUATORS
 
     def _run_step(
         self, step: int, best: Trial | None, metrics: dict[str, float] | None = None, evaluator: dict | None = None
@@ -711,8 +712,12 @@ class Study:
 
     @property
     def metric(self) -> str:
-        """What ``val_score`` and ``test_score`` hold: ``"accuracy"``, or ``"r2"`` for regression."""
+        """What ``val_score`` and ``test_score`` hold: ``"accuracy"``, ``"r2"`` for regression, or
+        ``"log_likelihood"`` for a language model (minus the mean cross-entropy per word; the perplexity
+        is ``exp(-score)``)."""
         task = self._configs["task"] or {}
+        if task.get("name") in TEXT_TASKS:
+            return "log_likelihood"
         return "r2" if task.get("problem") == "regression" else "accuracy"
 
     def test_score(self) -> float | None:

@@ -13,6 +13,7 @@ from archsearch.tasks._builtin import moons
 from archsearch.tasks._files import from_file
 from archsearch.tasks._images import digits, fashion_mnist, mnist, mnist_5k
 from archsearch.tasks._task import Task
+from archsearch.tasks._text import LanguageTask, ptb
 
 #: tasks a user can name on the command line (``--task``); they need no arguments
 NAMED_TASKS: dict[str, Callable[..., Task]] = {"moons": moons}
@@ -23,11 +24,13 @@ IMAGE_TASKS: dict[str, Callable[..., Task]] = {
     "mnist": mnist,
     "fashion-mnist": fashion_mnist,
 }
+#: language-modelling tasks: a word stream, the next word the class; ``data_dir`` optional
+TEXT_TASKS: dict[str, Callable[..., Task]] = {"ptb": ptb}
 #: every task kind a study config may hold; "file" is the user's own data (``--data``), "arrays" data kept
 #: in the study file itself (a search started from arrays in Python; see ``archsearch.tasks._arrays``);
 #: a plugin adds one through the ``archsearch.tasks`` entry-point group
 TASKS: Registry = Registry("task", "tasks")
-for _name, _factory in {**NAMED_TASKS, "file": from_file, "arrays": from_arrays, **IMAGE_TASKS}.items():
+for _name, _factory in {**NAMED_TASKS, "file": from_file, "arrays": from_arrays, **IMAGE_TASKS, **TEXT_TASKS}.items():
     TASKS.register(_name, _factory)
 
 
@@ -60,6 +63,8 @@ def get_task(config: str | dict[str, Any]) -> Task:
 
 __all__ = [
     "IMAGE_TASKS",
+    "LanguageTask",
+    "TEXT_TASKS",
     "NAMED_TASKS",
     "TASKS",
     "Task",
@@ -71,5 +76,6 @@ __all__ = [
     "mnist",
     "mnist_5k",
     "moons",
+    "ptb",
     "stored_task",
 ]
