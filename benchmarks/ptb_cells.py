@@ -6,7 +6,7 @@ Three parts, each writing its JSON to results/:
         # words per second, training and scoring, of the shared cells and of stand-alone children, on 1 and
         # on 2 threads -> results/ptb_throughput.json
     .venv/bin/python benchmarks/ptb_cells.py search --strategy reinforce [--space dag-cell] [--steps 20]
-        [--controller-steps 10] [--derive 10] [--retrain-epochs 1] [--seed 0] [--threads 1]
+        [--controller-steps 5] [--pass-words 200000] [--derive 10] [--retrain-epochs 1] [--seed 0] [--threads 1]
         # one study as ``archsearch search --task ptb --weight-sharing`` runs it, timed; the top 5 derived
         # cells by shared-weight perplexity; the pick retrained from scratch -> results/ptb_search_STRATEGY_sSEED.json
     .venv/bin/python benchmarks/ptb_cells.py baselines --params N [--retrain-epochs 1] [--threads 1]
@@ -94,7 +94,7 @@ def search(args: argparse.Namespace) -> None:
     training = {**RETRAINING, "max_epochs": args.retrain_epochs, "patience": args.retrain_epochs,
                 "threads": args.threads}  # fmt: skip
     shared = {"controller_steps": args.controller_steps, "derive": args.derive, "retrain": 1,
-              "reward_words": args.reward_words}  # fmt: skip
+              "reward_words": args.reward_words, "pass_words": args.pass_words}  # fmt: skip
     config = SearchConfig(task=task, space=args.space, hidden=args.hidden, strategy=args.strategy, steps=args.steps,
                           children_per_step=args.children_per_step, seed=args.seed, weight_sharing=True,
                           shared=shared, training=training)  # fmt: skip
@@ -115,7 +115,8 @@ def search(args: argparse.Namespace) -> None:
     data = {
         "strategy": args.strategy, "space": args.space, "seed": args.seed, "hidden": args.hidden,
         "steps": args.steps, "children_per_step": args.children_per_step, "controller_steps": args.controller_steps,
-        "derive": args.derive, "reward_words": args.reward_words, "retrain_epochs": args.retrain_epochs,
+        "derive": args.derive, "reward_words": args.reward_words, "pass_words": args.pass_words,
+        "retrain_epochs": args.retrain_epochs,
         "threads": args.threads, "seconds_total": total, "seconds_search_and_derive": total - retrain_seconds,
         "seconds_children_scored": search_seconds, "seconds_retraining": retrain_seconds,
         "top5_derived": top,
@@ -169,9 +170,10 @@ def main() -> None:
     parser.add_argument("--strategy", default="reinforce")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--children-per-step", type=int, default=10)
-    parser.add_argument("--controller-steps", type=int, default=10)
+    parser.add_argument("--controller-steps", type=int, default=5)
     parser.add_argument("--derive", type=int, default=10)
     parser.add_argument("--reward-words", type=int, default=2000)
+    parser.add_argument("--pass-words", type=int, default=200_000, help="search: words per pass of the supernet")
     parser.add_argument("--retrain-epochs", type=int, default=1)
     parser.add_argument("--params", type=int, default=None, help="baselines: the parameters to match")
     parser.add_argument("--cells", default="tanh,lstm,gru", help="baselines: which standard cells")

@@ -294,6 +294,11 @@ def _sharing_arguments(shared: argparse._ArgumentGroup) -> None:
         help="dag-cell and tree-cell: validation words that score a child with the shared weights (default: 2000)",
     )  # fmt: skip
     shared.add_argument(
+        "--pass-words", type=_count, default=None,
+        help="dag-cell and tree-cell: words of the training split that one pass of supernet training reads, the "
+        "passes going through the split in turn (default: the whole split)",
+    )  # fmt: skip
+    shared.add_argument(
         "--warmup", type=_natural, default=None,
         help="first passes of supernet training on paths drawn uniformly from the space, before the strategy's "
         "(default: 0, as ENAS)",
@@ -738,7 +743,7 @@ def _one_line_warnings(command: str) -> None:
 _FIELD_FLAGS = {"skips": "--no-skips", "batch_norm": "--no-batch-norm", "evaluator": "--trainer",
                 "shared": "--weight-sharing"}  # fmt: skip
 #: the ``search`` arguments that are settings of weight sharing (SearchConfig.shared)
-_SHARED = ("sharing", "controller_steps", "derive", "retrain", "warmup", "reward_words")
+_SHARED = ("sharing", "controller_steps", "derive", "retrain", "warmup", "reward_words", "pass_words")
 #: the ``search`` arguments that are TrainConfig settings
 _TRAINING = ("max_epochs", "patience", "lr", "weight_decay", "batch_size", "time_limit", "threads")
 

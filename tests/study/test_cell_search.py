@@ -189,3 +189,19 @@ def test_a_pass_skips_the_windows_whose_cell_blows_up_and_trains_on_the_rest(ptb
     assert evaluator.score(exploding).status == "diverged" and evaluator.score(tame).status == "ok"
     with pytest.raises(ArchsearchError, match="the shared weights diverged"):
         evaluator.train_pass([exploding] * count)
+
+
+def test_passes_of_pass_words_go_through_the_training_split_in_turn(ptb_folder):
+    task = ptb(str(ptb_folder))
+    space = DagCellSpace(nodes=2, hidden=8)
+    evaluator = SharedCellEvaluator(task, space, TrainConfig(batch_size=4), bptt=10, pass_words=80)
+    rows = evaluator.laid_out("train")[0].shape[0]
+    assert evaluator.batches_per_pass == 2  # 80 words: two windows of 10 rows x 4 columns
+    seen = []
+    for _ in range(math.ceil(rows / 20) + 1):
+        rows_read = evaluator._pass_rows()
+        seen.append((rows_read.start, rows_read.stop))
+        evaluator.train_pass([space.sample(np.random.default_rng(0))] * 2)
+    starts = [start for start, _ in seen]
+    assert starts[: math.ceil(rows / 20)] == list(range(0, rows, 20)) and seen[-1][0] == 0  # in turn, then again
+    assert seen[-2][1] == rows  # the last pass of a round reads to the end of the split

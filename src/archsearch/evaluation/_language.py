@@ -252,7 +252,7 @@ class LanguageTrainer(_LanguageBase):
 
 
 #: settings of the cell search's schedule, and their defaults
-CELL_SCHEDULE = {"controller_steps": 5, "derive": 20, "retrain": 1, "reward_words": 2000, "warmup": 0}
+CELL_SCHEDULE = {"controller_steps": 5, "derive": 20, "retrain": 1, "reward_words": 2000, "warmup": 0, "pass_words": 0}
 
 
 class SharedCellEvaluator(_LanguageBase):
@@ -277,6 +277,7 @@ class SharedCellEvaluator(_LanguageBase):
         retrain: int = CELL_SCHEDULE["retrain"],
         reward_words: int = CELL_SCHEDULE["reward_words"],
         warmup: int = CELL_SCHEDULE["warmup"],
+        pass_words: int = CELL_SCHEDULE["pass_words"],
     ) -> None:
         super().__init__(task, config, bptt, clip)
         if not isinstance(space, TreeCellSpace | DagCellSpace):
@@ -290,6 +291,7 @@ class SharedCellEvaluator(_LanguageBase):
         self.retrain = limits.integer("trainer.retrain", retrain, 1, self.derive)
         self.reward_words = limits.integer("trainer.reward_words", reward_words, 1, limits.MAX_BATCH_SIZE)
         self.warmup = limits.integer("trainer.warmup", warmup, 0, limits.MAX_COUNT)
+        self.pass_words = limits.integer("trainer.pass_words", pass_words, 0, limits.MAX_STEPS * 1000)
         generator = torch.Generator().manual_seed(self.seed)
         member = space.sample(np.random.default_rng(0))
         shapes = space.supernet_shapes() if isinstance(space, DagCellSpace) else None
@@ -300,17 +302,34 @@ class SharedCellEvaluator(_LanguageBase):
 
     @property
     def batches_per_pass(self) -> int:
-        """Windows in one pass over the training split: how many architectures a pass samples."""
-        return len(windows(self.laid_out("train")[0].shape[0], self.bptt))
+        """Windows in one pass: how many architectures a pass samples. A pass reads the whole training
+        split, or with ``pass_words`` that many words (whole windows, at least one, at most the split)."""
+        total = len(windows(self.laid_out("train")[0].shape[0], self.bptt))
+        if not self.pass_words:
+            return total
+        return max(1, min(total, round(self.pass_words / (self.bptt * self.config.batch_size))))
+
+    def _pass_rows(self) -> slice:
+        """The rows that the next pass reads: passes of ``pass_words`` go through the split in turn (the
+        one that reaches its end reads what is left), then start again at the top."""
+        rows = self.laid_out("train")[0].shape[0]
+        every = windows(rows, self.bptt)
+        count = self.batches_per_pass
+        first = (self.passes % math.ceil(len(every) / count)) * count
+        chosen = every[first : first + count]
+        return slice(chosen[0].start, chosen[-1].stop)
 
     def train_pass(self, archs: Sequence[Architecture]) -> dict[str, float]:
-        """One pass over the training split, window ``w`` through ``archs[w]``; returns the mean loss."""
+        """One pass (see :attr:`batches_per_pass`), window ``w`` through ``archs[w]``; returns the mean loss."""
         if len(archs) != self.batches_per_pass:
             raise ValueError(f"train_pass: needs {self.batches_per_pass} architectures, got {len(archs)}")
+        x, y = self.laid_out("train")
+        rows = self._pass_rows()
+        cells = [_cell(a) for a in archs][: len(windows(rows.stop - rows.start, self.bptt))]
         with torch_threads(self.config.threads or 1):
             try:
-                loss, skipped = train_pass(self.supernet, self.optimizer, *self.laid_out("train"), self.bptt,
-                                           self.clip, [_cell(a) for a in archs], skip_nonfinite=True)  # fmt: skip
+                loss, skipped = train_pass(self.supernet, self.optimizer, x[rows], y[rows], self.bptt, self.clip,
+                                           cells, skip_nonfinite=True)  # fmt: skip
             except FloatingPointError as exc:
                 raise ArchsearchError(f"trainer: the shared weights diverged ({exc}); lower trainer.lr") from None
         self.passes += 1
@@ -375,5 +394,6 @@ class SharedCellEvaluator(_LanguageBase):
             "retrain": self.retrain,
             "reward_words": self.reward_words,
             **({"warmup": self.warmup} if self.warmup else {}),
+            **({"pass_words": self.pass_words} if self.pass_words else {}),
             "reference": self.reference.to_config(),
         }
