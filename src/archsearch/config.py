@@ -34,6 +34,7 @@ from archsearch.evaluation import (
 )
 from archsearch.execution import DEFAULT_RETRIES, Executor, build_executor
 from archsearch.space import CNNSpace, DagCellSpace, MLPSpace, SearchSpace, TreeCellSpace
+from archsearch.evaluation._language import LANGUAGE_TRAINING
 from archsearch.space._cells import MAX_DAG_NODES
 from archsearch.strategies import STRATEGIES, Strategy
 from archsearch.tasks import IMAGE_TASKS, TEXT_TASKS, Task, from_file, get_task
@@ -52,9 +53,6 @@ SHARED_TRAINING = {"images": {"lr": 0.001, "batch_size": 64}, "features": {"lr":
 SHARED_SETTINGS = ("lr", "batch_size", "weight_decay", *SCHEDULE, *(k for k in CELL_SCHEDULE if k not in SCHEDULE))
 #: image tasks read from a folder of IDX files (``data_dir``)
 FOLDER_TASKS = ("mnist", "fashion-mnist")
-#: how a language model (a child, or a final pick retrained) trains unless the config says otherwise: Adam on
-#: 32 columns, two passes over the training split, the better one kept
-LANGUAGE_TRAINING = {"max_epochs": 2, "patience": 2, "lr": 0.002, "batch_size": 32}
 #: the cell spaces, the kinds a language-modelling task searches
 CELL_SPACES = ("dag-cell", "tree-cell")
 #: settings of the reinforce controller that the config holds as fields of their own

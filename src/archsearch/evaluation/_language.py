@@ -40,6 +40,7 @@ from archsearch.errors import ArchsearchError
 from archsearch.evaluation._base import Trainer, torch_threads
 from archsearch.evaluation._config import TrainConfig
 from archsearch.evaluation._result import Result
+from archsearch.evaluation._scoring import load_model
 from archsearch.space import Architecture, SearchSpace
 from archsearch.space._cells import CellArchitecture, CellLanguageModel, DagCellSpace, State, TreeCellSpace
 from archsearch.tasks import Task
@@ -47,6 +48,9 @@ from archsearch.tasks import Task
 REWARD_SCALE = 80.0
 #: the language-model settings beside ``TrainConfig``, and their defaults (Zaremba et al. 2014's window)
 LANGUAGE_SETTINGS = {"bptt": 35, "clip": 0.25}
+#: how a language model trains unless its config says otherwise: Adam on 32 columns, two passes over the
+#: training split, the better one kept
+LANGUAGE_TRAINING = {"max_epochs": 2, "patience": 2, "lr": 0.002, "batch_size": 32}
 #: words scored at once when a split is evaluated: its columns
 EVAL_COLUMNS = 10
 
@@ -136,7 +140,7 @@ class _LanguageBase(Trainer):
     def __init__(self, task: Task, config: TrainConfig | None, bptt: int, clip: float) -> None:
         if task.problem != "language-model":
             raise ArchsearchError(f"task: {task.name!r} is not a language-modelling task; cells model word streams")
-        super().__init__(task, config or TrainConfig(batch_size=32, lr=0.002, max_epochs=2, patience=2))
+        super().__init__(task, config or TrainConfig(**LANGUAGE_TRAINING))
         if self.config.batch_size is None:
             raise ArchsearchError("trainer.batch_size: a language model reads its split in columns; give their count")
         self.bptt = limits.integer("trainer.bptt", bptt, 1, limits.MAX_BATCH_SIZE)
@@ -155,12 +159,7 @@ class _LanguageBase(Trainer):
         return self._laid[key]
 
     def model(self, arch: Architecture, weights: dict[str, torch.Tensor]) -> torch.nn.Module:
-        model = _cell(arch).build(self.task.in_features, self.task.out_features)
-        try:
-            model.load_state_dict(weights)
-        except (RuntimeError, KeyError) as exc:
-            raise ArchsearchError(f"the stored weights do not fit {arch}: {str(exc).splitlines()[0]}") from None
-        return model.to(self.config.device)
+        return load_model(_cell(arch), self.task, weights).to(self.config.device)
 
     def validation_loss(self, arch: Architecture, weights: dict[str, torch.Tensor]) -> float | None:
         with torch_threads(self.config.threads or 1):
