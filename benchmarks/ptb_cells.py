@@ -32,7 +32,7 @@ from _common import RESULTS, report
 from archsearch import SearchConfig, Study
 from archsearch.errors import ArchsearchError
 from archsearch.evaluation import LanguageTrainer, TrainConfig
-from archsearch.evaluation._language import layout, mean_loss, train_pass, windows
+from archsearch.evaluation._language import keep_freed_memory, layout, mean_loss, train_pass, windows
 from archsearch.space import DagCellSpace, StandardCell, TreeCellSpace, nas_cell
 from archsearch.space._cells import CellLanguageModel, matched_hidden
 from archsearch.tasks import get_task
@@ -51,6 +51,7 @@ def _ppl(score: float | None) -> float | None:
 
 def throughput(args: argparse.Namespace) -> None:
     task = _task(args)
+    keep_freed_memory()  # as the trainers do
     hidden, vocabulary = args.hidden, task.n_classes
     x, y = layout(task.x_train, task.y_train, 32)
     rows = windows(x.shape[0], 35)[args.windows].start

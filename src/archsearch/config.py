@@ -214,7 +214,8 @@ class SearchConfig:
                 if key in CELL_SCHEDULE and key not in SCHEDULE:
                     raise ArchsearchError(f"{setting(key)}: a setting of cell searches (task ptb), not of "
                                           f"{self._task_name()!r}")  # fmt: skip
-        derive, retrain = (self.shared.get(key, SCHEDULE[key]) for key in ("derive", "retrain"))
+        defaults = CELL_SCHEDULE if self._text() else SCHEDULE
+        derive, retrain = (self.shared.get(key, defaults[key]) for key in ("derive", "retrain"))
         if type(derive) is int and type(retrain) is int and retrain > derive:
             raise ArchsearchError(f"{setting('retrain')}: retrains the best derived architectures, so at most "
                                   f"{setting('derive')} ({derive}), got {retrain}")  # fmt: skip

@@ -26,6 +26,8 @@ scratch by :class:`LanguageTrainer`.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -127,6 +129,28 @@ def train_pass(
     return total / words, skipped
 
 
+@functools.cache
+def keep_freed_memory() -> None:
+    """Let glibc keep large freed blocks for reuse instead of returning them to the system.
+
+    A language model's logits and their gradient are tens of megabytes per window (words x vocabulary);
+    glibc serves blocks that large with a fresh mapping each time, and the kernel zero-fills every page
+    of it on first touch, which can cost the system as much time as the softmax itself. Raising the
+    mapping threshold (and the trim threshold with it) makes the blocks come from the heap, reused from
+    window to window. The process then keeps up to that much freed memory. Elsewhere than glibc (macOS,
+    musl) this does nothing.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)
+        libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+    except (OSError, AttributeError):
+        pass
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+
+
 def reward(loss: float) -> float:
     """``REWARD_SCALE / perplexity`` for a mean cross-entropy of ``loss`` nats."""
     return REWARD_SCALE * math.exp(-loss) if loss < 700 else 0.0
@@ -148,6 +172,7 @@ class _LanguageBase(Trainer):
         if self.clip <= 0:
             raise ArchsearchError(f"trainer.clip: must be > 0, got {clip}")
         self._laid: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        keep_freed_memory()
 
     def laid_out(self, split: str, columns: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """A split in ``columns`` columns (the batch size for training, ``EVAL_COLUMNS`` otherwise), on the device."""
