@@ -32,9 +32,9 @@ from archsearch.evaluation import (
     TrainConfig,
     get_benchmark,
 )
+from archsearch.evaluation._language import LANGUAGE_TRAINING
 from archsearch.execution import DEFAULT_RETRIES, Executor, build_executor
 from archsearch.space import CNNSpace, DagCellSpace, MLPSpace, SearchSpace, TreeCellSpace
-from archsearch.evaluation._language import LANGUAGE_TRAINING
 from archsearch.space._cells import MAX_DAG_NODES
 from archsearch.strategies import STRATEGIES, Strategy
 from archsearch.tasks import IMAGE_TASKS, TEXT_TASKS, Task, from_file, get_task
