@@ -126,7 +126,7 @@ REFUSALS = [
     ({"target": "y"}, "target: names a column of your data file", "--target: names a column of your --data file"),
     ({"problem": "regression"}, "problem: describes your data file", "--problem: describes your --data file"),
     ({"split_seed": 3}, "split_seed: splits your data file", "--split-seed: splits your --data file"),
-    ({"data_dir": "."}, "data_dir: only task mnist or fashion-mnist", "--data-dir: only --task mnist or"),
+    ({"data_dir": "."}, "data_dir: only task mnist, fashion-mnist, ptb", "--data-dir: only --task mnist,"),
     ({"task": "mnist"}, "task mnist: needs data_dir", "--task mnist: needs --data-dir"),
     ({"asynchronous": True}, "asynchronous: the reinforce strategy learns from whole steps",
      "--asynchronous: the reinforce strategy learns from whole steps; use --strategy evolution or random"),

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from archsearch import _limits as limits
+from archsearch.space._cells import MAX_DAG_NODES, MAX_TREE_LEAVES
+from archsearch.tasks._text import MAX_TEXT_BYTES
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -56,6 +58,10 @@ def test_the_limits_page_states_the_bounds_the_code_enforces() -> None:
         f"{power(limits.MAX_COUNT)}",
         "`--controller-steps`, `--derive`, `--retrain`, `--warmup`": f"{power(limits.MAX_COUNT)} each, `--retrain` at most "
         f"`--derive`; a supernet {power(limits.MAX_SUPERNET_PARAMS)} parameters",
+        "`--hidden` (cells), `--max-layers` (dag-cell nodes), tree leaves": f"{limits.MAX_HIDDEN_SIZE}; "
+        f"{MAX_DAG_NODES}; a power of 2 up to {MAX_TREE_LEAVES}",
+        "`--reward-words`, `--pass-words`": f"{power(limits.MAX_BATCH_SIZE)}; {power(limits.MAX_STEPS * 1000)}",
+        "a PTB text file": f"{MAX_TEXT_BYTES >> 30} GiB",
     }
     assert rows == expected
 

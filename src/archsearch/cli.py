@@ -137,33 +137,7 @@ def _search_parser(commands: argparse._SubParsersAction) -> None:
         help="with --task mnist or fashion-mnist: the folder of its IDX files; with ptb: the folder of ptb.train.txt, "
         "ptb.valid.txt and ptb.test.txt (default: the text of the optional extra, archsearch[ptb])",
     )  # fmt: skip
-    search.add_argument(
-        "--space",
-        choices=("mlp", "cnn", "dag-cell", "tree-cell"),
-        default=None,
-        help="search space (default: cnn for image tasks, dag-cell (ENAS's recurrent cell) for ptb, mlp otherwise; "
-        "tree-cell: Zoph & Le's)",
-    )
-    search.add_argument(
-        "--hidden", type=_hidden, default=None,
-        help=f"dag-cell and tree-cell: the cell's hidden size, also the word embedding's (default: 128; at most "
-        f"{limits.MAX_HIDDEN_SIZE})",
-    )  # fmt: skip
-    search.add_argument(
-        "--max-layers",
-        type=_layers,
-        default=None,
-        help=f"deepest child (default: 5 for mlp, 4 for cnn; at most {limits.MLP_MAX_LAYERS} for mlp, "
-        f"{limits.CNN_MAX_LAYERS} for cnn); dag-cell: the cell's nodes (default: 8)",
-    )
-    search.add_argument(
-        "--no-skips", action="store_true", help="cnn space: no skip connections (default: the controller chooses them)"
-    )
-    search.add_argument(
-        "--no-batch-norm",
-        action="store_true",
-        help="cnn space: no batch normalization (default: after every convolution)",
-    )
+    _space_arguments(search)
     search.add_argument(
         "--benchmark",
         default=None,
@@ -206,6 +180,37 @@ def _search_parser(commands: argparse._SubParsersAction) -> None:
         "order) as it comes in and propose a replacement at once, instead of waiting for a whole step",
     )
     search.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _space_arguments(search: argparse.ArgumentParser) -> None:
+    """``search``'s options that choose the space and size its members."""
+    search.add_argument(
+        "--space",
+        choices=("mlp", "cnn", "dag-cell", "tree-cell"),
+        default=None,
+        help="search space (default: cnn for image tasks, dag-cell (ENAS's recurrent cell) for ptb, mlp otherwise; "
+        "tree-cell: Zoph & Le's)",
+    )
+    search.add_argument(
+        "--hidden", type=_hidden, default=None,
+        help=f"dag-cell and tree-cell: the cell's hidden size, also the word embedding's (default: 128; at most "
+        f"{limits.MAX_HIDDEN_SIZE})",
+    )  # fmt: skip
+    search.add_argument(
+        "--max-layers",
+        type=_layers,
+        default=None,
+        help=f"deepest child (default: 5 for mlp, 4 for cnn; at most {limits.MLP_MAX_LAYERS} for mlp, "
+        f"{limits.CNN_MAX_LAYERS} for cnn); dag-cell: the cell's nodes (default: 8)",
+    )
+    search.add_argument(
+        "--no-skips", action="store_true", help="cnn space: no skip connections (default: the controller chooses them)"
+    )
+    search.add_argument(
+        "--no-batch-norm",
+        action="store_true",
+        help="cnn space: no batch normalization (default: after every convolution)",
+    )
 
 
 def _data_arguments(data: argparse._ArgumentGroup) -> None:
