@@ -95,11 +95,14 @@ def test_the_classifier_searches_with_shared_weights_and_predicts_with_the_retra
 
 @pytest.mark.slow
 def test_kill_9_anywhere_then_resume_gives_the_uninterrupted_weight_sharing_study(tmp_path):
-    """benchmarks/kill_anywhere.py on a weight-sharing search: SIGKILL during the search, the derivation
-    and the retraining, each followed by ``archsearch resume``."""
+    """benchmarks/kill_anywhere.py on a weight-sharing search: SIGKILL during the search, then once the
+    search is over, each followed by ``archsearch resume``."""
     script = benchmark_script("kill_anywhere")
     search = [*WS[:-1], "--task", "moons", "--executor", "inline"]
-    # 12 proxy trials in the search, then the derived ones (6 at most), then 2 retrained
-    result = script.run(seed=1, search=search, workdir=tmp_path, at_trials=[2, 7, 13, 15])
-    assert result["kills"] >= 3 and result["trials"] == result["trials_uninterrupted"] >= 16, result
+    # 12 proxy trials in the search, then the derived ones (6 at most), then 2 retrained; the search
+    # command is killed in the search, its resume in the derivation or as the retraining starts (the
+    # derived children are recorded in a burst: a kill due at 13 trials has found 17 and 18). Each launch
+    # costs a process start-up, most of this test's time.
+    result = script.run(seed=1, search=search, workdir=tmp_path, at_trials=[2, 13])
+    assert result["kills"] == 2 and result["trials"] == result["trials_uninterrupted"] >= 16, result
     assert result["same_trials"] and result["same_steps"] and result["same"], result

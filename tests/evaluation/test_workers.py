@@ -157,10 +157,12 @@ def test_a_job_sent_ahead_to_a_worker_that_dies_is_counted_only_once_started(moo
     pool = WorkerPool(trainer, 1)
     try:
         jobs = [job_for(archs, range(6), [i]) for i in range(6)]
-        results = dict(pool.run(jobs, retries=2))
+        # one retry: the victim's worker is replaced once to retry it and once after it is given up,
+        # and each replacement is a process start-up, most of this test's time
+        results = dict(pool.run(jobs, retries=1))
     finally:
         pool.close()
     assert sorted(results) == list(range(6))
-    assert results[2].status == "failed" and results[2].attempts == 3
-    assert "killed by SIGKILL (3 attempts)" in results[2].error
+    assert results[2].status == "failed" and results[2].attempts == 2
+    assert "killed by SIGKILL (2 attempts)" in results[2].error
     assert all(results[i].status == "ok" and results[i].attempts == 1 for i in (0, 1, 3, 4, 5))

@@ -92,7 +92,12 @@ def test_a_child_that_always_kills_its_worker_fails_and_the_search_goes_on(tmp_p
 @needs_ray
 @pytest.mark.slow
 def test_on_ray_a_child_that_kills_its_worker_is_retried_by_ray_then_failed(tmp_path, moons, faulty_evaluator):
+    import ray
+
     expected, victim = _victim(tmp_path, moons)
+    # one local Ray instance for both searches, as a user's own ray.init() gives: an executor stops only an
+    # instance it started itself, at the end of each run (test_ray_gives_the_inline_study runs that way)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     executor, trainer = RayExecutor(workers=2, retries=1), faulty_evaluator.KillingTrainer
     try:
         marker = str(tmp_path / "killed-once")
@@ -102,6 +107,7 @@ def test_on_ray_a_child_that_kills_its_worker_is_retried_by_ray_then_failed(tmp_
         trials, best = _search(tmp_path / "always.db", moons, executor, trainer, 1, victim=victim)
     finally:
         executor.close()
+        ray.shutdown()
     failed = [t for t in trials if t.status == "failed"]
     assert [str(t.architecture) for t in failed] == [victim] and best is not None
     assert failed[0].error.startswith("ray: WorkerCrashedError") and failed[0].attempts == 2

@@ -26,18 +26,36 @@ def _runs(arch: CNNArchitecture, channels: int = 1, classes: int = 10) -> None:
         model.zero_grad()
 
 
+def _resizing(arch: CNNArchitecture) -> tuple:
+    """What decides the tensor shapes a member's forward pass goes through: per layer, how much it
+    shrinks the image (a stride of 2 and a 2x2 max pool each halve a side) and which layers it reads."""
+    return tuple((layer.stride * (2 if layer.pool == "max" else 1), layer.skips) for layer in arch.layers)
+
+
+def _one_per_resizing(archs: list[CNNArchitecture], n: int | None = None) -> list[CNNArchitecture]:
+    """The first member of each distinct :func:`_resizing`, at most ``n`` of them."""
+    kept: dict[tuple, CNNArchitecture] = {}
+    for arch in archs:
+        kept.setdefault(_resizing(arch), arch)
+    return list(kept.values())[:n]
+
+
 @pytest.mark.slow
 def test_every_sampled_member_builds_and_runs_on_28x28_and_8x8():
-    """500 members from the space's sampler (mostly 4 layers: most members have 4) and 500 from a
-    controller (all depths), with skips; 100 without."""
+    """Members with skips from the space's sampler (mostly 4 layers: most members have 4) and from a
+    controller (all depths), one per way of resizing: 300 of the sampler's (its first 500 members hold
+    fewer distinct ones) and those among the controller's first 500; 100 members without skips."""
     space = CNNSpace()  # the default: up to 4 layers, kernels 3 and 5, strides 1 and 2, both pools
     rng = np.random.default_rng(0)
-    archs = [space.sample(rng) for _ in range(500)] + Reinforce(space, seed=0, init_range=1.0).ask(500)
+    sampled = _one_per_resizing([space.sample(rng) for _ in range(1000)], 300)
+    controlled = _one_per_resizing(Reinforce(space, seed=0, init_range=1.0).ask(500))
+    assert len(sampled) == 300 and len(controlled) > 150
+    archs = sampled + controlled
     no_skips = CNNSpace(skips=False, kernels=(1, 3, 7), strides=(1, 3), max_layers=5)
     archs += [no_skips.sample(rng) for _ in range(100)]
     assert sum(a.uses_skips for a in archs) > 300
-    assert not any(a.uses_skips for a in archs[1000:])
-    assert {len(a.layers) for a in archs[500:1000]} == {1, 2, 3, 4}
+    assert not any(a.uses_skips for a in archs[-100:])
+    assert {len(a.layers) for a in controlled} == {1, 2, 3, 4}
     torch.manual_seed(0)
     for arch in archs:
         _runs(arch)
