@@ -18,7 +18,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	@command -v chromium >/dev/null 2>&1 || $(MAKE) --no-print-directory chromium
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --dist worksteal
 
 # Debian's Chromium, for the test that renders a report in a browser; if it cannot be installed
 # that one test is skipped and says why.
