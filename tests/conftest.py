@@ -185,3 +185,18 @@ def ptb_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def make_ptb():  # noqa: ANN201 -- the function
     """:func:`write_ptb`, for a test that damages its own copy of the corpus."""
     return write_ptb
+
+
+def study_rows(path) -> list[tuple]:  # noqa: ANN001
+    """What two studies must share to be the same: every trial's identity, outcome and phase, and every step's
+    metrics, read straight from the file."""
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        found = db.execute(
+            "SELECT number, step, slot, arch_hash, status, reward, val_score, seed, val_curve, val_loss, phase, kind "
+            "FROM trials ORDER BY number"
+        ).fetchall()
+        found += db.execute("SELECT step, metrics FROM steps ORDER BY step").fetchall()
+    db.close()
+    return found

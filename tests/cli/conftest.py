@@ -61,3 +61,12 @@ def _in_process(argv: Sequence[str], cwd) -> subprocess.CompletedProcess:  # noq
 @pytest.fixture
 def run():
     return archsearch
+
+
+def one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    """A refusal as the command line must give it: exit code 2 and one line on stderr, with every needle."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]

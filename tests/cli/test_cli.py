@@ -14,7 +14,7 @@ import pytest
 from ..conftest import benchmark_script
 import torch
 
-from .conftest import COMMAND, FAST
+from .conftest import COMMAND, FAST, one_line_error
 
 
 def test_search_then_best_then_trials(tmp_path, run):
@@ -62,15 +62,6 @@ def test_default_study_path(tmp_path, run):
     assert "runs/moons-reinforce-s4.db" in proc.stdout
 
 
-def _one_line_error(proc, *needles):
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
 @pytest.mark.parametrize(
     "args, needles",
     [
@@ -105,26 +96,26 @@ def _one_line_error(proc, *needles):
 )
 def test_bad_search_arguments(tmp_path, run, args, needles):
     proc = run("search", "--study", tmp_path / "s.db", *args, cwd=tmp_path)
-    _one_line_error(proc, *needles)
+    one_line_error(proc, *needles)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_study_in_a_missing_directory(tmp_path, run):
     proc = run("search", "--study", tmp_path / "nope" / "s.db", *FAST)
-    _one_line_error(proc, "nope", "does not exist")
+    one_line_error(proc, "nope", "does not exist")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_study_under_a_file(tmp_path, run):
     (tmp_path / "file").write_text("x")
     proc = run("search", "--study", tmp_path / "file" / "s.db", *FAST)
-    _one_line_error(proc, "not a directory")
+    one_line_error(proc, "not a directory")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
 def test_unwritable_study_location(run):
     proc = run("search", "--study", "/proc/archsearch-test.db", *FAST)
-    _one_line_error(proc, "/proc/archsearch-test.db")
+    one_line_error(proc, "/proc/archsearch-test.db")
     assert not os.path.exists("/proc/archsearch-test.db")
 
 
@@ -134,7 +125,7 @@ def test_unavailable_device(tmp_path, run):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     proc = run("search", "--study", tmp_path / "s.db", "--device", "cuda", *FAST)
-    _one_line_error(proc, "trainer.device", "cuda")
+    one_line_error(proc, "trainer.device", "cuda")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -143,14 +134,14 @@ def test_search_refuses_to_overwrite_a_study(tmp_path, run):
     run("search", "--steps", "1", "--children-per-step", "2", "--study", study, *FAST, check=True)
     before = study.read_bytes()
     proc = run("search", "--steps", "1", "--study", study, *FAST)
-    _one_line_error(proc, "already exists", "resume")
+    one_line_error(proc, "already exists", "resume")
     assert study.read_bytes() == before
 
 
 @pytest.mark.parametrize("command", ["resume", "trials", "best"])
 def test_missing_study_file(tmp_path, run, command):
     proc = run(command, tmp_path / "missing.db")
-    _one_line_error(proc, "missing.db", "no such study")
+    one_line_error(proc, "missing.db", "no such study")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -160,14 +151,14 @@ def test_a_file_that_is_not_a_study(tmp_path, run, command):
     path.write_text("these are my notes, not a database\n" * 100)
     before = path.read_bytes()
     proc = run(command, path)
-    _one_line_error(proc, "notes.db", "not an archsearch study")
+    one_line_error(proc, "notes.db", "not an archsearch study")
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.db"]
 
 
 def test_missing_command_and_unknown_option(run):
-    _one_line_error(run(), "COMMAND")
-    _one_line_error(run("best", "x.db", "--colour"), "--colour")
+    one_line_error(run(), "COMMAND")
+    one_line_error(run("best", "x.db", "--colour"), "--colour")
 
 
 def _count(path):
@@ -333,7 +324,7 @@ def test_compare_writes_table_json_and_plot(tmp_path, run):
 )
 def test_bad_compare_arguments(tmp_path, run, args, needles):
     proc = run("compare", "--out", tmp_path / "cmp", *args, cwd=tmp_path)
-    _one_line_error(proc, *needles)
+    one_line_error(proc, *needles)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -371,7 +362,7 @@ def test_search_your_own_csv(tmp_path, run):
     # the study remembers the file: a changed file is refused on resume, one line, exit 2
     data.write_text(data.read_text().replace(",a\n", ",b\n", 1))
     proc = run("resume", tmp_path / "runs" / "wine-reinforce-s0.db", "--steps", "4", "--quiet")
-    _one_line_error(proc, "wine.csv", "has changed")
+    one_line_error(proc, "wine.csv", "has changed")
 
 
 def test_split_seed_fixes_the_split_whatever_the_study_seed(tmp_path, run):
@@ -437,7 +428,7 @@ def test_search_a_regression_csv_then_export(tmp_path, run):
 def test_bad_data_arguments(tmp_path, run, args, needles):
     _wine_csv(tmp_path / "wine.csv")
     proc = run("search", "--study", tmp_path / "s.db", *args, cwd=tmp_path)
-    _one_line_error(proc, *needles)
+    one_line_error(proc, *needles)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wine.csv"]
 
 
@@ -449,9 +440,9 @@ def test_export_the_best_network(tmp_path, run):
     assert f"to {out}/" in proc.stdout
     assert sorted(p.name for p in out.iterdir()) == ["architecture.json", "model.py", "weights.safetensors"]
     missing = run("export", tmp_path / "nope.db")
-    _one_line_error(missing, "nope.db")
+    one_line_error(missing, "nope.db")
     (tmp_path / "a-file").write_text("x")
-    _one_line_error(run("export", study, "--out", tmp_path / "a-file"), "--out", "is a file")
+    one_line_error(run("export", study, "--out", tmp_path / "a-file"), "--out", "is a file")
 
 
 def test_save_children_from_the_command_line(tmp_path, run):
@@ -512,7 +503,7 @@ def test_baseline_command(tmp_path, run):
 )
 def test_bad_image_arguments(tmp_path, run, args, needles):
     proc = run("search", "--study", tmp_path / "s.db", *args, cwd=tmp_path)
-    _one_line_error(proc, *needles)
+    one_line_error(proc, *needles)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -588,5 +579,5 @@ def test_an_unreachable_ray_cluster_is_one_line_and_writes_nothing(tmp_path, run
     if env_address:
         pytest.skip(f"RAY_ADDRESS is set ({env_address}): a cluster may be reachable")
     proc = run("search", "--executor", "ray", "--address", "auto", "--study", tmp_path / "s.db", *FAST, cwd=tmp_path)
-    _one_line_error(proc, "executor: cannot connect to Ray at auto")
+    one_line_error(proc, "executor: cannot connect to Ray at auto")
     assert list(tmp_path.iterdir()) == []

@@ -9,18 +9,11 @@ import math
 import pytest
 
 from ..conftest import benchmark_script
+from .conftest import one_line_error
 
 CELLS = ["--task", "ptb", "--hidden", "12", "--max-layers", "3", "--weight-sharing", "--steps", "4",
          "--children-per-step", "2", "--controller-steps", "2", "--derive", "3", "--retrain", "2", "--reward-words",
          "100", "--max-epochs", "1", "--batch-size", "16", "--seed", "2"]  # fmt: skip
-
-
-def one_line_error(proc, *needles) -> None:  # noqa: ANN001
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def test_a_cell_search_shows_perplexities_and_its_phases(tmp_path, run, ptb_folder):

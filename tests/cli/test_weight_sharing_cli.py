@@ -8,17 +8,10 @@ import json
 import pytest
 
 from ..conftest import benchmark_script
+from .conftest import one_line_error
 
 WS = ["--weight-sharing", "--steps", "4", "--children-per-step", "3", "--controller-steps", "2", "--derive", "6",
       "--retrain", "2", "--max-layers", "2", "--max-epochs", "6", "--batch-size", "64", "--seed", "5", "--quiet"]  # fmt: skip
-
-
-def one_line_error(proc, *needles) -> None:  # noqa: ANN001
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def test_search_best_report_and_export_show_both_phases(tmp_path, run):

@@ -16,6 +16,8 @@ from archsearch.evaluation import LanguageTrainer, SharedCellEvaluator, TrainCon
 from archsearch.evaluation._language import REWARD_SCALE, layout, mean_loss
 from archsearch.space import DagCellSpace, StandardCell, TreeCell, TreeCellSpace
 from archsearch.study import Study
+
+from ..conftest import study_rows
 from archsearch.tasks import ptb
 
 SHARED = {"derive": 4, "retrain": 2, "controller_steps": 2, "reward_words": 120}
@@ -26,17 +28,6 @@ def config(folder, **changes) -> SearchConfig:  # noqa: ANN001, ANN003
                     space="dag-cell", max_layers=4, hidden=12, shared=SHARED,
                     training={"max_epochs": 1, "batch_size": 16})  # fmt: skip
     return SearchConfig(**{**settings, **changes})
-
-
-def rows(path) -> list[tuple]:  # noqa: ANN001
-    with sqlite3.connect(path) as db:
-        found = db.execute(
-            "SELECT number, step, slot, arch_hash, status, reward, val_score, seed, val_curve, val_loss, phase, kind "
-            "FROM trials ORDER BY number"
-        ).fetchall()
-        found += db.execute("SELECT step, metrics FROM steps ORDER BY step").fetchall()
-    db.close()
-    return found
 
 
 def test_a_language_model_is_scored_by_its_perplexity(ptb_folder):
@@ -106,7 +97,7 @@ def test_an_interrupted_cell_search_resumes_to_the_uninterrupted_one(tmp_path, m
     monkeypatch.setattr(SharedCellEvaluator, method, original)
     with Study.open(killed) as study:
         study.run(progress=False)
-    assert calls["n"] == call and rows(killed) == rows(straight)
+    assert calls["n"] == call and study_rows(killed) == study_rows(straight)
 
 
 @pytest.mark.parametrize("how", ["shape", "nan", "passes"])

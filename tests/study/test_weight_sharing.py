@@ -14,6 +14,8 @@ from archsearch.evaluation import SharedWeightsEvaluator
 from archsearch.space import CNNSpace, MLPSpace
 from archsearch.study import Study
 
+from ..conftest import study_rows
+
 SHARED = {"derive": 8, "retrain": 2, "controller_steps": 2, "reward_rows": 64}
 
 
@@ -21,17 +23,6 @@ def config(**changes) -> SearchConfig:  # noqa: ANN003
     settings = dict(task="moons", weight_sharing=True, steps=4, children_per_step=3, seed=3, shared=SHARED,
                     space=MLPSpace(units=(2, 4, 8), max_layers=2), training={"max_epochs": 8, "batch_size": 64})  # fmt: skip
     return SearchConfig(**{**settings, **changes})
-
-
-def rows(path) -> list[tuple]:  # noqa: ANN001
-    with sqlite3.connect(path) as db:
-        found = db.execute(
-            "SELECT number, step, slot, arch_hash, status, reward, val_score, seed, val_curve, val_loss, phase, kind "
-            "FROM trials ORDER BY number"
-        ).fetchall()
-        found += db.execute("SELECT step, metrics FROM steps ORDER BY step").fetchall()
-    db.close()
-    return found
 
 
 def test_phases_kinds_and_the_pick(tmp_path):
@@ -101,7 +92,7 @@ def test_an_interrupted_study_resumes_to_the_uninterrupted_one(tmp_path, monkeyp
     monkeypatch.setattr(SharedWeightsEvaluator, method, original)
     with Study.open(killed) as study:
         study.run(progress=False)
-    assert calls["n"] == call and rows(killed) == rows(straight)
+    assert calls["n"] == call and study_rows(killed) == study_rows(straight)
 
 
 def test_a_cnn_search_with_shared_weights_ends_with_a_trained_cnn(tmp_path):
@@ -135,17 +126,17 @@ def test_an_interrupted_cnn_study_resumes_to_the_uninterrupted_one(tmp_path, mon
     monkeypatch.setattr(SharedWeightsEvaluator, "train_pass", original)
     with Study.open(killed) as study:
         study.run(progress=False)
-    assert rows(killed) == rows(straight)
+    assert study_rows(killed) == study_rows(straight)
 
 
 def test_growing_the_budget_after_derivation_is_refused_and_changes_nothing(tmp_path):
     path = tmp_path / "ws.db"
     with Study.create(path, config()) as study:
         study.run(progress=False)
-    before = rows(path)
+    before = study_rows(path)
     with Study.open(path) as study, pytest.raises(ArchsearchError, match="has derived its picks from 4 steps"):
         study.run(steps=6, progress=False)
-    assert rows(path) == before
+    assert study_rows(path) == before
 
 
 @pytest.mark.parametrize(

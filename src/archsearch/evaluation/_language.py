@@ -43,6 +43,7 @@ from archsearch.evaluation._base import Trainer, torch_threads
 from archsearch.evaluation._config import TrainConfig
 from archsearch.evaluation._result import Result
 from archsearch.evaluation._scoring import load_model
+from archsearch.evaluation._shared import checked_schedule, restore_supernet
 from archsearch.space import Architecture, SearchSpace
 from archsearch.space._cells import CellArchitecture, CellLanguageModel, DagCellSpace, State, TreeCellSpace
 from archsearch.tasks import Task
@@ -310,11 +311,10 @@ class SharedCellEvaluator(_LanguageBase):
         self.space = space
         self.reference = reference or LanguageTrainer(task, bptt=bptt, clip=clip)
         self.seed = limits.seed("trainer.seed", seed)
-        self.controller_steps = limits.integer("trainer.controller_steps", controller_steps, 1, limits.MAX_COUNT)
-        self.derive = limits.integer("trainer.derive", derive, 1, limits.MAX_COUNT)
-        self.retrain = limits.integer("trainer.retrain", retrain, 1, self.derive)
+        self.controller_steps, self.derive, self.retrain, self.warmup = checked_schedule(
+            controller_steps, derive, retrain, warmup
+        )
         self.reward_words = limits.integer("trainer.reward_words", reward_words, 1, limits.MAX_BATCH_SIZE)
-        self.warmup = limits.integer("trainer.warmup", warmup, 0, limits.MAX_COUNT)
         self.pass_words = limits.integer("trainer.pass_words", pass_words, 0, limits.MAX_STEPS * 1000)
         generator = torch.Generator().manual_seed(self.seed)
         member = space.sample(np.random.default_rng(0))
@@ -400,14 +400,7 @@ class SharedCellEvaluator(_LanguageBase):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """A state from :meth:`state_dict`; one that does not fit this supernet raises ``ValueError``."""
-        from archsearch.evaluation._shared import check_supernet_state
-
-        check_supernet_state(self.supernet, state)
-        self.supernet.load_state_dict(state["supernet"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        for group in self.optimizer.param_groups:  # the study's settings, whatever the stored state says
-            group.update(lr=self.config.lr, weight_decay=self.config.weight_decay)
-        self.passes = state["passes"]
+        self.passes = restore_supernet(self.supernet, self.optimizer, self.config, state)
 
     def to_config(self) -> dict[str, Any]:
         return {

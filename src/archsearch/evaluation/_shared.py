@@ -88,11 +88,10 @@ class SharedWeightsEvaluator(Trainer):
         if sharing not in SHARINGS:
             raise ArchsearchError(f"trainer.sharing: must be one of {', '.join(SHARINGS)}, got {sharing!r}")
         self.sharing = sharing
-        self.controller_steps = limits.integer("trainer.controller_steps", controller_steps, 1, limits.MAX_COUNT)
-        self.derive = limits.integer("trainer.derive", derive, 1, limits.MAX_COUNT)
-        self.retrain = limits.integer("trainer.retrain", retrain, 1, self.derive)
+        self.controller_steps, self.derive, self.retrain, self.warmup = checked_schedule(
+            controller_steps, derive, retrain, warmup
+        )
         self.reward_rows = limits.integer("trainer.reward_rows", reward_rows, 1, limits.MAX_BATCH_SIZE)
-        self.warmup = limits.integer("trainer.warmup", warmup, 0, limits.MAX_COUNT)
         if self.config.batch_size is None:
             raise ArchsearchError("trainer.batch_size: weight sharing trains on minibatches; give a batch size")
         if len(task.y_val) == 0:
@@ -226,13 +225,8 @@ class SharedWeightsEvaluator(Trainer):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """A state from :meth:`state_dict`; one that does not fit this supernet raises ``ValueError``."""
-        check_supernet_state(self.supernet, state)
-        self.supernet.load_state_dict(state["supernet"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        for group in self.optimizer.param_groups:  # the study's settings, whatever the stored state says
-            group.update(lr=self.config.lr, weight_decay=self.config.weight_decay)
+        self.passes = restore_supernet(self.supernet, self.optimizer, self.config, state)
         self.generator.set_state(state["generator"])
-        self.passes = state["passes"]
 
     def to_config(self) -> dict[str, Any]:
         return {
@@ -246,6 +240,29 @@ class SharedWeightsEvaluator(Trainer):
             **({"warmup": self.warmup} if self.warmup else {}),
             "reference": self.reference.to_config(),
         }
+
+
+def checked_schedule(controller_steps: int, derive: int, retrain: int, warmup: int) -> tuple[int, int, int, int]:
+    """The phases' schedule that every shared-weights evaluator takes, each setting checked against its bounds
+    (``retrain`` at most ``derive``)."""
+    controller_steps = limits.integer("trainer.controller_steps", controller_steps, 1, limits.MAX_COUNT)
+    derive = limits.integer("trainer.derive", derive, 1, limits.MAX_COUNT)
+    retrain = limits.integer("trainer.retrain", retrain, 1, derive)
+    return controller_steps, derive, retrain, limits.integer("trainer.warmup", warmup, 0, limits.MAX_COUNT)
+
+
+def restore_supernet(
+    supernet: nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig, state: dict[str, Any]
+) -> int:
+    """Load a committed state (checked first, see :func:`check_supernet_state`) into ``supernet`` and its Adam
+    ``optimizer``, with the study's learning rate and weight decay whatever the state says; returns the passes
+    it had done."""
+    check_supernet_state(supernet, state)
+    supernet.load_state_dict(state["supernet"])
+    optimizer.load_state_dict(state["optimizer"])
+    for group in optimizer.param_groups:
+        group.update(lr=config.lr, weight_decay=config.weight_decay)
+    return state["passes"]
 
 
 def check_supernet_state(supernet: nn.Module, state: dict[str, Any]) -> None:
