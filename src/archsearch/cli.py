@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import itertools
 import json
 import math
 import os
@@ -35,6 +36,7 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT)
 EXIT_BROKEN_PIPE = 141  # stdout's reader went away (SIGPIPE)
 EXIT_TERMINATED = 143  # SIGTERM
+QUIET_HELP = "no progress on stderr (otherwise: a bar on a terminal, else a line every few seconds)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -168,6 +170,12 @@ def _search_parser(commands: argparse._SubParsersAction) -> None:
     search.add_argument(
         "--study", type=_path, default=None, help="study file to create (default: runs/TASK-STRATEGY-sSEED.db)"
     )
+    search.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a study already at the study's path, with its saved children, once the new search's "
+        "settings and data have been checked (anything but a study, or a study being run, is still refused)",
+    )
     _search_training_arguments(search.add_argument_group("child training"))
     _sharing_arguments(search.add_argument_group("weight sharing (ENAS): one supernet instead of a network per child"))
     _controller_arguments(search.add_argument_group("reinforce controller"))
@@ -179,7 +187,7 @@ def _search_parser(commands: argparse._SubParsersAction) -> None:
         help="evolution and random: keep --children-per-step children in flight, tell each result (in trial "
         "order) as it comes in and propose a replacement at once, instead of waiting for a whole step",
     )
-    search.add_argument("--quiet", action="store_true", help="no progress bar")
+    search.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
 
 def _space_arguments(search: argparse.ArgumentParser) -> None:
@@ -221,8 +229,8 @@ def _data_arguments(data: argparse._ArgumentGroup) -> None:
         "--problem",
         choices=("classification", "regression"),
         default=None,
-        help="default: inferred from the target (text or <= 20 distinct integers: classification; "
-        "fractional numbers: regression)",
+        help="default: inferred from the target (text or <= 20 distinct whole numbers: classification; "
+        "fractional numbers, or more whole numbers all written as decimals like 151.0: regression)",
     )
     data.add_argument(
         "--split",
@@ -342,7 +350,7 @@ def _resume_parser(commands: argparse._SubParsersAction) -> None:
         "--steps", type=_steps, default=None, help=f"new total number of steps (at most {limits.MAX_STEPS:,})"
     )
     _executor_arguments(resume.add_argument_group("where children run (default: as the search was started)"))
-    resume.add_argument("--quiet", action="store_true", help="no progress bar")
+    resume.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
 
 def _trials_parser(commands: argparse._SubParsersAction) -> None:
@@ -449,7 +457,7 @@ def _compare_parser(commands: argparse._SubParsersAction) -> None:
         help="with --task: every run searches with shared weights and retrains its pick (see search --weight-sharing)",
     )  # fmt: skip
     compare.add_argument("--out", type=_path, default=None, help="output folder (default: runs/compare-NAME)")
-    compare.add_argument("--quiet", action="store_true", help="no progress bar")
+    compare.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
 
 def _baseline_parser(commands: argparse._SubParsersAction) -> None:
@@ -503,7 +511,7 @@ def _sample_parser(commands: argparse._SubParsersAction) -> None:
         "--study", type=_path, default=None, help="study that keeps the trials (default: runs/TASK-sample-sSEED.db)"
     )
     sample.add_argument("--plot", type=_path, default=None, help="PNG to write (default: the study's name, .png)")
-    sample.add_argument("--quiet", action="store_true", help="no progress bar")
+    sample.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
 
 def _task_names() -> list[str]:
@@ -790,20 +798,23 @@ def _search_config(args: argparse.Namespace) -> SearchConfig:
 def _search(args: argparse.Namespace) -> int:
     from archsearch.study import Study
     from archsearch.study._storage import check_new_study_path, discard_if_empty
+    from archsearch.tasks import FileTask
 
     config = _search_config(args)
     parts = config.build(_flag)  # data read and checked before anything is written
     if args.study is None:
         args.study = Path("runs") / f"{args.benchmark or parts.task.name}-{args.strategy}-s{args.seed}.db"
         args.study.parent.mkdir(exist_ok=True)
-    check_new_study_path(args.study)
+    check_new_study_path(args.study, overwrite=args.overwrite)
     if parts.executor is not None and parts.executor.name == "ray":
         parts.executor.connect()  # an unreachable cluster is refused before the study file is written
-    study = Study.create(args.study, config.with_parts(parts))
+    study = Study.create(args.study, config.with_parts(parts), overwrite=args.overwrite)
     print(f"study: {study.path}  ({args.steps} steps x {args.children_per_step} children, seed {args.seed})")
+    if isinstance(parts.task, FileTask) and parts.task.inferred:
+        print(f"problem: {parts.task.problem} (inferred: {parts.task.inferred})")
     try:
         with study:
-            study.run(progress=False if args.quiet else None)
+            study.run(progress=not args.quiet)
             _print_best(study)
     except ArchsearchError:
         discard_if_empty(args.study)  # a refused search leaves no study behind
@@ -911,7 +922,7 @@ def _resume(args: argparse.Namespace) -> int:
             raise ArchsearchError(f"--steps: {args.steps} is fewer than the {before} steps {args.study} has completed")
         target = args.steps or study.steps
         print(f"study: {study.path}  (resuming at step {before + 1 if before < target else before} of {target})")
-        study.run(steps=args.steps, progress=False if args.quiet else None)
+        study.run(steps=args.steps, progress=not args.quiet)
         _print_best(study)
     return 0
 
@@ -986,6 +997,7 @@ def _print_phases(phases: dict, kind: str, metric: str = "accuracy") -> None:
 def _compare(args: argparse.Namespace) -> int:
     from archsearch.experiments import compare
     from archsearch.experiments._compare import COMPARISON_FILES
+    from archsearch.study._progress import progress_for
 
     on_task = args.task is not None
     name = args.task or args.benchmark
@@ -996,7 +1008,8 @@ def _compare(args: argparse.Namespace) -> int:
     check_output_dir(out, COMPARISON_FILES, [], "--out" if args.out else "compare")
     total = len(args.strategies) * seeds
     print(f"comparing {', '.join(args.strategies)} on {name}: {seeds} seeds x {budget} queries each -> {out}")
-    progress = _RunsProgress(total) if not args.quiet and sys.stderr.isatty() else None
+    progress = None if args.quiet else progress_for(total, label="runs", rewards=False)
+    finished = itertools.count(1)
     with progress or contextlib.nullcontext():
         result = compare(
             args.strategies,
@@ -1008,7 +1021,7 @@ def _compare(args: argparse.Namespace) -> int:
             children_per_step=per_step,
             out=out,
             jobs=args.jobs,
-            on_run=progress.advance if progress else None,
+            on_run=(lambda _run: progress.update(next(finished))) if progress else None,
             tolerance=args.tolerance,
             weight_sharing=args.weight_sharing,
         )
@@ -1021,29 +1034,6 @@ def _compare(args: argparse.Namespace) -> int:
         )
     print(f"{total} runs in {result.wall_seconds:.1f} s; results: {paths['json']}  plot: {paths['plot']}")
     return 0
-
-
-class _RunsProgress:
-    """A bar over the runs of a comparison, on stderr."""
-
-    def __init__(self, total: int) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._progress = Progress(
-            TextColumn("runs"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(), console=Console(file=sys.stderr)
-        )
-        self._task = self._progress.add_task("compare", total=total)
-
-    def advance(self, _result: object) -> None:
-        self._progress.advance(self._task)
-
-    def __enter__(self) -> _RunsProgress:
-        self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -1062,7 +1052,7 @@ def _sample(args: argparse.Namespace) -> int:
     if args.study is None:
         study.parent.mkdir(parents=True, exist_ok=True)
     print(f"sampling {args.n} random architectures on {args.task} -> {study}")
-    result = sample(args.task, args.n, study, seed=args.seed, progress=False if args.quiet else None)
+    result = sample(args.task, args.n, study, seed=args.seed, progress=not args.quiet)
     if not result.accuracies:
         raise ArchsearchError(f"{study}: none of the {result.failed} sampled architectures trained successfully")
     numbers = write_sample(result, plot)

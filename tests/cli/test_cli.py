@@ -138,6 +138,54 @@ def test_search_refuses_to_overwrite_a_study(tmp_path, run):
     assert study.read_bytes() == before
 
 
+def test_overwrite_replaces_a_study_and_its_saved_children(tmp_path, run):
+    study = tmp_path / "s.db"
+    run("search", "--steps", "1", "--children-per-step", "2", "--save-children", "--study", study, *FAST, check=True)
+    assert (tmp_path / "s.db.children").is_dir()
+    run("search", "--steps", "1", "--children-per-step", "3", "--seed", "7", "--study", study, "--overwrite", *FAST,
+        check=True)  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.db"]  # no temporary file, no old children
+    with sqlite3.connect(study) as db:
+        config = json.loads(db.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()[0])
+        assert db.execute("SELECT COUNT(*) FROM trials").fetchone()[0] == 3
+    assert config["seed"] == 7
+    again = run("trials", study, "--json", check=True)
+    assert len(json.loads(again.stdout)) == 3
+
+
+def test_overwrite_refuses_anything_but_a_study_and_a_bad_search_changes_nothing(tmp_path, run):
+    data = tmp_path / "data.csv"
+    data.write_text("a,b\n1,0\n2,1\n")
+    proc = run("search", "--steps", "1", "--study", data, "--overwrite", *FAST)
+    one_line_error(proc, "data.csv", "replaces only a study")
+    assert data.read_text() == "a,b\n1,0\n2,1\n"
+    study = tmp_path / "s.db"
+    run("search", "--steps", "1", "--children-per-step", "2", "--study", study, *FAST, check=True)
+    before = study.read_bytes()
+    proc = run("search", "--steps", "1", "--study", study, "--overwrite", "--max-epochs", "0", *FAST[2:])
+    one_line_error(proc, "--max-epochs")
+    assert study.read_bytes() == before
+    (tmp_path / "link.db").symlink_to(study)  # replacing the link would leave the study it names
+    proc = run("search", "--steps", "1", "--study", tmp_path / "link.db", "--overwrite", *FAST)
+    one_line_error(proc, "link.db", "replaces only a study")
+    assert study.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv", "link.db", "s.db"]
+
+
+def test_overwrite_refuses_a_study_that_another_process_runs(tmp_path, run):
+    import fcntl
+
+    study = tmp_path / "s.db"
+    run("search", "--steps", "1", "--children-per-step", "2", "--study", study, *FAST, check=True)
+    before = study.read_bytes()
+    with open(study, "rb") as held:  # what a running search holds
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        proc = run("search", "--steps", "1", "--study", study, "--overwrite", *FAST)
+    one_line_error(proc, "another process is running")
+    assert study.read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".new")]  # no half-written replacement
+
+
 @pytest.mark.parametrize("command", ["resume", "trials", "best"])
 def test_missing_study_file(tmp_path, run, command):
     proc = run(command, tmp_path / "missing.db")

@@ -39,6 +39,8 @@ MAX_THREADS = 256
 #: SQLite's own files beside a study come and go with connections; they are not the study's content
 TRANSIENT = ("-wal", "-shm", "-journal")
 _WARNING = re.compile(r"^archsearch [\w-]+: warning:")
+#: a progress line, as a command writes one when stderr is not a terminal (study/_progress.py)
+_PROGRESS = re.compile(r"^(step|runs) \d+/\d+ .*elapsed \d+:\d\d:\d\d  eta ")
 
 
 class Guarded(BaseException):
@@ -64,8 +66,9 @@ class Outcome:
     guards: list[str] = field(default_factory=list)
 
     def error_lines(self) -> list[str]:
-        """stderr without empty lines and archsearch's one-line warnings."""
-        return [line for line in self.err.splitlines() if line.strip() and not _WARNING.match(line)]
+        """stderr without empty lines, archsearch's one-line warnings and progress lines."""
+        skipped = (_WARNING, _PROGRESS)
+        return [line for line in self.err.splitlines() if line.strip() and not any(p.match(line) for p in skipped)]
 
     def last_line(self) -> str:
         """The line to quote about a failure: the escaped exception's, or stderr's last."""

@@ -513,3 +513,25 @@ def test_the_strategy_learns_each_childs_status_and_tpe_leaves_crashes_out(moons
     assert failed and all(t.reward == 0.0 and t.error == "RuntimeError: boom" for t in failed)
     measured = [(space.encode(t.architecture), t.reward) for t in trials if t.status == "ok"]
     assert study.strategy.history == measured  # in the order told, crashes left out
+
+
+def test_an_interrupted_replacement_leaves_the_old_study_as_it_was(tmp_path, monkeypatch):
+    from archsearch.study import _storage
+
+    path = tmp_path / "s.db"
+    with Study.create(path, "moons", steps=1, children_per_step=2) as study:
+        study.run(progress=False)
+    before = path.read_bytes()
+
+    def interrupted(temp):
+        _storage.Storage.create(temp, {"half": True}).close()
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _storage.replace_study(path, interrupted)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("s.db-")) == ["s.db"]
+    with Study.create(path, "moons", steps=1, children_per_step=3, seed=4, overwrite=True) as study:
+        assert study.trials() == [] and study.seed == 4
+        study.run(progress=False)
+        assert len(study.trials()) == 3

@@ -475,3 +475,97 @@ def test_a_one_hot_encoding_larger_than_memory_is_refused_naming_the_column(tmp_
 def test_a_study_config_with_garbage_is_refused(tmp_path, config, message):
     with pytest.raises(ArchsearchError, match=message):
         get_task({"name": "file", **config})
+
+
+def pandas_style_csv(path, values):
+    """A CSV as pandas writes a float column: whole numbers as ``151.0``, a feature column beside it."""
+    lines = ["x,y", *(f"{i},{float(value)!r}" for i, value in enumerate(values))]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_many_whole_numbers_written_as_decimals_are_a_regression_target_and_the_task_says_why(tmp_path):
+    values = [25 + (i * 37) % 300 for i in range(120)]  # 120 distinct whole numbers, like diabetes' target
+    path = pandas_style_csv(tmp_path / "d.csv", values)
+    assert "\n0,25.0\n" in path.read_text()
+    task = from_file(str(path), "y")
+    assert task.problem == "regression" and task.n_classes == 0
+    assert task.inferred.startswith("the 120 distinct values of target 'y' are written as decimals")
+    assert get_task(task.config).problem == "regression"  # stored: a reopened study does not infer again
+
+
+def test_a_few_whole_numbers_written_as_decimals_stay_classes(tmp_path):
+    """Class labels often pass through floats (0.0, 1.0, 2.0): a few whole numbers are classes, said so."""
+    task = from_file(str(pandas_style_csv(tmp_path / "d.csv", [i % 3 for i in range(30)])), "y")
+    assert task.problem == "classification" and task.preprocessing["classes"] == [0.0, 1.0, 2.0]
+    assert task.inferred == "target 'y' holds 3 distinct whole numbers; --problem regression if it is a quantity"
+
+
+@pytest.mark.parametrize(
+    ("cells", "problem", "why"),
+    [
+        ([str(i % 3) for i in range(30)], "classification", "target 'y' holds 3 distinct integers"),
+        (["low", "high"] * 15, "classification", "target 'y' holds text"),
+        ([f"{i / 2}" for i in range(30)], "regression", "target 'y' holds fractional numbers"),
+        ([f"{i}e0" for i in range(30)], "regression", "the 30 distinct values of target 'y' are written as decimals"),
+    ],
+)
+def test_the_task_says_why_its_problem_was_inferred(tmp_path, cells, problem, why):
+    (tmp_path / "d.csv").write_text("x,y\n" + "".join(f"{i},{cell}\n" for i, cell in enumerate(cells)))
+    task = from_file(str(tmp_path / "d.csv"), "y")
+    assert task.problem == problem and task.inferred.startswith(why)
+    assert from_file(str(tmp_path / "d.csv"), "y", problem=problem).inferred is None  # given, not inferred
+
+
+def test_whole_numbers_some_written_as_integers_are_still_refused(tmp_path):
+    """Only a column whose every value is written as a decimal is taken for a quantity."""
+    cells = [str(i) if i % 2 else f"{i}.0" for i in range(30)]
+    (tmp_path / "d.csv").write_text("x,y\n" + "".join(f"{i},{cell}\n" for i, cell in enumerate(cells)))
+    with pytest.raises(ArchsearchError, match="holds 30 distinct integers; say --problem classification"):
+        from_file(str(tmp_path / "d.csv"), "y")
+
+
+@pytest.mark.parametrize(
+    ("y", "problem", "why"),
+    [
+        (np.arange(40.0), "regression", "the 40 distinct values of y are stored as floats"),
+        (np.arange(40.0) % 2, "classification", "y holds 2 distinct whole numbers"),
+        (np.arange(40) % 2 == 0, "classification", "y holds booleans"),
+    ],
+)
+def test_an_npz_float_array_is_read_as_decimals(tmp_path, y, problem, why):
+    np.savez(tmp_path / "d.npz", X=np.arange(80.0).reshape(40, 2), y=y)
+    task = from_file(str(tmp_path / "d.npz"))
+    assert task.problem == problem and task.inferred.startswith(why)
+
+
+def test_many_integers_in_an_npz_are_still_refused(tmp_path):
+    np.savez(tmp_path / "d.npz", X=np.zeros((40, 2)), y=np.arange(40))
+    with pytest.raises(ArchsearchError, match="y holds 40 distinct integers; say --problem"):
+        from_file(str(tmp_path / "d.npz"))
+
+
+@pytest.mark.parametrize("problem", ["classification", "regression"])
+def test_the_task_knows_which_file_rows_each_split_holds(tmp_path, problem):
+    """The rows are disjoint, cover the file, and are the rows whose features and target the splits hold."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(90, 2)).round(3)
+    y = np.arange(90) % 3 if problem == "classification" else (x[:, 0] * 10).round(2) + 0.5
+    lines = ["a,b,y", *(f"{a},{b},{t}" for (a, b), t in zip(x, y)), ""]
+    lines.insert(10, "")  # a blank line is not a row
+    (tmp_path / "d.csv").write_text("\n".join(lines))
+    task = from_file(str(tmp_path / "d.csv"), "y", problem=problem, split_seed=4)
+    rows = task.rows
+    everything = np.concatenate([rows.train, rows.val, rows.test])
+    assert np.array_equal(np.sort(everything), np.arange(90)) and everything.dtype == np.int64
+    pre = task.preprocessing
+    for split, indices in (("train", rows.train), ("val", rows.val), ("test", rows.test)):
+        features, target = task.split(split)
+        raw = features.double().numpy() * pre["std"] + np.array(pre["mean"])
+        assert np.allclose(raw, x[indices], atol=1e-5)
+        if problem == "regression":
+            assert np.allclose(target.double().numpy() * pre["target_std"] + pre["target_mean"], y[indices], atol=1e-4)
+        else:
+            assert np.array_equal(np.array(pre["classes"])[target.numpy()], y[indices])
+    with pytest.raises(ValueError, match="read-only"):
+        rows.train[0] = 1

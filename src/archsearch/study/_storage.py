@@ -37,7 +37,7 @@ import os
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,13 +214,22 @@ class Storage:
     # -- opening ---------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: str | os.PathLike | None, config: dict[str, Any], task_data: bytes | None = None) -> Storage:
-        """A new study file holding ``config``; refuses to replace an existing file.
+    def create(
+        cls,
+        path: str | os.PathLike | None,
+        config: dict[str, Any],
+        task_data: bytes | None = None,
+        overwrite: bool = False,
+    ) -> Storage:
+        """A new study file holding ``config``; refuses to replace an existing file unless ``overwrite``.
 
         ``path=None`` keeps the study in memory, for throw-away searches such as comparisons
         on a tabular benchmark. ``task_data`` are the arrays of a task that its config cannot
-        rebuild (see :meth:`task_data`), written in the same transaction as the config.
+        rebuild (see :meth:`task_data`), written in the same transaction as the config. With
+        ``overwrite`` an existing *study* at ``path`` is replaced (see :func:`replace_study`).
         """
+        if path is not None and overwrite and Path(path).exists():
+            return replace_study(Path(path), lambda temp: cls.create(temp, config, task_data))
         if path is not None:
             path = Path(path)
             check_new_study_path(path)
@@ -772,11 +781,22 @@ class Storage:
                 raise ArchsearchError(f"{self._where}: trial {number} is not the stored model; it cannot be refit")
 
 
-def check_new_study_path(path: str | os.PathLike) -> None:
-    """Refuse, with one line, a path that exists or whose directory is missing or not writable."""
+def check_new_study_path(path: str | os.PathLike, overwrite: bool = False) -> None:
+    """Refuse, with one line, a path that exists or whose directory is missing or not writable. With
+    ``overwrite`` an existing path must instead be a study that no process is running."""
     path = Path(path)
-    if path.exists():
-        raise ArchsearchError(f"{path}: already exists; use 'archsearch resume {path}' or choose another path")
+    if path.exists() and overwrite:
+        with _replaceable(path):
+            pass
+    elif path.exists():
+        raise ArchsearchError(
+            f"{path}: already exists; use 'archsearch resume {path}', choose another path, or replace it with "
+            "--overwrite"
+        )
+    _check_parent(path)
+
+
+def _check_parent(path: Path) -> None:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.exists():
         raise ArchsearchError(f"{path}: directory {parent} does not exist")
@@ -784,6 +804,54 @@ def check_new_study_path(path: str | os.PathLike) -> None:
         raise ArchsearchError(f"{path}: {parent} is not a directory")
     if not os.access(parent, os.W_OK):
         raise ArchsearchError(f"{path}: directory {parent} is not writable")
+
+
+@contextmanager
+def _replaceable(path: Path) -> Iterator[None]:
+    """Hold ``path`` while it is replaced: refuse, with one line, anything but a study, and a study that
+    another process runs (its run holds an exclusive lock on the file; this takes it, and keeps it)."""
+    if path.is_symlink() or not path.is_file():
+        raise ArchsearchError(f"{path}: is not a study file; --overwrite replaces only a study")
+    try:
+        Storage.open(path, readonly=True).close()
+    except ArchsearchError as exc:
+        raise ArchsearchError(f"{exc}; --overwrite replaces only a study") from None
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover -- not POSIX: no lock
+        yield
+        return
+    with open(path, "rb") as held:
+        try:
+            fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ArchsearchError(f"{path}: another process is running this study; it cannot be replaced") from None
+        yield
+
+
+def replace_study(path: Path, create: Callable[[Path], Storage]) -> Storage:
+    """Replace the study at ``path`` by the one ``create(temporary path)`` makes, and open it at ``path``.
+
+    The new study is written whole beside the old one first, so a refused or interrupted creation leaves
+    the old study as it was. Then the old study's SQLite companions go (a ``-wal`` left beside the new
+    file would be read as the new file's), the new file takes the old one's name in one rename, and the
+    old study's folder of saved children is removed.
+    """
+    _check_parent(path)
+    with _replaceable(path):
+        temp = path.with_name(f".{path.name}.{os.getpid()}.new")
+        _remove_study_files(temp)
+        try:
+            create(temp).close()  # closed: the WAL is checkpointed into the one file
+            _remove_study_files(path, keep_main=True)
+            os.replace(temp, path)
+        except BaseException:
+            _remove_study_files(temp)
+            raise
+    shutil.rmtree(f"{path}.children", ignore_errors=True)
+    db = sqlite3.connect(path, isolation_level=None)
+    _configure(db)
+    return Storage(path, db)
 
 
 def _configure(db: sqlite3.Connection) -> None:
@@ -852,8 +920,8 @@ def discard_if_empty(path: str | os.PathLike) -> bool:
     return empty
 
 
-def _remove_study_files(path: Path) -> None:
-    for suffix in ("", *SQLITE_COMPANIONS):
+def _remove_study_files(path: Path, keep_main: bool = False) -> None:
+    for suffix in SQLITE_COMPANIONS if keep_main else ("", *SQLITE_COMPANIONS):
         try:
             Path(f"{path}{suffix}").unlink()
         except OSError:

@@ -47,10 +47,10 @@ from archsearch.execution import Executor, build_executor
 from archsearch.space import Architecture, SearchSpace
 from archsearch.strategies import Outcome, Strategy
 from archsearch.study._phases import check_shared_run, phases_summary, run_shared
-from archsearch.study._progress import ProgressBar
+from archsearch.study._progress import progress_for
 from archsearch.study._storage import Storage, Trial, rank
 from archsearch.study._untrusted import UnusableWeights, fitting, short
-from archsearch.tasks import TEXT_TASKS, Task, stored_task
+from archsearch.tasks import TEXT_TASKS, FileTask, SplitIndices, Task, stored_task
 
 
 @dataclass(frozen=True)
@@ -209,6 +209,32 @@ class Study:
         paths += [Path(task[key]) for key in ("path", "data_dir") if isinstance(task.get(key), str)]
         return paths
 
+    def split_indices(self) -> SplitIndices:
+        """The rows of the study's data file (``--data``) in its training, validation and test splits, so
+        that other models can be fitted and scored on the very same rows.
+
+        ``.train``, ``.val`` and ``.test`` are 0-based indices of the file's data rows (the header and
+        blank lines are not rows; in an ``.npz``, rows of ``X``), in the order of the task's rows. They
+        are the task's own split, read from the file again when the study was reopened (its SHA-256 must
+        still match). A task not read from a file is refused: it has no file rows to name, and
+        ``study.task`` holds its splits.
+        """
+        config = self._configs["task"]
+        name = config.get("name") if isinstance(config, dict) else None
+        if config is None:
+            raise ArchsearchError(
+                f"{self.path}: split_indices: the study has no data set (its rewards are looked up in a table)"
+            )
+        if name != "file":
+            raise ArchsearchError(
+                f"{self.path}: split_indices: the study's task {short(repr(name))} was not read from a data file "
+                "(--data), so it has no file rows to name; study.task holds its splits (x_train, x_val, x_test)"
+            )
+        task = self.task
+        if not isinstance(task, FileTask):  # a Task built by hand with a file's config
+            task = self._built("task", self._search.build_task)
+        return task.rows
+
     # -- creating and opening ----------------------------------------------------------------
 
     @classmethod
@@ -228,9 +254,10 @@ class Study:
         save_children: bool = False,
         refit: bool = False,
         asynchronous: bool = False,
+        overwrite: bool = False,
     ) -> Study:
-        """A new study file at ``path`` (which must not exist yet), of a :class:`SearchConfig` or of
-        ``task`` and the parts given as keywords.
+        """A new study file at ``path`` (which must not exist yet, unless ``overwrite``), of a
+        :class:`SearchConfig` or of ``task`` and the parts given as keywords.
 
         Parts not given are chosen as ``archsearch search`` chooses them (see
         :class:`SearchConfig`): for a feature task the seed experiment's ``MLPSpace()``, ``Reinforce``
@@ -245,7 +272,9 @@ class Study:
         are evaluated (default: inline, in this process); it never changes the trials. With
         ``asynchronous`` (strategies that learn from one result at a time: evolution, random) the
         study keeps ``children_per_step`` children in flight and tells each result as it comes in
-        (see the module docstring); the trials differ from a synchronous study's.
+        (see the module docstring); the trials differ from a synchronous study's. With ``overwrite``
+        a study already at ``path`` is replaced, with its saved children, once the new one is written
+        whole; anything else at ``path``, or a study another process runs, is refused.
         """
         if isinstance(task, SearchConfig):
             config = task
@@ -279,7 +308,7 @@ class Study:
             "refit": bool(config.refit),
             **({"asynchronous": True} if config.asynchronous else {}),
         }
-        storage = Storage.create(path, stored, task_data)
+        storage = Storage.create(path, stored, task_data, overwrite=overwrite)
         return cls(storage, task=parts.task, space=parts.space, strategy=parts.strategy, evaluator=parts.evaluator,
                    executor=parts.executor)  # fmt: skip
 
@@ -321,15 +350,17 @@ class Study:
         """Run (or continue) the search until ``steps`` strategy updates are committed.
 
         ``steps`` defaults to the study's budget; a larger value extends the
-        budget and is recorded. ``progress`` shows a bar on stderr (default:
-        when stderr is a terminal). Returns the best trial.
+        budget and is recorded. ``progress=True`` shows the progress on stderr: a bar on a terminal,
+        otherwise a line per step, at most one every few seconds (a log, ``nohup``, CI); ``False``
+        shows none; the default ``None`` shows the bar on a terminal and nothing otherwise, so that a
+        program calling a study does not get lines it did not ask for. Returns the best trial.
         """
         with _RunLock(self.path):
             checkpoint = self._prepare_run(steps)
             start = 0 if checkpoint is None else checkpoint[0] + 1
             best = self._storage.best_trial()
             show = sys.stderr.isatty() if progress is None else progress
-            bar = ProgressBar(self.steps, completed=start) if show else None
+            bar = progress_for(self.steps, completed=start) if show else None
             if bar:
                 bar.__enter__()
             # The controller runs on one thread: its tensors are too small to gain from more, idle

@@ -10,7 +10,7 @@ from archsearch.errors import ArchsearchError
 from archsearch.registry import Registry
 from archsearch.tasks._arrays import from_arrays, pack
 from archsearch.tasks._builtin import moons
-from archsearch.tasks._files import from_file
+from archsearch.tasks._files import FileTask, SplitIndices, from_file
 from archsearch.tasks._images import digits, fashion_mnist, mnist, mnist_5k
 from archsearch.tasks._task import Task
 from archsearch.tasks._text import LanguageTask, ptb
@@ -62,10 +62,12 @@ def get_task(config: str | dict[str, Any]) -> Task:
 
 
 __all__ = [
+    "FileTask",
     "IMAGE_TASKS",
     "LanguageTask",
     "TEXT_TASKS",
     "NAMED_TASKS",
+    "SplitIndices",
     "TASKS",
     "Task",
     "digits",

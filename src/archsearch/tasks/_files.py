@@ -3,14 +3,26 @@
 Classification: the target's distinct values (numbers or strings) become
 classes 0..k-1 in sorted order and the rows are split stratified by class.
 Regression: the target must be numeric; the rows are split at random and the
-target is standardised like the features (predictions are scaled back). The
-problem is inferred when clear: a target with text or with at most
-``MAX_INFERRED_CLASSES`` distinct integers is a classification target, one with
-fractional numbers a regression target; anything else must be named
-(``--problem``). Splits use ``split_seed`` (default fractions 70 / 20 / 10, as
-in the seed paper), and every feature is standardised with the mean and
-standard deviation of the *training* split only, so nothing about the
-validation or test rows leaks into training.
+target is standardised like the features (predictions are scaled back). Without
+``--problem`` the problem is inferred from the target's values and how they are
+written, and the task says why (:attr:`FileTask.inferred`):
+
+- text (or booleans): classification;
+- a fractional number among them: regression;
+- at most ``MAX_INFERRED_CLASSES`` distinct whole numbers, however written
+  (``3`` or ``3.0``): classification, as class labels are often stored as floats;
+- more distinct whole numbers, every one written as a decimal (``151.0``, ``1e3``;
+  in an ``.npz``, a float array): regression, as pandas and NumPy write a column
+  of measured numbers; many class labels are written as integers;
+- more distinct whole numbers written as integers (``151``) are refused: class
+  labels or a count, the user says which.
+
+Splits use ``split_seed`` (default fractions 70 / 20 / 10, as in the seed
+paper), and every feature is standardised with the mean and standard deviation
+of the *training* split only, so nothing about the validation or test rows leaks
+into training. The task keeps which rows of the file each split holds
+(:attr:`FileTask.rows`), so that a user can fit other models on the same rows
+(``Study.split_indices``).
 
 CSV columns: a column whose every cell parses as a number is numeric; any other
 column is categorical and is one-hot encoded (one 0/1 column per distinct value,
@@ -34,7 +46,9 @@ import os
 import stat
 import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,6 +60,26 @@ PROBLEMS = ("classification", "regression")
 MAX_INFERRED_CLASSES = 20
 
 
+@dataclass(frozen=True)
+class SplitIndices:
+    """Which rows of the user's file each split holds: 0-based indices of the data rows (the header and
+    blank lines are not rows; in an ``.npz``, rows of ``X``), read-only int64 arrays in the order of the
+    task's rows, so ``task.x_train[i]`` is row ``train[i]`` of the file."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class FileTask(Task):
+    """A task read from the user's file by :func:`from_file`. ``rows`` says which rows of the file each
+    split holds; ``inferred`` says why the problem was inferred (``None`` when ``problem`` was given)."""
+
+    rows: SplitIndices = field(kw_only=True)
+    inferred: str | None = field(default=None, kw_only=True)
+
+
 def from_file(
     path: str,
     target: str | None = None,
@@ -53,7 +87,7 @@ def from_file(
     fractions: Sequence[float] = (0.7, 0.2, 0.1),
     split_seed: int = 0,
     sha256: str | None = None,
-) -> Task:
+) -> FileTask:
     """A task from ``path`` (``.csv`` with ``target`` naming the label column, or ``.npz``).
 
     ``problem`` is ``"classification"``, ``"regression"`` or ``None`` (inferred from the target).
@@ -72,47 +106,18 @@ def from_file(
     digest = hashlib.sha256(data).hexdigest()
     if sha256 is not None and sha256 != digest:
         raise ArchsearchError(f"{file}: the file has changed since the study was created (SHA-256 differs)")
-    if file.suffix.lower() == ".npz":
-        if target is not None:
-            raise ArchsearchError(f"--target: {file} is an .npz file, whose labels are its array 'y'")
-        x, labels = _read_npz(file, data)
-        names = [f"x{i}" for i in range(x.shape[1])]
-    elif file.suffix.lower() == ".csv":
-        if not target:
-            raise ArchsearchError(f"--target: {file} is a CSV file; name its label column with --target")
-        x, labels, names = _read_csv(file, data, target)
-    else:
-        raise ArchsearchError(f"{file}: unknown file type {file.suffix!r} (expected .csv or .npz)")
-    inferred = problem is None
-    problem = problem or _infer_problem(file, target, labels)
-    if problem == "regression":
-        y, extra = _regression_target(file, target, labels)
-        train, val, test = _random_split(file, len(y), fractions, split_seed)
-        y_mean, y_std = scale_of(y[train])
-        y = (y - y_mean) / y_std
-        extra.update(target_mean=float(y_mean), target_std=float(y_std))
-        n_classes, y_dtype = 0, torch.float32
-    else:
-        classes, y = np.unique(labels, return_inverse=True)
-        if len(classes) < 2:
-            raise ArchsearchError(f"{file}: the target has one class only ({_label(classes[0])}); nothing to classify")
-        try:
-            train, val, test = _stratified_split(file, y, classes, fractions, split_seed)
-        except ArchsearchError as exc:
-            if not inferred or labels.dtype.kind in "OUSb":
-                raise
-            raise ArchsearchError(
-                f"{exc} (the target was taken for classes; --problem regression if it is a quantity)"
-            ) from None
-        extra = {"classes": [c.item() if isinstance(c, np.generic) else c for c in classes]}
-        n_classes, y_dtype = len(classes), torch.int64
-    mean, std = scale_of(x[train])
+    x, labels, names, decimals = _read_table(file, data, target)
+    inferred = None
+    if problem is None:
+        problem, inferred = _infer_problem(file, target, labels, decimals)
+    y, extra, rows = _target_and_split(file, target, labels, problem, fractions, split_seed, inferred is not None)
+    mean, std = scale_of(x[rows.train])
     x = (x - mean) / std
+    y_dtype = torch.float32 if problem == "regression" else torch.int64
 
-    def tensors(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.as_tensor(x[rows], dtype=torch.float32), torch.as_tensor(y[rows], dtype=y_dtype)
+    def tensors(split: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.as_tensor(x[split], dtype=torch.float32), torch.as_tensor(y[split], dtype=y_dtype)
 
-    (x_train, y_train), (x_val, y_val), (x_test, y_test) = tensors(train), tensors(val), tensors(test)
     config = {
         "name": "file",
         "path": str(file.resolve()),
@@ -123,7 +128,63 @@ def from_file(
         "sha256": digest,
     }
     preprocessing = {"features": names, "mean": mean.tolist(), "std": std.tolist(), **extra}
-    return Task(file.stem, x_train, y_train, x_val, y_val, x_test, y_test, n_classes, config, preprocessing, problem)
+    n_classes = len(extra.get("classes", ()))
+    splits = (*tensors(rows.train), *tensors(rows.val), *tensors(rows.test))
+    return FileTask(file.stem, *splits, n_classes, config, preprocessing, problem, rows=rows, inferred=inferred)
+
+
+def _read_table(file: Path, data: bytes, target: str | None) -> tuple[np.ndarray, np.ndarray, list[str], bool]:
+    """Features, target values and feature names of a CSV or ``.npz`` file, and whether every target value
+    is written as a decimal (a CSV's ``151.0`` or ``1e3``, an ``.npz``'s float array)."""
+    if file.suffix.lower() == ".npz":
+        if target is not None:
+            raise ArchsearchError(f"--target: {file} is an .npz file, whose labels are its array 'y'")
+        x, labels = _read_npz(file, data)
+        return x, labels, [f"x{i}" for i in range(x.shape[1])], labels.dtype.kind == "f"
+    if file.suffix.lower() == ".csv":
+        if not target:
+            raise ArchsearchError(f"--target: {file} is a CSV file; name its label column with --target")
+        return _read_csv(file, data, target)
+    raise ArchsearchError(f"{file}: unknown file type {file.suffix!r} (expected .csv or .npz)")
+
+
+def _target_and_split(
+    file: Path,
+    target: str | None,
+    labels: np.ndarray,
+    problem: str,
+    fractions: Sequence[float],
+    seed: int,
+    inferred: bool,
+) -> tuple[np.ndarray, dict[str, Any], SplitIndices]:
+    """The target as the task holds it (standardised values, or class indices), what preprocessing records
+    about it, and the split: at random for regression, stratified by class for classification."""
+    if problem == "regression":
+        y, extra = _regression_target(file, target, labels)
+        rows = _random_split(file, len(y), fractions, seed)
+        y_mean, y_std = scale_of(y[rows[0]])
+        extra.update(target_mean=float(y_mean), target_std=float(y_std))
+        return (y - y_mean) / y_std, extra, SplitIndices(*(_frozen(part) for part in rows))
+    classes, y = np.unique(labels, return_inverse=True)
+    if len(classes) < 2:
+        raise ArchsearchError(f"{file}: the target has one class only ({_label(classes[0])}); nothing to classify")
+    try:
+        rows = _stratified_split(file, y, classes, fractions, seed)
+    except ArchsearchError as exc:
+        if not inferred or labels.dtype.kind in "OUSb":
+            raise
+        raise ArchsearchError(
+            f"{exc} (the target was taken for classes; --problem regression if it is a quantity)"
+        ) from None
+    extra = {"classes": [c.item() if isinstance(c, np.generic) else c for c in classes]}
+    return y, extra, SplitIndices(*(_frozen(part) for part in rows))
+
+
+def _frozen(rows: np.ndarray) -> np.ndarray:
+    """Row indices as a read-only int64 array: a split handed to users cannot be changed by accident."""
+    rows = np.array(rows, dtype=np.int64)
+    rows.setflags(write=False)
+    return rows
 
 
 def scale_of(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -133,17 +194,25 @@ def scale_of(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.where(std == 0, 1.0, std)
 
 
-def _infer_problem(file: Path, target: str | None, labels: np.ndarray) -> str:
-    """Classification for text or a few distinct integers, regression for fractional numbers."""
-    if labels.dtype.kind in "OUSb":
-        return "classification"
+def _infer_problem(file: Path, target: str | None, labels: np.ndarray, decimals: bool) -> tuple[str, str]:
+    """The problem the target's values make clear, and why (the rule is in the module docstring);
+    many distinct whole numbers written as integers are refused: class labels or a count?"""
+    name = f"target {target!r}" if target else "y"
+    if labels.dtype.kind == "b":
+        return "classification", f"{name} holds booleans"
+    if labels.dtype.kind in "OUS":
+        return "classification", f"{name} holds text"
     values = labels.astype(np.float64)
     if not np.all(values == np.round(values)):
-        return "regression"
+        return "regression", f"{name} holds fractional numbers"
     distinct = len(np.unique(values))
     if distinct <= MAX_INFERRED_CLASSES:
-        return "classification"
-    name = f"target {target!r}" if target else "y"
+        kind = "whole numbers" if decimals else "integers"
+        return "classification", f"{name} holds {distinct} distinct {kind}; --problem regression if it is a quantity"
+    if decimals:
+        written = "written as decimals" if target else "stored as floats"
+        hint = "--problem classification if they are classes"
+        return "regression", f"the {distinct} distinct values of {name} are {written}; {hint}"
     raise ArchsearchError(
         f"--problem: {file}: {name} holds {distinct} distinct integers; say --problem classification "
         "or --problem regression"
@@ -331,7 +400,9 @@ def _check_float32_range(file: Path, name: str, values: np.ndarray) -> None:
         )
 
 
-def _read_csv(file: Path, data: bytes, target: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _read_csv(file: Path, data: bytes, target: str) -> tuple[np.ndarray, np.ndarray, list[str], bool]:
+    """Features, target values (numbers where every cell is one, else text), feature names, and whether
+    every target cell is written as a decimal: with a point or an exponent, as pandas writes floats."""
     rows: list[list[str]] = []
     lines: list[int] = []  # the line each row ends on (a quoted cell may hold line breaks)
     try:
@@ -388,7 +459,8 @@ def _read_csv(file: Path, data: bytes, target: str) -> tuple[np.ndarray, np.ndar
         features.append(numbers)
         names.append(name)
     y = numeric_labels if numeric_labels is not None else np.array(labels)
-    return np.stack(features, axis=1), y, names
+    decimals = numeric_labels is not None and all("." in cell or "e" in cell.lower() for cell in labels)
+    return np.stack(features, axis=1), y, names, decimals
 
 
 def _check_cells(file: Path, what: str, cells: list[str], numbers: np.ndarray, lines: list[int]) -> None:
