@@ -21,7 +21,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -30,7 +30,7 @@ from archsearch._outputs import check_output_dir, check_output_file, default_out
 from archsearch.errors import ArchsearchError
 
 if TYPE_CHECKING:  # imported where it is used, like every part
-    from archsearch.config import SearchConfig
+    from archsearch.config import Parts, SearchConfig
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT)
@@ -796,15 +796,21 @@ def _search_config(args: argparse.Namespace) -> SearchConfig:
 
 
 def _search(args: argparse.Namespace) -> int:
+    config = _search_config(args)
+    parts = config.build(_flag)  # data read and checked before anything is written
+    default = args.study is None
+    if default:
+        args.study = Path("runs") / f"{args.benchmark or parts.task.name}-{args.strategy}-s{args.seed}.db"
+    with _made_folder(args.study.parent, default):
+        return _search_in(args, config, parts)
+
+
+def _search_in(args: argparse.Namespace, config: SearchConfig, parts: Parts) -> int:
+    """The search, once its config is built and its default folder is there."""
     from archsearch.study import Study
     from archsearch.study._storage import check_new_study_path, discard_if_empty
     from archsearch.tasks import FileTask
 
-    config = _search_config(args)
-    parts = config.build(_flag)  # data read and checked before anything is written
-    if args.study is None:
-        args.study = Path("runs") / f"{args.benchmark or parts.task.name}-{args.strategy}-s{args.seed}.db"
-        args.study.parent.mkdir(exist_ok=True)
     check_new_study_path(args.study, overwrite=args.overwrite)
     if parts.executor is not None and parts.executor.name == "ray":
         parts.executor.connect()  # an unreachable cluster is refused before the study file is written
@@ -1049,10 +1055,9 @@ def _sample(args: argparse.Namespace) -> int:
     check_output_file(plot, study_paths(study), flag)  # before any training: the plot is written last
     check_output_file(numbers_path(plot), study_paths(study), flag)
     check_image_path(plot, flag)
-    if args.study is None:
-        study.parent.mkdir(parents=True, exist_ok=True)
     print(f"sampling {args.n} random architectures on {args.task} -> {study}")
-    result = sample(args.task, args.n, study, seed=args.seed, progress=not args.quiet)
+    with _made_folder(study.parent, args.study is None):
+        result = sample(args.task, args.n, study, seed=args.seed, progress=not args.quiet)
     if not result.accuracies:
         raise ArchsearchError(f"{study}: none of the {result.failed} sampled architectures trained successfully")
     numbers = write_sample(result, plot)
@@ -1066,6 +1071,22 @@ def _sample(args: argparse.Namespace) -> int:
     )
     print(f"plot: {plot}  numbers: {numbers}")
     return 0
+
+
+@contextlib.contextmanager
+def _made_folder(folder: Path, make: bool) -> Iterator[None]:
+    """With ``make``, create the default output ``folder`` if it is missing, and remove it again if the
+    command is then refused or stopped before writing anything in it: a refused command leaves nothing."""
+    made = make and not folder.exists()
+    if made:
+        folder.mkdir(parents=True)
+    try:
+        yield
+    except BaseException:
+        if made:
+            with contextlib.suppress(OSError):  # not empty: it holds what the command saved
+                folder.rmdir()
+        raise
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -376,6 +376,13 @@ def test_bad_compare_arguments(tmp_path, run, args, needles):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("task", ["digits", "ptb"])
+def test_a_refused_sample_leaves_no_default_folder(tmp_path, run, task):
+    proc = run("sample", "--task", task, "--n", "2", "--quiet", cwd=tmp_path)
+    one_line_error(proc, "evaluator batched")
+    assert list(tmp_path.iterdir()) == []  # not even the runs/ folder it would have written in
+
+
 def test_sample_then_reuse(tmp_path, run):
     study = tmp_path / "sample.db"
     proc = run("sample", "--task", "moons", "--n", "24", "--study", study, "--quiet", check=True)
