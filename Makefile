@@ -30,10 +30,13 @@ chromium:
 
 install: $(STAMP)
 
+# pip byte-compiles what it installs on one core; compileall does it on all of them (a file it cannot
+# compile is skipped, as pip skips it). Without the .pyc files every process would compile what it imports.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[dev,optuna,onnx,images,ray]"
+	$(BIN)/python -m pip install --quiet --no-compile torch==2.13.0
+	$(BIN)/python -m pip install --quiet --no-compile -e ".[dev,optuna,onnx,images,ray]"
+	-@$(BIN)/python -m compileall -qq -j 0 $(VENV)/lib >/dev/null
 	touch $(STAMP)
 
 clean:
