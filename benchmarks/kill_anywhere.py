@@ -99,6 +99,7 @@ def run(
     search: list[str] | None = None,
     workdir: Path | None = None,
     at_trials: Sequence[int] | None = None,
+    reference: Path | None = None,
 ) -> dict:
     """Kill, resume, compare; returns what happened (``same`` says whether the studies agree).
 
@@ -107,17 +108,21 @@ def run(
     each launch, so kills land while the study opens and its workers start, in training, in
     recording and in strategy updates, and spread over the whole search. With ``at_trials``
     the k-th launch is killed instead as soon as the study holds ``at_trials[k]`` trials: one
-    kill each, whatever the machine's speed (the test suite's mode).
+    kill each, whatever the machine's speed (the test suite's mode). ``reference``, with
+    ``at_trials`` only, is a finished study of the same search made beforehand (the test suite
+    makes it in its own process): it stands for the uninterrupted run, which is then not timed.
     """
+    if reference is not None and at_trials is None:
+        raise ValueError("reference: only with at_trials (random kill instants need the uninterrupted run's times)")
     search = search or [
         *("--task", "moons", "--trainer", "serial", "--steps", "60", "--children-per-step", "12"),
         *("--max-epochs", "50", "--seed", str(seed), "--executor", "process", "--workers", "2"),
     ]
     workdir = Path(workdir or tempfile.mkdtemp(prefix="kill-anywhere-"))
-    killed, straight = workdir / "killed.db", workdir / "straight.db"
+    killed, straight = workdir / "killed.db", Path(reference or workdir / "straight.db")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    startup, total = _uninterrupted(search, straight, env)
-    window = (0.5 * startup, startup + 1.5 * max(total - startup, 0.1) / kills)
+    startup, total = (None, None) if reference is not None else _uninterrupted(search, straight, env)
+    window = None if startup is None else (0.5 * startup, startup + 1.5 * max(total - startup, 0.1) / kills)
     rng = np.random.default_rng(seed)
     events = []
     started = time.perf_counter()
@@ -168,7 +173,7 @@ def run(
         "same": same_trials and same_steps and best_killed == best_straight,
         "startup_s": startup,
         "uninterrupted_wall_s": total,
-        "kill_window_s": list(window),
+        "kill_window_s": None if window is None else list(window),
         "interrupted_wall_s": interrupted_s,
         "search": search,
     }

@@ -63,6 +63,13 @@ def run():
     return archsearch
 
 
+def uninterrupted(search: Sequence[object], study) -> object:  # noqa: ANN001
+    """``archsearch search SEARCH --study STUDY`` run to the end in this process: the reference that
+    benchmarks/kill_anywhere.py compares a killed and resumed search with, made without a process start-up."""
+    archsearch("search", *search, "--study", study, "--quiet", check=True)
+    return study
+
+
 def one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
     """A refusal as the command line must give it: exit code 2 and one line on stderr, with every needle."""
     assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)

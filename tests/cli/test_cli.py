@@ -14,7 +14,7 @@ import pytest
 from ..conftest import benchmark_script
 import torch
 
-from .conftest import COMMAND, FAST, one_line_error
+from .conftest import COMMAND, FAST, one_line_error, uninterrupted
 
 
 def test_search_then_best_then_trials(tmp_path, run):
@@ -573,7 +573,8 @@ def test_kill_anywhere_script_finds_the_uninterrupted_study(tmp_path):
     # killed once 3 and 8 trials are in (not at timed instants, which a busy machine can outrun): the search
     # in the middle of its first step, then its resume once a step's children are all in; each launch costs
     # a process start-up, most of this test's time
-    result = script.run(seed=1, search=search, workdir=tmp_path, at_trials=[3, 8])
+    reference = uninterrupted(search, tmp_path / "straight.db")
+    result = script.run(seed=1, search=search, workdir=tmp_path, at_trials=[3, 8], reference=reference)
     assert result["trials"] == 16 and result["kills"] == 2
     at_kill = [event["trials_at_kill"] for event in result["events"]]
     assert len(at_kill) == 2 and all(at >= due for at, due in zip(at_kill, [3, 8])) and at_kill[-1] < 16

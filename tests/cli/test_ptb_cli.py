@@ -9,7 +9,7 @@ import math
 import pytest
 
 from ..conftest import benchmark_script
-from .conftest import one_line_error
+from .conftest import one_line_error, uninterrupted
 
 CELLS = ["--task", "ptb", "--hidden", "12", "--max-layers", "3", "--weight-sharing", "--steps", "4",
          "--children-per-step", "2", "--controller-steps", "2", "--derive", "3", "--retrain", "2", "--reward-words",
@@ -73,6 +73,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_cell_search(tmp_path, ptb_fo
     script = benchmark_script("kill_anywhere")
     search = [*CELLS, "--data-dir", str(ptb_folder)]
     # 8 proxy trials in the search (4 steps of 2), then the derived ones (3 at most), then 2 retrained
-    result = script.run(seed=1, search=search, workdir=tmp_path, at_trials=[5])
+    reference = uninterrupted(search, tmp_path / "straight.db")
+    result = script.run(seed=1, search=search, workdir=tmp_path, at_trials=[5], reference=reference)
     assert result["kills"] == 1 and result["trials"] == result["trials_uninterrupted"] >= 12, result
     assert result["same_trials"] and result["same_steps"] and result["same"], result

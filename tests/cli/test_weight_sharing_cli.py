@@ -8,7 +8,7 @@ import json
 import pytest
 
 from ..conftest import benchmark_script
-from .conftest import one_line_error
+from .conftest import one_line_error, uninterrupted
 
 WS = ["--weight-sharing", "--steps", "4", "--children-per-step", "3", "--controller-steps", "2", "--derive", "6",
       "--retrain", "2", "--max-layers", "2", "--max-epochs", "6", "--batch-size", "64", "--seed", "5", "--quiet"]  # fmt: skip
@@ -96,6 +96,7 @@ def test_kill_9_anywhere_then_resume_gives_the_uninterrupted_weight_sharing_stud
     # command is killed in the search, its resume in the derivation or as the retraining starts (the
     # derived children are recorded in a burst: a kill due at 13 trials has found 17 and 18). Each launch
     # costs a process start-up, most of this test's time.
-    result = script.run(seed=1, search=search, workdir=tmp_path, at_trials=[2, 13])
+    reference = uninterrupted(search, tmp_path / "straight.db")
+    result = script.run(seed=1, search=search, workdir=tmp_path, at_trials=[2, 13], reference=reference)
     assert result["kills"] == 2 and result["trials"] == result["trials_uninterrupted"] >= 16, result
     assert result["same_trials"] and result["same_steps"] and result["same"], result

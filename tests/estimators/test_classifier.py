@@ -30,7 +30,7 @@ def test_scikit_learn_estimator_checks(estimator, check):
 
 def test_cross_val_score_in_a_pipeline():
     X, y = load_wine(return_X_y=True)
-    pipeline = make_pipeline(StandardScaler(), NASClassifier(budget=30, children_per_step=15, max_epochs=30))
+    pipeline = make_pipeline(StandardScaler(), NASClassifier(budget=12, children_per_step=6, max_epochs=30))
     scores = cross_val_score(pipeline, X, y, cv=3)
     assert scores.shape == (3,) and scores.mean() > 0.75, scores
 

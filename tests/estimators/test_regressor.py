@@ -30,7 +30,7 @@ def friedman(rows: int = 300):
 @pytest.mark.slow
 def test_cross_val_score_in_a_pipeline():
     X, y = friedman()
-    pipeline = make_pipeline(StandardScaler(), NASRegressor(budget=30, children_per_step=15))
+    pipeline = make_pipeline(StandardScaler(), NASRegressor(budget=12, children_per_step=6))
     scores = cross_val_score(pipeline, X, y, cv=3)
     assert scores.shape == (3,) and scores.mean() > 0.6, scores
 
