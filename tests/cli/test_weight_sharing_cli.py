@@ -88,15 +88,16 @@ def test_the_classifier_searches_with_shared_weights_and_predicts_with_the_retra
 
 @pytest.mark.slow
 def test_kill_9_anywhere_then_resume_gives_the_uninterrupted_weight_sharing_study(tmp_path):
-    """benchmarks/kill_anywhere.py on a weight-sharing search: SIGKILL during the search, then once the
-    search is over, each followed by ``archsearch resume``."""
+    """benchmarks/kill_anywhere.py on a weight-sharing search: SIGKILL during the search, once the search
+    is over, and between the two retrainings, each followed by ``archsearch resume``."""
     script = benchmark_script("kill_anywhere")
     search = [*WS[:-1], "--task", "moons", "--executor", "inline"]
-    # 12 proxy trials in the search, then the derived ones (6 at most), then 2 retrained; the search
-    # command is killed in the search, its resume in the derivation or as the retraining starts (the
-    # derived children are recorded in a burst: a kill due at 13 trials has found 17 and 18). Each launch
-    # costs a process start-up, most of this test's time.
+    # 12 proxy trials in the search, then the 6 derived ones, then 2 retrained: the search command is
+    # killed in the search, its first resume after the derivation (the derived children are recorded in a
+    # burst: a kill due at 13 trials finds 18), its second once the first retrained pick is in.
     reference = uninterrupted(search, tmp_path / "straight.db")
-    result = script.run(seed=1, search=search, workdir=tmp_path, at_trials=[2, 13], reference=reference)
-    assert result["kills"] == 2 and result["trials"] == result["trials_uninterrupted"] >= 16, result
+    result = script.run(seed=1, search=search, workdir=tmp_path, at_trials=[2, 13, 19], reference=reference)
+    at_kill = [event.get("trials_at_kill") for event in result["events"]]
+    assert result["kills"] == 3 and at_kill[-1] == 19 and result["trials"] == 20, result
+    assert result["trials"] == result["trials_uninterrupted"], result
     assert result["same_trials"] and result["same_steps"] and result["same"], result
