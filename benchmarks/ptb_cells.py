@@ -214,7 +214,7 @@ def state(args: argparse.Namespace) -> None:
             optimizer.step()
             losses.append(loss.item())
 
-        def again(start: tuple) -> float:
+        def again(model: CellLanguageModel, start: tuple) -> float:
             total, state = 0.0, start
             with torch.no_grad():
                 for window in first:
@@ -225,8 +225,8 @@ def state(args: argparse.Namespace) -> None:
         model.eval()
         row = {"params": arch.num_params(vocabulary, vocabulary),
                "last_10_windows_training_perplexity": math.exp(float(np.mean(losses[-10:]))),
-               "first_10_windows_again_carried_state": again(carried),
-               "first_10_windows_again_fresh_state": again(model.initial_state(32)),
+               "first_10_windows_again_carried_state": again(model, carried),
+               "first_10_windows_again_fresh_state": again(model, model.initial_state(32)),
                "val_perplexity": math.exp(mean_loss(model, vx, vy, 35))}  # fmt: skip
         data[name] = {"architecture": str(arch), **row}
         table.append([name, *(f"{v:,.0f}" for v in row.values())])
