@@ -5,6 +5,7 @@ The pages' Python blocks are run by the collector in the repository's conftest.p
 
 from __future__ import annotations
 
+import argparse
 import math
 import re
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from archsearch import _limits as limits
+from archsearch.cli import build_parser
 from archsearch.space._cells import MAX_DAG_NODES, MAX_TREE_LEAVES
 from archsearch.tasks._text import MAX_TEXT_BYTES
 
@@ -92,4 +94,5 @@ def test_the_readme_stays_a_front_door() -> None:
     first_block = readme.split("```sh\n", 1)[1].split("```", 1)[0]
     assert [line.split()[:2] for line in first_block.splitlines()] == [["make", "run"], ["make", "test"]]
     commands = set(re.findall(r"^\| `archsearch (\w+)", readme, flags=re.MULTILINE))
-    assert commands == {"search", "resume", "trials", "best", "report", "export", "compare", "sample", "baseline"}
+    subcommands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert commands == set(subcommands.choices)  # every command of the parser has its row

@@ -117,8 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="archsearch", description="Neural architecture search that never loses work.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_search_parser, _resume_parser, _trials_parser, _best_parser, _report_parser, _export_parser,
-                _compare_parser, _baseline_parser, _sample_parser):  # fmt: skip
+    for add in (_search_parser, _resume_parser, _trials_parser, _best_parser, _pareto_parser, _report_parser,
+                _export_parser, _compare_parser, _baseline_parser, _sample_parser):  # fmt: skip
         add(commands)
     return parser
 
@@ -364,6 +364,24 @@ def _best_parser(commands: argparse._SubParsersAction) -> None:
     best = commands.add_parser("best", help="show the best architecture", description="Show the best trial.")
     best.add_argument("study", type=_path, help="study file")
     best.add_argument("--json", action="store_true", help="JSON instead of text")
+
+
+def _pareto_parser(commands: argparse._SubParsersAction) -> None:
+    pareto = commands.add_parser(
+        "pareto",
+        help="the trials that no other trial beats in every objective",
+        description="List the study's non-dominated trials (its Pareto front): those that no other trial matches "
+        "or beats in every objective and beats in one. Failed trials, and a weight-sharing study's proxy trials, "
+        "are left out; an architecture trained again counts once.",
+    )
+    pareto.add_argument("study", type=_path, help="study file")
+    pareto.add_argument(
+        "--objectives",
+        default="val_score:max,params:min",
+        help="METRIC:min or METRIC:max, separated by commas; metrics: val_score, reward, params, epochs, seconds "
+        "(default: val_score:max,params:min)",
+    )
+    pareto.add_argument("--json", action="store_true", help="JSON instead of text")
 
 
 def _report_parser(commands: argparse._SubParsersAction) -> None:
@@ -679,7 +697,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         _one_line_warnings(args.command)
         handlers = {"search": _search, "resume": _resume, "trials": _trials, "best": _best, "compare": _compare}
-        handler = {**handlers, "sample": _sample, "export": _export, "report": _report, "baseline": _baseline}
+        handler = {**handlers, "sample": _sample, "export": _export, "report": _report, "baseline": _baseline,
+                   "pareto": _pareto}  # fmt: skip
         return handler[args.command](args)
     except ArchsearchError as exc:
         print(f"{_prog(args)}: error: {_one_line(exc)}{_one_line(_resume_hint(args, exc))}", file=sys.stderr)
@@ -1151,6 +1170,42 @@ def _trials(args: argparse.Namespace) -> int:
             str(t.epochs),
             f"{t.seconds:.3f}",
         )
+    Console(soft_wrap=True).print(table)
+    return 0
+
+
+def _pareto(args: argparse.Namespace) -> int:
+    from archsearch.experiments._pareto import minimised, non_dominated_sort, parse_objectives, trial_points
+    from archsearch.study import Study
+
+    objectives = parse_objectives(args.objectives)  # before the study is opened: a bad flag reads nothing
+    with Study.open(args.study, readonly=True) as study:
+        seen, trials = set(), []
+        for t in study.trials():
+            if t.status == "ok" and t.kind != "proxy" and t.arch_hash not in seen:
+                seen.add(t.arch_hash)
+                trials.append(t)
+        metric = study.metric
+    points = minimised(trial_points(trials, objectives), objectives)
+    front = sorted(non_dominated_sort(points)[0] if points else [], key=lambda i: points[i])
+    if args.json:
+        rows = [{**trials[i].to_dict(), "objectives": dict(zip(map(str, objectives), trial_points([trials[i]],
+                objectives)[0], strict=True))} for i in front]  # fmt: skip
+        print(json.dumps({"objectives": [str(o) for o in objectives], "trials": len(trials), "front": rows}, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    print(f"{len(front)} of {len(trials)} trials are not dominated in {', '.join(map(str, objectives))}")
+    table = Table(box=None)
+    for column in ("#", "architecture", *(o.metric for o in objectives)):
+        table.add_column(column, justify="left" if column == "architecture" else "right")
+    for i in front:
+        t = trials[i]
+        shown = {"val_score": _shown(t.val_score, metric) if metric == "log_likelihood" else f"{t.val_score:.4f}",
+                 "reward": f"{t.reward:.4f}", "seconds": f"{t.seconds:.3f}"}  # fmt: skip
+        table.add_row(str(t.number), str(t.architecture), *(shown.get(o.metric, str(getattr(t, o.metric)))
+                                                             for o in objectives))  # fmt: skip
     Console(soft_wrap=True).print(table)
     return 0
 

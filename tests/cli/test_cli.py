@@ -637,3 +637,38 @@ def test_an_unreachable_ray_cluster_is_one_line_and_writes_nothing(tmp_path, run
     proc = run("search", "--executor", "ray", "--address", "auto", "--study", tmp_path / "s.db", *FAST, cwd=tmp_path)
     one_line_error(proc, "executor: cannot connect to Ray at auto")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_pareto_lists_the_trials_that_no_other_beats(tmp_path, run):
+    study = tmp_path / "s.db"
+    run("search", "--steps", "3", "--children-per-step", "5", "--study", study, *FAST, check=True)
+    trials = [t for t in json.loads(run("trials", study, "--json", check=True).stdout) if t["status"] == "ok"]
+    first = {}
+    for t in trials:  # an architecture trained again counts once
+        first.setdefault(t["hash"], t)
+    points = {t["number"]: (t["val_score"], t["params"]) for t in first.values()}
+    expected = sorted(n for n, (acc, size) in points.items()
+                      if not any(a >= acc and p <= size and (a, p) != (acc, size) for a, p in points.values()))  # fmt: skip
+    result = json.loads(run("pareto", study, "--json", check=True).stdout)
+    assert result["objectives"] == ["val_score:max", "params:min"] and result["trials"] == len(points)
+    assert sorted(t["number"] for t in result["front"]) == expected
+    accuracies = [t["objectives"]["val_score:max"] for t in result["front"]]
+    assert accuracies == sorted(accuracies, reverse=True)  # best first, so fewer parameters down the list
+    text = run("pareto", study, check=True).stdout
+    assert text.startswith(f"{len(expected)} of {len(points)} trials are not dominated")
+    both = json.loads(run("pareto", study, "--objectives", "params:min,epochs:max", "--json", check=True).stdout)
+    assert both["objectives"] == ["params:min", "epochs:max"] and both["front"]
+
+
+@pytest.mark.parametrize(
+    ("objectives", "needle"),
+    [("val_score:max,latency:min", "unknown metric 'latency'"), ("val_score:up,params:min", "min or max"),
+     ("val_score:max", "at least two")],
+)  # fmt: skip
+def test_pareto_refuses_bad_objectives_in_one_line(tmp_path, run, objectives, needle):
+    proc = run("pareto", tmp_path / "missing.db", "--objectives", objectives)
+    one_line_error(proc, "--objectives", needle)
+    assert list(tmp_path.iterdir()) == []
+    data = tmp_path / "data.csv"
+    data.write_text("a,b\n1,2\n")
+    one_line_error(run("pareto", data), "data.csv", "not an archsearch study")

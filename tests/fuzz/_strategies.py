@@ -206,6 +206,19 @@ def best_argv() -> st.SearchStrategy[list]:
     return command("best", [path(None, (*STUDIES, "sample"), NOT_STUDIES), switch("--json")])
 
 
+def pareto_argv() -> st.SearchStrategy[list]:
+    return command(
+        "pareto",
+        [
+            path(None, (*STUDIES, "sample"), NOT_STUDIES),
+            flag("--objectives", ("val_score:max,params:min", "params:min,seconds:min,reward:max"),
+                 ("", "val_score:max", "val_score:up,params:min", "latency:min,params:min", "params:min,params:max",
+                  "val_score:max,,params:min", ":max,params:min")),
+            switch("--json"),
+        ],
+    )  # fmt: skip
+
+
 def report_argv() -> st.SearchStrategy[list]:
     return command(
         "report",
@@ -292,4 +305,5 @@ SUBCOMMANDS = {
     "compare": compare_argv,
     "sample": sample_argv,
     "baseline": baseline_argv,
+    "pareto": pareto_argv,
 }

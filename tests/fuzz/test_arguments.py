@@ -29,6 +29,7 @@ EXAMPLES = {
     "compare": 8,
     "sample": 6,
     "baseline": 4,
+    "pareto": 8,
 }
 
 
@@ -87,3 +88,4 @@ test_export_arguments = _test("export")
 test_compare_arguments = _test("compare")
 test_sample_arguments = _test("sample")
 test_baseline_arguments = _test("baseline")
+test_pareto_arguments = _test("pareto")
