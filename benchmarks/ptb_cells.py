@@ -149,16 +149,11 @@ def search(args: argparse.Namespace) -> None:
 
 def baselines(args: argparse.Namespace) -> None:
     task = _task(args)
-    config = TrainConfig(**RETRAINING, max_epochs=args.retrain_epochs, patience=args.retrain_epochs,
-                         threads=args.threads)  # fmt: skip
-    trainer = LanguageTrainer(task, config)
+    trainer = _retrainer(task, args)
     rows, data = [], {}
     for name in args.cells.split(","):
         arch = StandardCell(name, matched_hidden(name, args.params, task.n_classes))
-        ((_, result),) = trainer.evaluate([arch], [args.seed])
-        if result.status != "ok":
-            raise ArchsearchError(f"{arch}: {result.status}: {result.error}")
-        test = _ppl(trainer.test_score(arch, result.weights))
+        result, test = _retrained(trainer, arch, args.seed)
         data[name] = {"architecture": str(arch), "params": result.params, "val_perplexity": _ppl(result.val_score),
                       "test_perplexity": test, "seconds": result.seconds}  # fmt: skip
         rows.append([str(arch), f"{result.params:,}", f"{_ppl(result.val_score):.1f}", f"{test:.1f}",
@@ -236,6 +231,21 @@ def state(args: argparse.Namespace) -> None:
            {"words": args.words, "seed": args.seed, "results": data})  # fmt: skip
 
 
+def _retrainer(task, args: argparse.Namespace) -> LanguageTrainer:  # noqa: ANN001
+    """A trainer for a pick or a baseline: ``RETRAINING`` for ``--retrain-epochs`` passes, the best kept."""
+    config = TrainConfig(**RETRAINING, max_epochs=args.retrain_epochs, patience=args.retrain_epochs,
+                         threads=args.threads)  # fmt: skip
+    return LanguageTrainer(task, config)
+
+
+def _retrained(trainer: LanguageTrainer, arch, seed: int):  # noqa: ANN001, ANN202
+    """``arch`` trained from scratch: its result and its test perplexity; a failed training stops the script."""
+    ((_, result),) = trainer.evaluate([arch], [seed])
+    if result.status != "ok":
+        raise ArchsearchError(f"{arch}: {result.status}: {result.error}")
+    return result, _ppl(trainer.test_score(arch, result.weights))
+
+
 def _epochs_suffix(args: argparse.Namespace) -> str:
     """Results of a longer retraining are kept beside the one-pass ones, not written over them."""
     return "" if args.retrain_epochs == 1 else f"_e{args.retrain_epochs}"
@@ -248,13 +258,7 @@ def retrain(args: argparse.Namespace) -> None:
     if not found.get("pick"):
         raise ArchsearchError(f"{args.source}: holds no retrained pick")
     arch = Architecture.from_dict(found["pick"]["architecture_json"])
-    config = TrainConfig(**RETRAINING, max_epochs=args.retrain_epochs, patience=args.retrain_epochs,
-                         threads=args.threads)  # fmt: skip
-    trainer = LanguageTrainer(task, config)
-    ((_, result),) = trainer.evaluate([arch], [args.seed])
-    if result.status != "ok":
-        raise ArchsearchError(f"{arch}: {result.status}: {result.error}")
-    test = _ppl(trainer.test_score(arch, result.weights))
+    result, test = _retrained(_retrainer(task, args), arch, args.seed)
     data = {"source": Path(args.source).name, "architecture": str(arch), "params": result.params,
             "retrain_epochs": args.retrain_epochs, "threads": args.threads, "val_perplexity": _ppl(result.val_score),
             "test_perplexity": test, "seconds": result.seconds}  # fmt: skip

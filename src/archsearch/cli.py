@@ -1186,12 +1186,13 @@ def _pareto(args: argparse.Namespace) -> int:
                 seen.add(t.arch_hash)
                 trials.append(t)
         metric = study.metric
-    points = minimised(trial_points(trials, objectives), objectives)
+    values = trial_points(trials, objectives)
+    points = minimised(values, objectives)
     front = sorted(non_dominated_sort(points)[0] if points else [], key=lambda i: points[i])
     if args.json:
-        rows = [{**trials[i].to_dict(), "objectives": dict(zip(map(str, objectives), trial_points([trials[i]],
-                objectives)[0], strict=True))} for i in front]  # fmt: skip
-        print(json.dumps({"objectives": [str(o) for o in objectives], "trials": len(trials), "front": rows}, indent=2))
+        names = [str(o) for o in objectives]
+        rows = [{**trials[i].to_dict(), "objectives": dict(zip(names, values[i], strict=True))} for i in front]
+        print(json.dumps({"objectives": names, "trials": len(trials), "front": rows}, indent=2))
         return 0
     from rich.console import Console
     from rich.table import Table

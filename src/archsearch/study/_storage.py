@@ -38,7 +38,7 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -806,26 +806,49 @@ def _check_parent(path: Path) -> None:
         raise ArchsearchError(f"{path}: directory {parent} is not writable")
 
 
+class RunLock:
+    """One running process per study: a second ``run`` on the same file is refused."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file = None
+
+    def __enter__(self) -> RunLock:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover -- not POSIX: no lock
+            return self
+        if self.path is None:  # in memory: no other process can see it
+            return self
+        self._file = open(self.path, "rb")  # noqa: SIM115
+        try:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._file.close()
+            self._file = None
+            raise ArchsearchError(f"{self.path}: another process is running this study") from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
 @contextmanager
 def _replaceable(path: Path) -> Iterator[None]:
     """Hold ``path`` while it is replaced: refuse, with one line, anything but a study, and a study that
-    another process runs (its run holds an exclusive lock on the file; this takes it, and keeps it)."""
+    another process runs (takes the lock a run holds, and keeps it)."""
     if path.is_symlink() or not path.is_file():
         raise ArchsearchError(f"{path}: is not a study file; --overwrite replaces only a study")
     try:
         Storage.open(path, readonly=True).close()
     except ArchsearchError as exc:
         raise ArchsearchError(f"{exc}; --overwrite replaces only a study") from None
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover -- not POSIX: no lock
-        yield
-        return
-    with open(path, "rb") as held:
+    with ExitStack() as held:
         try:
-            fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise ArchsearchError(f"{path}: another process is running this study; it cannot be replaced") from None
+            held.enter_context(RunLock(path))
+        except ArchsearchError as exc:
+            raise ArchsearchError(f"{exc}; it cannot be replaced") from None
         yield
 
 

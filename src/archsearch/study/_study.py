@@ -48,7 +48,7 @@ from archsearch.space import Architecture, SearchSpace
 from archsearch.strategies import Outcome, Strategy
 from archsearch.study._phases import check_shared_run, phases_summary, run_shared
 from archsearch.study._progress import progress_for
-from archsearch.study._storage import Storage, Trial, rank
+from archsearch.study._storage import RunLock, Storage, Trial, rank
 from archsearch.study._untrusted import UnusableWeights, fitting, short
 from archsearch.tasks import TEXT_TASKS, FileTask, SplitIndices, Task, stored_task
 
@@ -355,7 +355,7 @@ class Study:
         shows none; the default ``None`` shows the bar on a terminal and nothing otherwise, so that a
         program calling a study does not get lines it did not ask for. Returns the best trial.
         """
-        with _RunLock(self.path):
+        with RunLock(self.path):
             checkpoint = self._prepare_run(steps)
             start = 0 if checkpoint is None else checkpoint[0] + 1
             best = self._storage.best_trial()
@@ -849,31 +849,3 @@ def _check_count(name: str, value: object) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ArchsearchError(f"{name}: must be a positive integer, got {value!r}")
     limits.integer(name, value, 1, {"steps": limits.MAX_STEPS}.get(name, limits.MAX_CHILDREN_PER_STEP))
-
-
-class _RunLock:
-    """One running process per study: a second ``run`` on the same file is refused."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._file = None
-
-    def __enter__(self) -> _RunLock:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover -- not POSIX: no lock
-            return self
-        if self.path is None:  # in memory: no other process can see it
-            return self
-        self._file = open(self.path, "rb")  # noqa: SIM115
-        try:
-            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self._file.close()
-            self._file = None
-            raise ArchsearchError(f"{self.path}: another process is running this study") from None
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._file is not None:
-            self._file.close()
