@@ -9,6 +9,7 @@ trains nothing answers (a table's lookup): it keeps no weights, cannot refit, an
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -19,6 +20,7 @@ import torch
 
 from archsearch.errors import ArchsearchError
 from archsearch.evaluation._config import TrainConfig
+from archsearch.evaluation._folds import fold_tasks
 from archsearch.evaluation._result import Refit, Result
 from archsearch.evaluation._scoring import load_model, split_score, validation_loss
 from archsearch.space import Architecture
@@ -124,6 +126,25 @@ class Trainer(Evaluator):
     trainers share beyond training."""
 
     refits = True
+    #: whether ``config.folds`` > 1 is honoured: children trained from scratch on a table can be
+    #: cross-validated; shared weights and language models score on their own validation data
+    cross_validates: ClassVar[bool] = False
+
+    def __init__(self, task: Task, config: TrainConfig | None = None) -> None:
+        super().__init__(task, config)
+        if self.config.folds > 1:
+            if not self.cross_validates:
+                raise ArchsearchError(
+                    f"trainer.folds: cross-validation trains children from scratch (trainers serial and batched); "
+                    f"the {self.name!r} evaluator scores on its validation split only"
+                )
+            self.fold_tasks  # noqa: B018 -- too many folds for the rows is refused here, not mid-search
+
+    @functools.cached_property
+    def fold_tasks(self) -> list[Task]:
+        """The tasks of ``config.folds`` folds of the training and validation rows (see
+        :mod:`archsearch.evaluation._folds`)."""
+        return fold_tasks(self.task, self.config.folds)
 
     def validation_loss(self, arch: Architecture, weights: dict[str, torch.Tensor]) -> float | None:
         return validation_loss(arch, self.task, weights)
@@ -147,7 +168,7 @@ class Trainer(Evaluator):
         merged = dataclasses.replace(
             task, x_train=torch.cat([task.x_train, task.x_val]), y_train=torch.cat([task.y_train, task.y_val])
         )
-        config = dataclasses.replace(self.config, max_epochs=epochs, patience=epochs + 1, reward_window=1)
+        config = dataclasses.replace(self.config, max_epochs=epochs, patience=epochs + 1, reward_window=1, folds=1)
         ((_, result),) = SerialTrainer(merged, config).evaluate([arch], [seed])
         if result.status != "ok":
             raise ArchsearchError(f"the retrained network {result.status}: {result.error}")

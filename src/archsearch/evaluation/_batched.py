@@ -46,6 +46,7 @@ from archsearch._limits import max_workers
 from archsearch.errors import ArchsearchError
 from archsearch.evaluation._base import Trainer, torch_threads
 from archsearch.evaluation._config import TrainConfig
+from archsearch.evaluation._folds import combine, fold_ids, pooled
 from archsearch.evaluation._result import Result
 from archsearch.evaluation._scoring import improved, r2_from_sse, total_sum_of_squares
 from archsearch.evaluation._workers import WorkerPool, available_cores, job_for
@@ -61,6 +62,7 @@ class BatchedTrainer(Trainer):
     """Trains a batch of MLP children at once, with the reference trainer's semantics."""
 
     name = "batched"
+    cross_validates = True
     batch_dependent = True
     max_batch = 256  # children planned and held in memory at once; larger batches are split
     _workers: WorkerPool | None = None
@@ -72,6 +74,11 @@ class BatchedTrainer(Trainer):
             raise ArchsearchError(
                 "trainer.time_limit: the batched trainer trains children in lockstep, without a limit per child; "
                 "use the serial trainer"
+            )
+        if self.config.folds > 1 and self.config.batch_size is not None:
+            raise ArchsearchError(
+                "trainer.batch_size: the batched trainer cross-validates (folds) in full batches; "
+                "leave the batch size out or use the serial trainer"
             )
 
     def evaluate(self, archs: Sequence[Architecture], seeds: Sequence[int]) -> Iterator[tuple[int, Result]]:
@@ -98,7 +105,8 @@ class BatchedTrainer(Trainer):
         groups = []
         for start in range(0, len(archs), self.max_batch):
             chunk = range(start, min(start + self.max_batch, len(archs)))
-            planned = plan_groups([archs[i] for i in chunk], self.task.in_features, self.task.out_features, rows)
+            chosen = [archs[i] for i in chunk]
+            planned = plan_groups(chosen, self.task.in_features, self.task.out_features, rows, self.config.folds)
             groups += [[chunk[i] for i in members] for members in planned]
         costs = [self._group_cost([archs[i] for i in members]) for members in groups]
         return [groups[j] for j in sorted(range(len(groups)), key=lambda j: -costs[j])]
@@ -126,7 +134,7 @@ class BatchedTrainer(Trainer):
         rows = len(self.task.y_train) + len(self.task.y_val)
         widest = [max(a.widths[layer] for a in group) for layer in range(len(group[0].layers))]
         sizes = np.array([self.task.in_features, *widest, self.task.out_features], dtype=np.float64)
-        return float(_cost(len(group), sizes, rows))
+        return float(_cost(len(group) * self.config.folds, sizes, rows))
 
     def _pool(self, size: int) -> WorkerPool | None:
         """The worker processes, started on first use and kept until :meth:`close` (a study closes
@@ -147,7 +155,7 @@ class BatchedTrainer(Trainer):
     def __getstate__(self) -> dict[str, Any]:
         """Settings and task only: a copy sent to a worker process trains its groups in that process."""
         state = dict(self.__dict__)
-        for name in ("_workers", "_no_workers", "_finalizer"):
+        for name in ("_workers", "_no_workers", "_finalizer", "fold_tasks"):
             state.pop(name, None)
         return state
 
@@ -164,11 +172,21 @@ class BatchedTrainer(Trainer):
         """Train the children ``members`` (indices into ``archs`` and ``seeds``) as one group."""
         done: set[int] = set()
         start = time.perf_counter()
+        folds = self.config.folds
         try:
             group = _Group(self, [(i, archs[i], seeds[i]) for i in members])
-            for index, result in group.train():
-                done.add(index)
-                yield index, result
+            if folds == 1:
+                for index, result in group.train():
+                    done.add(index)
+                    yield index, result
+                return
+            trained: dict[int, dict[int, Result]] = {}
+            for (index, fold), result in group.train():
+                trained.setdefault(index, {})[fold] = result
+                if len(trained[index]) == folds:
+                    done.add(index)
+                    results = [trained[index][f] for f in range(folds)]
+                    yield index, combine(archs[index], self.fold_tasks, results, self.config)
         except Exception as exc:  # a broken batch is recorded trials, not a crashed search
             error = f"{type(exc).__name__}: {exc}"
             seconds = time.perf_counter() - start
@@ -207,8 +225,11 @@ def _cost(children: np.ndarray, sizes: np.ndarray, rows: int) -> np.ndarray:
     return _GROUP_COST + _LAYER_COST * (sizes.shape[-1] - 1) + children * per_child
 
 
-def plan_groups(archs: Sequence[MLPArchitecture], in_features: int, out_features: int, rows: int) -> list[list[int]]:
-    """Split a batch into groups that are trained together, to minimise the modelled cost.
+def plan_groups(
+    archs: Sequence[MLPArchitecture], in_features: int, out_features: int, rows: int, folds: int = 1
+) -> list[list[int]]:
+    """Split a batch into groups that are trained together, to minimise the modelled cost (a child
+    cross-validated on ``folds`` folds is that many members of its group).
 
     Children of equal width profile always share a group (no padding). Then, within each depth,
     the two groups whose merger saves the most modelled time are merged, as long as merging saves
@@ -227,9 +248,9 @@ def plan_groups(archs: Sequence[MLPArchitecture], in_features: int, out_features
         sizes = np.array([(in_features, *w, out_features) for w, _ in by_depth[depth]], dtype=np.float64)
         counts = np.array([len(m) for m in members], dtype=np.float64)
         alive = np.ones(len(members), dtype=bool)
-        cost = _cost(counts, sizes, rows)
+        cost = _cost(counts * folds, sizes, rows)
         merged_sizes = np.maximum(sizes[:, None, :], sizes[None, :, :])
-        saving = cost[:, None] + cost[None, :] - _cost(counts[:, None] + counts[None, :], merged_sizes, rows)
+        saving = cost[:, None] + cost[None, :] - _cost((counts[:, None] + counts[None, :]) * folds, merged_sizes, rows)
         np.fill_diagonal(saving, -np.inf)
         saving[counts[:, None] + counts[None, :] > MAX_GROUP] = -np.inf
         while len(members) > 1:
@@ -242,9 +263,9 @@ def plan_groups(archs: Sequence[MLPArchitecture], in_features: int, out_features
             alive[j] = False
             sizes[i] = np.maximum(sizes[i], sizes[j])
             counts[i] += counts[j]
-            cost[i] = _cost(counts[i], sizes[i], rows)
+            cost[i] = _cost(counts[i] * folds, sizes[i], rows)
             saving[j, :] = saving[:, j] = -np.inf
-            row = cost[i] + cost - _cost(counts[i] + counts, np.maximum(sizes[i], sizes), rows)
+            row = cost[i] + cost - _cost((counts[i] + counts) * folds, np.maximum(sizes[i], sizes), rows)
             row[~alive | (counts[i] + counts > MAX_GROUP)] = -np.inf
             row[i] = -np.inf
             saving[i, :] = saving[:, i] = row
@@ -262,6 +283,9 @@ class _Child:
     vals: list[float] = field(default_factory=list)
     best: float = -math.inf  # best validation score so far (regression: R^2 before clipping)
     waited: int = 0  # epochs since it last improved
+    key: Any = None  # what its results are yielded under: its index, or (index, fold) when cross-validated
+    n_val: int = 0  # its validation rows (cross-validated: its fold's)
+    sst: float = 0.0  # regression: the total sum of squares of its validation targets
 
 
 class _Group:
@@ -273,14 +297,17 @@ class _Group:
         self.device = torch.device(self.cfg.device)
         self.start = time.perf_counter()
         members = sorted(members, key=lambda m: m[1].activations)  # equal activations in contiguous runs
+        self.folds = folds = self.cfg.folds  # a cross-validated child is one member per fold, each from its seed
         self.children = [
             _Child(
                 index,
                 arch,
                 torch.Generator().manual_seed(int(seed)),
                 arch.num_params(task.in_features, task.out_features),
+                key=index if folds == 1 else (index, fold),
             )
             for index, arch, seed in members
+            for fold in range(folds)
         ]
         depth = len(members[0][1].layers)
         widest = [max(c.arch.widths[layer] for c in self.children) for layer in range(depth)]
@@ -398,6 +425,7 @@ class _Group:
                 parts.append(flat[bias:end].view(old_g, -1).index_select(0, index).reshape(-1))
             return torch.cat(parts)
 
+        self.members = {name: t.index_select(0, index) for name, t in self.members.items()}
         self.flat, self.m, self.v = compact(self.flat), compact(self.m), compact(self.v)
         self.ring = torch.stack([compact(r) for r in self.ring])
         self.grad = torch.zeros_like(self.flat)
@@ -555,7 +583,10 @@ class _Group:
         """
         if self.task.regression:
             error = torch.sub(logits, target, out=self.passes[tag]["log-p"])
-            torch.sum(torch.mul(error, error, out=self.passes[tag]["picked"]), dim=(1, 2), out=out)
+            squares = torch.mul(error, error, out=self.passes[tag]["picked"])
+            if "weights" in self.members and tag == "train":  # cross-validated: each member's own rows
+                return torch.sum(squares.mul_(self.members["weights"]), dim=(1, 2), out=out)
+            torch.sum(squares, dim=(1, 2), out=out)
             return out.div_(logits.shape[-1])
         log_p = aten._log_softmax.out(logits, 1, False, out=self.passes[tag]["log-p"])
         return torch.sum(torch.mul(log_p, target, out=self.passes[tag]["picked"]), dim=(1, 2), out=out)
@@ -565,22 +596,34 @@ class _Group:
         (regression: 2 (output - target) / n, from the errors)."""
         buffer = self.passes[tag]["log-p"]
         n = target.shape[-1]
+        weights = self.members.get("weights") if tag == "train" else None  # cross-validated: 1 / own rows
         if self.task.regression:
-            return buffer.mul_(2 / n)
+            return buffer.mul_(2 / n) if weights is None else buffer.mul_(weights).mul_(self._two)
+        if weights is not None:
+            return torch.addcmul(target, buffer.exp_(), weights, out=buffer)
         return torch.add(target, buffer.exp_(), alpha=1 / n, out=buffer)
 
     def _validation_stats(self, views: _LogitViews, y_val: torch.Tensor) -> None:
         """Correctly classified validation points (regression: the squared error) into ``stats[1]``, a
         finiteness checksum into ``stats[2]``. ``y_val`` is boolean for two classes."""
         val_logits = views.val
+        held_out = self.members.get("held-out")  # cross-validated: each member validates on its fold only
+        if held_out is not None:
+            val_logits = torch.where(held_out, val_logits, 0.0)
         if self.task.regression:
-            torch.sum(torch.sub(val_logits, y_val).square_(), dim=(1, 2), out=views.correct)
+            squares = torch.sub(val_logits, y_val).square_()
+            if held_out is not None:
+                squares = torch.where(held_out, squares, 0.0)
+            torch.sum(squares, dim=(1, 2), out=views.correct)
         else:
             if views.second is not None:  # argmax of two classes; a tie goes to class 0, as argmax does
                 predicted = torch.gt(views.second, views.first)
             else:
-                predicted = val_logits.argmax(dim=1)
-            torch.sum(predicted == y_val, dim=1, out=views.correct)
+                predicted = views.val.argmax(dim=1)
+            hits = predicted == y_val
+            if held_out is not None:
+                hits = hits.logical_and_(held_out[:, 0])
+            torch.sum(hits, dim=1, out=views.correct)
         torch.sum(val_logits, dim=(1, 2), out=views.checksum)  # inf or nan in, inf or nan out
 
     def _logit_views(self, forward: str, n_train: int) -> _LogitViews:
@@ -589,7 +632,7 @@ class _Group:
         views = self._plans.get(key)
         if views is None:
             logits = self.passes[forward]["hs"][-1]  # the pass has run (and was planned) first
-            val = logits[..., n_train:] if forward == "all" else logits
+            val = logits[..., self.val_offset :] if forward == "all" else logits
             two = self.binary
             views = self._plans[key] = _LogitViews(
                 logits[..., :n_train], val, self.stats[0], self.stats[1], self.stats[2],
@@ -599,20 +642,31 @@ class _Group:
 
     # -- training --------------------------------------------------------------------------------
 
-    def train(self) -> Iterator[tuple[int, Result]]:
+    def train(self) -> Iterator[tuple[Any, Result]]:
+        """Train until every member stops; yields ``(child.key, result)`` as each does."""
         cfg, task, device = self.cfg, self.task, self.device
         x_train, y_train = (t.to(device) for t in task.split("train"))
         x_val, y_val = (t.to(device) for t in task.split("val"))
+        classes = torch.arange(task.out_features, device=device)[:, None]
+        self.members: dict[str, torch.Tensor] = {}  # per-member tensors, kept in step with the members
+        if self.folds > 1:
+            x_train, y_train = x_val, y_val = tuple(t.to(device) for t in pooled(task))
+            self._fold_members(y_train, classes)
+        else:
+            for child in self.children:
+                child.n_val = len(y_val)
+                child.sst = total_sum_of_squares(y_val) if task.regression else 0.0
         n_train = len(y_train)
         minibatch = cfg.batch_size is not None and cfg.batch_size < n_train
-        classes = torch.arange(task.out_features, device=device)[:, None]
-        target = _scaled_targets(y_train[None, :], classes, task.regression)
+        self.shared_target = _scaled_targets(y_train[None, :], classes, task.regression)
         if self.binary:
             y_val = y_val.bool()  # compared with a boolean prediction: no type promotion per epoch
-        self.rows = {"all": n_train + len(y_val), "train": n_train, "val": len(y_val)}
-        self.sst = total_sum_of_squares(y_val) if task.regression else 0.0
+        # cross-validated, every member's pass covers the pooled rows: it trains on its own and validates on the others
+        self.val_offset = 0 if self.folds > 1 else n_train
+        all_x = x_train if self.folds > 1 else torch.cat([x_train, x_val])
+        self.rows = {"all": len(all_x), "train": n_train, "val": len(y_val)}
         self._bind()
-        self.passes["all"]["x"].copy_(torch.cat([x_train, x_val]).T.expand_as(self.passes["all"]["x"]))
+        self.passes["all"]["x"].copy_(all_x.T.expand_as(self.passes["all"]["x"]))
         self.passes["val"]["x"].copy_(x_val.T.expand_as(self.passes["val"]["x"]))
 
         for epoch in range(1, cfg.max_epochs + 2):
@@ -623,7 +677,7 @@ class _Group:
             if full_batch_step:
                 self._forward("all")
                 views = self._logit_views("all", n_train)
-                self._losses(views.train, target, views.loss, "train")
+                self._losses(views.train, self.target, views.loss, "train")
             elif epoch > 1:
                 self._forward("val")
                 views = self._logit_views("val", 0)
@@ -631,21 +685,21 @@ class _Group:
                 self._validation_stats(views, y_val)
             stats = self.stats.tolist()
             if epoch > 1:
-                keep = yield from self._validated(epoch - 1, stats[1], stats[2], len(y_val))
+                keep = yield from self._validated(epoch - 1, stats[1], stats[2])
                 if keep is not None:
                     stats = [[row[i] for i in keep] for row in stats]
                     self._remove(keep)
                     if full_batch_step and self.children:  # the loss pass must follow the rows kept
                         self._forward("all")
                         views = self._logit_views("all", n_train)
-                        self._losses(views.train, target, views.loss, "train")
+                        self._losses(views.train, self.target, views.loss, "train")
             if epoch > cfg.max_epochs or not self.children:
                 return
             if minibatch:
                 losses = self._minibatch_epoch(x_train, y_train, classes, epoch).tolist()
             else:
                 losses = stats[0]
-                self._delta(target, "train")
+                self._delta(self.target, "train")
                 self._backward("all", "train", n_train)
                 self._adam(epoch)
             keep = yield from self._losses_recorded(epoch, losses)
@@ -653,6 +707,27 @@ class _Group:
                 self._remove(keep)
             if not self.children:
                 return
+
+    def _fold_members(self, y: torch.Tensor, classes: torch.Tensor) -> None:
+        """Per-member rows when cross-validated: ``held-out`` marks a member's fold among the pooled rows
+        ``y``, ``weights`` is one over its training rows' count on the others (the loss is their mean),
+        and for classification ``target`` is minus the one-hot targets times those weights."""
+        device, regression = self.device, self.task.regression
+        member_folds = torch.tensor([child.key[1] for child in self.children], device=device)
+        held_out = fold_ids(self.task, self.folds).to(device)[None, :] == member_folds[:, None]
+        counts = held_out.sum(1)
+        weights = (~held_out).float().div_((len(y) - counts)[:, None].float())[:, None, :]
+        self.members = {"held-out": held_out[:, None, :], "weights": weights}
+        if not regression:
+            self.members["target"] = (y[None, None, :] == classes).float().mul(weights).neg_()
+        for child, rows in zip(self.children, held_out):
+            child.n_val = int(rows.sum())
+            child.sst = total_sum_of_squares(y[rows]) if regression else 0.0
+
+    @property
+    def target(self) -> torch.Tensor:
+        """What :meth:`_losses` and :meth:`_delta` take for the full-batch training rows."""
+        return self.members.get("target", self.shared_target)
 
     def _minibatch_epoch(self, x: torch.Tensor, y: torch.Tensor, classes: torch.Tensor, epoch: int) -> torch.Tensor:
         """One epoch of minibatch steps; every child shuffles with its own generator, as in the reference."""
@@ -689,10 +764,10 @@ class _Group:
                 child.losses.append(loss)
                 keep.append(row)
             else:
-                yield child.index, self._failure(child, f"training loss became {loss} at epoch {epoch}")
+                yield child.key, self._failure(child, f"training loss became {loss} at epoch {epoch}")
         return keep if len(keep) < self.g else None
 
-    def _validated(self, epoch: int, correct: list[float], checksum: list[float], n_val: int):  # noqa: ANN202
+    def _validated(self, epoch: int, correct: list[float], checksum: list[float]):  # noqa: ANN202
         """Validation bookkeeping for ``epoch``: curve, kept weights, early stopping, divergence.
 
         Yields the results of children that stop and returns the rows to keep, or None when all stay.
@@ -702,19 +777,19 @@ class _Group:
         keep = []
         for row, child in enumerate(self.children):
             if not math.isfinite(checksum[row]):
-                yield child.index, self._failure(child, f"validation outputs became non-finite at epoch {epoch}")
+                yield child.key, self._failure(child, f"validation outputs became non-finite at epoch {epoch}")
                 continue
             if self.task.regression:
-                score = r2_from_sse(correct[row], self.sst)
+                score = r2_from_sse(correct[row], child.sst)
             else:
-                score = int(correct[row]) / n_val
+                score = int(correct[row]) / child.n_val
             child.vals.append(max(0.0, score))
             if improved(score, child.best, self.task.regression):
                 child.best, child.waited = score, 0
             else:
                 child.waited += 1
             if child.waited >= cfg.patience or epoch == cfg.max_epochs:
-                yield child.index, self._finish(child, row)
+                yield child.key, self._finish(child, row)
             else:
                 keep.append(row)
         return keep if len(keep) < self.g else None

@@ -9,6 +9,9 @@ from archsearch import _limits as limits
 from archsearch.errors import ArchsearchError
 
 
+MAX_FOLDS = 100
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How a child is trained and scored.
@@ -26,11 +29,14 @@ class TrainConfig:
     is one reason a study stores it (every executor then trains with it). ``time_limit`` (seconds, default none) bounds one child's training: a child that
     reaches it stops after the minibatch in progress, is validated, and is recorded with what it
     reached (its curves show the epochs it completed). It makes results depend on the machine's
-    speed, so it is off unless asked for.
+    speed, so it is off unless asked for. ``folds`` (default 1: the task's own validation split)
+    scores a child by k-fold cross-validation on the training and validation rows together (see
+    :mod:`archsearch.evaluation._folds`): k trainings per child, a reward that a small validation split
+    cannot fool.
 
     Bounds: ``max_epochs`` and ``reward_window`` up to 10**5, ``patience`` up to 10**6, ``batch_size`` up to
     2**20, ``lr`` and ``weight_decay`` up to 10, ``reward_power`` up to 100, ``threads`` up to 256,
-    ``time_limit`` up to 10**6 s, all finite; ``device`` is ``cpu``, ``cuda`` or ``cuda:N`` of this
+    ``time_limit`` up to 10**6 s, ``folds`` up to 100, all finite; ``device`` is ``cpu``, ``cuda`` or ``cuda:N`` of this
     machine.
     """
 
@@ -44,6 +50,7 @@ class TrainConfig:
     threads: int | None = None
     time_limit: float | None = None
     weight_decay: float = 0.0
+    folds: int = 1
 
     def __post_init__(self) -> None:
         def count(name: str, maximum: int, optional: bool = False) -> None:
@@ -64,11 +71,13 @@ class TrainConfig:
         count("threads", limits.MAX_THREADS, optional=True)
         rate("time_limit", 0.0, limits.MAX_TIME_LIMIT, optional=True)
         rate("weight_decay", 0.0, limits.MAX_RATE, above=False)
+        count("folds", MAX_FOLDS)
 
     def to_config(self) -> dict[str, Any]:
         config = asdict(self)
-        if not self.weight_decay:  # studies written before it existed stay byte-identical in config
-            del config["weight_decay"]
+        for name in ("weight_decay", "folds"):  # studies written before they existed stay byte-identical
+            if config[name] == _DEFAULTS[name]:
+                del config[name]
         return config
 
     @classmethod
@@ -91,3 +100,6 @@ class TrainConfig:
         accuracy = max(window)
         epoch = start + window.index(accuracy) + 1
         return accuracy**self.reward_power, accuracy, epoch
+
+
+_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}

@@ -6,6 +6,7 @@ tested against it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections import deque
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from archsearch.evaluation._base import Trainer, torch_threads
+from archsearch.evaluation._folds import combine
 from archsearch.evaluation._result import Result
 from archsearch.evaluation._scoring import improved, predict, training_loss, validation_score
 from archsearch.space import Architecture
@@ -28,6 +30,7 @@ class SerialTrainer(Trainer):
     """
 
     name = "serial"
+    cross_validates = True
 
     @property
     def job_threads(self) -> int:
@@ -38,7 +41,14 @@ class SerialTrainer(Trainer):
         nothing from more, and results then never depend on the machine's core count)."""
         with torch_threads(self.config.threads or 1):
             for index, (arch, seed) in enumerate(zip(archs, seeds, strict=True)):
-                yield index, self.train(arch, seed)
+                yield index, self.train(arch, seed) if self.config.folds == 1 else self.cross_validate(arch, seed)
+
+    def cross_validate(self, arch: Architecture, seed: int) -> Result:
+        """``arch`` trained from the same initial weights on each fold's task in turn, and scored by
+        their mean (see :mod:`archsearch.evaluation._folds`)."""
+        one = dataclasses.replace(self.config, folds=1)
+        results = [SerialTrainer(task, one).train(arch, seed) for task in self.fold_tasks]
+        return combine(arch, self.fold_tasks, results, self.config)
 
     def train(self, arch: Architecture, seed: int) -> Result:
         """Train one child from the initial weights that ``seed`` determines."""
