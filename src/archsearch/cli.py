@@ -75,6 +75,7 @@ _epochs = _integer(1, "positive", limits.MAX_EPOCHS)
 _batch_size = _integer(1, "positive", limits.MAX_BATCH_SIZE)
 _layers = _integer(1, "positive", limits.MLP_MAX_LAYERS, f" (mlp; cnn: {limits.CNN_MAX_LAYERS})")
 _count = _integer(1, "positive", limits.MAX_COUNT)
+_folds = _integer(1, "positive", limits.MAX_FOLDS)
 _hidden = _integer(1, "positive", limits.MAX_HIDDEN_SIZE)
 _budget = _integer(1, "positive", limits.MAX_BUDGET)
 _retries = _integer(0, "non-negative", limits.MAX_RETRIES)
@@ -252,6 +253,21 @@ def _search_training_arguments(train: argparse._ArgumentGroup) -> None:
         "serial: the plain reference loop (default for cnn)",
     )
     _training_arguments(train)
+    train.add_argument(
+        "--folds",
+        type=_folds,
+        default=None,
+        help="score each child by k-fold cross-validation on the training and validation rows together "
+        "(k trainings per child; default: 1, the validation split alone; at most 100)",
+    )
+    train.add_argument(
+        "--preset",
+        choices=("auto", "seed"),
+        default="auto",
+        help="child training for an MLP search on a data file: auto chooses from its size (a small table: "
+        "5-fold cross-validated rewards, longer, regularised training; see docs/data.md), seed keeps the "
+        "seed experiment's; flags above override either (default: auto)",
+    )
     train.add_argument("--device", type=_device, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     train.add_argument(
         "--threads",
@@ -777,7 +793,7 @@ _FIELD_FLAGS = {"skips": "--no-skips", "batch_norm": "--no-batch-norm", "evaluat
 #: the ``search`` arguments that are settings of weight sharing (SearchConfig.shared)
 _SHARED = ("sharing", "controller_steps", "derive", "retrain", "warmup", "reward_words", "pass_words")
 #: the ``search`` arguments that are TrainConfig settings
-_TRAINING = ("max_epochs", "patience", "lr", "weight_decay", "batch_size", "time_limit", "threads")
+_TRAINING = ("max_epochs", "patience", "lr", "weight_decay", "batch_size", "time_limit", "threads", "folds")
 
 
 def _flag(field: str) -> str:
@@ -787,7 +803,7 @@ def _flag(field: str) -> str:
 
 def _training(args: argparse.Namespace) -> dict:
     """The TrainConfig settings the command line gives."""
-    return {name: getattr(args, name) for name in _TRAINING if getattr(args, name) is not None}
+    return {name: getattr(args, name) for name in _TRAINING if getattr(args, name, None) is not None}
 
 
 def _search_config(args: argparse.Namespace) -> SearchConfig:
@@ -800,7 +816,7 @@ def _search_config(args: argparse.Namespace) -> SearchConfig:
     same = ("task", "target", "problem", "split", "split_seed", "benchmark", "noisy", "space", "max_layers", "hidden",
             "strategy", "controller_lr", "entropy_weight", "advantage", "curriculum", "device", "executor", "workers",
             "retries", "address", "steps", "children_per_step", "seed", "reuse_evaluations", "save_children", "refit",
-            "asynchronous")  # fmt: skip
+            "asynchronous", "preset")  # fmt: skip
     return SearchConfig(
         **{name: getattr(args, name) for name in same},
         data=text(args.data),
@@ -837,6 +853,8 @@ def _search_in(args: argparse.Namespace, config: SearchConfig, parts: Parts) -> 
     print(f"study: {study.path}  ({args.steps} steps x {args.children_per_step} children, seed {args.seed})")
     if isinstance(parts.task, FileTask) and parts.task.inferred:
         print(f"problem: {parts.task.problem} (inferred: {parts.task.inferred})")
+    if parts.evaluator.name in ("serial", "batched"):
+        print(_children_line(parts.evaluator.to_config(), parts.task, config))
     try:
         with study:
             study.run(progress=not args.quiet)
@@ -845,6 +863,28 @@ def _search_in(args: argparse.Namespace, config: SearchConfig, parts: Parts) -> 
         discard_if_empty(args.study)  # a refused search leaves no study behind
         raise
     return 0
+
+
+def _children_line(trainer: dict, task: Any, config: SearchConfig) -> str:
+    """How children train, in one line: the settings a search starts with (the study stores them)."""
+    from archsearch.config import table_training
+    from archsearch.evaluation import TrainConfig
+    from archsearch.tasks import FileTask
+
+    settings = TrainConfig.from_config({k: v for k, v in trainer.items() if k != "name"})
+    parts = [f"{trainer['name']} trainer"]
+    if settings.folds > 1:
+        parts.append(f"{settings.folds}-fold cross-validated rewards")
+    parts.append(f"at most {settings.max_epochs} epochs, patience {settings.patience}, lr {settings.lr:g}")
+    if settings.weight_decay:
+        parts.append(f"weight decay {settings.weight_decay:g}")
+    parts.append("full batch" if settings.batch_size is None else f"batches of {settings.batch_size}")
+    line = "children: " + ", ".join(parts)
+    if isinstance(task, FileTask) and config.preset == "auto":
+        rows = len(task.y_train) + len(task.y_val)
+        size = "a small table" if table_training(task) else "a table"
+        line += f"  (preset auto: {size} of {rows} training + validation rows; --preset seed for the seed experiment's)"
+    return line
 
 
 def _baseline(args: argparse.Namespace) -> int:

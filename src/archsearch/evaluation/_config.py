@@ -9,9 +9,6 @@ from archsearch import _limits as limits
 from archsearch.errors import ArchsearchError
 
 
-MAX_FOLDS = 100
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     """How a child is trained and scored.
@@ -71,7 +68,7 @@ class TrainConfig:
         count("threads", limits.MAX_THREADS, optional=True)
         rate("time_limit", 0.0, limits.MAX_TIME_LIMIT, optional=True)
         rate("weight_decay", 0.0, limits.MAX_RATE, above=False)
-        count("folds", MAX_FOLDS)
+        count("folds", limits.MAX_FOLDS)
 
     def to_config(self) -> dict[str, Any]:
         config = asdict(self)
