@@ -202,7 +202,8 @@ class SearchConfig:
         self.executor_config(names)
         self._check_sharing(names)
         if self.preset not in PRESETS:
-            raise ArchsearchError(f"{names('preset')}: must be one of {', '.join(PRESETS)}, got {short(self.preset)}")
+            choices = ", ".join(PRESETS)
+            raise ArchsearchError(f"{names('preset')}: must be one of {choices}, got {short(repr(self.preset))}")
 
     def _check_sharing(self, names: Names) -> None:
         """Weight sharing: on a task, inline, without the flags that assume children trained one by one."""
