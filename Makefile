@@ -16,8 +16,11 @@ run: $(STAMP)
 	fi
 	$(BIN)/archsearch best runs/moons.db --json
 
-test: $(STAMP)
-	@command -v chromium >/dev/null 2>&1 || $(MAKE) --no-print-directory chromium
+# Chromium is installed while the virtual environment is (both wait mostly on downloads).
+test:
+	@( command -v chromium >/dev/null 2>&1 || $(MAKE) --no-print-directory chromium ) & chromium=$$!; \
+	$(MAKE) --no-print-directory install; installed=$$?; wait $$chromium; \
+	[ $$installed -eq 0 ] || exit $$installed; \
 	$(BIN)/python -m pytest -n 2 --dist worksteal
 
 # Debian's Chromium, for the test that renders a report in a browser; if it cannot be installed
