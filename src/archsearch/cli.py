@@ -261,6 +261,13 @@ def _search_training_arguments(train: argparse._ArgumentGroup) -> None:
         "(k trainings per child; default: 1, the validation split alone; at most 100)",
     )
     train.add_argument(
+        "--monitor",
+        choices=("score", "loss"),
+        default=None,
+        help="what early stopping watches: the validation score (accuracy or R^2) or the validation loss, "
+        "finer on a small split (default: score)",
+    )
+    train.add_argument(
         "--preset",
         choices=("auto", "seed"),
         default="auto",
@@ -793,7 +800,7 @@ _FIELD_FLAGS = {"skips": "--no-skips", "batch_norm": "--no-batch-norm", "evaluat
 #: the ``search`` arguments that are settings of weight sharing (SearchConfig.shared)
 _SHARED = ("sharing", "controller_steps", "derive", "retrain", "warmup", "reward_words", "pass_words")
 #: the ``search`` arguments that are TrainConfig settings
-_TRAINING = ("max_epochs", "patience", "lr", "weight_decay", "batch_size", "time_limit", "threads", "folds")
+_TRAINING = ("max_epochs", "patience", "lr", "weight_decay", "batch_size", "time_limit", "threads", "folds", "monitor")
 
 
 def _flag(field: str) -> str:
@@ -879,6 +886,8 @@ def _children_line(trainer: dict, task: Any, config: SearchConfig) -> str:
     if settings.weight_decay:
         parts.append(f"weight decay {settings.weight_decay:g}")
     parts.append("full batch" if settings.batch_size is None else f"batches of {settings.batch_size}")
+    if settings.monitor == "loss":
+        parts.append("early stopping on the validation loss")
     line = "children: " + ", ".join(parts)
     if isinstance(task, FileTask) and config.preset == "auto":
         rows = len(task.y_train) + len(task.y_val)

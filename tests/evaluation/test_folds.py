@@ -1,4 +1,5 @@
-"""Cross-validated rewards (``TrainConfig(folds=k)``): the folds, the two trainers, studies."""
+"""Cross-validated rewards (``TrainConfig(folds=k)``): the folds, the two trainers, studies; and early
+stopping on the validation loss (``monitor="loss"``), with and without folds."""
 
 import dataclasses
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 from archsearch import ArchsearchError, Study
-from archsearch.evaluation import BatchedTrainer, SerialTrainer, SharedWeightsEvaluator, TrainConfig
+from archsearch.evaluation import BatchedTrainer, SerialTrainer, SharedWeightsEvaluator, TrainConfig, validation_loss
 from archsearch.evaluation._folds import fold_ids, fold_task, fold_tasks, pooled
 from archsearch.space import MLPArchitecture, MLPSpace
 
@@ -169,3 +170,26 @@ def test_more_folds_cost_less_than_as_many_separate_groups(moons):
     one = BatchedTrainer(task, TrainConfig())._group_cost(archs)
     five = BatchedTrainer(task, TrainConfig(folds=5))._group_cost(archs)
     assert one < five < 5 * one
+
+
+@pytest.mark.parametrize("fixture, folds", [("moons", 1), ("friedman", 1), ("moons", 3), ("friedman", 3)])
+def test_early_stopping_on_the_validation_loss_matches_the_reference_trainer(request, fixture, folds):
+    """``monitor="loss"``: both trainers stop when the validation loss has not fallen for ``patience``
+    epochs, and record the loss at the kept epoch, with and without folds."""
+    task = small(request.getfixturevalue(fixture), 200, 60)
+    archs, seeds = equivalence_archs()[:8], list(range(8))
+    config = TrainConfig(max_epochs=30, patience=4, monitor="loss", folds=folds)
+    reference = SerialTrainer(task, config).evaluate_all(archs, seeds)
+    batched = BatchedTrainer(task, config).evaluate_all(archs, seeds)
+    same = sum(r.epochs == b.epochs and r.kept_epoch == b.kept_epoch for r, b in zip(reference, batched))
+    assert same >= len(archs) - 1
+    for r, b in zip(reference, batched):
+        assert r.status == b.status == "ok"
+        assert b.val_loss == pytest.approx(r.val_loss, rel=1e-3)
+    by_score = SerialTrainer(task, dataclasses.replace(config, monitor="score")).evaluate_all(archs, seeds)
+    assert [r.epochs for r in by_score] != [r.epochs for r in reference]  # it does watch something else
+    if folds == 1:  # the recorded loss is the kept weights' loss on the validation rows
+        for r, arch in zip(reference, archs):
+            assert r.val_loss == pytest.approx(validation_loss(arch, task, r.weights), rel=1e-5)
+    with pytest.raises(ArchsearchError, match=r"^trainer.monitor: must be one of score, loss, got 'accuracy'$"):
+        TrainConfig(monitor="accuracy")

@@ -286,6 +286,7 @@ class _Child:
     key: Any = None  # what its results are yielded under: its index, or (index, fold) when cross-validated
     n_val: int = 0  # its validation rows (cross-validated: its fold's)
     sst: float = 0.0  # regression: the total sum of squares of its validation targets
+    val_losses: list[float] = field(default_factory=list)  # when early stopping watches them
 
 
 class _Group:
@@ -381,7 +382,8 @@ class _Group:
         self.passes = {tag: self._pass_buffers(tag, rows) for tag, rows in self.rows.items()}
         self._plans: dict[Any, list[tuple]] = {}
         # per child: loss, correct validation points (regression: squared error), checksum
-        self.stats = torch.empty(3, g, device=device)
+        # (and, when early stopping watches it, the classification validation loss)
+        self.stats = torch.empty(4 if self._classification_val_loss else 3, g, device=device)
 
     def _pass_buffers(self, tag: str, rows: int) -> dict[str, Any]:
         """Buffers of a pass over ``rows`` rows, each allocated on first use.
@@ -624,6 +626,9 @@ class _Group:
             if held_out is not None:
                 hits = hits.logical_and_(held_out[:, 0])
             torch.sum(hits, dim=1, out=views.correct)
+            if self._classification_val_loss:  # mean cross-entropy: log-probabilities times minus one-hot / rows
+                target = self.members.get("val-target", self.shared_val_target)
+                torch.sum(torch.log_softmax(views.val, dim=1).mul_(target), dim=(1, 2), out=self.stats[3])
         torch.sum(val_logits, dim=(1, 2), out=views.checksum)  # inf or nan in, inf or nan out
 
     def _logit_views(self, forward: str, n_train: int) -> _LogitViews:
@@ -659,6 +664,8 @@ class _Group:
         n_train = len(y_train)
         minibatch = cfg.batch_size is not None and cfg.batch_size < n_train
         self.shared_target = _scaled_targets(y_train[None, :], classes, task.regression)
+        if self._classification_val_loss:
+            self.shared_val_target = (y_val[None, None, :] == classes).float().mul_(-1.0 / len(y_val))
         if self.binary:
             y_val = y_val.bool()  # compared with a boolean prediction: no type promotion per epoch
         # cross-validated, every member's pass covers the pooled rows: it trains on its own and validates on the others
@@ -685,7 +692,7 @@ class _Group:
                 self._validation_stats(views, y_val)
             stats = self.stats.tolist()
             if epoch > 1:
-                keep = yield from self._validated(epoch - 1, stats[1], stats[2])
+                keep = yield from self._validated(epoch - 1, stats)
                 if keep is not None:
                     stats = [[row[i] for i in keep] for row in stats]
                     self._remove(keep)
@@ -720,9 +727,17 @@ class _Group:
         self.members = {"held-out": held_out[:, None, :], "weights": weights}
         if not regression:
             self.members["target"] = (y[None, None, :] == classes).float().mul(weights).neg_()
+        if self._classification_val_loss:
+            held = held_out[:, None, :].float().div_(counts[:, None, None].float())
+            self.members["val-target"] = (y[None, None, :] == classes).float().mul(held).neg_()
         for child, rows in zip(self.children, held_out):
             child.n_val = int(rows.sum())
             child.sst = total_sum_of_squares(y[rows]) if regression else 0.0
+
+    @property
+    def _classification_val_loss(self) -> bool:
+        """Whether each epoch computes a classification validation loss (regression's is its squared error)."""
+        return self.cfg.monitor == "loss" and not self.task.regression
 
     @property
     def target(self) -> torch.Tensor:
@@ -767,12 +782,13 @@ class _Group:
                 yield child.key, self._failure(child, f"training loss became {loss} at epoch {epoch}")
         return keep if len(keep) < self.g else None
 
-    def _validated(self, epoch: int, correct: list[float], checksum: list[float]):  # noqa: ANN202
+    def _validated(self, epoch: int, stats: list[list[float]]):  # noqa: ANN202
         """Validation bookkeeping for ``epoch``: curve, kept weights, early stopping, divergence.
 
-        Yields the results of children that stop and returns the rows to keep, or None when all stay.
+        ``stats`` are the rows of ``self.stats`` read back. Yields the results of children that stop and
+        returns the rows to keep, or None when all stay.
         """
-        cfg = self.cfg
+        cfg, correct, checksum = self.cfg, stats[1], stats[2]
         self.ring[(epoch - 1) % cfg.reward_window].copy_(self.flat)
         keep = []
         for row, child in enumerate(self.children):
@@ -784,7 +800,10 @@ class _Group:
             else:
                 score = int(correct[row]) / child.n_val
             child.vals.append(max(0.0, score))
-            if improved(score, child.best, self.task.regression):
+            if cfg.monitor == "loss":  # the reference's mean loss: squared error, or cross-entropy from stats
+                child.val_losses.append(correct[row] / child.n_val if self.task.regression else stats[3][row])
+                score = -child.val_losses[-1]  # lower is better: improved() then reads it as a score
+            if improved(score, child.best, self.task.regression and cfg.monitor == "score"):
                 child.best, child.waited = score, 0
             else:
                 child.waited += 1
@@ -811,6 +830,7 @@ class _Group:
             params=child.params,
             seconds=time.perf_counter() - self.start,
             kept_epoch=kept_epoch,
+            val_loss=child.val_losses[kept_epoch - 1] if child.val_losses else None,
             weights=weights,
         )
 

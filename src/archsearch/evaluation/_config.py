@@ -6,7 +6,11 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from archsearch import _limits as limits
-from archsearch.errors import ArchsearchError
+from archsearch.errors import ArchsearchError, short
+
+
+#: what early stopping may watch (``TrainConfig.monitor``)
+MONITORS = ("score", "loss")
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,11 @@ class TrainConfig:
     speed, so it is off unless asked for. ``folds`` (default 1: the task's own validation split)
     scores a child by k-fold cross-validation on the training and validation rows together (see
     :mod:`archsearch.evaluation._folds`): k trainings per child, a reward that a small validation split
-    cannot fool.
+    cannot fool. ``monitor`` says what early stopping watches: ``"score"`` (default: validation
+    accuracy or R^2, which must rise) or ``"loss"`` (the validation loss, which must fall, as Keras's
+    ``EarlyStopping`` watches by default; accuracy moves in whole rows, and on a small split stays
+    level while a network still improves). With ``"loss"`` a trial's ``val_loss`` is its loss at the
+    kept epoch.
 
     Bounds: ``max_epochs`` and ``reward_window`` up to 10**5, ``patience`` up to 10**6, ``batch_size`` up to
     2**20, ``lr`` and ``weight_decay`` up to 10, ``reward_power`` up to 100, ``threads`` up to 256,
@@ -48,6 +56,7 @@ class TrainConfig:
     time_limit: float | None = None
     weight_decay: float = 0.0
     folds: int = 1
+    monitor: str = "score"
 
     def __post_init__(self) -> None:
         def count(name: str, maximum: int, optional: bool = False) -> None:
@@ -69,10 +78,12 @@ class TrainConfig:
         rate("time_limit", 0.0, limits.MAX_TIME_LIMIT, optional=True)
         rate("weight_decay", 0.0, limits.MAX_RATE, above=False)
         count("folds", limits.MAX_FOLDS)
+        if self.monitor not in MONITORS:
+            raise ArchsearchError(f"trainer.monitor: must be one of {', '.join(MONITORS)}, got {short(repr(self.monitor))}")
 
     def to_config(self) -> dict[str, Any]:
         config = asdict(self)
-        for name in ("weight_decay", "folds"):  # studies written before they existed stay byte-identical
+        for name in ("weight_decay", "folds", "monitor"):  # studies written before they existed stay byte-identical
             if config[name] == _DEFAULTS[name]:
                 del config[name]
         return config

@@ -57,6 +57,7 @@ class SerialTrainer(Trainer):
         params = arch.num_params(task.in_features, task.out_features)
         losses: list[float] = []
         vals: list[float] = []
+        val_losses: list[float] = []  # only when early stopping watches them
 
         def failure(status, error):  # noqa: ANN001, ANN202
             seconds = time.perf_counter() - start
@@ -106,7 +107,10 @@ class SerialTrainer(Trainer):
                     score = validation_score(logits, y_val, task.regression)
                     vals.append(max(0.0, score))
                     recent.append({k: _kept(v) for k, v in model.state_dict().items()})
-                    if improved(score, best, task.regression):
+                    if cfg.monitor == "loss":
+                        val_losses.append(float(training_loss(logits, y_val, task.regression)))
+                        score = -val_losses[-1]  # lower is better: improved() then reads it as a score
+                    if improved(score, best, task.regression and cfg.monitor == "score"):
                         best, waited = score, 0
                     else:
                         waited += 1
@@ -124,6 +128,7 @@ class SerialTrainer(Trainer):
             params=params,
             seconds=time.perf_counter() - start,
             kept_epoch=kept_epoch,
+            val_loss=val_losses[kept_epoch - 1] if val_losses else None,
             weights=weights,
         )
 
