@@ -176,9 +176,9 @@ def test_more_folds_cost_less_than_as_many_separate_groups(moons):
 def test_early_stopping_on_the_validation_loss_matches_the_reference_trainer(request, fixture, folds):
     """``monitor="loss"``: both trainers stop when the validation loss has not fallen for ``patience``
     epochs, and record the loss at the kept epoch, with and without folds."""
-    task = small(request.getfixturevalue(fixture), 200, 60)
-    archs, seeds = equivalence_archs()[:8], list(range(8))
-    config = TrainConfig(max_epochs=30, patience=4, monitor="loss", folds=folds)
+    task = small(request.getfixturevalue(fixture), 120, 40)
+    archs, seeds = equivalence_archs()[:6], list(range(6))
+    config = TrainConfig(max_epochs=20, patience=3, monitor="loss", folds=folds)
     reference = SerialTrainer(task, config).evaluate_all(archs, seeds)
     batched = BatchedTrainer(task, config).evaluate_all(archs, seeds)
     same = sum(r.epochs == b.epochs and r.kept_epoch == b.kept_epoch for r, b in zip(reference, batched))
