@@ -25,6 +25,10 @@ def _cli_config(tmp_path, *args: str) -> dict:
 
 
 def _python_config(tmp_path, task, **keywords) -> dict:
+    """The config ``Study.create`` stores for ``task`` (a task, or a whole ``SearchConfig``)."""
+    if isinstance(task, SearchConfig):
+        with Study.create(tmp_path / "py.db", task) as study:
+            return study.config
     with Study.create(tmp_path / "py.db", task, steps=1, children_per_step=1, **keywords) as study:
         return study.config
 
@@ -43,10 +47,16 @@ def test_python_and_the_command_line_store_the_same_moons_study(tmp_path):
 
 @pytest.mark.slow
 def test_python_and_the_command_line_store_the_same_digits_study(tmp_path):
-    python = _python_config(tmp_path, get_task("digits"))
-    assert python == _cli_config(tmp_path, "--task", "digits", "--max-epochs", str(IMAGE_TRAINING["max_epochs"]))
+    digits = get_task("digits")
+    defaults = SearchConfig(task=digits, steps=1).build().evaluator.config  # built, not trained
+    assert {k: getattr(defaults, k) for k in IMAGE_TRAINING} == IMAGE_TRAINING
+    one_epoch = SearchConfig(task=digits, training={"max_epochs": 1}, steps=1, children_per_step=1)
+    python = _python_config(tmp_path, one_epoch)
+    assert python == _cli_config(tmp_path, "--task", "digits", "--max-epochs", "1")
     assert python["space"]["kind"] == "cnn" and python["trainer"]["name"] == "serial"
-    assert {k: python["trainer"][k] for k in IMAGE_TRAINING} == IMAGE_TRAINING
+    assert {k: python["trainer"][k] for k in IMAGE_TRAINING if k != "max_epochs"} == {
+        k: v for k, v in IMAGE_TRAINING.items() if k != "max_epochs"
+    }
 
 
 def test_python_and_the_command_line_store_the_same_csv_study(tmp_path, csv_file):
