@@ -58,7 +58,7 @@ PRESETS = ("auto", "seed")
 SMALL_TABLE_ROWS = 1000
 #: how ``auto`` trains children on a small table (a few hundred rows): cross-validated rewards (the
 #: validation split alone is too small to choose by), and longer, regularised training
-SMALL_TABLE_TRAINING = {"folds": 5, "max_epochs": 100, "patience": 20, "weight_decay": 0.001}
+SMALL_TABLE_TRAINING = {"folds": 3}
 #: image tasks read from a folder of IDX files (``data_dir``)
 FOLDER_TASKS = ("mnist", "fashion-mnist")
 #: the cell spaces, the kinds a language-modelling task searches

@@ -152,6 +152,9 @@ def test_a_cross_validated_study_resumes_to_the_uninterrupted_one(tmp_path, moon
         straight.run(progress=False)
         expected = trials(straight)
         assert straight.config["trainer"]["folds"] == 3
+        # its trials' weights are one fold's: the final pick is refit on all the pooled rows, always
+        assert straight.config["refit"] is True
+        assert straight.refit_summary()["rows"] == len(task.y_train) + len(task.y_val)
     with make(tmp_path / "crashed.db", Crashing(task, config)) as crashing, pytest.raises(Crash):
         crashing.run(progress=False)
     with Study.open(tmp_path / "crashed.db") as resumed:

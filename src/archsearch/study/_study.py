@@ -274,7 +274,8 @@ class Study:
         study keeps ``children_per_step`` children in flight and tells each result as it comes in
         (see the module docstring); the trials differ from a synchronous study's. With ``overwrite``
         a study already at ``path`` is replaced, with its saved children, once the new one is written
-        whole; anything else at ``path``, or a study another process runs, is refused.
+        whole; anything else at ``path``, or a study another process runs, is refused. A trainer that
+        cross-validates (``folds`` > 1) always refits: its trials' weights are one fold's.
         """
         if isinstance(task, SearchConfig):
             config = task
@@ -305,7 +306,7 @@ class Study:
             "seed": config.seed,
             "reuse_evaluations": bool(config.reuse_evaluations),
             "save_children": bool(config.save_children),
-            "refit": bool(config.refit),
+            "refit": bool(config.refit) or _cross_validated(parts.evaluator),
             **({"asynchronous": True} if config.asynchronous else {}),
         }
         storage = Storage.create(path, stored, task_data, overwrite=overwrite)
@@ -849,3 +850,9 @@ def _check_count(name: str, value: object) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ArchsearchError(f"{name}: must be a positive integer, got {value!r}")
     limits.integer(name, value, 1, {"steps": limits.MAX_STEPS}.get(name, limits.MAX_CHILDREN_PER_STEP))
+
+
+def _cross_validated(evaluator: Evaluator) -> bool:
+    """Whether children are scored by cross-validation, so that the final pick is refit on all the rows."""
+    config = getattr(evaluator, "config", None)
+    return evaluator.refits and getattr(config, "folds", 1) > 1
