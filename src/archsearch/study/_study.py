@@ -814,6 +814,7 @@ class Study:
             "mean_reward_first_steps": trend[0] if trend else None,
             "mean_reward_last_steps": trend[1] if trend else None,
             "trend_window": min(50, max(1, self.completed_steps() // 2)),
+            "training": self.config["trainer"],
             **self._benchmark_summary(best),
             **({"weight_sharing": self.phases()} if self.shares_weights else {}),
         }
