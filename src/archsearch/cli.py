@@ -31,6 +31,7 @@ from archsearch.errors import ArchsearchError
 
 if TYPE_CHECKING:  # imported where it is used, like every part
     from archsearch.config import Parts, SearchConfig
+    from archsearch.tasks import Task
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT)
@@ -872,7 +873,7 @@ def _search_in(args: argparse.Namespace, config: SearchConfig, parts: Parts) -> 
     return 0
 
 
-def _children_line(trainer: dict, task: Any, config: SearchConfig) -> str:
+def _children_line(trainer: dict, task: Task | None, config: SearchConfig) -> str:
     """How children train, in one line: the settings a search starts with (the study stores them)."""
     from archsearch.config import table_training
     from archsearch.evaluation import TrainConfig

@@ -99,8 +99,8 @@ class SearchConfig:
     train with ``IMAGE_TRAINING`` and all cores unless ``training`` says otherwise, the cores shared
     out between ``workers``. A table read from a file (``data``) trains its MLP children as the
     ``preset`` says: ``auto`` (default) chooses from its size (:func:`table_training`), ``seed`` keeps
-    the seed experiment's settings; ``training`` overrides either. ``executor`` (``inline``, ``process``, ``ray``) with ``workers``,
-    ``retries`` and ``address``; none named runs inline.
+    the seed experiment's settings; ``training`` overrides either. ``executor`` (``inline``,
+    ``process``, ``ray``) with ``workers``, ``retries`` and ``address``; none named runs inline.
 
     ``weight_sharing`` searches with one supernet's shared weights (ENAS, see
     :mod:`archsearch.evaluation._shared`): ``training`` and ``evaluator`` then say how the final picks

@@ -79,7 +79,8 @@ class TrainConfig:
         rate("weight_decay", 0.0, limits.MAX_RATE, above=False)
         count("folds", limits.MAX_FOLDS)
         if self.monitor not in MONITORS:
-            raise ArchsearchError(f"trainer.monitor: must be one of {', '.join(MONITORS)}, got {short(repr(self.monitor))}")
+            choices, given = ", ".join(MONITORS), short(repr(self.monitor))
+            raise ArchsearchError(f"trainer.monitor: must be one of {choices}, got {given}")
 
     def to_config(self) -> dict[str, Any]:
         config = asdict(self)
