@@ -12,7 +12,7 @@ run: $(STAMP)
 	@if [ -f runs/moons.db ]; then \
 		$(BIN)/archsearch resume runs/moons.db; \
 	else \
-		$(BIN)/archsearch search --task moons --strategy reinforce --steps 500 --children-per-step 15 --seed 0 --preset seed --study runs/moons.db; \
+		$(BIN)/archsearch search --task moons --strategy reinforce --steps 500 --children-per-step 15 --seed 0 --study runs/moons.db; \
 	fi
 	$(BIN)/archsearch best runs/moons.db --json
 

@@ -6,7 +6,7 @@ import pytest
 
 from archsearch import SearchConfig, Study
 from archsearch.cli import _flag, main
-from archsearch.config import IMAGE_TRAINING, SMALL_TABLE_ROWS, SMALL_TABLE_TRAINING, Parts, table_training
+from archsearch.config import IMAGE_TRAINING, Parts
 from archsearch.errors import ArchsearchError
 from archsearch.evaluation import TABULAR_BENCHMARKS, TrainConfig, get_benchmark
 from archsearch.registry import Registry
@@ -219,36 +219,13 @@ def test_instances_pass_through_and_must_agree(tmp_path):
     with Study.create(None, get_task("moons"), steps=1, space=space, strategy=RandomSearch(space, seed=0)) as study:
         assert study.space is space and study.config["strategy"]["name"] == "random"
 
-
-def test_a_small_table_trains_its_children_as_the_auto_preset_chooses(tmp_path, csv_file, capsys):
-    """A data file of up to SMALL_TABLE_ROWS training + validation rows: cross-validated, longer and
-    regularised training; --preset seed keeps the seed experiment's settings; flags override either."""
-    auto = _cli_config(tmp_path, "--data", str(csv_file), "--target", "label")["trainer"]
-    assert {k: auto[k] for k in SMALL_TABLE_TRAINING} == SMALL_TABLE_TRAINING
-    assert "children: batched trainer, 5-fold cross-validated rewards" in capsys.readouterr().out
+def test_the_command_line_sets_folds_and_monitor_and_says_how_children_train(tmp_path, csv_file, capsys):
+    given = _cli_config(tmp_path, "--data", str(csv_file), "--target", "label", "--folds", "3", "--monitor", "loss")
+    assert given["trainer"] == {"name": "batched", **TrainConfig(folds=3, monitor="loss").to_config()}
+    assert given["refit"] is True  # cross-validated: the pick is refit on all the rows
+    out = capsys.readouterr().out
+    assert "children: batched trainer, 3-fold cross-validated rewards, at most 50 epochs, patience 10, lr 0.01, " \
+           "full batch, early stopping on the validation loss" in out
     (tmp_path / "cli.db").unlink()
-    seed = _cli_config(tmp_path, "--data", str(csv_file), "--target", "label", "--preset", "seed")["trainer"]
-    assert seed == {"name": "batched", **TrainConfig().to_config()}
-    (tmp_path / "cli.db").unlink()
-    given = _cli_config(tmp_path, "--data", str(csv_file), "--target", "label", "--folds", "1", "--max-epochs", "7")
-    assert "folds" not in given["trainer"] and given["trainer"]["max_epochs"] == 7
-    assert given["trainer"]["weight_decay"] == SMALL_TABLE_TRAINING["weight_decay"]
-    (tmp_path / "cli.db").unlink()
-    minibatches = _cli_config(tmp_path, "--data", str(csv_file), "--target", "label", "--batch-size", "8")["trainer"]
-    assert "folds" not in minibatches and minibatches["batch_size"] == 8  # the batched trainer's folds are full batch
-    task = from_file(str(csv_file), "label")
-    assert SearchConfig(task="moons", steps=1).build().evaluator.config == TrainConfig()  # built-in tasks: unchanged
-    assert SearchConfig(task=task, steps=1, preset="seed").build().evaluator.config == TrainConfig()
-    assert SearchConfig(task=task, steps=1).build().evaluator.config.folds == 5
-    with pytest.raises(ArchsearchError, match=r"^preset: must be one of auto, seed, got 'fast'$"):
-        SearchConfig(task=task, steps=1, preset="fast").build()
-
-
-def test_the_auto_preset_leaves_a_larger_table_to_the_seed_settings(tmp_path):
-    path = tmp_path / "large.csv"
-    rows = [f"{i % 13},{(i * 7) % 17},{i % 2}" for i in range(SMALL_TABLE_ROWS * 2)]
-    path.write_text("x,y,label\n" + "\n".join(rows) + "\n")
-    task = from_file(str(path), "label")
-    assert len(task.y_train) + len(task.y_val) > SMALL_TABLE_ROWS
-    assert table_training(task) == {}
-    assert SearchConfig(task=task, steps=1).build().evaluator.config == TrainConfig()
+    plain = _cli_config(tmp_path, "--data", str(csv_file), "--target", "label")
+    assert plain["trainer"] == {"name": "batched", **TrainConfig().to_config()} and plain["refit"] is False

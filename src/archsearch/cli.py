@@ -31,7 +31,6 @@ from archsearch.errors import ArchsearchError
 
 if TYPE_CHECKING:  # imported where it is used, like every part
     from archsearch.config import Parts, SearchConfig
-    from archsearch.tasks import Task
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT)
@@ -267,14 +266,6 @@ def _search_training_arguments(train: argparse._ArgumentGroup) -> None:
         default=None,
         help="what early stopping watches: the validation score (accuracy or R^2) or the validation loss, "
         "finer on a small split (default: score)",
-    )
-    train.add_argument(
-        "--preset",
-        choices=("auto", "seed"),
-        default="auto",
-        help="child training for an MLP search on a data file: auto chooses from its size (a small table: "
-        "5-fold cross-validated rewards, longer, regularised training; see docs/data.md), seed keeps the "
-        "seed experiment's; flags above override either (default: auto)",
     )
     train.add_argument("--device", type=_device, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     train.add_argument(
@@ -824,7 +815,7 @@ def _search_config(args: argparse.Namespace) -> SearchConfig:
     same = ("task", "target", "problem", "split", "split_seed", "benchmark", "noisy", "space", "max_layers", "hidden",
             "strategy", "controller_lr", "entropy_weight", "advantage", "curriculum", "device", "executor", "workers",
             "retries", "address", "steps", "children_per_step", "seed", "reuse_evaluations", "save_children", "refit",
-            "asynchronous", "preset")  # fmt: skip
+            "asynchronous")  # fmt: skip
     return SearchConfig(
         **{name: getattr(args, name) for name in same},
         data=text(args.data),
@@ -862,7 +853,7 @@ def _search_in(args: argparse.Namespace, config: SearchConfig, parts: Parts) -> 
     if isinstance(parts.task, FileTask) and parts.task.inferred:
         print(f"problem: {parts.task.problem} (inferred: {parts.task.inferred})")
     if parts.evaluator.name in ("serial", "batched"):
-        print(_children_line(parts.evaluator.to_config(), parts.task, config))
+        print(_children_line(parts.evaluator.to_config()))
     try:
         with study:
             study.run(progress=not args.quiet)
@@ -873,11 +864,9 @@ def _search_in(args: argparse.Namespace, config: SearchConfig, parts: Parts) -> 
     return 0
 
 
-def _children_line(trainer: dict, task: Task | None, config: SearchConfig) -> str:
+def _children_line(trainer: dict) -> str:
     """How children train, in one line: the settings a search starts with (the study stores them)."""
-    from archsearch.config import table_training
     from archsearch.evaluation import TrainConfig
-    from archsearch.tasks import FileTask
 
     settings = TrainConfig.from_config({k: v for k, v in trainer.items() if k != "name"})
     parts = [f"{trainer['name']} trainer"]
@@ -889,12 +878,7 @@ def _children_line(trainer: dict, task: Task | None, config: SearchConfig) -> st
     parts.append("full batch" if settings.batch_size is None else f"batches of {settings.batch_size}")
     if settings.monitor == "loss":
         parts.append("early stopping on the validation loss")
-    line = "children: " + ", ".join(parts)
-    if isinstance(task, FileTask) and config.preset == "auto":
-        rows = len(task.y_train) + len(task.y_val)
-        size = "a small table" if table_training(task) else "a table"
-        line += f"  (preset auto: {size} of {rows} training + validation rows; --preset seed for the seed experiment's)"
-    return line
+    return "children: " + ", ".join(parts)
 
 
 def _baseline(args: argparse.Namespace) -> int:

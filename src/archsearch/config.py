@@ -37,7 +37,7 @@ from archsearch.execution import DEFAULT_RETRIES, Executor, build_executor
 from archsearch.space import CNNSpace, DagCellSpace, MLPSpace, SearchSpace, TreeCellSpace
 from archsearch.space._cells import MAX_DAG_NODES
 from archsearch.strategies import STRATEGIES, Strategy
-from archsearch.tasks import IMAGE_TASKS, TEXT_TASKS, FileTask, Task, from_file, get_task
+from archsearch.tasks import IMAGE_TASKS, TEXT_TASKS, Task, from_file, get_task
 
 #: child training on image tasks unless the config says otherwise: minibatches, fewer epochs (each is
 #: thousands of images) and Adam's usual learning rate for CNNs
@@ -51,14 +51,6 @@ RETRAINING = {"images": {"max_epochs": 10, "patience": 10}, "features": {"batch_
 SHARED_TRAINING = {"images": {"lr": 0.001, "batch_size": 64}, "features": {"lr": 0.01, "batch_size": 32}}
 #: the settings ``shared`` may hold: the supernet's training, and the phases' schedule
 SHARED_SETTINGS = ("lr", "batch_size", "weight_decay", *SCHEDULE, *(k for k in CELL_SCHEDULE if k not in SCHEDULE))
-#: child-training presets for a table's MLP children: ``auto`` chooses from the data (see
-#: :func:`table_training`), ``seed`` keeps the seed experiment's (``TrainConfig``'s own defaults)
-PRESETS = ("auto", "seed")
-#: training and validation rows together up to which ``auto`` treats a data file as a small table
-SMALL_TABLE_ROWS = 1000
-#: how ``auto`` trains children on a small table (a few hundred rows): cross-validated rewards (the
-#: validation split alone is too small to choose by), and longer, regularised training
-SMALL_TABLE_TRAINING = {"folds": 3}
 #: image tasks read from a folder of IDX files (``data_dir``)
 FOLDER_TASKS = ("mnist", "fashion-mnist")
 #: the cell spaces, the kinds a language-modelling task searches
@@ -97,10 +89,8 @@ class SearchConfig:
     benchmark instead. ``space`` defaults to ``cnn`` for image tasks and ``mlp`` otherwise;
     ``evaluator`` (a trainer's name) to ``serial`` for CNNs and ``batched`` for MLPs; image tasks
     train with ``IMAGE_TRAINING`` and all cores unless ``training`` says otherwise, the cores shared
-    out between ``workers``. A table read from a file (``data``) trains its MLP children as the
-    ``preset`` says: ``auto`` (default) chooses from its size (:func:`table_training`), ``seed`` keeps
-    the seed experiment's settings; ``training`` overrides either. ``executor`` (``inline``,
-    ``process``, ``ray``) with ``workers``, ``retries`` and ``address``; none named runs inline.
+    out between ``workers``. ``executor`` (``inline``, ``process``, ``ray``) with ``workers``,
+    ``retries`` and ``address``; none named runs inline.
 
     ``weight_sharing`` searches with one supernet's shared weights (ENAS, see
     :mod:`archsearch.evaluation._shared`): ``training`` and ``evaluator`` then say how the final picks
@@ -130,7 +120,6 @@ class SearchConfig:
     curriculum: list[int] | None = None
     evaluator: str | dict[str, Any] | Evaluator | None = None
     training: dict[str, Any] = field(default_factory=dict)
-    preset: str = "auto"
     device: str = "cpu"
     executor: str | dict[str, Any] | Executor | None = None
     workers: int | None = None
@@ -201,9 +190,6 @@ class SearchConfig:
             self._space_kind(images, names)
         self.executor_config(names)
         self._check_sharing(names)
-        if self.preset not in PRESETS:
-            choices = ", ".join(PRESETS)
-            raise ArchsearchError(f"{names('preset')}: must be one of {choices}, got {short(repr(self.preset))}")
 
     def _check_sharing(self, names: Names) -> None:
         """Weight sharing: on a task, inline, without the flags that assume children trained one by one."""
@@ -441,13 +427,7 @@ class SearchConfig:
         if self.weight_sharing:
             return build_evaluator(self._shared_config(images), task, space)
         name = self.evaluator or ("serial" if kind == "cnn" else "batched")
-        settings = self.training_settings(images)
-        if self.preset == "auto" and isinstance(task, FileTask) and kind == "mlp":
-            chosen = table_training(task)
-            if name == "batched" and "batch_size" in settings:
-                chosen.pop("folds", None)  # the batched trainer cross-validates in full batches only
-            settings = {**chosen, **settings}
-        return build_evaluator({"name": name, **TrainConfig(**settings).to_config()}, task)
+        return build_evaluator({"name": name, **TrainConfig(**self.training_settings(images)).to_config()}, task)
 
     def _shared_config(self, images: bool) -> dict[str, Any]:
         """The shared-weights evaluator's config: the supernet's training and schedule, and the reference
@@ -589,18 +569,6 @@ def build_evaluator(config: dict[str, Any], task: Task | None, space: SearchSpac
         return factory(task, **config)
     except TypeError as exc:
         raise ArchsearchError(f"trainer: bad settings for {name!r} ({short(str(exc))})") from None
-
-
-def table_training(task: Task) -> dict[str, Any]:
-    """The child training that the ``auto`` preset chooses for a table read from a file, over
-    ``TrainConfig``'s defaults: ``SMALL_TABLE_TRAINING`` up to ``SMALL_TABLE_ROWS`` training and
-    validation rows (never more folds than rows), nothing beyond them."""
-    rows = len(task.y_train) + len(task.y_val)
-    if rows > SMALL_TABLE_ROWS:
-        return {}
-    chosen = dict(SMALL_TABLE_TRAINING)
-    chosen["folds"] = min(chosen["folds"], rows)
-    return chosen
 
 
 def _is_images(task: Task | None) -> bool:
