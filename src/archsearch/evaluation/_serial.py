@@ -60,8 +60,7 @@ class SerialTrainer(Trainer):
         val_losses: list[float] = []  # only when early stopping watches them
 
         def failure(status, error):  # noqa: ANN001, ANN202
-            seconds = time.perf_counter() - start
-            return Result.failure(status, error, params, seconds, val_curve=vals, train_loss=losses)
+            return Result.failure(status, error, params, time.perf_counter() - start, val_curve=vals, train_loss=losses)
 
         try:
             # dropout draws from the global generator: seed it per child, and leave the caller's untouched
