@@ -50,6 +50,26 @@ def fraction_of_wide_layers(arch: Architecture) -> float:
     return sum(layer.units == 32 for layer in arch.layers) / len(arch.layers)
 
 
+class Crash(Exception):
+    """A study's process dying, as a test makes it happen."""
+
+
+def crashing(trainer: type[Evaluator], after: int) -> type[Evaluator]:
+    """``trainer`` that raises :class:`Crash` (like a killed process) once it has yielded ``after`` children."""
+
+    class Crashing(trainer):  # type: ignore[valid-type, misc]
+        left = after
+
+        def evaluate(self, archs, seeds):  # noqa: ANN001, ANN202
+            for item in super().evaluate(archs, seeds):
+                if self.left == 0:
+                    raise Crash
+                self.left -= 1
+                yield item
+
+    return Crashing
+
+
 @pytest.fixture(scope="session")
 def moons() -> Task:
     return get_task("moons")

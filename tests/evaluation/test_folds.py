@@ -12,6 +12,7 @@ from archsearch.evaluation import BatchedTrainer, SerialTrainer, SharedWeightsEv
 from archsearch.evaluation._folds import fold_ids, fold_task, fold_tasks, pooled
 from archsearch.space import MLPArchitecture, MLPSpace
 
+from ..conftest import Crash, crashing
 from .test_batched import equivalence_archs
 from .test_serial import _huge_inputs
 
@@ -129,19 +130,6 @@ def test_a_cross_validated_study_resumes_to_the_uninterrupted_one(tmp_path, moon
     task = moons  # rebuilt from its config when reopened
     config = TrainConfig(folds=3, max_epochs=6)
 
-    class Crash(Exception):
-        pass
-
-    class Crashing(BatchedTrainer):
-        left = 6  # two trials into the second step
-
-        def evaluate(self, archs, seeds):
-            for item in super().evaluate(archs, seeds):
-                if Crashing.left == 0:
-                    raise Crash
-                Crashing.left -= 1
-                yield item
-
     def make(path, evaluator):
         return Study.create(path, task, steps=3, children_per_step=4, seed=1, evaluator=evaluator)
 
@@ -155,8 +143,9 @@ def test_a_cross_validated_study_resumes_to_the_uninterrupted_one(tmp_path, moon
         # its trials' weights are one fold's: the final pick is refit on all the pooled rows, always
         assert straight.config["refit"] is True
         assert straight.refit_summary()["rows"] == len(task.y_train) + len(task.y_val)
-    with make(tmp_path / "crashed.db", Crashing(task, config)) as crashing, pytest.raises(Crash):
-        crashing.run(progress=False)
+    dying = crashing(BatchedTrainer, 6)(task, config)  # two trials into the second step
+    with make(tmp_path / "crashed.db", dying) as crashed, pytest.raises(Crash):
+        crashed.run(progress=False)
     with Study.open(tmp_path / "crashed.db") as resumed:
         assert resumed.evaluator.config.folds == 3
         resumed.run(progress=False)

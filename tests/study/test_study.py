@@ -9,7 +9,8 @@ from archsearch.evaluation import split_score
 from archsearch.study import child_seed
 from archsearch.study._storage import rank
 
-from ..conftest import FakeEvaluator, downgrade, fraction_of_wide_layers
+from ..conftest import Crash, FakeEvaluator, downgrade, fraction_of_wide_layers
+from ..conftest import crashing as crashing_trainer
 
 
 def make(path, moons, steps=4, per_step=5, seed=0, evaluator=None):
@@ -63,25 +64,6 @@ def test_same_seed_same_trials_and_other_seed_differs(tmp_path, moons):
     assert runs[0] != runs[2]
 
 
-class Crash(Exception):
-    pass
-
-
-class CrashingEvaluator(SerialTrainer):
-    """Dies (like a killed process) after ``after`` children in this process."""
-
-    def __init__(self, task, config, after):
-        super().__init__(task, config)
-        self.left = after
-
-    def evaluate(self, archs, seeds):
-        for item in super().evaluate(archs, seeds):
-            if self.left == 0:
-                raise Crash
-            self.left -= 1
-            yield item
-
-
 @pytest.mark.parametrize("crash_after", [0, 3, 5, 12])
 def test_resume_after_a_crash_gives_the_uninterrupted_study(tmp_path, moons, crash_after):
     config = TrainConfig(max_epochs=4)
@@ -91,7 +73,7 @@ def test_resume_after_a_crash_gives_the_uninterrupted_study(tmp_path, moons, cra
         expected_steps = straight.step_metrics()
 
     path = tmp_path / "crashed.db"
-    crashing = make(path, moons, evaluator=CrashingEvaluator(moons, config, crash_after))
+    crashing = make(path, moons, evaluator=crashing_trainer(SerialTrainer, crash_after)(moons, config))
     with pytest.raises(Crash):
         crashing.run(progress=False)
     committed = [key(t) for t in crashing.trials()]
@@ -232,22 +214,13 @@ def test_batched_resume_reproduces_the_uninterrupted_study(tmp_path, moons, cras
     """The batched trainer's rounding depends on batch-mates: an interrupted batch is re-run whole."""
     from archsearch.evaluation import BatchedTrainer
 
-    class CrashingBatched(BatchedTrainer):
-        left = crash_after
-
-        def evaluate(self, archs, seeds):
-            for item in super().evaluate(archs, seeds):
-                if CrashingBatched.left == 0:
-                    raise Crash
-                CrashingBatched.left -= 1
-                yield item
-
     config = TrainConfig(max_epochs=6)
     with make(tmp_path / "straight.db", moons, evaluator=BatchedTrainer(moons, config)) as straight:
         straight.run(progress=False)
         expected = [key(t) for t in straight.trials()]
     path = tmp_path / "crashed.db"
-    with make(path, moons, evaluator=CrashingBatched(moons, config)) as crashing, pytest.raises(Crash):
+    dying = crashing_trainer(BatchedTrainer, crash_after)(moons, config)
+    with make(path, moons, evaluator=dying) as crashing, pytest.raises(Crash):
         crashing.run(progress=False)
     with Study.open(path) as resumed:
         assert resumed.evaluator.name == "batched"
