@@ -613,7 +613,7 @@ class _Group:
         if held_out is not None:
             val_logits = torch.where(held_out, val_logits, 0.0)
         if self.task.regression:
-            squares = torch.sub(val_logits, y_val).square_()
+            squares = torch.sub(views.val, y_val).square_()
             if held_out is not None:
                 squares = torch.where(held_out, squares, 0.0)
             torch.sum(squares, dim=(1, 2), out=views.correct)
@@ -658,14 +658,14 @@ class _Group:
             x_train, y_train = x_val, y_val = tuple(t.to(device) for t in pooled(task))
             self._fold_members(y_train, classes)
         else:
+            sst = total_sum_of_squares(y_val) if task.regression else 0.0
             for child in self.children:
-                child.n_val = len(y_val)
-                child.sst = total_sum_of_squares(y_val) if task.regression else 0.0
+                child.n_val, child.sst = len(y_val), sst
         n_train = len(y_train)
         minibatch = cfg.batch_size is not None and cfg.batch_size < n_train
         self.shared_target = _scaled_targets(y_train[None, :], classes, task.regression)
         if self._classification_val_loss:
-            self.shared_val_target = (y_val[None, None, :] == classes).float().mul_(-1.0 / len(y_val))
+            self.shared_val_target = _weighted_one_hot(y_val, classes, 1.0 / len(y_val))
         if self.binary:
             y_val = y_val.bool()  # compared with a boolean prediction: no type promotion per epoch
         # cross-validated, every member's pass covers the pooled rows: it trains on its own and validates on the others
@@ -726,10 +726,10 @@ class _Group:
         weights = (~held_out).float().div_((len(y) - counts)[:, None].float())[:, None, :]
         self.members = {"held-out": held_out[:, None, :], "weights": weights}
         if not regression:
-            self.members["target"] = (y[None, None, :] == classes).float().mul(weights).neg_()
+            self.members["target"] = _weighted_one_hot(y, classes, weights)
         if self._classification_val_loss:
             held = held_out[:, None, :].float().div_(counts[:, None, None].float())
-            self.members["val-target"] = (y[None, None, :] == classes).float().mul(held).neg_()
+            self.members["val-target"] = _weighted_one_hot(y, classes, held)
         for child, rows in zip(self.children, held_out):
             child.n_val = int(rows.sum())
             child.sst = total_sum_of_squares(y[rows]) if regression else 0.0
@@ -859,6 +859,12 @@ def _scaled_targets(y: torch.Tensor, classes: torch.Tensor, regression: bool) ->
     if regression:
         return y
     return (y == classes).float().mul_(-1.0 / y.shape[-1])
+
+
+def _weighted_one_hot(y: torch.Tensor, classes: torch.Tensor, weights: torch.Tensor | float) -> torch.Tensor:
+    """Minus the one-hot targets of class indices ``y`` (rows) times ``weights`` per row (a number, or
+    (members, 1, rows)): what log-probabilities are multiplied by for a weighted mean cross-entropy."""
+    return (y[None, None, :] == classes).float().mul(weights).neg_()
 
 
 class _Lazy(dict):

@@ -52,13 +52,18 @@ def fold_ids(task: Task, folds: int) -> torch.Tensor:
 def fold_task(task: Task, folds: int, fold: int) -> Task:
     """The task whose training rows are the pooled rows outside fold ``fold`` and whose validation rows
     are those inside it (both in pooled order); the test rows are the task's own."""
-    x, y = pooled(task)
-    inside = fold_ids(task, folds) == fold
-    return dataclasses.replace(task, x_train=x[~inside], y_train=y[~inside], x_val=x[inside], y_val=y[inside])
+    return fold_tasks(task, folds)[fold]
 
 
 def fold_tasks(task: Task, folds: int) -> list[Task]:
-    return [fold_task(task, folds, fold) for fold in range(folds)]
+    """:func:`fold_task` of every fold, the rows pooled and dealt once."""
+    (x, y), ids = pooled(task), fold_ids(task, folds)
+    tasks = []
+    for fold in range(folds):
+        inside, outside = ids == fold, ids != fold
+        split = {"x_train": x[outside], "y_train": y[outside], "x_val": x[inside], "y_val": y[inside]}
+        tasks.append(dataclasses.replace(task, **split))
+    return tasks
 
 
 def combine(arch: Architecture, tasks: Sequence[Task], results: Sequence[Result], config: TrainConfig) -> Result:
