@@ -16,12 +16,17 @@ baselines are fitted once and reused while archsearch's settings are varied:
   shared two-core machine OpenMP's waiting threads made HistGradientBoosting 5 to 20 times slower, with the same
   scores;
 * ``table`` compares the two (``search`` prints it too): per data set, archsearch's mean test score over the
-  splits against the best baseline's, within 1 point of accuracy (0.02 R² for regression) or not.
+  splits against the best baseline's, within 1 point of accuracy (0.02 R² for regression) or not;
+* ``ensemble`` takes the studies that ``search --keep FOLDER`` kept and builds each one's ensemble of its K
+  best architectures (what ``--ensemble K`` does when a search ends; the trials do not depend on it, so a copy
+  of each study is given the setting instead of searching again), then compares the ensembles' test scores
+  with the single networks' and the baselines'.
 
     .venv/bin/python benchmarks/small_tables.py baselines [--datasets iris,wine] [--splits 5]
     .venv/bin/python benchmarks/small_tables.py search [--datasets iris] [--splits 5] [--steps 100]
-        [--children-per-step 15] [--extra '--weight-decay 0.001'] [--name NAME] [--timeout 300]
+        [--children-per-step 15] [--extra '--weight-decay 0.001'] [--name NAME] [--timeout 300] [--keep FOLDER]
     .venv/bin/python benchmarks/small_tables.py table [--name NAME]
+    .venv/bin/python benchmarks/small_tables.py ensemble --keep FOLDER [--name NAME] [--k 5]
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -186,7 +192,9 @@ def run_search(args: argparse.Namespace) -> None:
     name = args.name or re.sub(r"[^A-Za-z0-9.]+", "_", " ".join(options)).strip("_") or "default"
     searched = {"options": options, "timeout": args.timeout, "datasets": {}}
     path = RESULTS / f"small_tables_search_{name}.json"
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as temporary:
+        folder = args.keep or temporary
+        Path(folder).mkdir(parents=True, exist_ok=True)
         for dataset in args.datasets:
             data, runs = write_csv(dataset, Path(folder)), searched["datasets"].setdefault(dataset, [])
             for split in range(args.splits):
@@ -195,6 +203,55 @@ def run_search(args: argparse.Namespace) -> None:
                       else f"{runs[-1]['metric']} {runs[-1]['test_score']:.4f}", flush=True)  # fmt: skip
                 path.write_text(json.dumps({"machine": machine(), **searched}, indent=2))  # so far, if stopped
     compare(name, searched)
+
+
+def with_ensemble(study: Path, k: int, folder: Path) -> Path:
+    """A copy of ``study`` in ``folder`` whose config asks for an ensemble of ``k`` (``--ensemble K``)."""
+    copy = folder / study.name
+    with sqlite3.connect(study) as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+        config = json.loads(target.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()[0])
+        target.execute("UPDATE meta SET value = ? WHERE key = 'config'", (json.dumps({**config, "ensemble": k}),))
+    source.close()
+    target.close()
+    return copy
+
+
+def run_ensemble(args: argparse.Namespace) -> None:
+    """Build the ensemble of every kept study; write results/small_tables_ensemble_NAME.json."""
+    searched = json.loads((RESULTS / f"small_tables_search_{args.name}.json").read_text())
+    baselines = json.loads(BASELINES_JSON.read_text())["datasets"]
+    results, rows = {"k": args.k, "search": args.name, "datasets": {}}, []
+    with tempfile.TemporaryDirectory() as folder:
+        for dataset, runs in searched["datasets"].items():
+            done = []
+            for run in (r for r in runs if not r["timed_out"]):
+                copy = with_ensemble(Path(args.keep) / f"{dataset}_s{run['split_seed']}.db", args.k, Path(folder))
+                started = time.perf_counter()
+                with Study.open(copy) as study:
+                    summary = study.build_ensemble()
+                    single = study.test_score()
+                done.append({"split_seed": run["split_seed"], "members": summary["members"],
+                             "test_score": summary["test_score"], "single_test_score": single,
+                             "seconds": time.perf_counter() - started})  # fmt: skip
+                print(dataset, run["split_seed"], f"single {single:.4f} ensemble {summary['test_score']:.4f}",
+                      flush=True)  # fmt: skip
+            results["datasets"][dataset] = done
+            regression = dataset in REGRESSION
+            fitted = {fit["split_seed"]: fit for fit in baselines[dataset]}
+            best = max(models(regression),
+                       key=lambda m: np.mean([fitted[d["split_seed"]][m]["test_score"] for d in done]))  # fmt: skip
+            theirs = float(np.mean([fitted[d["split_seed"]][best]["test_score"] for d in done]))
+            single = float(np.mean([d["single_test_score"] for d in done]))
+            ours = float(np.mean([d["test_score"] for d in done]))
+            scale, bar = (1, 0.02) if regression else (100, 1.0)
+            rows.append([dataset, single, ours, best, theirs, (theirs - ours) * scale, (theirs - ours) * scale <= bar,
+                         float(np.mean([d["seconds"] for d in done]))])  # fmt: skip
+    report(f"small_tables_ensemble_{args.name}",
+           f"archsearch's ensemble of its {args.k} best architectures against its best network alone and the best "
+           f"tuned baseline: mean test accuracy (diabetes: R²) over the splits of search '{args.name}'",
+           ["data set", "single", "ensemble", "best baseline", "its score", "gap", "within", "s to build"],
+           rows, results)  # fmt: skip
 
 
 def run_table(args: argparse.Namespace) -> None:
@@ -266,12 +323,18 @@ def main() -> None:
     searches.add_argument("--extra", default="", help="more 'archsearch search' options, in one string")
     searches.add_argument("--name", help="results/small_tables_search_NAME.json (default: from the options given, "
                           "or 'default')")  # fmt: skip
+    searches.add_argument("--keep", metavar="FOLDER",
+                          help="write the data files and studies here and keep them (default: a temporary folder)")
     searches.add_argument("--timeout", type=float,
                           help="seconds a search may run before it is stopped and left out (it counts as that long)")
+    ensemble = commands.add_parser("ensemble", help="build the ensembles of the studies a search kept")
+    ensemble.add_argument("--keep", required=True, metavar="FOLDER", help="the folder of 'search --keep FOLDER'")
+    ensemble.add_argument("--name", default="default", help="the search results (default: 'default')")
+    ensemble.add_argument("--k", type=int, default=5, help="networks per ensemble (default: 5)")
     table = commands.add_parser("table", help="compare earlier search results with the baselines again")
     table.add_argument("--name", default="default", help="the search results to compare (default: 'default')")
     args = parser.parse_args()
-    {"baselines": run_baselines, "search": run_search, "table": run_table}[args.command](args)
+    {"baselines": run_baselines, "search": run_search, "table": run_table, "ensemble": run_ensemble}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ def test_the_limits_page_states_the_bounds_the_code_enforces() -> None:
         "`--time-limit`": f"finite, at most {power(limits.MAX_TIME_LIMIT)} seconds",
         "`--seed`, `--split-seed`": "0 to 2^63 - 1",
         "`--retries`": str(limits.MAX_RETRIES),
+        "`--folds`, `--ensemble`": f"{limits.MAX_FOLDS}, {limits.MAX_ENSEMBLE}",
         "`--curriculum START,EVERY[,BY]`": "START within the space's layers; EVERY and BY "
         f"{power(limits.MAX_CURRICULUM)}",
         "`--seeds`, `--budget`, `--n`, `--top`": f"{power(limits.MAX_SEEDS)}, {power(limits.MAX_BUDGET)}, "

@@ -31,6 +31,7 @@ MAX_STEPS = 10**7
 MAX_CHILDREN_PER_STEP = 10**5
 MAX_EPOCHS = 10**5
 MAX_FOLDS = 100  # cross-validation folds per child
+MAX_ENSEMBLE = 100  # networks in a study's final ensemble
 MAX_BATCH_SIZE = 2**20
 MAX_TIME_LIMIT = 10**6  # seconds of training per child, about 11.6 days
 MAX_RATE = 10.0  # learning rates, weight decay, entropy weight

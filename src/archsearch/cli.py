@@ -76,6 +76,7 @@ _batch_size = _integer(1, "positive", limits.MAX_BATCH_SIZE)
 _layers = _integer(1, "positive", limits.MLP_MAX_LAYERS, f" (mlp; cnn: {limits.CNN_MAX_LAYERS})")
 _count = _integer(1, "positive", limits.MAX_COUNT)
 _folds = _integer(1, "positive", limits.MAX_FOLDS)
+_ensemble = _integer(1, "positive", limits.MAX_ENSEMBLE)
 _hidden = _integer(1, "positive", limits.MAX_HIDDEN_SIZE)
 _budget = _integer(1, "positive", limits.MAX_BUDGET)
 _retries = _integer(0, "non-negative", limits.MAX_RETRIES)
@@ -293,6 +294,14 @@ def _search_training_arguments(train: argparse._ArgumentGroup) -> None:
         help="when the search ends, retrain the best architecture on the training and validation rows "
         "together (for the epochs that set its reward) and make that the study's model",
     )
+    train.add_argument(
+        "--ensemble",
+        type=_ensemble,
+        default=1,
+        metavar="K",
+        help="when the search ends, train the K best architectures again (as --refit says, or as the search "
+        "did) and make their average the study's final model (default: 1, the best network alone; at most 100)",
+    )
 
 
 def _sharing_arguments(shared: argparse._ArgumentGroup) -> None:
@@ -421,7 +430,8 @@ def _export_parser(commands: argparse._SubParsersAction) -> None:
         "export",
         help="write the best network as weights, architecture, standalone code and ONNX",
         description="Write the study's best network to a folder: weights.safetensors, architecture.json, "
-        "model.py (plain PyTorch) and model.onnx (with archsearch[onnx]).",
+        "model.py (plain PyTorch) and model.onnx (with archsearch[onnx]). A study searched with --ensemble K "
+        "writes its ensemble: a folder per member, ensemble.json, model.py and model.onnx for the whole.",
     )
     export.add_argument("study", type=_path, help="study file")
     export.add_argument(
@@ -815,7 +825,7 @@ def _search_config(args: argparse.Namespace) -> SearchConfig:
     same = ("task", "target", "problem", "split", "split_seed", "benchmark", "noisy", "space", "max_layers", "hidden",
             "strategy", "controller_lr", "entropy_weight", "advantage", "curriculum", "device", "executor", "workers",
             "retries", "address", "steps", "children_per_step", "seed", "reuse_evaluations", "save_children", "refit",
-            "asynchronous")  # fmt: skip
+            "ensemble", "asynchronous")  # fmt: skip
     return SearchConfig(
         **{name: getattr(args, name) for name in same},
         data=text(args.data),
@@ -1010,6 +1020,11 @@ def _print_best(study) -> None:  # noqa: ANN001
         if summary.get("refit"):
             refit = summary["refit"]
             print(f"refit: retrained on {refit['rows']} training + validation rows for {refit['epochs']} epochs")
+        if summary.get("ensemble"):
+            ensemble = summary["ensemble"]
+            members = ", ".join(str(number) for number in ensemble["members"])
+            print(f"ensemble: the {len(ensemble['members'])} best architectures (trials {members}) averaged  "
+                  f"test_{label} {_shown(ensemble['test_score'], metric)}")  # fmt: skip
     if "weight_sharing" in summary:
         _print_phases(summary["weight_sharing"], summary["kind"], summary["metric"])
     first, last = summary["mean_reward_first_steps"], summary["mean_reward_last_steps"]
@@ -1158,19 +1173,24 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from archsearch.export import EXPORT_FILES, export_best, onnx_available
+    from archsearch.export import export_best, export_names, onnx_available
     from archsearch.study import Study
 
     out = args.out or (
         args.study.with_suffix("") if args.study.suffix else args.study.with_name(args.study.name + "-export")
     )
     with Study.open(args.study, readonly=True) as study:
-        check_output_dir(out, EXPORT_FILES, study.input_paths(), "--out" if args.out else "export")
+        check_output_dir(out, export_names(study), study.input_paths(), "--out" if args.out else "export")
         paths = export_best(study, out, onnx=args.onnx)
-        best = study.best()
-    print(f"exported {best.architecture} (trial {best.number}) to {out}/")
+        best, members = study.best(), study.ensemble_members()
+    if members is None:
+        print(f"exported {best.architecture} (trial {best.number}) to {out}/")
+    else:
+        numbers = ", ".join(str(trial.number) for trial in members)
+        print(f"exported the ensemble of {len(members)} networks (trials {numbers}) to {out}/")
+    width = max(20, *map(len, paths))
     for name, path in paths.items():
-        print(f"  {name:20s} {path.stat().st_size:>9,d} bytes")
+        print(f"  {name:{width}s} {path.stat().st_size:>9,d} bytes")
     if "model.onnx" not in paths and args.onnx is None and not onnx_available():
         print("  (no model.onnx: pip install 'archsearch[onnx]' to write one)")
     return 0

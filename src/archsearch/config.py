@@ -131,6 +131,7 @@ class SearchConfig:
     reuse_evaluations: bool = False
     save_children: bool = False
     refit: bool = False
+    ensemble: int = 1
     asynchronous: bool = False
     weight_sharing: bool = False
     shared: dict[str, Any] = field(default_factory=dict)
@@ -165,6 +166,7 @@ class SearchConfig:
             steps=stored["steps"],
             children_per_step=stored["children_per_step"],
             seed=stored["seed"],
+            ensemble=stored.get("ensemble", 1),
             **{flag: stored.get(flag, False) for flag in _FLAGS},
         )
 
@@ -176,6 +178,7 @@ class SearchConfig:
         limits.integer(names("steps"), _count(names("steps"), self.steps), 1, limits.MAX_STEPS)
         limits.integer(names("children_per_step"), _count(names("children_per_step"), self.children_per_step), 1,
                        limits.MAX_CHILDREN_PER_STEP)  # fmt: skip
+        limits.integer(names("ensemble"), _count(names("ensemble"), self.ensemble), 1, limits.MAX_ENSEMBLE)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ArchsearchError(f"{names('seed')}: must be a non-negative integer, got {self.seed!r}")
         limits.seed(names("seed"), self.seed)
@@ -365,6 +368,11 @@ class SearchConfig:
             raise ArchsearchError(
                 f"{names('refit')}: retrains the final pick; the {evaluator.name!r} evaluator trains nothing"
             )
+        if self.ensemble > 1 and not evaluator.ensembles:
+            raise ArchsearchError(
+                f"{names('ensemble')}: trains the best architectures again as the final model; the "
+                f"{evaluator.name!r} evaluator does not"
+            )
         strategy = self.build_strategy(space)
         if strategy.space != space:
             raise ArchsearchError(f"{names('strategy')}: its search space differs from the study's space")
@@ -537,7 +545,7 @@ class SearchConfig:
 
     def with_parts(self, parts: Parts) -> SearchConfig:
         """This config with its parts given as built: building it again builds nothing."""
-        kept = {name: getattr(self, name) for name in ("steps", "children_per_step", "seed", *_FLAGS)}
+        kept = {name: getattr(self, name) for name in ("steps", "children_per_step", "seed", "ensemble", *_FLAGS)}
         kept["weight_sharing"] = self.weight_sharing
         return SearchConfig(task=parts.task, space=parts.space, strategy=parts.strategy, evaluator=parts.evaluator,
                             executor=parts.executor, **kept)  # fmt: skip

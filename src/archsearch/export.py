@@ -14,6 +14,12 @@
   any ONNX runtime, with a variable batch size; input ``features`` (MLP: already
   preprocessed rows) or ``images`` (CNN: already scaled, ``(N, C, H, W)``), output
   ``logits`` (regression: ``outputs``, the standardised prediction).
+
+A study searched with ``--ensemble K`` exports its ensemble instead (:func:`export_ensemble`): each
+member as such a folder, ``member-1`` (the best) to ``member-K``, and beside them ``ensemble.json``,
+a ``model.py`` that averages the members' predictions with the same ``predict`` and
+``load_model()``, and one ``model.onnx`` of the whole ensemble, whose ``logits`` are the log of the
+members' mean class probabilities (regression: their mean output).
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ _CHUNK = 1024
 
 #: what :func:`export_best` writes into its folder (the last only with ONNX)
 EXPORT_FILES = ("weights.safetensors", "architecture.json", "model.py", "model.onnx")
+#: what :func:`export_ensemble` writes beside its members' folders (the last only with ONNX)
+ENSEMBLE_FILES = ("ensemble.json", "model.py", "model.onnx")
 
 
 def onnx_available() -> bool:
@@ -53,7 +61,11 @@ def onnx_available() -> bool:
 
 
 def export_best(study: Any, out: Path, onnx: bool | None = None) -> dict[str, Path]:
-    """Write the study's model to ``out``; ``onnx=None`` writes ONNX when the extra is installed."""
+    """Write the study's model to ``out`` (its ensemble, where it has one); ``onnx=None`` writes ONNX when
+    the extra is installed."""
+    members = study.ensemble_members()
+    if members is not None:
+        return export_ensemble(study, members, out, onnx)
     best = study.best()
     if best is None:
         raise ArchsearchError(f"{study.path}: no successful trial to export yet")
@@ -64,6 +76,58 @@ def export_best(study: Any, out: Path, onnx: bool | None = None) -> dict[str, Pa
         )
     _check_onnx(onnx)
     return export_network(study.best_model(), arch, study.task, out, source(study, best), onnx)
+
+
+def export_names(study: Any) -> list[str]:
+    """What :func:`export_best` may write into its folder for ``study``."""
+    members = study.ensemble_members()
+    if members is None:
+        return list(EXPORT_FILES)
+    folders = [f"member-{position}" for position in range(1, len(members) + 1)]
+    return [*ENSEMBLE_FILES, *(f"{folder}/{name}" for folder in folders for name in EXPORT_FILES)]
+
+
+def export_ensemble(study: Any, members: list[Any], out: Path, onnx: bool | None = None) -> dict[str, Path]:
+    """Write the study's ensemble (its ``members``, best first) to ``out``: a folder per member, then
+    ``ensemble.json``, ``model.py`` and ``model.onnx`` for the whole."""
+    for trial in members:
+        if not isinstance(trial.architecture, MLPArchitecture | CNNArchitecture):
+            raise ArchsearchError(
+                f"{study.path}: export builds MLP and CNN networks; {trial.architecture} is a "
+                f"{trial.architecture.kind} architecture"
+            )
+    _check_onnx(onnx)
+    model, task, summary = study.ensemble_model(), study.task, study.ensemble_summary()
+    paths: dict[str, Path] = {}
+    folders = []
+    for position, (trial, network) in enumerate(zip(members, model.members, strict=True), 1):
+        folder = f"member-{position}"
+        folders.append(folder)
+        written = export_network(network, trial.architecture, task, out / folder, source(study, trial), onnx=False)
+        paths.update({f"{folder}/{name}": path for name, path in written.items()})
+    description = {
+        "members": folders,
+        "combine": "mean of the outputs" if task.regression else "mean of the class probabilities",
+        "problem": task.problem,
+        "source": {
+            "study": str(study.path) if study.path else None,
+            "task": task.name,
+            "trials": [trial.number for trial in members],
+            "metric": study.metric,
+            "refit": bool(study.refit_final),
+            "test_score": summary["test_score"] if summary else None,
+        },
+    }
+    paths["ensemble.json"] = out / "ensemble.json"
+    paths["ensemble.json"].write_text(json.dumps(description, indent=2) + "\n")
+    paths["model.py"] = out / "model.py"
+    paths["model.py"].write_text(_ENSEMBLE_MODULE.substitute(count=len(folders), members=repr(folders)))
+    if onnx or (onnx is None and onnx_available()):
+        paths["model.onnx"] = out / "model.onnx"
+        inputs = "images" if isinstance(members[0].architecture, CNNArchitecture) else "features"
+        outputs = "outputs" if task.regression else "logits"
+        export_onnx(model, tuple(task.x_train.shape[1:]), paths["model.onnx"], inputs, outputs)
+    return paths
 
 
 def source(study: Any, best: Any) -> dict[str, Any]:
@@ -294,14 +358,19 @@ def build() -> nn.Sequential:
 ''')
 
 _MLP_PREDICT = Template('''
-@torch.no_grad()
-def predict(rows, model: nn.Module | None = None) -> list:
-    """The $returns of raw input rows (a list of lists or an array, one column per feature)."""
-    model = model or load_model()
+def prepared(rows) -> torch.Tensor:
+    """Raw input rows as the network takes them (and as model.onnx takes them): float32, standardised
+    by MEAN and STD where set."""
     x = torch.as_tensor(rows, dtype=torch.float32)
     if MEAN is not None:
         x = (x - torch.tensor(MEAN, dtype=torch.float32)) / torch.tensor(STD, dtype=torch.float32)
-    return _answers(model, x)
+    return x
+
+
+@torch.no_grad()
+def predict(rows, model: nn.Module | None = None) -> list:
+    """The $returns of raw input rows (a list of lists or an array, one column per feature)."""
+    return _answers(model or load_model(), prepared(rows))
 ''')
 
 _CNN_NETWORK = '''
@@ -369,6 +438,67 @@ def predict(images, model: nn.Module | None = None) -> list:
     """The $returns of raw images: pixel values as the data files hold them (uint8 0..255, or
     floats), an array, tensor or nested lists of shape $accepts."""
     return _answers(model or load_model(), scaled(images))
+
+
+prepared = scaled  # the name every model.py gives its inputs' preparation
+''')
+
+
+#: the ensemble's model.py; ``$``-placeholders are filled by :func:`export_ensemble`
+_ENSEMBLE_MODULE = Template('''"""An ensemble of $count networks found by archsearch, as plain PyTorch.
+
+Needs torch only. Each member is a folder of its own (``member-1`` is the best network) whose
+model.py rebuilds it; ``load_model()`` returns the ensemble with its members' weights, and
+``predict(inputs)`` takes what the members' ``predict`` takes and returns their common answer: the
+class of the members' mean probability, or (regression) their mean value in the target's units.
+"""
+
+import importlib.util
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+
+HERE = Path(__file__).resolve().parent
+MEMBERS = $members
+
+
+def _member(folder: str):
+    """A member's model.py as a module (each under its own name: they all define the same names)."""
+    spec = importlib.util.spec_from_file_location(f"{__name__}_{folder.replace('-', '_')}", HERE / folder / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+MODULES = [_member(folder) for folder in MEMBERS]
+FIRST = MODULES[0]  # the members share the input's preprocessing, the classes and the target's scale
+
+
+class Ensemble(nn.Module):
+    """The members predicting together: a classifier's output is the log of their mean class
+    probabilities (its argmax is the ensemble's class), a regressor's their mean output."""
+
+    def __init__(self, members: list) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs = torch.stack([member(x) for member in self.members])
+        if FIRST.CLASSES is None:
+            return outputs.mean(dim=0)
+        return torch.logsumexp(torch.log_softmax(outputs, dim=-1), dim=0) - math.log(len(self.members))
+
+
+def load_model() -> Ensemble:
+    return Ensemble([module.load_model() for module in MODULES]).eval()
+
+
+@torch.no_grad()
+def predict(inputs, model: nn.Module | None = None) -> list:
+    """The ensemble's answers for raw inputs (rows or images, as each member's ``predict`` takes them)."""
+    return FIRST._answers(model or load_model(), FIRST.prepared(inputs))
 ''')
 
 

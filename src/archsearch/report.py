@@ -212,6 +212,11 @@ def render_report(study: Any, top: int = 10, sample: Any = None) -> str:
         f"test {score}": summary.get("test_score"),
         "parameters": summary.get("params"),
     }
+    if summary.get("ensemble"):
+        ensemble = summary["ensemble"]
+        members = ", ".join(str(number) for number in ensemble["members"])
+        facts["final model"] = f"the ensemble of {len(ensemble['members'])} best architectures (trials {members})"
+        facts[f"ensemble's test {score}"] = ensemble["test_score"]
     overview = "<dl>" + "".join(
         f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in facts.items()
     ) + "</dl>"  # fmt: skip

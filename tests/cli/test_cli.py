@@ -672,3 +672,24 @@ def test_pareto_refuses_bad_objectives_in_one_line(tmp_path, run, objectives, ne
     data = tmp_path / "data.csv"
     data.write_text("a,b\n1,2\n")
     one_line_error(run("pareto", data), "data.csv", "not an archsearch study")
+
+
+def test_search_with_an_ensemble_then_best_report_and_export(tmp_path, run):
+    proc = run("search", "--task", "moons", "--steps", "2", "--children-per-step", "4", "--ensemble", "3", *FAST,
+               "--study", "e.db", cwd=tmp_path, check=True)  # fmt: skip
+    summary = json.loads(run("best", "e.db", "--json", cwd=tmp_path, check=True).stdout)
+    ensemble = summary["ensemble"]
+    assert ensemble["size"] == 3 and len(ensemble["members"]) == 3 and ensemble["members"][0] == summary["trial"]
+    members = ", ".join(map(str, ensemble["members"]))
+    shown = f"ensemble: the 3 best architectures (trials {members}) averaged  test_accuracy {ensemble['test_score']:.4f}"
+    assert shown in proc.stdout
+    run("report", "e.db", "--out", "r.html", cwd=tmp_path, check=True)
+    assert f"the ensemble of 3 best architectures (trials {members})" in (tmp_path / "r.html").read_text()
+    exported = run("export", "e.db", "--out", "out", "--no-onnx", cwd=tmp_path, check=True).stdout
+    assert f"exported the ensemble of 3 networks (trials {members}) to out/" in exported
+    assert "member-3/model.py" in exported and (tmp_path / "out" / "ensemble.json").exists()
+    for value, why in (("0", "must be a positive integer, got 0"), ("101", "must be at most 100"),
+                       ("x", "expected a positive integer, got 'x'")):  # fmt: skip
+        one_line_error(run("search", "--task", "moons", "--ensemble", value, cwd=tmp_path), "--ensemble", why)
+    one_line_error(run("search", "--benchmark", "nas-bench-macro", "--ensemble", "2", cwd=tmp_path),
+                   "--ensemble: trains the best architectures again as the final model; the 'lookup' evaluator")

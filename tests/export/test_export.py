@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from archsearch.errors import ArchsearchError
-from archsearch.evaluation import BatchedTrainer, TrainConfig
-from archsearch.export import export_best, onnx_available
+from archsearch.evaluation import BatchedTrainer, SerialTrainer, TrainConfig
+from archsearch.export import EXPORT_FILES, export_best, onnx_available
 from archsearch.study import Study
 from archsearch.tasks import from_file, get_task
 
@@ -156,3 +156,55 @@ def test_export_refuses_a_study_without_a_network(tmp_path):
     study.run(progress=False)
     with pytest.raises(ArchsearchError, match="export builds MLP and CNN networks"):
         export_best(study, tmp_path / "x")
+
+
+def _ensemble_study(path, task):
+    study = Study.create(path, task, steps=2, children_per_step=4, seed=1, ensemble=3,
+                         evaluator=SerialTrainer(task, TrainConfig(max_epochs=8)))  # fmt: skip
+    study.run(progress=False)
+    return study
+
+
+def _predict_in_a_fresh_python(folder, rows):
+    """``model.predict(rows)`` of the folder's model.py in a Python without archsearch."""
+    script = (
+        "import json, sys\n"
+        "sys.modules['archsearch'] = None  # importing archsearch now fails\n"
+        "import model\n"
+        "print(json.dumps(model.predict(json.loads(sys.stdin.read()))))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], input=json.dumps(rows), cwd=folder, capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.parametrize("fixture", ["wine", "friedman"])
+def test_an_ensemble_exports_as_its_members_and_their_average(request, tmp_path, fixture):
+    """Each member is a whole export of its own; model.py and model.onnx give the ensemble's predictions."""
+    task = request.getfixturevalue(fixture)[1] if fixture == "wine" else request.getfixturevalue(fixture)
+    study = _ensemble_study(tmp_path / "e.db", task)
+    members, model = study.ensemble_members(), study.ensemble_model()
+    paths = export_best(study, tmp_path / "out", onnx=None if fixture == "wine" else False)  # ONNX: slow, once
+    folders = [f"member-{i}" for i in (1, 2, 3)]
+    assert {*paths} >= {"ensemble.json", "model.py", *(f"{f}/{n}" for f in folders for n in EXPORT_FILES[:3])}
+    assert not any(f"{f}/model.onnx" in paths for f in folders)  # one ONNX graph: the whole ensemble's
+    description = json.loads(paths["ensemble.json"].read_text())
+    assert description["members"] == folders
+    assert description["source"]["trials"] == [t.number for t in members]
+    assert description["source"]["test_score"] == study.ensemble_summary()["test_score"]
+    for trial, folder in zip(members, folders):
+        assert json.loads((tmp_path / "out" / folder / "architecture.json").read_text())["source"]["trial"] == trial.number
+    with torch.no_grad():
+        outputs = model(task.x_test)
+    if task.regression:
+        pre = task.preprocessing
+        expected = (outputs[:, 0].double() * pre["target_std"] + pre["target_mean"]).tolist()
+        assert _predict_in_a_fresh_python(tmp_path / "out", _raw(task, "test")) == pytest.approx(expected, abs=1e-4)
+    else:
+        expected = [["a", "b", "c"][i] for i in outputs.argmax(1).tolist()]
+        assert _predict_in_a_fresh_python(tmp_path / "out", _raw(task, "test")) == expected
+    if "model.onnx" in paths:
+        ort = pytest.importorskip("onnxruntime")
+        session = ort.InferenceSession(str(paths["model.onnx"]))
+        (onnx_outputs,) = session.run(None, {"features": task.x_test.numpy()})
+        np.testing.assert_allclose(onnx_outputs, outputs.numpy(), atol=1e-5)

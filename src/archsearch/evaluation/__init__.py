@@ -7,6 +7,7 @@ from archsearch.errors import ArchsearchError
 from archsearch.evaluation._base import Evaluator, Trainer
 from archsearch.evaluation._batched import BatchedTrainer
 from archsearch.evaluation._config import TrainConfig
+from archsearch.evaluation._ensemble import Ensemble
 from archsearch.evaluation._language import CELL_SCHEDULE, LanguageTrainer, SharedCellEvaluator
 from archsearch.evaluation._lookup import TABULAR_BENCHMARKS, LookupEvaluator, TabularBenchmark, get_benchmark
 from archsearch.evaluation._result import Refit, Result, Status
@@ -92,6 +93,7 @@ __all__ = [
     "LanguageTrainer",
     "SharedCellEvaluator",
     "EVALUATORS",
+    "Ensemble",
     "Evaluator",
     "LookupEvaluator",
     "TABULAR_BENCHMARKS",

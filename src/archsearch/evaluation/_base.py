@@ -92,6 +92,19 @@ class Evaluator(ABC):
         together, for ``epochs`` epochs; an evaluator that trains nothing refuses."""
         raise ArchsearchError(f"refit: the {self.name!r} evaluator trains nothing, so it cannot retrain a pick")
 
+    #: whether :meth:`retrain` and :meth:`ensemble` can make the best architectures a final ensemble
+    ensembles: ClassVar[bool] = False
+
+    def retrain(self, arch: Architecture, seed: int) -> dict[str, torch.Tensor]:
+        """``arch`` trained again from the initial weights of ``seed`` as a search trains a child (on the
+        training rows, keeping the epoch that set its reward): its kept weights."""
+        raise ArchsearchError(f"ensemble: the {self.name!r} evaluator does not train networks for an ensemble")
+
+    def model_test_score(self, model: torch.nn.Module) -> float | None:
+        """The test score of a network built for the task (an :class:`Ensemble` of :meth:`model`'s, say),
+        or ``None`` where there is none to measure."""
+        return None
+
     def validation_loss(self, arch: Architecture, weights: dict[str, torch.Tensor]) -> float | None:
         """The training loss of ``weights`` on the validation split (ties between equal rewards go to the
         lower), or ``None`` where there is no such loss."""
@@ -154,9 +167,21 @@ class Trainer(Evaluator):
 
     def test_score(self, arch: Architecture, weights: dict[str, torch.Tensor] | None) -> float | None:
         """``None`` without weights or without test rows (``NASClassifier`` keeps none)."""
-        if weights is None or len(self.task.y_test) == 0:
-            return None
-        return split_score(self.model(arch, weights), self.task, "test")
+        return None if weights is None else self.model_test_score(self.model(arch, weights))
+
+    def retrain(self, arch: Architecture, seed: int) -> dict[str, torch.Tensor]:
+        """The reference trainer retrains, whichever trainer searched (the same weights within float
+        rounding); cross-validated children are not retrained one fold at a time: their studies refit."""
+        from archsearch.evaluation._serial import SerialTrainer  # the reference is itself a Trainer
+
+        ((_, result),) = SerialTrainer(self.task, dataclasses.replace(self.config, folds=1)).evaluate([arch], [seed])
+        if result.status != "ok":
+            raise ArchsearchError(f"the retrained network {result.status}: {result.error}")
+        return result.weights
+
+    def model_test_score(self, model: torch.nn.Module) -> float | None:
+        """``None`` without test rows (``NASClassifier`` keeps none)."""
+        return None if len(self.task.y_test) == 0 else split_score(model, self.task, "test")
 
     def refit(self, arch: Architecture, seed: int, epochs: int) -> Refit:
         """The reference trainer retrains, whichever trainer searched: one network, trained once, has

@@ -63,6 +63,7 @@ class BatchedTrainer(Trainer):
 
     name = "batched"
     cross_validates = True
+    ensembles = True
     batch_dependent = True
     max_batch = 256  # children planned and held in memory at once; larger batches are split
     _workers: WorkerPool | None = None

@@ -48,6 +48,10 @@ class ReusingEvaluator(Evaluator):
         return self.inner.refits
 
     @property
+    def ensembles(self) -> bool:  # type: ignore[override]
+        return self.inner.ensembles
+
+    @property
     def task(self) -> Any:
         return self.inner.task
 
@@ -117,6 +121,12 @@ class ReusingEvaluator(Evaluator):
 
     def refit(self, arch: Architecture, seed: int, epochs: int) -> Refit:
         return self.inner.refit(arch, seed, epochs)
+
+    def retrain(self, arch: Architecture, seed: int) -> dict[str, torch.Tensor]:
+        return self.inner.retrain(arch, seed)
+
+    def model_test_score(self, model: torch.nn.Module) -> float | None:
+        return self.inner.model_test_score(model)
 
     def validation_loss(self, arch: Architecture, weights: dict[str, torch.Tensor]) -> float | None:
         return self.inner.validation_loss(arch, weights)

@@ -31,6 +31,7 @@ class SerialTrainer(Trainer):
 
     name = "serial"
     cross_validates = True
+    ensembles = True
 
     @property
     def job_threads(self) -> int:

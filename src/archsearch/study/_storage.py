@@ -102,6 +102,12 @@ CREATE TABLE models (
     refit_epochs INTEGER, refit_rows INTEGER, refit_weights BLOB, refit_test_score REAL
 );
 """
+# Only in a study that has built an ensemble (config "ensemble" above 1): its members, best first, with
+# their weights; the ensemble's test score is the meta row "ensemble_test_score" once measured. A file
+# without the table is of any schema: an archsearch that does not know it reads the rest as before.
+_ENSEMBLE = (
+    "CREATE TABLE IF NOT EXISTS ensemble (member INTEGER PRIMARY KEY, number INTEGER NOT NULL, weights BLOB NOT NULL)"
+)
 # Only in a study whose task is kept in the file (kind "arrays"): one row, the task's arrays.
 _TASK_DATA = "CREATE TABLE task_data (id INTEGER PRIMARY KEY CHECK (id = 0), data BLOB NOT NULL)"
 # The stored model's row as schema 4 has it, read from a file of any schema: before 4 the scores were
@@ -779,6 +785,54 @@ class Storage:
             ).rowcount
             if changed != 1:
                 raise ArchsearchError(f"{self._where}: trial {number} is not the stored model; it cannot be refit")
+
+    # -- ensemble ------------------------------------------------------------------------------
+
+    def ensemble_members(self) -> list[int] | None:
+        """Trial numbers of the stored ensemble's members, best first, without reading weights; ``None``
+        when none is stored. Each row is checked."""
+        if self._one("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'ensemble'") is None:
+            return None
+        rows = self._all("SELECT member, number FROM ensemble ORDER BY member")
+        for position, (member, number) in enumerate(rows):
+            if member != position or type(number) is not int or number < 0:
+                raise ArchsearchError(
+                    f"{self._where}: the ensemble's member {_untrusted.short(member)} is of trial "
+                    f"{_untrusted.short(number)}: members are numbered from 0, each of a trial"
+                )
+        return [row[1] for row in rows] or None
+
+    def ensemble_weights(self) -> list[dict[str, torch.Tensor]]:
+        """The weights of the stored ensemble's members, best first."""
+        rows = self._all("SELECT number, weights FROM ensemble ORDER BY member")
+        return [self._weights(blob, number, "ensemble weights") for number, blob in rows]
+
+    def set_ensemble(self, members: list[tuple[int, dict[str, torch.Tensor]]]) -> None:
+        """Store ``(trial number, weights)`` of each member, best first, replacing any earlier ensemble."""
+        self.upgrade()
+        with _transaction(self._db):
+            self._db.execute(_ENSEMBLE)
+            self._db.execute("DELETE FROM ensemble")
+            self._db.execute("DELETE FROM meta WHERE key = 'ensemble_test_score'")
+            self._db.executemany(
+                "INSERT INTO ensemble (member, number, weights) VALUES (?, ?, ?)",
+                [(position, number, to_blob(weights)) for position, (number, weights) in enumerate(members)],
+            )
+
+    def ensemble_test_score(self) -> float | None:
+        """The stored ensemble's test score, or ``None`` until it is measured."""
+        row = self._one("SELECT value FROM meta WHERE key = 'ensemble_test_score'")
+        try:
+            return None if row is None else _untrusted.optional_number(_untrusted.json_number(row[0]))
+        except ValueError as exc:
+            raise ArchsearchError(f"{self._where}: the ensemble's {exc}") from None
+
+    def set_ensemble_test_score(self, score: float) -> None:
+        self.upgrade()
+        with _transaction(self._db):
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('ensemble_test_score', ?)", (json.dumps(score),)
+            )
 
 
 def check_new_study_path(path: str | os.PathLike, overwrite: bool = False) -> None:

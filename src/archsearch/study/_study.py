@@ -38,6 +38,7 @@ from archsearch.config import SearchConfig
 from archsearch.errors import ArchsearchError
 from archsearch.evaluation import (
     SHARED_EVALUATORS,
+    Ensemble,
     Evaluator,
     LookupEvaluator,
     Result,
@@ -123,6 +124,7 @@ class Study:
             self.reuse_evaluations: bool = config.get("reuse_evaluations", False)
             self.save_children: bool = config.get("save_children", False)
             self.refit_final: bool = config.get("refit", False)
+            self.ensemble_size: int = config.get("ensemble", 1)
             self.asynchronous: bool = config.get("asynchronous", False)
             self._configs = {name: config[name] for name in ("task", "space", "strategy", "trainer")}
             self._search = SearchConfig.from_study(config)
@@ -253,6 +255,7 @@ class Study:
         reuse_evaluations: bool = False,
         save_children: bool = False,
         refit: bool = False,
+        ensemble: int = 1,
         asynchronous: bool = False,
         overwrite: bool = False,
     ) -> Study:
@@ -268,7 +271,8 @@ class Study:
         when the controller resamples the same architectures, but it also freezes the reward's
         noise for them: a lucky or unlucky first training counts every time. With ``refit`` the
         finished search retrains its final pick on the training and validation rows together
-        (:meth:`refit`), and that network is the study's model. ``executor`` says where children
+        (:meth:`refit`), and that network is the study's model. With ``ensemble`` above 1 the finished
+        search also trains its best architectures again as an ensemble (:meth:`build_ensemble`). ``executor`` says where children
         are evaluated (default: inline, in this process); it never changes the trials. With
         ``asynchronous`` (strategies that learn from one result at a time: evolution, random) the
         study keeps ``children_per_step`` children in flight and tells each result as it comes in
@@ -287,7 +291,7 @@ class Study:
             config = SearchConfig(
                 task=task, space=space, strategy=strategy or "reinforce", evaluator=evaluator, executor=executor,
                 steps=steps, children_per_step=children_per_step, seed=seed, reuse_evaluations=reuse_evaluations,
-                save_children=save_children, refit=refit, asynchronous=asynchronous,
+                save_children=save_children, refit=refit, ensemble=ensemble, asynchronous=asynchronous,
             )  # fmt: skip
         if config.save_children and path is None:
             raise ArchsearchError("save_children: a study kept in memory has no folder to save children in")
@@ -307,6 +311,7 @@ class Study:
             "reuse_evaluations": bool(config.reuse_evaluations),
             "save_children": bool(config.save_children),
             "refit": bool(config.refit) or _cross_validated(parts.evaluator),
+            **({"ensemble": config.ensemble} if config.ensemble > 1 else {}),
             **({"asynchronous": True} if config.asynchronous else {}),
         }
         storage = Storage.create(path, stored, task_data, overwrite=overwrite)
@@ -399,6 +404,11 @@ class Study:
                     self.refit()
                 except ArchsearchError as exc:  # the search is complete and stays usable with its own weights
                     warnings.warn(f"{exc}; the study keeps the search's own weights", stacklevel=2)
+            if self.ensemble_size > 1 and best is not None:
+                try:
+                    self.build_ensemble(progress=sys.stderr.isatty() if progress is None else progress)
+                except ArchsearchError as exc:
+                    warnings.warn(f"{exc}; the study's model is its best network alone", stacklevel=2)
             self._test_score_or_none()  # unusable stored weights are said, not a failed run
         return best
 
@@ -712,6 +722,92 @@ class Study:
         self._storage.add_refit(number, refit.epochs, refit.rows, refit.weights)
         return {"trial": number, "epochs": refit.epochs, "rows": refit.rows}
 
+    # -- ensemble ------------------------------------------------------------------------------
+
+    def ensemble_picks(self) -> list[Trial]:
+        """The members of the study's ensemble: the best successful trials, ranked as :meth:`best` ranks
+        them, one per architecture (an equivalent one proposed again is the same network), at most
+        ``ensemble_size``."""
+        picks: list[Trial] = []
+        seen: set[str] = set()
+        for trial in self._storage.trials(order="reward"):
+            if trial.status == "ok" and trial.kind == "final" and trial.arch_hash not in seen:
+                seen.add(trial.arch_hash)
+                picks.append(trial)
+                if len(picks) == self.ensemble_size:
+                    break
+        return picks
+
+    def build_ensemble(self, progress: bool = False) -> dict[str, Any]:
+        """Train the ensemble of :meth:`ensemble_picks` and store it; returns :meth:`ensemble_summary`.
+
+        Each member is trained as the study's model is: retrained on train + validation for its kept
+        epochs in a study that refits, else trained again as the search trained it, from the trial's
+        seed. The best member is the study's model itself, its stored weights. Training is deterministic,
+        so an ensemble is built once, and again only when a longer search has changed the best trials.
+        ``progress`` says on stderr how many networks are being trained.
+        """
+        if not self.evaluator.ensembles:
+            raise ArchsearchError(
+                f"{self.path}: an ensemble trains the best architectures again; this study's "
+                f"{self.evaluator.name!r} evaluator does not"
+            )
+        model = self._stored_best()[0]
+        picks = self.ensemble_picks()
+        numbers = [trial.number for trial in picks]
+        if self._storage.ensemble_members() != numbers:
+            if self._storage.readonly:
+                raise ArchsearchError(f"{self.path}: opened read-only; building an ensemble writes its networks")
+            if progress:
+                print(f"ensemble: training {len(picks) - 1} more networks (trials {numbers[1:]})", file=sys.stderr)
+            members = [(trial.number, self._member_weights(trial, trial.number == model)) for trial in picks]
+            self._storage.set_ensemble(members)
+        return self.ensemble_summary()
+
+    def _member_weights(self, trial: Trial, is_model: bool) -> dict[str, torch.Tensor]:
+        """An ensemble member's weights: the study's model's where it is that trial, else trained again."""
+        refit = is_model and self._storage.refit_info(trial.number) is not None
+        if is_model and (refit or not self.refit_final):
+            return self._model_weights(trial.number, refit)[0]
+        try:
+            if self.refit_final:
+                return self.evaluator.refit(trial.architecture, trial.seed, trial.kept_epoch).weights
+            return self.evaluator.retrain(trial.architecture, trial.seed)
+        except ArchsearchError as exc:
+            raise ArchsearchError(f"{self.path}: training trial {trial.number} for the ensemble failed ({exc})") from None
+
+    def ensemble_members(self) -> list[Trial] | None:
+        """The stored ensemble's trials, best first, if it is the ensemble of the study's best trials now;
+        else ``None`` (none built yet, or a search extended since, which builds it again when it ends)."""
+        numbers = self._storage.ensemble_members()
+        if numbers is None or self.ensemble_size == 1:
+            return None
+        picks = self.ensemble_picks()
+        return picks if [trial.number for trial in picks] == numbers else None
+
+    def ensemble_model(self) -> torch.nn.Module:
+        """The study's ensemble, ready to predict: its members' networks, best first, averaging their
+        class probabilities (regression: their outputs); see :class:`archsearch.evaluation.Ensemble`."""
+        members = self.ensemble_members()
+        if members is None:
+            raise ArchsearchError(f"{self.path}: the study has no ensemble of its best trials (search with --ensemble K)")
+        weights = self._storage.ensemble_weights()
+        networks = [self._model(trial, w, "ensemble weights") for trial, w in zip(members, weights, strict=True)]
+        return Ensemble(networks, self.task.regression)
+
+    def ensemble_summary(self) -> dict[str, Any] | None:
+        """The ensemble as a JSON-ready dict (``best --json``'s ``ensemble``): its members' trial numbers,
+        best first, and its test score (measured once, then stored); ``None`` where the study has none."""
+        members = self.ensemble_members()
+        if members is None:
+            return None
+        score = self._storage.ensemble_test_score()
+        if score is None:
+            score = self.evaluator.model_test_score(self.ensemble_model())
+            if score is not None and not self._storage.readonly:
+                self._storage.set_ensemble_test_score(score)
+        return {"size": self.ensemble_size, "members": [trial.number for trial in members], "test_score": score}
+
     def _restore(self, step: int, state: dict[str, Any]) -> None:
         """Load the strategy's state from the checkpoint of ``step``; a state that does not fit the study's
         strategy (or, asynchronous, whose proposals in flight do not fit its space) is one line."""
@@ -806,6 +902,7 @@ class Study:
             "val_score": best.val_score,
             "test_score": self._test_score_or_none(),
             "refit": self.refit_summary(),
+            **({"ensemble": self._ensemble_summary_or_none()} if self.ensemble_size > 1 else {}),
             "params": best.params,
             "epochs": best.epochs,
             "trials": self._storage.count_trials(),
@@ -832,6 +929,14 @@ class Study:
             return self.test_score()
         except UnusableWeights as exc:
             warnings.warn(f"{exc}; no test score", stacklevel=2)
+            return None
+
+    def _ensemble_summary_or_none(self) -> dict[str, Any] | None:
+        """:meth:`ensemble_summary`, or ``None`` with a warning when its stored weights cannot be used."""
+        try:
+            return self.ensemble_summary()
+        except UnusableWeights as exc:
+            warnings.warn(f"{exc}; no ensemble", stacklevel=2)
             return None
 
     def refit_summary(self) -> dict[str, int] | None:

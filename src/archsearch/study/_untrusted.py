@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from archsearch._limits import MAX_CHILDREN_PER_STEP, MAX_SEED, MAX_STEPS, integer
+from archsearch._limits import MAX_CHILDREN_PER_STEP, MAX_ENSEMBLE, MAX_SEED, MAX_STEPS, integer
 from archsearch.errors import ArchsearchError, short
 from archsearch.space import Architecture, SearchSpace
 from archsearch.strategies import STATUSES
@@ -230,6 +230,10 @@ def config(where: str, text: Any) -> dict[str, Any]:
     for flag in _FLAGS:
         if not isinstance(data.get(flag, False), bool):
             raise ArchsearchError(f"{where}: config.{flag} is not true or false")
+    try:
+        integer("config.ensemble", data.get("ensemble", 1), 1, MAX_ENSEMBLE)
+    except ArchsearchError as exc:
+        raise ArchsearchError(f"{where}: {exc}") from None
     return data
 
 
@@ -427,6 +431,17 @@ def state_dict(value: Any) -> dict[str, torch.Tensor]:
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items()
     ):
         raise ValueError("it is not a dict of named tensors")
+    return value
+
+
+def json_number(text: Any) -> Any:
+    """The value of a stored JSON number (a meta row); ``ValueError`` for text that is not one."""
+    try:
+        value = json.loads(text) if isinstance(text, str) and len(text) <= 40 else None
+    except ValueError:
+        value = None
+    if not _finite(value):
+        raise ValueError(f"test_score {short(text)} is not a finite number")
     return value
 
 
