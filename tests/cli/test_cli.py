@@ -681,8 +681,8 @@ def test_search_with_an_ensemble_then_best_report_and_export(tmp_path, run):
     ensemble = summary["ensemble"]
     assert ensemble["size"] == 3 and len(ensemble["members"]) == 3 and ensemble["members"][0] == summary["trial"]
     members = ", ".join(map(str, ensemble["members"]))
-    shown = f"ensemble: the 3 best architectures (trials {members}) averaged  test_accuracy {ensemble['test_score']:.4f}"
-    assert shown in proc.stdout
+    score = f"{ensemble['test_score']:.4f}"
+    assert f"ensemble: the 3 best architectures (trials {members}) averaged  test_accuracy {score}" in proc.stdout
     run("report", "e.db", "--out", "r.html", cwd=tmp_path, check=True)
     assert f"the ensemble of 3 best architectures (trials {members})" in (tmp_path / "r.html").read_text()
     exported = run("export", "e.db", "--out", "out", "--no-onnx", cwd=tmp_path, check=True).stdout

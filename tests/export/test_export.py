@@ -193,7 +193,8 @@ def test_an_ensemble_exports_as_its_members_and_their_average(request, tmp_path,
     assert description["source"]["trials"] == [t.number for t in members]
     assert description["source"]["test_score"] == study.ensemble_summary()["test_score"]
     for trial, folder in zip(members, folders):
-        assert json.loads((tmp_path / "out" / folder / "architecture.json").read_text())["source"]["trial"] == trial.number
+        member = json.loads((tmp_path / "out" / folder / "architecture.json").read_text())
+        assert member["source"]["trial"] == trial.number
     with torch.no_grad():
         outputs = model(task.x_test)
     if task.regression:

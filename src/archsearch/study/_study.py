@@ -271,8 +271,9 @@ class Study:
         when the controller resamples the same architectures, but it also freezes the reward's
         noise for them: a lucky or unlucky first training counts every time. With ``refit`` the
         finished search retrains its final pick on the training and validation rows together
-        (:meth:`refit`), and that network is the study's model. With ``ensemble`` above 1 the finished
-        search also trains its best architectures again as an ensemble (:meth:`build_ensemble`). ``executor`` says where children
+        (:meth:`refit`), and that network is the study's model. With ``ensemble`` above 1 the
+        finished search also trains its best architectures again as an ensemble
+        (:meth:`build_ensemble`), and that is the study's final model. ``executor`` says where children
         are evaluated (default: inline, in this process); it never changes the trials. With
         ``asynchronous`` (strategies that learn from one result at a time: evolution, random) the
         study keeps ``children_per_step`` children in flight and tells each result as it comes in
@@ -774,7 +775,8 @@ class Study:
                 return self.evaluator.refit(trial.architecture, trial.seed, trial.kept_epoch).weights
             return self.evaluator.retrain(trial.architecture, trial.seed)
         except ArchsearchError as exc:
-            raise ArchsearchError(f"{self.path}: training trial {trial.number} for the ensemble failed ({exc})") from None
+            why = f"training trial {trial.number} for the ensemble failed ({exc})"
+            raise ArchsearchError(f"{self.path}: {why}") from None
 
     def ensemble_members(self) -> list[Trial] | None:
         """The stored ensemble's trials, best first, if it is the ensemble of the study's best trials now;
@@ -790,7 +792,8 @@ class Study:
         class probabilities (regression: their outputs); see :class:`archsearch.evaluation.Ensemble`."""
         members = self.ensemble_members()
         if members is None:
-            raise ArchsearchError(f"{self.path}: the study has no ensemble of its best trials (search with --ensemble K)")
+            why = "the study has no ensemble of its best trials (search with --ensemble K)"
+            raise ArchsearchError(f"{self.path}: {why}")
         weights = self._storage.ensemble_weights()
         networks = [self._model(trial, w, "ensemble weights") for trial, w in zip(members, weights, strict=True)]
         return Ensemble(networks, self.task.regression)
