@@ -438,6 +438,14 @@ def _export_parser(commands: argparse._SubParsersAction) -> None:
         "--out", type=_path, default=None, help="folder to write (default: the study's name without its extension)"
     )
     export.add_argument(
+        "--trial",
+        type=_non_negative_int,
+        default=None,
+        metavar="N",
+        help="export trial N's network instead (one on the Pareto front, say), with the weights its search "
+        "kept: the best's and an ensemble's are in the study, any other needs a search with --save-children",
+    )
+    export.add_argument(
         "--onnx",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -1173,16 +1181,21 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from archsearch.export import export_best, export_names, onnx_available
+    from archsearch.export import EXPORT_FILES, export_best, export_names, export_trial, onnx_available
     from archsearch.study import Study
 
     out = args.out or (
         args.study.with_suffix("") if args.study.suffix else args.study.with_name(args.study.name + "-export")
     )
     with Study.open(args.study, readonly=True) as study:
-        check_output_dir(out, export_names(study), study.input_paths(), "--out" if args.out else "export")
-        paths = export_best(study, out, onnx=args.onnx)
-        best, members = study.best(), study.ensemble_members()
+        names = EXPORT_FILES if args.trial is not None else export_names(study)
+        check_output_dir(out, names, study.input_paths(), "--out" if args.out else "export")
+        if args.trial is not None:
+            paths = export_trial(study, args.trial, out, onnx=args.onnx)
+            best, members = study.trial_model(args.trial)[0], None
+        else:
+            paths = export_best(study, out, onnx=args.onnx)
+            best, members = study.best(), study.ensemble_members()
     if members is None:
         print(f"exported {best.architecture} (trial {best.number}) to {out}/")
     else:

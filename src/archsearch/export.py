@@ -70,12 +70,27 @@ def export_best(study: Any, out: Path, onnx: bool | None = None) -> dict[str, Pa
     if best is None:
         raise ArchsearchError(f"{study.path}: no successful trial to export yet")
     arch = best.architecture
+    _check_exportable(study, arch)
+    _check_onnx(onnx)
+    origin = source(study, best, study.test_score(), study.refit_summary())
+    return export_network(study.best_model(), arch, study.task, out, origin, onnx)
+
+
+def export_trial(study: Any, number: int, out: Path, onnx: bool | None = None) -> dict[str, Path]:
+    """Write trial ``number``'s network, with the weights its search kept (see
+    :meth:`archsearch.study.Study.trial_model`), to ``out``: any trial of the front, not only the best."""
+    _check_onnx(onnx)
+    trial, model = study.trial_model(number)
+    _check_exportable(study, trial.architecture)
+    origin = source(study, trial, study.evaluator.model_test_score(model), None)
+    return export_network(model, trial.architecture, study.task, out, origin, onnx)
+
+
+def _check_exportable(study: Any, arch: Any) -> None:
     if not isinstance(arch, MLPArchitecture | CNNArchitecture):
         raise ArchsearchError(
             f"{study.path}: export builds MLP and CNN networks; {arch} is a {arch.kind} architecture"
         )
-    _check_onnx(onnx)
-    return export_network(study.best_model(), arch, study.task, out, source(study, best), onnx)
 
 
 def export_names(study: Any) -> list[str]:
@@ -91,11 +106,7 @@ def export_ensemble(study: Any, members: list[Any], out: Path, onnx: bool | None
     """Write the study's ensemble (its ``members``, best first) to ``out``: a folder per member, then
     ``ensemble.json``, ``model.py`` and ``model.onnx`` for the whole."""
     for trial in members:
-        if not isinstance(trial.architecture, MLPArchitecture | CNNArchitecture):
-            raise ArchsearchError(
-                f"{study.path}: export builds MLP and CNN networks; {trial.architecture} is a "
-                f"{trial.architecture.kind} architecture"
-            )
+        _check_exportable(study, trial.architecture)
     _check_onnx(onnx)
     model, task, summary = study.ensemble_model(), study.task, study.ensemble_summary()
     paths: dict[str, Path] = {}
@@ -103,7 +114,9 @@ def export_ensemble(study: Any, members: list[Any], out: Path, onnx: bool | None
     for position, (trial, network) in enumerate(zip(members, model.members, strict=True), 1):
         folder = f"member-{position}"
         folders.append(folder)
-        written = export_network(network, trial.architecture, task, out / folder, source(study, trial), onnx=False)
+        refit = {"epochs": trial.kept_epoch, "rows": len(task.y_train) + len(task.y_val)} if study.refit_final else None
+        origin = source(study, trial, study.evaluator.model_test_score(network), refit)
+        written = export_network(network, trial.architecture, task, out / folder, origin, onnx=False)
         paths.update({f"{folder}/{name}": path for name, path in written.items()})
     description = {
         "members": folders,
@@ -130,18 +143,19 @@ def export_ensemble(study: Any, members: list[Any], out: Path, onnx: bool | None
     return paths
 
 
-def source(study: Any, best: Any) -> dict[str, Any]:
-    """Where the exported network came from: ``architecture.json``'s ``source``."""
+def source(study: Any, trial: Any, test_score: float | None, refit: dict[str, int] | None) -> dict[str, Any]:
+    """Where the exported network came from: ``architecture.json``'s ``source``: the trial, and the
+    network's own test score and refit (``None``: the search's own weights)."""
     return {
         "study": str(study.path) if study.path else None,
         "task": study.task.name,
-        "trial": best.number,
-        "phase": best.phase,
-        "kind": best.kind,
+        "trial": trial.number,
+        "phase": trial.phase,
+        "kind": trial.kind,
         "metric": study.metric,
-        "refit": study.refit_summary(),
-        "val_score": best.val_score,
-        "test_score": study.test_score(),
+        "refit": refit,
+        "val_score": trial.val_score,
+        "test_score": test_score,
         **({"weight_sharing": study.phases()} if study.shares_weights else {}),
     }
 

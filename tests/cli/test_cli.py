@@ -688,6 +688,13 @@ def test_search_with_an_ensemble_then_best_report_and_export(tmp_path, run):
     exported = run("export", "e.db", "--out", "out", "--no-onnx", cwd=tmp_path, check=True).stdout
     assert f"exported the ensemble of 3 networks (trials {members}) to out/" in exported
     assert "member-3/model.py" in exported and (tmp_path / "out" / "ensemble.json").exists()
+    third = ensemble["members"][2]
+    exported = run("export", "e.db", "--trial", third, "--out", "t", "--no-onnx", cwd=tmp_path, check=True).stdout
+    assert f"(trial {third}) to t/" in exported and (tmp_path / "t" / "model.py").exists()
+    other = next(n for n in range(8) if n not in ensemble["members"])
+    one_line_error(run("export", "e.db", "--trial", other, "--out", "o", cwd=tmp_path),
+                   f"no weights of trial {other}", "--save-children")  # fmt: skip
+    assert not (tmp_path / "o").exists()
     for value, why in (("0", "must be a positive integer, got 0"), ("101", "must be at most 100"),
                        ("x", "expected a positive integer, got 'x'")):  # fmt: skip
         one_line_error(run("search", "--task", "moons", "--ensemble", value, cwd=tmp_path), "--ensemble", why)

@@ -192,9 +192,10 @@ def test_an_ensemble_exports_as_its_members_and_their_average(request, tmp_path,
     assert description["members"] == folders
     assert description["source"]["trials"] == [t.number for t in members]
     assert description["source"]["test_score"] == study.ensemble_summary()["test_score"]
-    for trial, folder in zip(members, folders):
+    for trial, folder, network in zip(members, folders, model.members):
         member = json.loads((tmp_path / "out" / folder / "architecture.json").read_text())
         assert member["source"]["trial"] == trial.number
+        assert member["source"]["test_score"] == pytest.approx(study.evaluator.model_test_score(network))
     with torch.no_grad():
         outputs = model(task.x_test)
     if task.regression:
@@ -209,3 +210,40 @@ def test_an_ensemble_exports_as_its_members_and_their_average(request, tmp_path,
         session = ort.InferenceSession(str(paths["model.onnx"]))
         (onnx_outputs,) = session.run(None, {"features": task.x_test.numpy()})
         np.testing.assert_allclose(onnx_outputs, outputs.numpy(), atol=1e-5)
+
+
+def test_any_trial_with_kept_weights_exports(tmp_path, moons):
+    """``export --trial N``: the best's search weights, an ensemble member's or a saved child's; each
+    network's own test score in its source."""
+    from archsearch.export import export_trial
+
+    study = Study.create(tmp_path / "s.db", moons, steps=2, children_per_step=4, seed=1, ensemble=2,
+                         save_children=True, refit=True,
+                         evaluator=SerialTrainer(moons, TrainConfig(max_epochs=8)))  # fmt: skip
+    study.run(progress=False)
+    best, member = study.ensemble_members()
+    other = next(t for t in study.trials() if t.number not in (best.number, member.number) and t.status == "ok")
+    for trial in (best, member, other):
+        paths = export_trial(study, trial.number, tmp_path / f"t{trial.number}", onnx=False)
+        description = json.loads(paths["architecture.json"].read_text())
+        saved = study.child_model(trial.number)  # the search's own weights, whatever the study refit
+        with torch.no_grad():
+            assert torch.equal(load_exported(paths)(moons.x_test), saved(moons.x_test))
+        assert description["source"]["trial"] == trial.number and description["source"]["refit"] is None
+        assert description["source"]["test_score"] == pytest.approx(study.evaluator.model_test_score(saved))
+    for child in study.children_dir.iterdir():
+        child.unlink()
+    export_trial(study, best.number, tmp_path / "again", onnx=False)  # kept in the study itself
+    with pytest.raises(ArchsearchError, match=rf"no weights of trial {member.number}: the study keeps its best"):
+        export_trial(study, member.number, tmp_path / "m", onnx=False)  # the study refits: its members are refits
+    with pytest.raises(ArchsearchError, match="no trial 99$"):
+        export_trial(study, 99, tmp_path / "none", onnx=False)
+    assert not (tmp_path / "m").exists() and not (tmp_path / "none").exists()
+
+
+def load_exported(paths):
+    """The network of an export folder, through its own model.py."""
+    namespace: dict = {}
+    exec(paths["model.py"].read_text().replace("HERE = Path(__file__)", f"HERE = Path({str(paths['model.py'])!r})"),
+         namespace)  # fmt: skip
+    return namespace["load_model"](paths["weights.safetensors"])

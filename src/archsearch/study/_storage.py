@@ -544,6 +544,11 @@ class Storage:
     def count_trials(self) -> int:
         return self._one("SELECT COUNT(*) FROM trials")[0]
 
+    def trial(self, number: int) -> Trial | None:
+        """Trial ``number``, checked, or ``None`` where there is none."""
+        row = self._one("SELECT * FROM trials WHERE number = ?", (number,))
+        return None if row is None else self._trial(row)
+
     def best_trial(self) -> Trial | None:
         """Highest reward among trials with status ``ok``; see :func:`rank` for ties."""
         row = self._one(f"SELECT * FROM trials WHERE status = 'ok' ORDER BY {self._rank_order} LIMIT 1")

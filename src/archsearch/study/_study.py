@@ -647,6 +647,27 @@ class Study:
             raise ArchsearchError(f"{file}: the saved weights of trial {number} cannot be read ({why})") from None
         return self._model(trial, weights, "saved weights", "the study's other trials still work")
 
+    def trial_model(self, number: int) -> tuple[Trial, torch.nn.Module]:
+        """Trial ``number`` and its network with the weights its search kept, wherever the study has
+        them: the stored model's (before any refit), an ensemble member's (unless they were refit), or
+        a saved child's (``save_children``)."""
+        trial = self._storage.trial(number)
+        if trial is None:
+            raise ArchsearchError(f"{self.path}: no trial {number}")
+        stored = self._storage.stored_model()
+        if stored is not None and stored[0] == number:
+            return trial, self._model(trial, self._storage.best_model()[1], "weights")
+        members = self._storage.ensemble_members() or []
+        if number in members and not self.refit_final:
+            weights = self._storage.ensemble_weights()[members.index(number)]
+            return trial, self._model(trial, weights, "ensemble weights")
+        if self.children_dir is not None and (self.children_dir / f"{number}.safetensors").exists():
+            return trial, self.child_model(number)
+        raise ArchsearchError(
+            f"{self.path}: no weights of trial {number}: the study keeps its best network's and its ensemble's "
+            "(search with --save-children to keep every child's)"
+        )
+
     # -- results -----------------------------------------------------------------------------
 
     def trials(self, top: int | None = None) -> list[Trial]:
