@@ -92,7 +92,7 @@ class Evaluator(ABC):
         together, for ``epochs`` epochs; an evaluator that trains nothing refuses."""
         raise ArchsearchError(f"refit: the {self.name!r} evaluator trains nothing, so it cannot retrain a pick")
 
-    #: whether :meth:`retrain` and :meth:`ensemble` can make the best architectures a final ensemble
+    #: whether :meth:`retrain` can train the best architectures again for a final ensemble
     ensembles: ClassVar[bool] = False
 
     def retrain(self, arch: Architecture, seed: int) -> dict[str, torch.Tensor]:

@@ -781,7 +781,8 @@ class Study:
             if self._storage.readonly:
                 raise ArchsearchError(f"{self.path}: opened read-only; building an ensemble writes its networks")
             if progress:
-                print(f"ensemble: training {len(picks) - 1} more networks (trials {numbers[1:]})", file=sys.stderr)
+                more = ", ".join(map(str, numbers[1:]))
+                print(f"ensemble: training {len(picks) - 1} more networks (trials {more})", file=sys.stderr)
             members = [(trial.number, self._member_weights(trial, trial.number == model)) for trial in picks]
             self._storage.set_ensemble(members)
         return self.ensemble_summary()
