@@ -73,7 +73,7 @@ MLP_GRID = {
 HGB_GRID = {"learning_rate": [0.03, 0.1], "max_leaf_nodes": [7, 15, 31], "min_samples_leaf": [5, 20]}
 BASELINES_JSON = RESULTS / "small_tables_baselines.json"
 BEST = ("architecture", "metric", "val_score", "test_score", "params", "trials", "refit")  # of 'archsearch best --json'
-SETTINGS = ("steps", "children_per_step", "strategy", "space", "trainer", "refit")  # of the study's config
+SETTINGS = ("steps", "children_per_step", "strategy", "space", "trainer", "refit", "ensemble")  # of the study's config
 
 
 def write_csv(dataset: str, folder: Path) -> Path:
@@ -110,10 +110,12 @@ def search(data: Path, split: int, options: list[str], timeout: float | None) ->
         "timed_out": False,
         "seconds": seconds,
         **{key: best[key] for key in BEST},
+        "ensemble": best.get("ensemble"),
+        "final_test_score": (best.get("ensemble") or best)["test_score"],  # the study's final model's
         "printed": printed.stdout.splitlines(),
         "warnings": printed.stderr.splitlines(),
         "csv_sha256": config["task"]["sha256"],
-        "settings": {key: config[key] for key in SETTINGS},
+        "settings": {key: config.get(key) for key in SETTINGS},
     }
 
 
@@ -273,7 +275,7 @@ def compare(name: str, searched: dict[str, Any]) -> None:
             "split_seeds": [r["split_seed"] for r in done],
             "timed_out": len(runs) - len(done),
             "seconds_per_search": float(np.mean([r["seconds"] for r in runs])),
-            "archsearch": float(np.mean([r["test_score"] for r in done])) if done else None,
+            "archsearch": float(np.mean([r.get("final_test_score", r["test_score"]) for r in done])) if done else None,
         }
         same_rows = all(r["split_seed"] in fitted and fitted[r["split_seed"]]["csv_sha256"] == r["csv_sha256"]
                         for r in done)  # fmt: skip

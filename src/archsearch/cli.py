@@ -297,10 +297,11 @@ def _search_training_arguments(train: argparse._ArgumentGroup) -> None:
     train.add_argument(
         "--ensemble",
         type=_ensemble,
-        default=1,
+        default=None,
         metavar="K",
         help="when the search ends, train the K best architectures again (as --refit says, or as the search "
-        "did) and make their average the study's final model (default: 1, the best network alone; at most 100)",
+        "did) and make their average the study's final model (default: 5 for a table of your own, --data; "
+        "otherwise 1, the best network alone; at most 100)",
     )
 
 
@@ -872,6 +873,10 @@ def _search_in(args: argparse.Namespace, config: SearchConfig, parts: Parts) -> 
         print(f"problem: {parts.task.problem} (inferred: {parts.task.inferred})")
     if parts.evaluator.name in ("serial", "batched"):
         print(_children_line(parts.evaluator.to_config()))
+    ensemble = study.ensemble_size
+    if ensemble > 1:
+        why = " (the default for a table; --ensemble 1: the best network alone)" if args.ensemble is None else ""
+        print(f"final model: the average of the {ensemble} best architectures{why}")
     try:
         with study:
             study.run(progress=not args.quiet)

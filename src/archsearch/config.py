@@ -51,6 +51,8 @@ RETRAINING = {"images": {"max_epochs": 10, "patience": 10}, "features": {"batch_
 SHARED_TRAINING = {"images": {"lr": 0.001, "batch_size": 64}, "features": {"lr": 0.01, "batch_size": 32}}
 #: the settings ``shared`` may hold: the supernet's training, and the phases' schedule
 SHARED_SETTINGS = ("lr", "batch_size", "weight_decay", *SCHEDULE, *(k for k in CELL_SCHEDULE if k not in SCHEDULE))
+#: the networks of a final ensemble by default for a table of the user's own (see ``final_ensemble``)
+TABLE_ENSEMBLE = 5
 #: image tasks read from a folder of IDX files (``data_dir``)
 FOLDER_TASKS = ("mnist", "fashion-mnist")
 #: the cell spaces, the kinds a language-modelling task searches
@@ -131,7 +133,7 @@ class SearchConfig:
     reuse_evaluations: bool = False
     save_children: bool = False
     refit: bool = False
-    ensemble: int = 1
+    ensemble: int | None = None
     asynchronous: bool = False
     weight_sharing: bool = False
     shared: dict[str, Any] = field(default_factory=dict)
@@ -178,7 +180,8 @@ class SearchConfig:
         limits.integer(names("steps"), _count(names("steps"), self.steps), 1, limits.MAX_STEPS)
         limits.integer(names("children_per_step"), _count(names("children_per_step"), self.children_per_step), 1,
                        limits.MAX_CHILDREN_PER_STEP)  # fmt: skip
-        limits.integer(names("ensemble"), _count(names("ensemble"), self.ensemble), 1, limits.MAX_ENSEMBLE)
+        if self.ensemble is not None:
+            limits.integer(names("ensemble"), _count(names("ensemble"), self.ensemble), 1, limits.MAX_ENSEMBLE)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ArchsearchError(f"{names('seed')}: must be a non-negative integer, got {self.seed!r}")
         limits.seed(names("seed"), self.seed)
@@ -368,7 +371,7 @@ class SearchConfig:
             raise ArchsearchError(
                 f"{names('refit')}: retrains the final pick; the {evaluator.name!r} evaluator trains nothing"
             )
-        if self.ensemble > 1 and not evaluator.ensembles:
+        if (self.ensemble or 1) > 1 and not evaluator.ensembles:
             raise ArchsearchError(
                 f"{names('ensemble')}: trains the best architectures again as the final model; the "
                 f"{evaluator.name!r} evaluator does not"
@@ -543,9 +546,20 @@ class SearchConfig:
     def _benchmark(self) -> TabularBenchmark:
         return get_benchmark(self.benchmark)
 
+    def final_ensemble(self, parts: Parts) -> int:
+        """How many networks make the final model: ``ensemble`` where given; else ``TABLE_ENSEMBLE`` for a
+        table read from a data file (``data``: rows of features, children trained from scratch), where
+        the average of the best few beat the best alone on small tables; else 1, the best network alone
+        (the seed experiment, images, weight sharing, benchmarks)."""
+        if self.ensemble is not None:
+            return self.ensemble
+        table = self.data is not None and parts.evaluator.ensembles and parts.space.kind == "mlp"
+        return TABLE_ENSEMBLE if table else 1
+
     def with_parts(self, parts: Parts) -> SearchConfig:
         """This config with its parts given as built: building it again builds nothing."""
-        kept = {name: getattr(self, name) for name in ("steps", "children_per_step", "seed", "ensemble", *_FLAGS)}
+        kept = {name: getattr(self, name) for name in ("steps", "children_per_step", "seed", *_FLAGS)}
+        kept["ensemble"] = self.final_ensemble(parts)
         kept["weight_sharing"] = self.weight_sharing
         return SearchConfig(task=parts.task, space=parts.space, strategy=parts.strategy, evaluator=parts.evaluator,
                             executor=parts.executor, **kept)  # fmt: skip

@@ -255,7 +255,7 @@ class Study:
         reuse_evaluations: bool = False,
         save_children: bool = False,
         refit: bool = False,
-        ensemble: int = 1,
+        ensemble: int | None = None,
         asynchronous: bool = False,
         overwrite: bool = False,
     ) -> Study:
@@ -273,7 +273,8 @@ class Study:
         finished search retrains its final pick on the training and validation rows together
         (:meth:`refit`), and that network is the study's model. With ``ensemble`` above 1 the
         finished search also trains its best architectures again as an ensemble
-        (:meth:`build_ensemble`), and that is the study's final model. ``executor`` says where children
+        (:meth:`build_ensemble`), and that is the study's final model (by default 5 for a table read
+        from a data file, else 1: :meth:`SearchConfig.final_ensemble`). ``executor`` says where children
         are evaluated (default: inline, in this process); it never changes the trials. With
         ``asynchronous`` (strategies that learn from one result at a time: evolution, random) the
         study keeps ``children_per_step`` children in flight and tells each result as it comes in
@@ -312,7 +313,7 @@ class Study:
             "reuse_evaluations": bool(config.reuse_evaluations),
             "save_children": bool(config.save_children),
             "refit": bool(config.refit) or _cross_validated(parts.evaluator),
-            **({"ensemble": config.ensemble} if config.ensemble > 1 else {}),
+            **({"ensemble": ensemble} if (ensemble := config.final_ensemble(parts)) > 1 else {}),
             **({"asynchronous": True} if config.asynchronous else {}),
         }
         storage = Storage.create(path, stored, task_data, overwrite=overwrite)
@@ -760,8 +761,9 @@ class Study:
                     break
         return picks
 
-    def build_ensemble(self, progress: bool = False) -> dict[str, Any]:
-        """Train the ensemble of :meth:`ensemble_picks` and store it; returns :meth:`ensemble_summary`.
+    def build_ensemble(self, progress: bool = False) -> dict[str, Any] | None:
+        """Train the ensemble of :meth:`ensemble_picks` and store it; returns :meth:`ensemble_summary`
+        (``None`` where only one architecture succeeded: the best network alone is the model).
 
         Each member is trained as the study's model is: retrained on train + validation for its kept
         epochs in a study that refits, else trained again as the search trained it, from the trial's
@@ -776,6 +778,8 @@ class Study:
             )
         model = self._stored_best()[0]
         picks = self.ensemble_picks()
+        if len(picks) < 2:  # one successful architecture: the best network alone is the model
+            return None
         numbers = [trial.number for trial in picks]
         if self._storage.ensemble_members() != numbers:
             if self._storage.readonly:
