@@ -220,7 +220,7 @@ def with_ensemble(study: Path, k: int, folder: Path) -> Path:
 
 
 def run_ensemble(args: argparse.Namespace) -> None:
-    """Build the ensemble of every kept study; write results/small_tables_ensemble_NAME.json."""
+    """Build the ensemble of every kept study; write results/small_tables_ensemble_NAME_kK.json."""
     searched = json.loads((RESULTS / f"small_tables_search_{args.name}.json").read_text())
     baselines = json.loads(BASELINES_JSON.read_text())["datasets"]
     results, rows = {"k": args.k, "search": args.name, "datasets": {}}, []
@@ -249,7 +249,7 @@ def run_ensemble(args: argparse.Namespace) -> None:
             scale, bar = (1, 0.02) if regression else (100, 1.0)
             rows.append([dataset, single, ours, best, theirs, (theirs - ours) * scale, (theirs - ours) * scale <= bar,
                          float(np.mean([d["seconds"] for d in done]))])  # fmt: skip
-    report(f"small_tables_ensemble_{args.name}",
+    report(f"small_tables_ensemble_{args.name}_k{args.k}",
            f"archsearch's ensemble of its {args.k} best architectures against its best network alone and the best "
            f"tuned baseline: mean test accuracy (diabetes: R²) over the splits of search '{args.name}'",
            ["data set", "single", "ensemble", "best baseline", "its score", "gap", "within", "s to build"],

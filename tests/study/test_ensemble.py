@@ -197,3 +197,35 @@ def test_what_cannot_ensemble_is_refused(moons):
     for size, error in ((0, "ensemble: must be a positive integer, got 0"), (101, "ensemble: must be at most 100")):
         with pytest.raises(ArchsearchError, match=error):
             Study.create(None, small(moons), steps=1, ensemble=size)
+
+
+def test_a_table_of_ones_own_gets_an_ensemble_of_5_by_default(tmp_path):
+    """The default follows the data: a data file of rows (``--data``) ends with the 5 best averaged; a
+    named task (the seed experiment) keeps the best network alone; a given K wins either way."""
+    from sklearn.datasets import load_iris
+
+    from archsearch.config import TABLE_ENSEMBLE
+
+    path = tmp_path / "iris.csv"
+    load_iris(as_frame=True).frame.to_csv(path, index=False)
+    table = SearchConfig(data=str(path), target="target", steps=1)
+    assert TABLE_ENSEMBLE == 5 and table.final_ensemble(table.build()) == 5
+    assert dataclasses.replace(table, ensemble=1).final_ensemble(table.build()) == 1
+    named = SearchConfig(task="moons", steps=1)
+    assert named.final_ensemble(named.build()) == 1
+    assert dataclasses.replace(named, ensemble=3).final_ensemble(named.build()) == 3
+    with Study.create(tmp_path / "t.db", dataclasses.replace(table, steps=2, children_per_step=4)) as study:
+        assert study.config["ensemble"] == study.ensemble_size == 5
+        study.run()
+        assert len(study.summary()["ensemble"]["members"]) == 5
+    with Study.create(None, named) as study:
+        assert "ensemble" not in study.config and study.ensemble_size == 1
+
+
+def test_one_successful_architecture_makes_no_ensemble(moons):
+    s = study(None, moons, steps=1, ensemble=5)  # fewer distinct architectures than asked: all of them
+    assert len(s.ensemble_members()) == len({t.arch_hash for t in s.trials() if t.status == "ok"}) < 5
+    s2 = Study.create(None, small(moons), steps=1, children_per_step=1, seed=1, ensemble=5,
+                      evaluator=SerialTrainer(small(moons), CONFIG))  # fmt: skip
+    s2.run()
+    assert s2.build_ensemble() is None and s2.ensemble_members() is None and s2.summary()["ensemble"] is None
