@@ -77,6 +77,7 @@ _layers = _integer(1, "positive", limits.MLP_MAX_LAYERS, f" (mlp; cnn: {limits.C
 _count = _integer(1, "positive", limits.MAX_COUNT)
 _folds = _integer(1, "positive", limits.MAX_FOLDS)
 _ensemble = _integer(1, "positive", limits.MAX_ENSEMBLE)
+_trial = _integer(0, "non-negative", limits.MAX_STEPS * limits.MAX_CHILDREN_PER_STEP, " (a trial number)")
 _hidden = _integer(1, "positive", limits.MAX_HIDDEN_SIZE)
 _budget = _integer(1, "positive", limits.MAX_BUDGET)
 _retries = _integer(0, "non-negative", limits.MAX_RETRIES)
@@ -440,7 +441,7 @@ def _export_parser(commands: argparse._SubParsersAction) -> None:
     )
     export.add_argument(
         "--trial",
-        type=_non_negative_int,
+        type=_trial,
         default=None,
         metavar="N",
         help="export trial N's network instead (one on the Pareto front, say), with the weights its search "

@@ -695,6 +695,9 @@ def test_search_with_an_ensemble_then_best_report_and_export(tmp_path, run):
     one_line_error(run("export", "e.db", "--trial", other, "--out", "o", cwd=tmp_path),
                    f"no weights of trial {other}", "--save-children")  # fmt: skip
     assert not (tmp_path / "o").exists()
+    for value, why in (("99999999999999999999", "must be at most 1000000000000 (a trial number)"),
+                       ("-1", "non-negative integer")):  # fmt: skip
+        one_line_error(run("export", "e.db", "--trial", value, "--out", "o", cwd=tmp_path), "--trial", why)
     for value, why in (("0", "must be a positive integer, got 0"), ("101", "must be at most 100"),
                        ("x", "expected a positive integer, got 'x'")):  # fmt: skip
         one_line_error(run("search", "--task", "moons", "--ensemble", value, cwd=tmp_path), "--ensemble", why)

@@ -177,6 +177,7 @@ def search_argv() -> st.SearchStrategy[list]:
             switch("--reuse-evaluations"),
             switch("--save-children"),
             switch("--refit"),
+            number("--ensemble", ("1", "3")),
             executor(),
             switch("--quiet"),
         ],
@@ -240,6 +241,7 @@ def export_argv() -> st.SearchStrategy[list]:
             path(None, STUDIES, NOT_STUDIES),
             path("--out", ("fresh", "unicode", "in_dir", "dot"), (*STUDY_OUTPUTS, *BAD_NEW_PATHS[:-1], "dev_null")),
             fixed(["--no-onnx"], hostile=(["--no-onnx=1"], ["--onnx=yes"])),
+            flag("--trial", ("0", "1"), BAD_INT + HUGE_INT),
         ],
     )
 

@@ -546,6 +546,8 @@ class Storage:
 
     def trial(self, number: int) -> Trial | None:
         """Trial ``number``, checked, or ``None`` where there is none."""
+        if type(number) is not int or not 0 <= number < 2**63:  # beyond SQLite's integers: none stored
+            return None
         row = self._one("SELECT * FROM trials WHERE number = ?", (number,))
         return None if row is None else self._trial(row)
 
