@@ -40,7 +40,7 @@ CONFIG_KEYS = (("steps",), ("children_per_step",), ("seed",), ("space", "max_lay
                ("space", "activations"), ("space", "kind"), ("space",), ("strategy", "name"), ("strategy", "lr"),
                ("strategy", "hidden_size"), ("strategy",), ("task", "name"), ("task", "path"), ("task", "n_samples"),
                ("task", "sha256"), ("task",), ("trainer", "max_epochs"), ("trainer", "name"), ("trainer", "batch_size"),
-               ("trainer", "threads"), ("executor", "workers"), ("executor", "name"), ("save_children",), ())
+               ("trainer", "threads"), ("executor", "workers"), ("executor", "name"), ("save_children",), ("ensemble",), ())
 # no moderately large sizes here (say 10**6 units): a study that asks for one is valid, just expensive
 CONFIG_VALUES = (None, -1, 0, 10**30, 1e308, "x", [], {}, True, 2.5, ["x"], [10**30], "NaN", [0], [-4], "")
 UNITS = (0, -1, 3, 7, 64, 10**30, "8", None, 1.5, True)
@@ -102,7 +102,7 @@ def damage(draw: st.DrawFn) -> tuple:
         kind = draw(st.sampled_from(["delete", "column", "meta", "config", "architecture", "blob", "bytes", "header",
                                      "truncate", "wal", "children", "data file"]))
         if kind == "delete":
-            table = draw(st.sampled_from(["trials", "steps", "checkpoints", "models", "meta"]))
+            table = draw(st.sampled_from(["trials", "steps", "checkpoints", "models", "meta", "ensemble"]))
             where = draw(st.sampled_from(["all", "first", "last", "odd"]))
             if table == "meta":
                 where = draw(st.sampled_from(["format", "schema_version", "config", "created"]))
@@ -118,7 +118,7 @@ def damage(draw: st.DrawFn) -> tuple:
         elif kind == "architecture":
             found.append(("architecture", _architecture(draw), draw(st.sampled_from(["all", "best"]))))
         elif kind == "blob":
-            table = draw(st.sampled_from([("checkpoints", "state"), ("models", "weights")]))
+            table = draw(st.sampled_from([("checkpoints", "state"), ("models", "weights"), ("ensemble", "weights")]))
             found.append(("blob", *table, _blob(draw), draw(st.integers(0, 400))))
         elif kind == "bytes":
             found.append(("bytes", draw(st.integers(0, 2**20)), draw(st.binary(min_size=1, max_size=64)),
@@ -143,6 +143,10 @@ def _writable(db: sqlite3.Connection) -> None:
     db.execute("PRAGMA writable_schema = ON")
     db.execute("UPDATE sqlite_master SET sql = replace(sql, 'NOT NULL', '') WHERE type = 'table'")
     db.execute("PRAGMA writable_schema = OFF")
+
+
+def _has(db: sqlite3.Connection, table: str) -> bool:
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone() is not None
 
 
 def _rows(where: str) -> str:
@@ -179,7 +183,7 @@ def apply(study: Path, damages: tuple) -> None:
                     table, where = args
                     if table == "meta":
                         db.execute("DELETE FROM meta WHERE key = ?", (where,))
-                    else:
+                    elif _has(db, table):  # the ensemble table: only in a study that built an ensemble
                         db.execute(f"DELETE FROM {table} WHERE " + _rows(where).format(t=table))
                 elif kind == "column":
                     column, value, where = args
@@ -196,7 +200,7 @@ def apply(study: Path, damages: tuple) -> None:
                 elif kind == "architecture":
                     text, where = args
                     db.execute("UPDATE trials SET architecture = ? WHERE " + _rows(where), (text,))
-                else:
+                elif _has(db, args[0]):
                     table, column, blob, cut = args
                     if blob is None:
                         db.execute(f"UPDATE {table} SET {column} = substr({column}, 1, ?)", (cut,))
