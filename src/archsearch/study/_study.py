@@ -638,7 +638,7 @@ class Study:
         file = self.children_dir / f"{number}.safetensors" if self.children_dir else None
         if file is None or not file.exists():
             raise ArchsearchError(f"{self.path}: no saved weights for trial {number} (search with --save-children)")
-        trial = next((t for t in self.trials() if t.number == number), None)
+        trial = self._storage.trial(number)
         if trial is None:
             raise ArchsearchError(f"{self.path}: no trial {number}")
         try:
@@ -753,8 +753,8 @@ class Study:
         ``ensemble_size``."""
         picks: list[Trial] = []
         seen: set[str] = set()
-        for trial in self._storage.trials(order="reward"):
-            if trial.status == "ok" and trial.kind == "final" and trial.arch_hash not in seen:
+        for trial in self._storage.ranked_successes():
+            if trial.kind == "final" and trial.arch_hash not in seen:
                 seen.add(trial.arch_hash)
                 picks.append(trial)
                 if len(picks) == self.ensemble_size:
