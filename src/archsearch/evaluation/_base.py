@@ -172,12 +172,7 @@ class Trainer(Evaluator):
     def retrain(self, arch: Architecture, seed: int) -> dict[str, torch.Tensor]:
         """The reference trainer retrains, whichever trainer searched (the same weights within float
         rounding); cross-validated children are not retrained one fold at a time: their studies refit."""
-        from archsearch.evaluation._serial import SerialTrainer  # the reference is itself a Trainer
-
-        ((_, result),) = SerialTrainer(self.task, dataclasses.replace(self.config, folds=1)).evaluate([arch], [seed])
-        if result.status != "ok":
-            raise ArchsearchError(f"the retrained network {result.status}: {result.error}")
-        return result.weights
+        return _reference_weights(self.task, dataclasses.replace(self.config, folds=1), arch, seed)
 
     def model_test_score(self, model: torch.nn.Module) -> float | None:
         """``None`` without test rows (``NASClassifier`` keeps none)."""
@@ -187,17 +182,22 @@ class Trainer(Evaluator):
         """The reference trainer retrains, whichever trainer searched: one network, trained once, has
         nothing to gain from batching. Every epoch counts (``patience`` past the end, a reward window of
         one): there is no validation split left to stop on."""
-        from archsearch.evaluation._serial import SerialTrainer  # the reference is itself a Trainer
-
         task = self.task
         merged = dataclasses.replace(
             task, x_train=torch.cat([task.x_train, task.x_val]), y_train=torch.cat([task.y_train, task.y_val])
         )
         config = dataclasses.replace(self.config, max_epochs=epochs, patience=epochs + 1, reward_window=1, folds=1)
-        ((_, result),) = SerialTrainer(merged, config).evaluate([arch], [seed])
-        if result.status != "ok":
-            raise ArchsearchError(f"the retrained network {result.status}: {result.error}")
-        return Refit(epochs, len(merged.y_train), result.weights)
+        return Refit(epochs, len(merged.y_train), _reference_weights(merged, config, arch, seed))
+
+
+def _reference_weights(task: Task, config: TrainConfig, arch: Architecture, seed: int) -> dict[str, torch.Tensor]:
+    """``arch`` trained by the reference trainer from the initial weights of ``seed``: its kept weights."""
+    from archsearch.evaluation._serial import SerialTrainer  # the reference is itself a Trainer
+
+    ((_, result),) = SerialTrainer(task, config).evaluate([arch], [seed])
+    if result.status != "ok":
+        raise ArchsearchError(f"the retrained network {result.status}: {result.error}")
+    return result.weights
 
 
 @contextmanager
