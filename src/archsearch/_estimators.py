@@ -15,6 +15,9 @@ the split, standardised rows and their preprocessing (task kind ``"arrays"``),
 so ``archsearch best``, ``trials``, ``report``, ``export`` and ``resume`` work on
 it like on any study, from the file alone.
 
+With ``max_params`` the search trains no network of more parameters (such an architecture is recorded as
+infeasible, see :class:`~archsearch._objectives.Goals`), so the network ``predict`` uses is within the limit.
+
 With ``weight_sharing=True`` the search scores its ``budget`` children with one supernet's shared
 weights (see :mod:`archsearch.evaluation._shared`), and the network ``predict`` uses is the best
 derived architecture retrained from scratch.
@@ -69,6 +72,7 @@ class _NASEstimator(BaseEstimator):
         study_path: str | None = None,
         verbose: bool = False,
         weight_sharing: bool = False,
+        max_params: int | None = None,
     ) -> None:
         self.strategy = strategy
         self.budget = budget
@@ -84,6 +88,7 @@ class _NASEstimator(BaseEstimator):
         self.study_path = study_path
         self.verbose = verbose
         self.weight_sharing = weight_sharing
+        self.max_params = max_params
 
     def _search(self, X: np.ndarray, targets: np.ndarray, stratify: np.ndarray | None, extra: Any) -> None:
         """Split, standardise, search; sets the fitted attributes only once the search has succeeded."""
@@ -142,6 +147,7 @@ class _NASEstimator(BaseEstimator):
                 children_per_step=self.children_per_step,
                 seed=self.seed,
                 weight_sharing=self.weight_sharing,
+                max_params=self.max_params,
             )
             study = Study.create(self.study_path, config)
             study.run(progress=self.verbose)

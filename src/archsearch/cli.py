@@ -86,6 +86,17 @@ _processes = _integer(1, "positive", limits.max_workers, f" ({limits.WORKERS_PER
 _threads = _integer(1, "positive", limits.available_cores, " (the cores of this machine)")
 
 
+def _numbers(text: str) -> list[float]:
+    """An argparse type: finite numbers separated by commas."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r:.60}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r:.60}")
+    return values
+
+
 def _real(maximum: float, zero: bool = False):  # noqa: ANN202 -- an argparse type
     """An argparse type for finite numbers > 0 (>= 0 with ``zero``) up to ``maximum``."""
     name = "non-negative" if zero else "positive"
@@ -151,6 +162,7 @@ def _search_parser(commands: argparse._SubParsersAction) -> None:
     )
     search.add_argument("--noisy", action="store_true", help="with --benchmark: reward one recorded run, not the mean")
     _data_arguments(search.add_argument_group("your own data (instead of --task)"))
+    _goal_arguments(search.add_argument_group("costs and objectives (see docs/pareto.md)"))
     search.add_argument(
         "--split-seed",
         type=_seed,
@@ -222,6 +234,30 @@ def _space_arguments(search: argparse.ArgumentParser) -> None:
         action="store_true",
         help="cnn space: no batch normalization (default: after every convolution)",
     )
+
+
+def _goal_arguments(goals: argparse._ArgumentGroup) -> None:
+    """``search``'s options for searching accuracy and cost together."""
+    goals.add_argument(
+        "--objectives", default=None, metavar="METRIC:DIR,...",
+        help="two or more of val_score, reward, params, flops, latency_ms, epochs, seconds, each :min or :max, for "
+        "the strategies that rank by several (nsga2, pareto-evolution) and the study's front (pareto, report)",
+    )  # fmt: skip
+    goals.add_argument("--max-params", type=_positive_int, default=None, metavar="N",
+                       help="train no architecture of more parameters: it is recorded as infeasible")  # fmt: skip
+    goals.add_argument("--max-flops", type=_positive_int, default=None, metavar="N",
+                       help="train no architecture of more FLOPs per example: it is recorded as infeasible")
+    goals.add_argument("--max-latency-ms", type=_real(1e6), default=None, metavar="MS",
+                       help="train no architecture slower than this on one example (measured on this CPU)")
+    goals.add_argument(
+        "--cost-target", default=None, metavar="COST=VALUE",
+        help="scalarise the reward as MnasNet does: reward * (cost / VALUE) ** w, for params, flops or latency_ms "
+        "(a soft constraint for the strategies of one reward)",
+    )  # fmt: skip
+    goals.add_argument("--cost-weight", type=float, default=-0.07, metavar="W",
+                       help="the exponent w of --cost-target, in -10..0 (default: -0.07, MnasNet's)")
+    goals.add_argument("--latency", action="store_true",
+                       help="time every child's forward pass on one example, batch 1, on this CPU")
 
 
 def _data_arguments(data: argparse._ArgumentGroup) -> None:
@@ -403,9 +439,9 @@ def _pareto_parser(commands: argparse._SubParsersAction) -> None:
     pareto.add_argument("study", type=_path, help="study file")
     pareto.add_argument(
         "--objectives",
-        default="val_score:max,params:min",
-        help="METRIC:min or METRIC:max, separated by commas; metrics: val_score, reward, params, epochs, seconds "
-        "(default: val_score:max,params:min)",
+        default=None,
+        help="METRIC:min or METRIC:max, separated by commas; metrics: val_score, reward, params, flops, latency_ms, "
+        "epochs, seconds (default: the study's --objectives, else val_score:max,params:min)",
     )
     pareto.add_argument("--json", action="store_true", help="JSON instead of text")
 
@@ -425,6 +461,11 @@ def _report_parser(commands: argparse._SubParsersAction) -> None:
     report.add_argument(
         "--sample", type=_path, default=None, help="a study of random architectures (archsearch sample) to histogram"
     )
+    report.add_argument(
+        "--reference", type=_numbers, default=None, metavar="V,V,...",
+        help="the reference point of the front's hypervolume, one value per objective (default: the nadir of the "
+        "study's front, moved out by a tenth of its range)",
+    )  # fmt: skip
 
 
 def _export_parser(commands: argparse._SubParsersAction) -> None:
@@ -508,6 +549,19 @@ def _compare_parser(commands: argparse._SubParsersAction) -> None:
     compare.add_argument(
         "--weight-sharing", action="store_true",
         help="with --task: every run searches with shared weights and retrains its pick (see search --weight-sharing)",
+    )  # fmt: skip
+    compare.add_argument(
+        "--objectives", default=None, metavar="METRIC:DIR,...",
+        help="search and measure fronts: every run is a study of these objectives (see search --objectives), and "
+        "the table gives the hypervolume of each run's front over queries (on a benchmark, its share of the exact "
+        "front's)",
+    )  # fmt: skip
+    compare.add_argument("--cost-target", default=None, metavar="COST=VALUE",
+                         help="scalarise the reward of the strategies of one reward (see search --cost-target)")
+    compare.add_argument(
+        "--reference", type=_numbers, default=None, metavar="V,V,...",
+        help="the hypervolume's reference point, one value per objective (default: the nadir of the best front "
+        "known, moved out by a tenth of its range)",
     )  # fmt: skip
     compare.add_argument("--out", type=_path, default=None, help="output folder (default: runs/compare-NAME)")
     compare.add_argument("--quiet", action="store_true", help=QUIET_HELP)
@@ -835,7 +889,8 @@ def _search_config(args: argparse.Namespace) -> SearchConfig:
     same = ("task", "target", "problem", "split", "split_seed", "benchmark", "noisy", "space", "max_layers", "hidden",
             "strategy", "controller_lr", "entropy_weight", "advantage", "curriculum", "device", "executor", "workers",
             "retries", "address", "steps", "children_per_step", "seed", "reuse_evaluations", "save_children", "refit",
-            "ensemble", "asynchronous")  # fmt: skip
+            "ensemble", "asynchronous", "objectives", "max_params", "max_flops", "max_latency_ms", "cost_target",
+            "cost_weight", "latency")  # fmt: skip
     return SearchConfig(
         **{name: getattr(args, name) for name in same},
         data=text(args.data),
@@ -1112,6 +1167,10 @@ def _compare(args: argparse.Namespace) -> int:
             on_run=(lambda _run: progress.update(next(finished))) if progress else None,
             tolerance=args.tolerance,
             weight_sharing=args.weight_sharing,
+            objectives=args.objectives,
+            cost_target=args.cost_target,
+            reference=args.reference,
+            names=_flag,
         )
     paths = result.write(out)
     print(result.table())
@@ -1120,6 +1179,9 @@ def _compare(args: argparse.Namespace) -> int:
             f"benchmark best {result.best_value:g}; random search without repeats needs a median of "
             f"{result.random_median} queries to find it (analytically)"
         )
+    if result.exact_front is not None:
+        print(f"exact front of the whole table: {result.exact_front} architectures; hv share: the hypervolume of "
+              f"a run's front over the exact front's, reference point {list(result.reference or ())}")  # fmt: skip
     print(f"{total} runs in {result.wall_seconds:.1f} s; results: {paths['json']}  plot: {paths['plot']}")
     return 0
 
@@ -1181,7 +1243,11 @@ def _report(args: argparse.Namespace) -> int:
         sample = stack.enter_context(Study.open(args.sample, readonly=True)) if args.sample else None
         inputs = study.input_paths() + (sample.input_paths() if sample else [])
         check_output_file(out, inputs, "--out" if args.out else "report")
-        write_report(study, out, top=args.top, sample=sample)
+        objectives = len(study.goals.objectives) or 2
+        if args.reference is not None and len(args.reference) != objectives:
+            raise ArchsearchError(f"--reference: expected {objectives} numbers, one per objective of the study, got "
+                                  f"{len(args.reference)}")  # fmt: skip
+        write_report(study, out, top=args.top, sample=sample, reference=args.reference)
     print(f"report: {out}  ({out.stat().st_size:,d} bytes)")
     return 0
 
@@ -1248,11 +1314,17 @@ def _trials(args: argparse.Namespace) -> int:
 
 
 def _pareto(args: argparse.Namespace) -> int:
-    from archsearch.experiments._pareto import minimised, non_dominated_sort, parse_objectives, trial_points
+    from archsearch._objectives import minimised, non_dominated_sort, parse_objectives, trial_points
     from archsearch.study import Study
 
-    objectives = parse_objectives(args.objectives)  # before the study is opened: a bad flag reads nothing
+    given = None if args.objectives is None else parse_objectives(args.objectives)  # a bad flag reads nothing
     with Study.open(args.study, readonly=True) as study:
+        objectives = given or list(study.goals.objectives) or parse_objectives("val_score:max,params:min")
+        missing = [o.metric for o in objectives if o.metric in ("flops", "latency_ms")
+                   and any(getattr(t, o.metric) is None for t in study.trials() if t.status == "ok")]  # fmt: skip
+        if missing:
+            why = "search with --latency" if missing[0] == "latency_ms" else "a study of an older archsearch"
+            raise ArchsearchError(f"--objectives: {missing[0]} is not recorded for every trial of {args.study} ({why})")
         seen, trials = set(), []
         for t in study.trials():
             if t.status == "ok" and t.kind != "proxy" and t.arch_hash not in seen:

@@ -20,7 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import numpy as np
+
 from archsearch import _limits as limits
+from archsearch._objectives import MNASNET_WEIGHT, Goals
 from archsearch.errors import ArchsearchError, short
 from archsearch.evaluation import (
     EVALUATORS,
@@ -99,6 +102,10 @@ class SearchConfig:
     are retrained from scratch (by default with ``RETRAINING``), ``shared`` how the supernet
     trains (``SHARED_TRAINING``) and the phases' schedule (``SCHEDULE``: sharing, controller_steps,
     derive, retrain, reward_rows).
+
+    ``objectives`` (``"val_score:max,params:min"``), the limits ``max_params``, ``max_flops`` and
+    ``max_latency_ms``, the soft target ``cost_target`` (``"params=5000"``) with its exponent
+    ``cost_weight`` and ``latency`` (time every child) are the study's :class:`~archsearch._objectives.Goals`.
     """
 
     task: str | dict[str, Any] | Task | None = None
@@ -137,6 +144,13 @@ class SearchConfig:
     asynchronous: bool = False
     weight_sharing: bool = False
     shared: dict[str, Any] = field(default_factory=dict)
+    objectives: str | list[str] | None = None
+    max_params: int | None = None
+    max_flops: int | None = None
+    max_latency_ms: float | None = None
+    cost_target: str | None = None
+    cost_weight: float = MNASNET_WEIGHT
+    latency: bool = False
 
     # -- dicts -----------------------------------------------------------------------------------
 
@@ -196,6 +210,26 @@ class SearchConfig:
             self._space_kind(images, names)
         self.executor_config(names)
         self._check_sharing(names)
+        self._check_goals(names)
+
+    def goals(self, names: Names = _field) -> Goals:
+        """The study's objectives, limits, soft target and latency timing, checked."""
+        limits_ = {"params": self.max_params, "flops": self.max_flops, "latency_ms": self.max_latency_ms}
+        return Goals.parse(self.objectives, limits_, self.cost_target, self.cost_weight, self.latency, names)
+
+    def _check_goals(self, names: Names) -> None:
+        goals = self.goals(names)
+        name = self._strategy_name()
+        strategy = self.strategy if isinstance(self.strategy, Strategy) else STRATEGIES.lookup(name, names("strategy"))
+        if getattr(strategy, "multi_objective", False) and not goals.objectives:
+            raise ArchsearchError(f"{names('strategy')} {name}: ranks by several objectives; give "
+                                  f"{names('objectives')} (for example val_score:max,params:min)")  # fmt: skip
+        if goals and (self.weight_sharing or self._text()):
+            what = names("weight_sharing") if self.weight_sharing else f"{names('task')} {self._task_name()}"
+            given = next(n for n, v in (("objectives", self.objectives), ("max_params", self.max_params),
+                                        ("max_flops", self.max_flops), ("max_latency_ms", self.max_latency_ms),
+                                        ("cost_target", self.cost_target), ("latency", self.latency)) if v)  # fmt: skip
+            raise ArchsearchError(f"{names(given)}: costs and objectives are not supported with {what} yet")
 
     def _check_sharing(self, names: Names) -> None:
         """Weight sharing: on a task, inline, without the flags that assume children trained one by one."""
@@ -379,6 +413,7 @@ class SearchConfig:
         strategy = self.build_strategy(space)
         if strategy.space != space:
             raise ArchsearchError(f"{names('strategy')}: its search space differs from the study's space")
+        check_goals(self.goals(names), space, evaluator, names)
         return Parts(task, space, strategy, evaluator, self.build_executor(names))
 
     def build_task(self) -> Task | None:
@@ -561,8 +596,50 @@ class SearchConfig:
         kept = {name: getattr(self, name) for name in ("steps", "children_per_step", "seed", *_FLAGS)}
         kept["ensemble"] = self.final_ensemble(parts)
         kept["weight_sharing"] = self.weight_sharing
+        for name in ("objectives", "max_params", "max_flops", "max_latency_ms", "cost_target", "cost_weight",
+                     "latency"):  # fmt: skip
+            kept[name] = getattr(self, name)
         return SearchConfig(task=parts.task, space=parts.space, strategy=parts.strategy, evaluator=parts.evaluator,
                             executor=parts.executor, **kept)  # fmt: skip
+
+
+#: how many architectures :func:`smallest` looks at to find a space's cheapest
+_PROBES = 400
+
+
+def smallest(space: SearchSpace, cost: Callable[[Architecture], float | None]) -> float | None:
+    """The least ``cost`` of a member of ``space``: exact where the space is small enough to list, else the
+    least found by a descent (random members, then mutations that lower the cost), which the costs of
+    the built-in spaces (they grow with every layer's width) lead to the cheapest member."""
+    if space.size() <= 10 * _PROBES:
+        values = [c for arch in space.enumerate() if (c := cost(arch)) is not None]
+        return min(values, default=None)
+    rng = np.random.default_rng(0)
+    found = [(c, arch) for arch in (space.sample(rng) for _ in range(_PROBES // 4)) if (c := cost(arch)) is not None]
+    if not found:
+        return None
+    least, best = min(found, key=lambda pair: pair[0])
+    for _ in range(_PROBES - _PROBES // 4):
+        arch = space.mutate(best, rng)
+        value = cost(arch)
+        if value is not None and value < least:
+            least, best = value, arch
+    return least
+
+
+def check_goals(goals: Goals, space: SearchSpace, evaluator: Evaluator, names: Names = _field) -> None:
+    """Refuse a limit on parameters or FLOPs that no member of the space meets (see :func:`smallest`); a
+    latency limit is not checked ahead: it takes timing every network."""
+    for name, most in goals.limits.items():
+        if name == "latency_ms":
+            continue
+        least = smallest(space, lambda arch, name=name: evaluator.costs(arch)[name])
+        if least is None:
+            raise ArchsearchError(f"{names('max_' + name)}: the {evaluator.name} evaluator does not know the "
+                                  f"{name} of this space's architectures")  # fmt: skip
+        if least > most:
+            raise ArchsearchError(f"{names('max_' + name)}: no architecture of the space has at most "
+                                  f"{int(most):,} {name} (the smallest has {int(least):,})")  # fmt: skip
 
 
 _DEFAULTS = {f.name: f.default for f in fields(SearchConfig) if f.default is not dataclasses.MISSING}

@@ -19,6 +19,7 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -190,8 +191,59 @@ def _sharing(phases: dict[str, Any], score: str) -> str:
     return counts + table + ranking
 
 
-def render_report(study: Any, top: int = 10, sample: Any = None) -> str:
-    """The report as one HTML string."""
+def front_section(study: Any, trials: list[Any], reference: Sequence[float] | None = None) -> str | None:
+    """The Pareto front of the study's successful trials in its objectives (by default val_score:max and
+    params:min): the trials and their front in the first two objectives, the hypervolume of the front found
+    over queries against ``reference`` (by default the front's nadir, see :func:`~archsearch.experiments.
+    _compare.nadir`), and the front's trials. ``None`` with fewer than two trials to draw."""
+    from archsearch._objectives import minimised, pareto_front, parse_objectives, trial_points
+    from archsearch.experiments._compare import hypervolume_curve, nadir
+
+    objectives = list(study.goals.objectives) or parse_objectives("val_score:max,params:min")
+    kept = [t for t in trials if t.status == "ok" and t.kind != "proxy"]
+    if any(getattr(t, o.metric) is None for t in kept for o in objectives):
+        return None  # a study of an older archsearch: no FLOPs recorded
+    values = trial_points(kept, objectives)
+    if len(set(values)) < 2:
+        return None
+    points = minimised(values, objectives)
+    front = sorted(pareto_front(points), key=lambda i: points[i])
+    if reference is None:
+        reference = minimised([nadir([points[i] for i in front])], objectives)[0]
+    signed = minimised([reference], objectives)[0]
+    by_number = {t.number: p for t, p in zip(kept, points, strict=True)}
+    curve = hypervolume_curve([by_number.get(t.number) for t in trials], signed)
+    fig, (left, right) = _pyplot().subplots(1, 2, figsize=(11, 4.2), dpi=100)
+    x, y = objectives[0].metric, objectives[1].metric
+    left.scatter([v[0] for v in values], [v[1] for v in values], s=10, color="#bbbbbb", label="trials")
+    ordered = sorted((values[i] for i in front), key=lambda v: v[0])
+    left.plot([v[0] for v in ordered], [v[1] for v in ordered], "o--", color="#c0392b", markersize=4, linewidth=0.8,
+              label=f"front ({len(front)} trials)")  # fmt: skip
+    if y in ("params", "flops"):
+        left.set_yscale("log")
+    left.set_xlabel(str(objectives[0]))
+    left.set_ylabel(str(objectives[1]))
+    left.legend()
+    right.plot(np.arange(1, len(curve) + 1), curve, color="#2c7fb8")
+    right.set_xlabel("queries (trials)")
+    right.set_ylabel("hypervolume of the front found")
+    right.set_title(f"reference point {[float(f'{v:.4g}') for v in reference]}", fontsize=9)
+    for ax in (left, right):
+        ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    image = _png(fig)
+    rows = [[kept[i].number, str(kept[i].architecture), *(f"{v:.4g}" for v in values[i])] for i in front[:20]]
+    table = _table(["trial", "architecture", *map(str, objectives)], rows)
+    more = f"<p>{len(front) - 20} more: <code>archsearch pareto STUDY</code>.</p>" if len(front) > 20 else ""
+    default = "" if study.goals.objectives else " (the study has no objectives: the default ones)"
+    named = html.escape(", ".join(map(str, objectives)))
+    caption = f"<p>{len(front)} of {len(kept)} successful trials are not dominated in {named}{default}.</p>"
+    return f'{caption}<img alt="pareto front" src="{image}">{table}{more}'
+
+
+def render_report(study: Any, top: int = 10, sample: Any = None, reference: Sequence[float] | None = None) -> str:
+    """The report as one HTML string (``reference``: the front's hypervolume reference point, one value per
+    objective)."""
     trials = study.trials()
     summary = study.summary()
     per_step = study.children_per_step
@@ -245,6 +297,9 @@ def render_report(study: Any, top: int = 10, sample: Any = None) -> str:
     if scores:
         image = histogram_figure(scores)
         sections.append(("histogram", "Random architectures", f'<img alt="histogram" src="{image}">'))
+    front = front_section(study, trials, reference)
+    if front is not None:
+        sections.append(("front", "Accuracy and cost: the Pareto front", front))
     phases = study.phases()
     if phases is not None:
         sections.append(("weight-sharing", "Weight sharing: search, derivation, retraining", _sharing(phases, score)))
@@ -268,10 +323,12 @@ def render_report(study: Any, top: int = 10, sample: Any = None) -> str:
     )
 
 
-def write_report(study: Any, out: Path, top: int = 10, sample: Any = None) -> Path:
+def write_report(
+    study: Any, out: Path, top: int = 10, sample: Any = None, reference: Sequence[float] | None = None
+) -> Path:
     """Render the report and write it to ``out`` whole: a temporary file beside it renamed over it, so an
     interrupted write leaves no half report and never writes through a link."""
-    html = render_report(study, top=top, sample=sample).encode("utf-8")
+    html = render_report(study, top=top, sample=sample, reference=reference).encode("utf-8")
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = None
     try:  # a new file of our own (O_EXCL: never an existing file or a link), then renamed over the report

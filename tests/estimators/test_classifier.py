@@ -49,6 +49,15 @@ def test_fitted_attributes_and_probabilities():
     assert model.score(X, labels) > 0.8
 
 
+def test_a_size_limit_keeps_the_network_within_it():
+    X, y = load_wine(return_X_y=True)  # 13 features, 3 classes: one hidden unit already has 20 parameters
+    model = NASClassifier(budget=20, children_per_step=10, max_params=100, seed=2).fit(X, y)
+    trials = model.study_.trials()
+    assert model.best_architecture_.num_params(13, 3) <= 100
+    assert any(t.status == "infeasible" for t in trials) and all(t.params <= 100 for t in trials if t.status == "ok")
+    assert model.score(X, y) > 0.8
+
+
 def test_same_seed_same_model_and_clone_is_unfitted():
     X, y = load_wine(return_X_y=True)
     a = NASClassifier(budget=10, children_per_step=5, seed=1).fit(X, y)
@@ -72,6 +81,7 @@ def test_pickle_keeps_the_model_and_reopens_a_study_file(tmp_path):
     [
         ({"strategy": "annealing"}, "unknown strategy 'annealing'"),
         ({"validation_fraction": 1.5}, "validation_fraction"),
+        ({"max_params": 10}, "max_params: no architecture of the space has at most 10 params"),
     ],
 )
 def test_bad_settings_are_value_errors(params, message):

@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from archsearch import ArchsearchError
-from archsearch.experiments._pareto import (
-    Objective, dominates, hypervolume, minimised, non_dominated_sort, parse_objectives,
+from archsearch._objectives import (
+    Objective, dominates, hypervolume, minimised, non_dominated_sort, pareto_front, parse_objectives,
 )  # fmt: skip
 
 points_2d = st.lists(st.tuples(*[st.integers(0, 6)] * 2), min_size=0, max_size=12)
@@ -75,3 +75,9 @@ def test_bad_objectives_are_one_line(text, needle):
 def test_good_objectives_parse_in_order():
     assert [str(o) for o in parse_objectives("val_score:max, params:min")] == ["val_score:max", "params:min"]
     assert np.isfinite(hypervolume([(-0.9, 10)], (0.0, 100.0)))
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@given(st.one_of(points_2d, points_3d))
+def test_the_front_alone_equals_the_first_front_of_the_sort(points):
+    assert pareto_front(points) == (non_dominated_sort(points)[0] if points else [])

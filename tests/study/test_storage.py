@@ -84,7 +84,7 @@ def assert_holds_what_was_written(storage: Storage) -> None:
 
 
 def test_trials_and_the_model_row_round_trip(written):
-    assert layout(written)[0] == str(SCHEMA_VERSION) == "5"
+    assert layout(written)[0] == str(SCHEMA_VERSION) == "6"
     storage = Storage.open(written, readonly=True)
     assert_holds_what_was_written(storage)
     storage.close()
@@ -100,12 +100,13 @@ def test_a_new_best_replaces_the_model_and_its_refit(written):
     storage.close()
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 4])
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5])
 def test_an_older_file_reads_unchanged_and_upgrades_in_one_step(written, version):
     downgrade(written, version)
     old = layout(written)
-    assert old[0] == str(version) and "kind" not in old[2] and "evaluator_state" not in old[1]
-    assert version == 4 or "val_accuracy" in old[2] and "test_accuracy" in old[3]
+    assert old[0] == str(version) and "flops" not in old[2]
+    assert version == 5 or "kind" not in old[2] and "evaluator_state" not in old[1]
+    assert version >= 4 or "val_accuracy" in old[2] and "test_accuracy" in old[3]
     before = sha(written)
     storage = Storage.open(written, readonly=True)
     first = storage.trials()[0]
@@ -117,11 +118,11 @@ def test_an_older_file_reads_unchanged_and_upgrades_in_one_step(written, version
     storage = Storage.open(written)
     storage.upgrade()
     storage.close()
-    version5, tables, trials, models = layout(written)
-    assert version5 == "5" and "refits" not in tables and "evaluator_state" in tables
-    assert {"phase", "kind"} <= trials
+    newest, tables, trials, models = layout(written)
+    assert newest == "6" and "refits" not in tables and "evaluator_state" in tables
+    assert {"phase", "kind", "flops", "latency_ms", "latency_spread"} <= trials
     with contextlib.closing(Storage.open(written, readonly=True)) as upgraded:
-        assert {(t.phase, t.kind) for t in upgraded.trials()} == {("search", "final")}
+        assert {(t.phase, t.kind, t.flops, t.latency_ms) for t in upgraded.trials()} == {("search", "final", None, None)}
     assert "val_score" in trials and "val_accuracy" not in trials and "executor" in trials
     assert {"test_score", "refit_epochs", "refit_rows", "refit_weights", "refit_test_score"} <= models
     storage = Storage.open(written, readonly=True)
@@ -139,7 +140,7 @@ def test_a_schema2_file_without_refits_reads_as_never_refit_and_upgrades(written
     storage.close()
     storage = Storage.open(written)
     storage.upgrade()
-    assert storage.refit_info(0) is None and layout(written)[0] == "5"
+    assert storage.refit_info(0) is None and layout(written)[0] == "6"
     storage.add_refit(0, 2, 900, weights(3.0))
     assert storage.refit_info(0) == (2, 900, None)
     storage.close()
@@ -158,7 +159,7 @@ def tamper(path, statement: str) -> None:  # noqa: ANN001
         ("ALTER TABLE trials RENAME COLUMN val_score TO val_accuracy", "'trials' table has no 'val_score' column"),
         ("ALTER TABLE models RENAME COLUMN test_score TO test_accuracy", "'models' table has no 'test_score' column"),
         ("ALTER TABLE models DROP COLUMN refit_weights", "'models' table has no 'refit_weights' column"),
-        ("UPDATE meta SET value = '6' WHERE key = 'schema_version'", "schema version 6, this archsearch reads 1 to 5"),
+        ("UPDATE meta SET value = '7' WHERE key = 'schema_version'", "schema version 7, this archsearch reads 1 to 6"),
     ],
 )
 def test_a_layout_that_is_not_its_schemas_is_refused_with_one_line(written, statement, says):

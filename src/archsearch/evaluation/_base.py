@@ -119,6 +119,22 @@ class Evaluator(ABC):
         where there is none to measure."""
         return None
 
+    # -- costs, known before training (see archsearch.evaluation._cost) -------------------------
+
+    def costs(self, arch: Architecture) -> dict[str, int | None]:
+        """``params`` and ``flops`` of ``arch`` on the task, from the architecture alone (``None``: unknown)."""
+        from archsearch.evaluation import _cost
+
+        return {"params": arch.num_params(self.task.in_features, self.task.out_features),
+                "flops": _cost.flops(arch, self.task)}  # fmt: skip
+
+    def latency(self, arch: Architecture) -> tuple[float, float] | None:
+        """The median milliseconds of a batch-1 forward pass of ``arch`` on this CPU and their spread, or
+        ``None`` where there is no network to time."""
+        from archsearch.evaluation import _cost
+
+        return _cost.latency(arch, self.task)
+
     # -- deduplication: none, unless wrapped (see ReusingEvaluator) ---------------------------------
 
     def plan(self, archs: Sequence[Architecture], keys: Sequence[int]) -> dict[int, int]:

@@ -40,7 +40,8 @@ class TabularBenchmark:
     ``metric`` names the value that becomes the reward (times ``scale``, to bring it
     into [0, 1]); ``runs`` names a list of per-run values, one of which is drawn when
     the lookup is noisy; ``test_metric`` names a value reported for the final pick and
-    never used to choose it; ``params_key`` names the parameter count. ``default`` is the
+    never used to choose it; ``params_key`` and ``flops_key`` name the parameter count and the FLOPs
+    (each optional: a table gives the costs it holds). ``default`` is the
     record of every code the table lacks (without one, such a code is ``missing``).
     Every record is checked when the benchmark is made.
     """
@@ -55,6 +56,7 @@ class TabularBenchmark:
     test_metric: str | None = None
     params_key: str | None = None
     default: dict[str, Any] | None = None
+    flops_key: str | None = None
 
     def __post_init__(self) -> None:
         problem = self._problem()
@@ -104,11 +106,18 @@ class TabularBenchmark:
             runs = record.get(self.runs)
             if not isinstance(runs, list) or not runs or not all(_number(v) for v in runs):
                 return f"{self.runs!r} is not a non-empty list of finite numbers"
-        if self.params_key is not None:
-            params = record.get(self.params_key)
-            if not isinstance(params, int) or isinstance(params, bool) or params < 0:
-                return f"{self.params_key!r} is not a non-negative integer ({short(repr(params))})"
+        for key in (self.params_key, self.flops_key):
+            if key is not None:
+                count = record.get(key)
+                if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+                    return f"{key!r} is not a non-negative integer ({short(repr(count))})"
         return None
+
+    def costs(self, arch: Architecture) -> dict[str, int | None]:
+        """The parameters and FLOPs the table holds for ``arch`` (``None`` where it holds none)."""
+        record = self.record(arch)
+        return {cost: None if record is None or key is None else int(record[key])
+                for cost, key in (("params", self.params_key), ("flops", self.flops_key))}  # fmt: skip
 
     def record(self, arch: Architecture) -> dict[str, Any] | None:
         """The table's record of ``arch`` or of its canonical form, else the default (``None`` without one)."""
@@ -175,6 +184,7 @@ def nas_bench_macro() -> TabularBenchmark:
         metric="mean_acc",
         runs="test_acc",
         params_key="params",
+        flops_key="flops",
         scale=0.01,
         citation="X. Su et al. Prioritized Architecture Sampling with Monte-Carlo Tree Search. CVPR 2021.",
     )
@@ -228,3 +238,9 @@ class LookupEvaluator(Evaluator):
 
     def to_config(self) -> dict[str, Any]:
         return {"name": self.name, "benchmark": self.benchmark.name, "noisy": self.noisy}
+
+    def costs(self, arch: Architecture) -> dict[str, int | None]:
+        return self.benchmark.costs(arch)
+
+    def latency(self, arch: Architecture) -> tuple[float, float] | None:
+        return None

@@ -7,7 +7,7 @@ from typing import Literal
 
 import torch
 
-Status = Literal["ok", "diverged", "failed", "missing"]
+Status = Literal["ok", "diverged", "failed", "missing", "infeasible"]
 
 
 @dataclass
@@ -20,7 +20,8 @@ class Result:
     weights at ``kept_epoch`` (the epoch whose validation accuracy set the
     reward), kept so the final pick needs no retraining; studies persist them
     only for the best child. ``attempts`` counts the evaluations it took: more than one when an
-    executor re-ran the child after its worker process died.
+    executor re-ran the child after its worker process died. ``flops``, ``latency_ms`` and
+    ``latency_spread`` are its costs (:mod:`archsearch.evaluation._cost`), which the study fills in.
     """
 
     reward: float
@@ -35,6 +36,9 @@ class Result:
     val_loss: float | None = None
     attempts: int = 1
     weights: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+    flops: int | None = None
+    latency_ms: float | None = None
+    latency_spread: float | None = None
 
     @property
     def epochs(self) -> int:

@@ -136,3 +136,9 @@ class ReusingEvaluator(Evaluator):
 
     def test_score(self, arch: Architecture, weights: dict[str, torch.Tensor] | None) -> float | None:
         return self.inner.test_score(arch, weights)
+
+    def costs(self, arch: Architecture) -> dict[str, int | None]:
+        return self.inner.costs(arch)
+
+    def latency(self, arch: Architecture) -> tuple[float, float] | None:
+        return self.inner.latency(arch)

@@ -13,6 +13,14 @@ task, its validation accuracy. A run reaches the benchmark's best at the first
 query where the incumbent is one of the best architectures, or, with a
 ``tolerance``, one whose metric is within ``tolerance`` of the best (near-ties in a
 table of noisy means are as good as the best).
+
+With ``objectives`` (``val_score:max,params:min``) a comparison also measures fronts: after q queries, the
+hypervolume (Zitzler & Thiele 1998) of the successful trials' non-dominated set, against a reference point
+(``reference``; by default the *nadir* of the best front known, each objective's worst value on it moved out by
+a tenth of its range on the front, so that the front's extreme points count too: on a benchmark the exact front
+of the whole table, on a task the front of every run of the comparison together). On a benchmark a trial's values are the table's (its mean
+metric, even when rewards were ``noisy``), and the exact front of the whole table gives each run's *share*
+of the best hypervolume that any search could reach.
 """
 
 from __future__ import annotations
@@ -29,11 +37,14 @@ from typing import Any
 
 import numpy as np
 
+from archsearch._objectives import (
+    Objective, dominates, hypervolume, minimised, pareto_front, parse_objectives, trial_points,
+)  # fmt: skip
 from archsearch.errors import ArchsearchError
 
 CHECKPOINTS = (50, 100, 200, 500, 1000, 2000, 5000, 10000)
-#: what :meth:`Comparison.write` writes into its folder
-COMPARISON_FILES = ("results.json", "table.txt", "comparison.png")
+#: what :meth:`Comparison.write` writes into its folder (``hypervolume.png`` only for several objectives)
+COMPARISON_FILES = ("results.json", "table.txt", "comparison.png", "hypervolume.png")
 #: the largest space whose analytical random-search median is computed
 _COUNTABLE = 10**6
 
@@ -54,11 +65,14 @@ class RunSpec:
     study_path: str | None = None
     tolerance: float = 0.0
     weight_sharing: bool = False
+    objectives: str | None = None
+    cost_target: str | None = None
 
 
 @dataclass
 class RunResult:
-    """The incumbent's score after every query of one run."""
+    """The incumbent's score after every query of one run; with objectives, every query's values of them
+    (``None`` for a trial that did not succeed)."""
 
     strategy: str
     seed: int
@@ -66,6 +80,7 @@ class RunResult:
     queries_to_best: int | None
     seconds: float
     test_score: float | None = None
+    points: list[tuple[float, ...] | None] | None = None
 
 
 def run_one(spec: RunSpec) -> RunResult:
@@ -92,6 +107,7 @@ def run_one(spec: RunSpec) -> RunResult:
             found != wanted
             or trainer != spec.trainer
             or any(study.config["strategy"].get(k) != v for k, v in spec.options.items())
+            or study.goals != SearchConfig(objectives=spec.objectives, cost_target=spec.cost_target).goals()
         ):
             study.close()
             raise ArchsearchError(
@@ -109,6 +125,8 @@ def run_one(spec: RunSpec) -> RunResult:
             steps=steps,
             children_per_step=spec.children_per_step,
             seed=spec.seed,
+            objectives=spec.objectives,
+            cost_target=spec.cost_target,
         )
         study = Study.create(spec.study_path, config)
     with study:
@@ -116,7 +134,53 @@ def run_one(spec: RunSpec) -> RunResult:
         trials = [t for t in study.trials() if t.phase == "search"][: spec.budget]
         test = None if bench else study.test_score()
     scores, hit = incumbent_curve(trials, bench, spec.tolerance)
-    return RunResult(spec.strategy, spec.seed, scores, hit, time.perf_counter() - started, test)
+    points = None if spec.objectives is None else objective_points(trials, parse_objectives(spec.objectives), bench)
+    return RunResult(spec.strategy, spec.seed, scores, hit, time.perf_counter() - started, test, points)
+
+
+def objective_points(
+    trials: Sequence[Any], objectives: Sequence[Objective], bench: Any = None
+) -> list[tuple[float, ...] | None]:
+    """Each trial's values of ``objectives`` (``None`` unless it succeeded); on a benchmark, the table's."""
+    points: list[tuple[float, ...] | None] = []
+    for trial in trials:
+        if trial.status != "ok":
+            points.append(None)
+        elif bench is None:
+            points.append(trial_points([trial], objectives)[0])
+        else:
+            points.append(_table_point(bench, trial.architecture, objectives))
+    return points
+
+
+def _table_point(bench: Any, arch: Any, objectives: Sequence[Objective]) -> tuple[float, ...]:
+    costs = bench.costs(arch)
+    values = {"val_score": bench.value(arch) * bench.scale, "reward": bench.value(arch) * bench.scale, **costs}
+    missing = [o.metric for o in objectives if values.get(o.metric) is None]
+    if missing:
+        raise ArchsearchError(f"objectives: the {bench.name} table has no {missing[0]} for {arch}")
+    return tuple(float(values[o.metric]) for o in objectives)
+
+
+def nadir(front: Sequence[tuple[float, ...]]) -> tuple[float, ...]:
+    """The default reference point of a front (to be minimised): each coordinate's worst value on the front,
+    moved out by a tenth of its range there (by 1 where the front has a single value)."""
+    worst = [max(p[k] for p in front) for k in range(len(front[0]))]
+    spans = [w - min(p[k] for p in front) for k, w in enumerate(worst)]
+    return tuple(w + (0.1 * s if s > 0 else 1.0) for w, s in zip(worst, spans))
+
+
+def hypervolume_curve(points: Sequence[tuple[float, ...] | None], reference: Sequence[float]) -> list[float]:
+    """The hypervolume of the non-dominated points among the first q, for every q (``points`` to be minimised;
+    ``None``: a query that added nothing)."""
+    front: list[tuple[float, ...]] = []
+    volume, curve = 0.0, []
+    for point in points:
+        if point is not None and not any(dominates(kept, point) or kept == point for kept in front):
+            front = [kept for kept in front if not dominates(point, kept)] + [point]
+            volume = hypervolume(front, reference)
+        curve.append(volume)
+    return curve
 
 
 def _trained_by(trainer: dict[str, Any]) -> dict[str, Any]:
@@ -187,6 +251,10 @@ class Comparison:
     random_median: int | None
     wall_seconds: float
     settings: dict[str, Any]
+    objectives: list[Objective] | None = None
+    reference: tuple[float, ...] | None = None
+    exact_hypervolume: float | None = None
+    exact_front: int | None = None
 
     @property
     def strategies(self) -> list[str]:
@@ -200,6 +268,19 @@ class Comparison:
         """Incumbent scores, one row per seed, one column per query."""
         rows = [r.scores for r in self.runs if r.strategy == strategy]
         return np.array([row + [row[-1]] * (self.budget - len(row)) for row in rows], dtype=float)
+
+    def hypervolumes(self, strategy: str) -> np.ndarray:
+        """The hypervolume after every query (a share of the exact front's where known), one row per seed."""
+        assert self.objectives is not None and self.reference is not None
+        reference = minimised([self.reference], self.objectives)[0]
+        rows = []
+        for run in self.runs:
+            if run.strategy == strategy:
+                points = [None if p is None else minimised([p], self.objectives)[0] for p in run.points or []]
+                row = hypervolume_curve(points, reference)
+                rows.append(row + [row[-1] if row else 0.0] * (self.budget - len(row)))
+        values = np.array(rows, dtype=float)
+        return values / self.exact_hypervolume if self.exact_hypervolume else values
 
     def summary(self) -> dict[str, Any]:
         strategies: dict[str, Any] = {}
@@ -221,6 +302,14 @@ class Comparison:
                 mean, low, high = _interval(curves[:, point - 1])
                 entry["mean_best_at"][str(point)] = mean
                 entry["ci95_best_at"][str(point)] = [low, high]
+            if self.objectives is not None:
+                volumes = self.hypervolumes(name)
+                key = "hypervolume_share" if self.exact_hypervolume else "hypervolume"
+                entry[f"mean_{key}_at"], entry[f"ci95_{key}_at"] = {}, {}
+                for point in self.checkpoints():
+                    mean, low, high = _interval(volumes[:, point - 1])
+                    entry[f"mean_{key}_at"][str(point)] = mean
+                    entry[f"ci95_{key}_at"][str(point)] = [low, high]
             tests = [r.test_score for r in runs if r.test_score is not None]
             if tests:
                 entry["mean_test_score"] = float(np.mean(tests))
@@ -236,6 +325,10 @@ class Comparison:
             "analytical_random_median": self.random_median,
             "settings": self.settings,
             "wall_seconds": self.wall_seconds,
+            **({"objectives": [str(o) for o in self.objectives], "reference": list(self.reference or ()),
+                "exact_front": None if self.exact_front is None else {"size": self.exact_front,
+                                                                      "hypervolume": self.exact_hypervolume}}
+               if self.objectives else {}),  # fmt: skip
             "strategies": strategies,
             "runs": [
                 {"strategy": r.strategy, "seed": r.seed, "queries_to_best": r.queries_to_best, "seconds": r.seconds}
@@ -247,13 +340,18 @@ class Comparison:
         """``results.json``, ``table.txt`` and ``comparison.png`` in ``out``."""
         import json
 
-        from archsearch.experiments._plots import plot_comparison
+        from archsearch.experiments._plots import plot_comparison, plot_hypervolumes
 
         out.mkdir(parents=True, exist_ok=True)
-        paths = {key: out / name for key, name in zip(("json", "table", "plot"), COMPARISON_FILES, strict=True)}
+        keys = ("json", "table", "plot", "hypervolume")
+        paths = {key: out / name for key, name in zip(keys, COMPARISON_FILES, strict=True)}
         paths["json"].write_text(json.dumps(self.summary(), indent=2) + "\n")
         paths["table"].write_text(self.table() + "\n")
         plot_comparison(self, paths["plot"])
+        if self.objectives:
+            plot_hypervolumes(self, paths["hypervolume"])
+        else:
+            del paths["hypervolume"]
         return paths
 
     @property
@@ -268,6 +366,9 @@ class Comparison:
         if self.best_value is not None:
             head += ["median q. to best", "mean q. to best (runs that found it)", "found"]
         head += [f"best@{p}" for p in points] + (["mean test of the retrained pick"] if self._sharing else [])
+        volume = "hypervolume_share" if self.exact_hypervolume else "hypervolume"
+        if self.objectives:
+            head += [f"{'hv share' if self.exact_hypervolume else 'hv'}@{p}" for p in points]
         head += ["seconds"]
         lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
         for name, entry in summary.items():
@@ -285,6 +386,9 @@ class Comparison:
                 row.append(f"{entry['mean_best_at'][str(p)]:.{digits}f} ±{(high - low) / 2:.{digits}f}")
             if self._sharing:
                 row.append(f"{entry['mean_test_score']:.4f}" if "mean_test_score" in entry else "-")
+            for p in points if self.objectives else ():
+                low, high = entry[f"ci95_{volume}_at"][str(p)]
+                row.append(f"{entry[f'mean_{volume}_at'][str(p)]:.4g} ±{(high - low) / 2:.2g}")
             row.append(f"{entry['seconds']:.1f}")
             lines.append("| " + " | ".join(row) + " |")
         return "\n".join(lines)
@@ -351,6 +455,10 @@ def compare(
     on_run: Callable[[RunResult], None] | None = None,
     tolerance: float = 0.0,
     weight_sharing: bool = False,
+    objectives: str | None = None,
+    cost_target: str | None = None,
+    reference: Sequence[float] | None = None,
+    names: Callable[[str], str] | None = None,
 ) -> Comparison:
     """Run every strategy with seeds ``0..seeds-1`` for ``budget`` queries each.
 
@@ -366,11 +474,17 @@ def compare(
 
     With ``weight_sharing`` (on a task) every run is a weight-sharing study: ``budget`` counts children
     scored with shared weights, and each run's test score is its pick's, retrained from scratch.
+
+    With ``objectives`` every run is a study of those objectives (``cost_target`` scalarises the reward of
+    the strategies of one reward), and the comparison measures the hypervolume of each run's front over
+    queries against ``reference`` (one value per objective; default: see the module docstring). ``names``
+    spells a setting in messages (the command line gives its flags).
     """
     from archsearch.evaluation import get_benchmark
 
     _check_arguments(strategies, seeds, budget, children_per_step, benchmark, task, tolerance, weight_sharing)
     bench = get_benchmark(benchmark) if benchmark else None
+    parsed = _check_objectives(objectives, cost_target, reference, strategies, bench, names or (lambda name: name))
     studies = None
     if task is not None:
         from archsearch.tasks import get_task
@@ -380,38 +494,75 @@ def compare(
             raise ArchsearchError("compare: a comparison on a task keeps its studies and needs an output folder")
         studies = out / "studies"
         studies.mkdir(parents=True, exist_ok=True)
-    specs = [
-        RunSpec(
-            strategy=name,
-            seed=seed,
-            budget=budget,
-            options=dict((strategy_options or {}).get(name, {})),
-            children_per_step=children_per_step,
-            benchmark=benchmark,
-            noisy=noisy,
-            task=task,
-            trainer=dict(trainer or {}),
-            study_path=str(studies / f"{name}-s{seed}.db") if studies else None,
-            tolerance=float(tolerance),
-            weight_sharing=weight_sharing,
-        )
-        for name in strategies
-        for seed in range(seeds)
-    ]
+    options = {name: dict((strategy_options or {}).get(name, {})) for name in strategies}
+    specs = [RunSpec(strategy=name, seed=seed, budget=budget, options=options[name], children_per_step=children_per_step,
+                     benchmark=benchmark, noisy=noisy, task=task, trainer=dict(trainer or {}),
+                     study_path=str(studies / f"{name}-s{seed}.db") if studies else None, tolerance=float(tolerance),
+                     weight_sharing=weight_sharing, objectives=objectives, cost_target=cost_target)
+             for name in strategies for seed in range(seeds)]  # fmt: skip
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(specs)))
     started = time.perf_counter()
     runs = _run_all(specs, jobs, on_run)
     settings = {"seeds": seeds, "children_per_step": children_per_step, "noisy": noisy, "jobs": jobs,
                 **({"strategy_options": {k: dict(v) for k, v in strategy_options.items()}} if strategy_options else {}),
                 **({"trainer": dict(trainer)} if trainer else {}), **({"tolerance": float(tolerance)} if bench else {}),
-                **({"weight_sharing": True} if weight_sharing else {})}  # fmt: skip
-    return Comparison(
-        runs=runs,
-        budget=budget,
-        benchmark=benchmark,
-        task=task,
-        best_value=bench.best_value if bench else None,
-        random_median=_random_median(bench, tolerance) if bench else None,
-        wall_seconds=time.perf_counter() - started,
-        settings=settings,
-    )
+                **({"weight_sharing": True} if weight_sharing else {}),
+                **({"cost_target": cost_target} if cost_target else {})}  # fmt: skip
+    fronts = _fronts(parsed, reference, bench, runs) if parsed else {}
+    return Comparison(runs=runs, budget=budget, benchmark=benchmark, task=task,
+                      best_value=bench.best_value if bench else None,
+                      random_median=_random_median(bench, tolerance) if bench else None,
+                      wall_seconds=time.perf_counter() - started, settings=settings, **fronts)  # fmt: skip
+
+
+def _check_objectives(
+    objectives: str | None, cost_target: str | None, reference: Sequence[float] | None, strategies: Sequence[str],
+    bench: Any, names: Callable[[str], str],
+) -> list[Objective] | None:
+    """The objectives parsed, refusing what does not fit the comparison, in one line."""
+    from archsearch.config import SearchConfig
+    from archsearch.strategies import STRATEGIES
+
+    SearchConfig(objectives=objectives, cost_target=cost_target).goals(names)  # one line for a bad value
+    if objectives is None:
+        multi = [name for name in strategies if getattr(STRATEGIES.lookup(name), "multi_objective", False)]
+        if multi:
+            raise ArchsearchError(f"{names('strategies')}: {multi[0]} ranks by several objectives; give "
+                                  f"{names('objectives')}")  # fmt: skip
+        if reference is not None:
+            raise ArchsearchError(f"{names('reference')}: the reference point of the objectives' hypervolume; give "
+                                  f"{names('objectives')}")  # fmt: skip
+        return None
+    parsed = parse_objectives(objectives, names("objectives"))
+    if bench is not None:
+        recorded = ("val_score", "reward", *(["params"] if bench.params_key else []),
+                    *(["flops"] if bench.flops_key else []))  # fmt: skip
+        for objective in parsed:
+            if objective.metric not in recorded:
+                raise ArchsearchError(f"{names('objectives')}: a benchmark's trials have no {objective.metric} "
+                                      f"(known: {', '.join(recorded)})")  # fmt: skip
+    if reference is not None:
+        if len(reference) != len(parsed) or not all(isinstance(v, int | float) and math.isfinite(v)
+                                                     for v in reference):  # fmt: skip
+            raise ArchsearchError(f"{names('reference')}: expected {len(parsed)} finite numbers, one per objective, got "
+                                  f"{list(reference)!r:.60}")  # fmt: skip
+    return parsed
+
+
+def _fronts(
+    objectives: list[Objective], reference: Sequence[float] | None, bench: Any, runs: Sequence[RunResult]
+) -> dict[str, Any]:
+    """The reference point and, on a benchmark, the exact front of the whole table and its hypervolume."""
+    table = None
+    if bench is not None:
+        table = [_table_point(bench, arch, objectives) for arch in bench.space.enumerate() if bench.record(arch)]
+    if reference is None:
+        seen = minimised(table or [p for run in runs for p in run.points or [] if p is not None], objectives)
+        reference = minimised([nadir([seen[i] for i in pareto_front(seen)])], objectives)[0]  # back to own units
+    fronts: dict[str, Any] = {"objectives": objectives, "reference": tuple(float(v) for v in reference)}
+    if table is not None:
+        points = minimised(table, objectives)
+        front = [points[i] for i in pareto_front(points)]
+        fronts["exact_front"] = len(set(front))
+        fronts["exact_hypervolume"] = hypervolume(front, minimised([fronts["reference"]], objectives)[0])
+    return fronts

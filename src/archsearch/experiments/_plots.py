@@ -71,6 +71,34 @@ def plot_comparison(comparison: Comparison, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_hypervolumes(comparison: Comparison, path: Path) -> None:
+    """Mean hypervolume of the front found against queries (a share of the exact front's where known), one
+    line per strategy, with its 95 % band."""
+    from archsearch.experiments._compare import _interval
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    queries = np.arange(1, comparison.budget + 1)
+    for name in comparison.strategies:
+        volumes = comparison.hypervolumes(name)
+        bands = np.array([_interval(volumes[:, q]) for q in range(volumes.shape[1])])
+        (line,) = ax.plot(queries, bands[:, 0], label=f"{name} ({volumes.shape[0]} seeds)", linewidth=1.6)
+        ax.fill_between(queries, bands[:, 1], bands[:, 2], color=line.get_color(), alpha=0.2, linewidth=0)
+    share = comparison.exact_hypervolume is not None
+    if share:
+        ax.axhline(1.0, color="black", linestyle=":", linewidth=1, label="exact front")
+    ax.set_xscale("log")
+    ax.set_xlabel("queries (trials)")
+    ax.set_ylabel("share of the exact front's hypervolume" if share else "hypervolume of the front found")
+    objectives = ", ".join(map(str, comparison.objectives or ()))
+    ax.set_title(f"{comparison.benchmark or comparison.task}: {objectives}, mean and 95 % interval")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 KDE_BANDWIDTH = 0.5  # times Scott's rule
 
 

@@ -20,9 +20,10 @@ from archsearch import _limits as limits
 from archsearch.space import Architecture, SearchSpace
 
 #: ``ok``: trained and scored; ``diverged``: its training blew up (a fact about the architecture);
-#: ``failed``: its evaluation crashed; ``missing``: a tabular benchmark has no entry for it. The last two
-#: measured nothing.
-STATUSES = ("ok", "diverged", "failed", "missing")
+#: ``failed``: its evaluation crashed; ``missing``: a tabular benchmark has no entry for it; ``infeasible``: it
+#: breaks a hard constraint of the study (``--max-params``, ...), so it was not trained. ``failed`` and
+#: ``missing`` measured nothing; ``infeasible`` says something about the architecture, like ``diverged``.
+STATUSES = ("ok", "diverged", "failed", "missing", "infeasible")
 
 
 @dataclass(frozen=True)
@@ -30,24 +31,29 @@ class Outcome:
     """What a strategy learns about one architecture it proposed: its reward and how it was obtained.
 
     A child that did not finish carries the evaluator's reward for it (0) and its status; each
-    strategy says what it makes of such an outcome.
+    strategy says what it makes of such an outcome. In a study with several objectives, ``objectives``
+    holds a measured outcome's values of them in the study's order, each signed so that less is better
+    (a ``max`` objective negated); it is empty otherwise, and for an outcome that measured nothing.
     """
 
     architecture: Architecture
     reward: float
     status: str = "ok"
+    objectives: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"outcome: status {self.status!r} is not one of {', '.join(STATUSES)}")
         if not math.isfinite(self.reward):
             raise ValueError(f"outcome: reward {self.reward!r} is not finite")
+        if not all(math.isfinite(v) for v in self.objectives):
+            raise ValueError(f"outcome: objectives {self.objectives!r} are not all finite")
 
     @property
     def measured(self) -> bool:
         """Whether the reward measures the architecture (``ok`` or ``diverged``), rather than saying
         that nothing was measured (``failed``, ``missing``)."""
-        return self.status in ("ok", "diverged")
+        return self.status in ("ok", "diverged", "infeasible")
 
 
 def outcomes(archs: Sequence[Architecture], rewards: Sequence[float]) -> list[Outcome]:
@@ -65,6 +71,9 @@ class Strategy(ABC):
     #: may tell each result as it arrives and ask for one replacement (evolution, random search);
     #: REINFORCE and TPE learn from a whole step's rewards.
     asynchronous: ClassVar[bool] = False
+    #: True when the strategy ranks by several objectives (each outcome's ``objectives``) rather than by the
+    #: reward alone; a study gives it objectives or refuses to start (NSGA-II, Pareto evolution).
+    multi_objective: ClassVar[bool] = False
 
     def __init__(self, space: SearchSpace, seed: int = 0) -> None:
         self.space = space

@@ -54,11 +54,13 @@ from archsearch.study import _untrusted
 FORMAT = "archsearch-study"
 # 2: trials.val_loss, the tie-break between equal rewards; 3: executor, workers, attempts; 4: val_score and
 # test_score (named for what they hold: accuracy or R^2), and the refits table folded into models; 5: phase
-# and kind of each trial (a weight-sharing study's search, derivation and retraining), the evaluator_state table
-SCHEMA_VERSION = 5
+# and kind of each trial (a weight-sharing study's search, derivation and retraining), the evaluator_state table;
+# 6: each trial's FLOPs and measured latency (NULL where not known or not measured)
+SCHEMA_VERSION = 6
 # Columns added to trials by schema versions 2 and 3, in table order; upgrade() adds them to an older file.
 _ADDED = {2: ["val_loss REAL"], 3: ["executor TEXT", "workers INTEGER", "attempts INTEGER"]}
 _PHASE_COLUMNS = ("phase TEXT NOT NULL DEFAULT 'search'", "kind TEXT NOT NULL DEFAULT 'final'")
+_COST_COLUMNS = ("flops INTEGER", "latency_ms REAL", "latency_spread REAL")
 _EVALUATOR_STATE = "CREATE TABLE evaluator_state (step INTEGER PRIMARY KEY, state BLOB NOT NULL)"
 PHASES, KINDS = _untrusted.PHASES, _untrusted.KINDS
 _REFIT_COLUMNS = ("refit_epochs INTEGER", "refit_rows INTEGER", "refit_weights BLOB", "refit_test_score REAL")
@@ -91,6 +93,9 @@ CREATE TABLE trials (
     attempts INTEGER,
     phase TEXT NOT NULL DEFAULT 'search',
     kind TEXT NOT NULL DEFAULT 'final',
+    flops INTEGER,
+    latency_ms REAL,
+    latency_spread REAL,
     UNIQUE (step, slot)
 );
 CREATE INDEX trials_by_hash ON trials (arch_hash, number);
@@ -147,6 +152,9 @@ class Trial:
     attempts: int | None = None
     phase: str = "search"
     kind: str = "final"
+    flops: int | None = None
+    latency_ms: float | None = None
+    latency_spread: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (curves left out)."""
@@ -170,6 +178,9 @@ class Trial:
             "attempts": self.attempts,
             "phase": self.phase,
             "kind": self.kind,
+            "flops": self.flops,
+            "latency_ms": self.latency_ms,
+            "latency_spread": self.latency_spread,
         }
 
 
@@ -369,14 +380,17 @@ class Storage:
         self._config = None
 
     def _upgrade_tables(self) -> None:
-        """Schema 1 to 4 to 5, inside :meth:`upgrade`'s transaction. Trials of older schemas hold NULL
+        """Schema 1 to 4 to 5 to 6, inside :meth:`upgrade`'s transaction. Trials of older schemas hold NULL
         in the columns added since (not recorded), and are of phase ``search`` and kind ``final`` (every
         one was trained); a refit moves into the row of the model it retrained."""
-        if self._version < 4:
-            self._upgrade_to_4()
-        for column in _PHASE_COLUMNS:
+        if self._version < 5:
+            if self._version < 4:
+                self._upgrade_to_4()
+            for column in _PHASE_COLUMNS:
+                self._db.execute(f"ALTER TABLE trials ADD COLUMN {column}")
+            self._db.execute(_EVALUATOR_STATE)
+        for column in _COST_COLUMNS:
             self._db.execute(f"ALTER TABLE trials ADD COLUMN {column}")
-        self._db.execute(_EVALUATOR_STATE)
 
     def _upgrade_to_4(self) -> None:
         present = {row[1] for row in self._db.execute("PRAGMA table_info(trials)")}
@@ -508,6 +522,9 @@ class Storage:
             None if executor is None else int(result.attempts),
             phase,
             kind,
+            result.flops,
+            result.latency_ms,
+            result.latency_spread,
         )
         self._writer()
         with _transaction(self._db):
@@ -1025,6 +1042,7 @@ _COLUMNS = [  # the trials table's columns, in _SCHEMA's order
     *("number", "step", "slot", "architecture", "arch_hash", "arch_str", "status", "reward", "val_score"),
     *("error", "params", "epochs", "kept_epoch", "seconds", "seed", "val_curve", "train_loss", "created"),
     *("cached_from", "val_loss", "executor", "workers", "attempts", "phase", "kind"),
+    *("flops", "latency_ms", "latency_spread"),
 ]
 
 
@@ -1065,4 +1083,7 @@ def _trial(
         attempts=get("attempts"),
         phase=get("phase") or "search",
         kind=get("kind") or "final",
+        flops=get("flops"),
+        latency_ms=get("latency_ms"),
+        latency_spread=get("latency_spread"),
     )

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from archsearch import _limits as limits
+from archsearch._objectives import Goals
 from archsearch._outputs import study_paths
 from archsearch.config import SearchConfig
 from archsearch.errors import ArchsearchError
@@ -87,17 +88,42 @@ def _result_of(trial: Trial) -> Result:
         error=trial.error,
         kept_epoch=trial.kept_epoch,
         val_loss=trial.val_loss,
+        flops=trial.flops,
+        latency_ms=trial.latency_ms,
+        latency_spread=trial.latency_spread,
     )
 
 
-def _outcome(trial: Trial) -> Outcome:
-    """What the strategy learns from a recorded trial."""
-    return Outcome(trial.architecture, trial.reward, trial.status)
+def _outcome(trial: Trial, goals: Goals) -> Outcome:
+    """What the strategy learns from a recorded trial: with objectives, a measured trial's values of them."""
+    measured = goals.objectives and trial.status in ("ok", "diverged", "infeasible")
+    objectives = goals.minimised({o.metric: getattr(trial, o.metric) for o in goals.objectives}) if measured else ()
+    return Outcome(trial.architecture, trial.reward, trial.status, objectives)
 
 
 def child_seed(study_seed: int, step: int, slot: int) -> int:
     """The training seed of one child: a pure function of the study seed and its position."""
     return int(np.random.SeedSequence(study_seed, spawn_key=(step, slot)).generate_state(1)[0])
+
+
+def _stored_config(config: SearchConfig, parts: Any, task_config: dict[str, Any] | None) -> dict[str, Any]:
+    """The config a new study stores: its parts as their configs, its budget, seed, flags and goals."""
+    return {
+        "task": task_config,
+        "space": parts.space.to_config(),
+        "strategy": parts.strategy.to_config(),
+        "trainer": parts.evaluator.to_config(),
+        "executor": {"name": "inline", "workers": 1} if parts.executor is None else parts.executor.to_config(),
+        "steps": config.steps,
+        "children_per_step": config.children_per_step,
+        "seed": config.seed,
+        "reuse_evaluations": bool(config.reuse_evaluations),
+        "save_children": bool(config.save_children),
+        "refit": bool(config.refit) or _cross_validated(parts.evaluator),
+        **({"ensemble": ensemble} if (ensemble := config.final_ensemble(parts)) > 1 else {}),
+        **({"asynchronous": True} if config.asynchronous else {}),
+        **({"goals": goals.to_dict()} if (goals := config.goals()) else {}),
+    }
 
 
 class Study:
@@ -130,6 +156,9 @@ class Study:
             self._search = SearchConfig.from_study(config)
         except KeyError as exc:
             raise ArchsearchError(f"{storage.path}: study config lacks {exc}") from None
+        self.goals = Goals.from_dict(config["goals"], f"{storage.path}: goals") if "goals" in config else Goals()
+        self._cost_cache: dict[str, dict[str, Any]] = {}
+        self._timed: dict[str, tuple[float, float]] = {}  # architecture hash -> its latency and spread
         self._task, self._space, self._strategy = task, space, strategy
         self._evaluator = None if evaluator is None else self._reusing(evaluator)
         self._executor = executor
@@ -301,21 +330,7 @@ class Study:
         task_config, task_data = None, None
         if parts.task is not None:
             task_config, task_data = stored_task(parts.task, keep_data=path is not None)
-        stored = {
-            "task": task_config,
-            "space": parts.space.to_config(),
-            "strategy": parts.strategy.to_config(),
-            "trainer": parts.evaluator.to_config(),
-            "executor": {"name": "inline", "workers": 1} if parts.executor is None else parts.executor.to_config(),
-            "steps": config.steps,
-            "children_per_step": config.children_per_step,
-            "seed": config.seed,
-            "reuse_evaluations": bool(config.reuse_evaluations),
-            "save_children": bool(config.save_children),
-            "refit": bool(config.refit) or _cross_validated(parts.evaluator),
-            **({"ensemble": ensemble} if (ensemble := config.final_ensemble(parts)) > 1 else {}),
-            **({"asynchronous": True} if config.asynchronous else {}),
-        }
+        stored = _stored_config(config, parts, task_config)
         storage = Storage.create(path, stored, task_data, overwrite=overwrite)
         return cls(storage, task=parts.task, space=parts.space, strategy=parts.strategy, evaluator=parts.evaluator,
                    executor=parts.executor)  # fmt: skip
@@ -437,6 +452,10 @@ class Study:
             self.strategy  # noqa: B018
         if self.shares_weights:
             check_shared_run(self, done, steps)
+        if self.goals.latency:  # a repeated architecture keeps the latency first measured for it
+            for trial in self._storage.trials():
+                if trial.latency_ms is not None and trial.latency_spread is not None:
+                    self._timed.setdefault(trial.arch_hash, (trial.latency_ms, trial.latency_spread))
         if self.reuse_evaluations:  # what equivalent children of the steps to come may take
             for trial in self._storage.trials():
                 if trial.step < done:
@@ -477,7 +496,8 @@ class Study:
         sources = self.evaluator.plan(archs, [step * m + slot for slot in range(m)])
         for trial in done.values():  # recorded before an interruption: later children of the step may take them
             self.evaluator.remember(trial.number, trial.architecture, _result_of(trial))
-        trained = [slot for slot in range(m) if slot not in sources]
+        refused = {slot: r for slot in range(m) if slot not in sources and (r := self._infeasible(archs[slot]))}
+        trained = [slot for slot in range(m) if slot not in sources and slot not in refused]
         # A batch-dependent trainer re-runs the whole batch it ran uninterrupted, so that every
         # child sees the same batch-mates; only the children not yet recorded are recorded.
         evaluated = trained if self.evaluator.batch_dependent else [s for s in trained if s not in done]
@@ -487,11 +507,14 @@ class Study:
                 slot = evaluated[index]
                 if slot not in done:
                     done[slot], best = self._record(step, slot, archs[slot], seeds[slot], result, best)
+        for slot, result in refused.items():
+            if slot not in done:
+                done[slot], best = self._record(step, slot, archs[slot], seeds[slot], result, best)
         for slot, source in sources.items():
             if slot not in done:
                 reused = self.evaluator.reused(source)
                 done[slot], best = self._record(step, slot, archs[slot], seeds[slot], reused, best, source)
-        metrics = {**self.strategy.tell([_outcome(done[slot]) for slot in range(m)]), **(metrics or {})}
+        metrics = {**self.strategy.tell([_outcome(done[slot], self.goals) for slot in range(m)]), **(metrics or {})}
         self._storage.add_step(step, metrics, self.strategy.state_dict(), evaluator)
         mean = float(np.mean([done[slot].reward for slot in range(m)]))
         return best, StepInfo(step, self.steps, mean, best, metrics)
@@ -533,8 +556,14 @@ class Study:
         stream = self.executor.stream(self.evaluator)
 
         def submit(number: int) -> None:
+            nonlocal best
             if number < total and number not in recorded:
-                stream.submit(number, asked[number], child_seed(self.seed, number // m, number % m))
+                seed = child_seed(self.seed, number // m, number % m)
+                refused = self._infeasible(asked[number])
+                if refused is not None:  # recorded at once, never sent
+                    recorded[number], best = self._record(number // m, number % m, asked[number], seed, refused, best)
+                else:
+                    stream.submit(number, asked[number], seed)
 
         for number in sorted(asked):
             submit(number)
@@ -545,7 +574,7 @@ class Study:
                     seed = child_seed(self.seed, number // m, number % m)
                     recorded[number], best = self._record(number // m, number % m, asked[number], seed, result, best)
                 trial = recorded.pop(told)
-                metrics = self.strategy.tell([_outcome(trial)])
+                metrics = self.strategy.tell([_outcome(trial, self.goals)])
                 del asked[told]
                 propose(told + m)
                 submit(told + m)
@@ -586,6 +615,8 @@ class Study:
         kind = kind or ("proxy" if self.shares_weights else "final")
         if result.status == "ok" and result.weights is not None and result.val_loss is None:
             result = dataclasses.replace(result, val_loss=self.evaluator.validation_loss(arch, result.weights))
+        if cached_from is None:
+            result = self._with_costs(arch, result)
         candidate = _Rank(result.reward, result.val_loss, result.params, number, kind)
         better = result.status == "ok" and (best is None or rank(candidate) < rank(best))
         ran = cached_from is None
@@ -607,6 +638,37 @@ class Study:
         )
         self.evaluator.remember(number, arch, result)
         return trial, trial if better else best
+
+    def _costs(self, arch: Architecture) -> dict[str, Any]:
+        """``arch``'s parameters, FLOPs and (where the goals ask) latency and its spread, once per
+        architecture: a repeat takes the first measurement."""
+        known = self._cost_cache.get(arch.hash)
+        if known is None:
+            known = {**self.evaluator.costs(arch), "latency_ms": None, "latency_spread": None}
+            if self.goals.latency:
+                timed = self._timed.get(arch.hash) or self.evaluator.latency(arch)
+                if timed is not None:
+                    known["latency_ms"], known["latency_spread"] = self._timed[arch.hash] = timed
+            self._cost_cache[arch.hash] = known
+        return known
+
+    def _infeasible(self, arch: Architecture) -> Result | None:
+        """The result of an architecture over a limit of the goals (recorded, not trained), else ``None``."""
+        if not self.goals.limits:
+            return None
+        costs = self._costs(arch)
+        why = self.goals.breaks(costs)
+        return None if why is None else Result.failure("infeasible", why, costs["params"] or 0)
+
+    def _with_costs(self, arch: Architecture, result: Result) -> Result:
+        """``result`` with ``arch``'s costs, and its reward scalarised where the goals set a target."""
+        costs = self._costs(arch)
+        if result.params:
+            costs = {**costs, "params": result.params}
+        reward = self.goals.scalarised(result.reward, costs) if result.status == "ok" else result.reward
+        return dataclasses.replace(result, reward=reward, params=int(costs["params"] or result.params),
+                                   flops=costs["flops"], latency_ms=costs["latency_ms"],
+                                   latency_spread=costs["latency_spread"])  # fmt: skip
 
     @property
     def children_dir(self) -> Path | None:

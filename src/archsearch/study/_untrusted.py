@@ -38,19 +38,21 @@ class UnusableWeights(ArchsearchError):
     """Stored weights that cannot be read, or that do not fit their trial's architecture."""
 
 
-#: (table, columns) every study of schema 4 has; see :func:`required` for older ones
+#: (table, columns) every study of schema 6 has; see :func:`required` for older ones
 REQUIRED = {
     "meta": ("key", "value"),
     "trials": (
         *("number", "step", "slot", "architecture", "arch_hash", "status", "reward", "val_score", "error"),
         *("params", "epochs", "kept_epoch", "seconds", "seed", "val_curve", "train_loss", "cached_from"),
-        *("phase", "kind"),
+        *("phase", "kind", "flops", "latency_ms", "latency_spread"),
     ),
     "steps": ("step", "metrics"),
     "checkpoints": ("step", "state"),
     "models": ("number", "weights", "test_score", "refit_epochs", "refit_rows", "refit_weights", "refit_test_score"),
     "evaluator_state": ("step", "state"),
 }
+#: what schema 6 added: a trial's FLOPs and measured latency
+_SINCE_6 = {"trials": ("flops", "latency_ms", "latency_spread")}
 #: what schema 5 added: a trial's phase and kind, and the evaluator_state table
 _SINCE_5 = {"trials": ("phase", "kind"), "evaluator_state": ("step", "state")}
 #: a trial's phase: ``search`` (every trial of a study without weight sharing), ``derive`` (architectures
@@ -65,12 +67,16 @@ _BEFORE_4 = {"val_score": "val_accuracy", "test_score": "test_accuracy"}
 def required(version: int) -> dict[str, tuple[str, ...]]:
     """The tables and columns every study of schema ``version`` has: before schema 5, trials had no phase
     or kind; before schema 4, the scores had their old names and the models table no refit (a separate,
-    optional refits table held it)."""
-    if version >= 5:
+    optional refits table held it); before schema 6, trials had no FLOPs or latency."""
+    if version >= 6:
         return REQUIRED
+    before_6 = {table: tuple(c for c in columns if c not in _SINCE_6.get(table, ())) for table, columns in
+                REQUIRED.items()}  # fmt: skip
+    if version == 5:
+        return before_6
     before_5 = {
         table: tuple(c for c in columns if c not in _SINCE_5.get(table, ()))
-        for table, columns in REQUIRED.items()
+        for table, columns in before_6.items()
         if table != "evaluator_state"
     }
     if version == 4:
@@ -390,7 +396,19 @@ def trial_fields(row: sqlite3.Row, per_step: int, architectures: Architectures) 
         "attempts": attempts,
         "phase": phase,
         "kind": kind,
+        **_costs(get("flops"), get("latency_ms"), get("latency_spread")),
     }
+
+
+def _costs(flops: Any, latency: Any, spread: Any) -> dict[str, Any]:
+    """A trial's FLOPs and latency columns, checked (each may be NULL: not known, not measured)."""
+    if flops is not None and not (_count(flops) and flops <= MAX_SEED):
+        raise ValueError(f"flops is not a non-negative integer ({short(flops)})")
+    for name, value in (("latency_ms", latency), ("latency_spread", spread)):
+        if value is not None and not (_finite(value) and value >= 0):
+            raise ValueError(f"{name} is not a non-negative number ({short(value)})")
+    return {"flops": flops, "latency_ms": None if latency is None else float(latency),
+            "latency_spread": None if spread is None else float(spread)}  # fmt: skip
 
 
 def metrics(text: Any) -> dict[str, float] | None:
