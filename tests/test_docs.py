@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from archsearch import _limits as limits
+from archsearch._objectives import MAX_COUNT_LIMIT, MAX_LATENCY_MS
 from archsearch.cli import build_parser
 from archsearch.space._cells import MAX_DAG_NODES, MAX_TREE_LEAVES
 from archsearch.tasks._text import MAX_TEXT_BYTES
@@ -52,6 +53,8 @@ def test_the_limits_page_states_the_bounds_the_code_enforces() -> None:
         "`--seed`, `--split-seed`": "0 to 2^63 - 1",
         "`--retries`": str(limits.MAX_RETRIES),
         "`--folds`, `--ensemble`": f"{limits.MAX_FOLDS}, {limits.MAX_ENSEMBLE}",
+        "`--max-params`, `--max-flops`, `--max-latency-ms`, `--cost-target`, `--cost-weight`": f"{power(MAX_COUNT_LIMIT)}, "
+        f"{power(MAX_COUNT_LIMIT)}, {power(MAX_LATENCY_MS)} ms; a target as its limit; the weight -10 to 0",
         "`--curriculum START,EVERY[,BY]`": "START within the space's layers; EVERY and BY "
         f"{power(limits.MAX_CURRICULUM)}",
         "`--seeds`, `--budget`, `--n`, `--top`": f"{power(limits.MAX_SEEDS)}, {power(limits.MAX_BUDGET)}, "

@@ -32,6 +32,8 @@ DIRECTIONS = ("min", "max")
 COSTS = ("params", "flops", "latency_ms")
 #: MnasNet's exponent of the soft constraint (Tan et al. 2019, alpha = beta = -0.07)
 MNASNET_WEIGHT = -0.07
+#: the largest limit or target of a count (parameters, FLOPs) and of a latency in milliseconds
+MAX_COUNT_LIMIT, MAX_LATENCY_MS = 10**15, 10**6
 
 
 class Objective(NamedTuple):
@@ -157,13 +159,15 @@ def _value(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-def _positive(where: str, value: Any, integer: bool) -> float:
+def _positive(where: str, value: Any, cost: str, integer: bool = True) -> float:
+    """``value`` as a limit or target of ``cost``: positive, finite, an integer where ``integer``."""
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or value <= 0:
         what = "a positive integer" if integer else "a positive number"
         raise ArchsearchError(f"{where}: must be {what}, got {value!r:.40}")
-    if value > 1e15:
-        raise ArchsearchError(f"{where}: must be at most 1e15, got {value!r:.40}")
+    most = MAX_LATENCY_MS if cost == "latency_ms" else MAX_COUNT_LIMIT
+    if value > most:
+        raise ArchsearchError(f"{where}: must be at most {most:.0e}, got {value!r:.40}")
     return value
 
 
@@ -206,7 +210,7 @@ class Goals:
         kept = {}
         for cost, value in (limits or {}).items():
             if value is not None:
-                kept[cost] = _positive(names(f"max_{cost}"), value, integer=cost != "latency_ms")
+                kept[cost] = _positive(names(f"max_{cost}"), value, cost, integer=cost != "latency_ms")
         aim = None
         if target is not None:
             where = names("cost_target")
@@ -218,7 +222,7 @@ class Goals:
                 number = float(value)
             except ValueError:
                 raise ArchsearchError(f"{where}: {value.strip()!r:.40} is not a number") from None
-            _positive(where, number, integer=False)
+            _positive(where, number, metric.strip(), integer=False)
             if isinstance(weight, bool) or not isinstance(weight, int | float) or not -10 <= weight <= 0:
                 raise ArchsearchError(f"{names('cost_weight')}: must be a number in -10..0, got {weight!r:.40}")
             aim = (metric.strip(), number, float(weight))
@@ -255,6 +259,20 @@ class Goals:
                  "cost_weight": f"{where}.target.weight"}  # fmt: skip
         return cls.parse(objectives, {k: v for k, v in limits.items()}, text, weight, data["latency"],
                          lambda name: names.get(name, f"{where}.limits.{name.removeprefix('max_')}"))
+
+    def describe(self) -> str:
+        """One line for a person: the objectives, limits, target and timing."""
+        parts = []
+        if self.objectives:
+            parts.append("objectives " + ", ".join(map(str, self.objectives)))
+        for cost, most in self.limits.items():
+            parts.append(f"at most {most:g} ms" if cost == "latency_ms" else f"at most {int(most):,} {cost}")
+        if self.target is not None:
+            cost, value, weight = self.target
+            parts.append(f"reward x ({cost} / {value:g}) ** {weight:g}")
+        if self.latency:
+            parts.append("latency timed on this CPU")
+        return "; ".join(parts)
 
     def breaks(self, costs: dict[str, float | None]) -> str | None:
         """Why an architecture of these ``costs`` is not trained (the first limit it exceeds), or ``None``."""

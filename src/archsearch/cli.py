@@ -929,6 +929,8 @@ def _search_in(args: argparse.Namespace, config: SearchConfig, parts: Parts) -> 
         print(f"problem: {parts.task.problem} (inferred: {parts.task.inferred})")
     if parts.evaluator.name in ("serial", "batched"):
         print(_children_line(parts.evaluator.to_config()))
+    if study.goals:
+        print(f"goals: {study.goals.describe()}")
     ensemble = study.ensemble_size
     if ensemble > 1:
         why = " (the default for a table; --ensemble 1: the best network alone)" if args.ensemble is None else ""

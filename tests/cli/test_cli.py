@@ -703,3 +703,36 @@ def test_search_with_an_ensemble_then_best_report_and_export(tmp_path, run):
         one_line_error(run("search", "--task", "moons", "--ensemble", value, cwd=tmp_path), "--ensemble", why)
     one_line_error(run("search", "--benchmark", "nas-bench-macro", "--ensemble", "2", cwd=tmp_path),
                    "--ensemble: trains the best architectures again as the final model; the 'lookup' evaluator")
+
+
+def test_a_pareto_search_records_costs_and_its_front_reads_its_own_objectives(tmp_path, run):
+    proc = run("search", "--task", "moons", "--strategy", "pareto-evolution", "--steps", "3", "--children-per-step",
+               "5", "--objectives", "val_score:max,flops:min", "--max-params", "300", "--latency", "--study", "p.db",
+               *FAST, cwd=tmp_path, check=True)  # fmt: skip
+    assert "goals: objectives val_score:max, flops:min; at most 300 params; latency timed on this CPU" in proc.stdout
+    trials = json.loads(run("trials", "p.db", "--json", cwd=tmp_path, check=True).stdout)
+    assert all(t["flops"] > 0 and t["latency_ms"] > 0 for t in trials)
+    assert all(t["params"] <= 300 for t in trials if t["status"] == "ok")
+    assert all(t["status"] == "infeasible" and t["epochs"] == 0 for t in trials if t["params"] > 300)
+    front = json.loads(run("pareto", "p.db", "--json", cwd=tmp_path, check=True).stdout)
+    assert front["objectives"] == ["val_score:max", "flops:min"]
+    assert {t["status"] for t in front["front"]} == {"ok"}
+    run("report", "p.db", "--reference", "0.5,2000", cwd=tmp_path, check=True)
+    assert "Accuracy and cost: the Pareto front" in (tmp_path / "p.html").read_text()
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--max-params", "3"], "--max-params: no architecture of the space has at most 3 params (the smallest has 7)"),
+        (["--objectives", "val_score:max,size:min"], "--objectives: unknown metric 'size'"),
+        (["--objectives", "val_score:up,params:min"], "--objectives: the direction of val_score must be min or max"),
+        (["--strategy", "pareto-evolution"], "--strategy pareto-evolution: ranks by several objectives; give --objectives"),
+        (["--cost-target", "params"], "--cost-target: expected COST=VALUE"),
+        (["--max-latency-ms", "0"], "--max-latency-ms: must be a positive finite number"),
+    ],
+)
+def test_bad_goals_are_one_line_with_exit_2_and_no_study(tmp_path, run, flags, needle):
+    proc = run("search", "--task", "moons", "--steps", "2", *flags, "--study", "s.db", *FAST, cwd=tmp_path)
+    one_line_error(proc, needle)
+    assert list(tmp_path.iterdir()) == []

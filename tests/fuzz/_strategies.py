@@ -122,6 +122,23 @@ def training(epochs: tuple[str, ...], time_limit: tuple[str, ...] = ()) -> list[
     ]
 
 
+def goals() -> Flag:
+    """Objectives, limits and a soft target: valid ones fit every source (a limit every space meets)."""
+    return fixed(
+        [], [], ["--objectives", "val_score:max,params:min"], ["--max-params", "100000000"], ["--latency"],
+        ["--cost-target", "params=500"], ["--cost-target", "flops=1000", "--cost-weight", "-0.5"],
+        ["--max-flops", "10000000000", "--objectives", "val_score:max,flops:min"],
+        hostile=(
+            ["--max-params", "1"], ["--max-params", "0"], ["--max-params", "x"], ["--max-flops", "-3"],
+            ["--max-latency-ms", "nan"], ["--max-latency-ms", "0"], ["--cost-target", "params"],
+            ["--cost-target", "size=3"], ["--cost-target", "params=-1"], ["--cost-weight", "-0.5"],
+            ["--cost-target", "params=5", "--cost-weight", "3"], ["--objectives", "val_score:max"],
+            ["--objectives", "val_score:up,params:min"], ["--objectives", "val_score:max,size:min"],
+            ["--max-params", "1" + "0" * 30],
+        ),
+    )  # fmt: skip
+
+
 def search_argv() -> st.SearchStrategy[list]:
     # flags that only some sources, spaces or strategies accept are valid only in the groups that fit
     source = fixed(
@@ -178,6 +195,7 @@ def search_argv() -> st.SearchStrategy[list]:
             switch("--save-children"),
             switch("--refit"),
             number("--ensemble", ("1", "3")),
+            goals(),
             executor(),
             switch("--quiet"),
         ],
@@ -212,7 +230,8 @@ def pareto_argv() -> st.SearchStrategy[list]:
         "pareto",
         [
             path(None, (*STUDIES, "sample"), NOT_STUDIES),
-            flag("--objectives", ("val_score:max,params:min", "params:min,seconds:min,reward:max"),
+            flag("--objectives", ("val_score:max,params:min", "params:min,seconds:min,reward:max",
+                                  "val_score:max,flops:min"),
                  ("", "val_score:max", "val_score:up,params:min", "latency:min,params:min", "params:min,params:max",
                   "val_score:max,,params:min", ":max,params:min")),
             switch("--json"),
@@ -229,6 +248,7 @@ def report_argv() -> st.SearchStrategy[list]:
                  (*STUDY_OUTPUTS, *BAD_NEW_PATHS, "dev_full", "abs_study")),
             number("--top", ("1", "3")),
             path("--sample", ("sample",), ("study", "link", "data", "missing_study", "dir", "empty")),
+            flag("--reference", ("0,100000", "-1,1e9"), ("1", "a,b", "nan,1", "1,2,3", "")),
         ],
     )
 
@@ -260,6 +280,8 @@ def compare_argv() -> st.SearchStrategy[list]:
             number("--budget", ("1", "3", "6"), huge=False, required=True),
             number("--children-per-step", ("1", "2")),
             switch("--noisy"),
+            flag("--objectives", ("val_score:max,params:min",),
+                 ("val_score:max,latency_ms:min", "val_score:max", "x:min,params:max")),  # fmt: skip
             number("--jobs", ("1",)),
             path("--out", ("fresh", "unicode", "in_dir"), (*STUDY_OUTPUTS, *BAD_NEW_PATHS, "dev_null")),
             switch("--quiet"),

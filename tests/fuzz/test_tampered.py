@@ -32,7 +32,8 @@ EXAMPLES = 60
 
 TRIAL_COLUMNS = ("step", "slot", "architecture", "arch_hash", "arch_str", "status", "reward", "val_score", "error",
                  "params", "epochs", "kept_epoch", "seconds", "seed", "val_curve", "train_loss", "created",
-                 "cached_from", "val_loss", "executor", "workers", "attempts", "number")
+                 "cached_from", "val_loss", "executor", "workers", "attempts", "number", "flops", "latency_ms",
+                 "latency_spread")
 HOSTILE_VALUES = (None, "", "text", "{", "[]", "{}", "null", 2**63 - 1, -(2**63), -1, 0, 1e308, float("inf"),
                   float("-inf"), 1.5, b"\x00\xff", "ok", "failed", "nan", "[1e999]", '["a"]', "[" + "1," * 50 + "1]")
 META_VALUES = ("", "garbage", "{", "[]", "null", "999", "-1", "2", "4", "archsearch-study", "sqlite", "1e308", "{}")
@@ -40,7 +41,8 @@ CONFIG_KEYS = (("steps",), ("children_per_step",), ("seed",), ("space", "max_lay
                ("space", "activations"), ("space", "kind"), ("space",), ("strategy", "name"), ("strategy", "lr"),
                ("strategy", "hidden_size"), ("strategy",), ("task", "name"), ("task", "path"), ("task", "n_samples"),
                ("task", "sha256"), ("task",), ("trainer", "max_epochs"), ("trainer", "name"), ("trainer", "batch_size"),
-               ("trainer", "threads"), ("executor", "workers"), ("executor", "name"), ("save_children",), ("ensemble",), ())
+               ("trainer", "threads"), ("executor", "workers"), ("executor", "name"), ("save_children",), ("ensemble",), ("goals",),
+               ("goals", "limits"), ("goals", "objectives"), ("goals", "target"), ("goals", "latency"), ())
 # no moderately large sizes here (say 10**6 units): a study that asks for one is valid, just expensive
 CONFIG_VALUES = (None, -1, 0, 10**30, 1e308, "x", [], {}, True, 2.5, ["x"], [10**30], "NaN", [0], [-4], "")
 UNITS = (0, -1, 3, 7, 64, 10**30, "8", None, 1.5, True)
