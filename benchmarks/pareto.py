@@ -14,7 +14,7 @@ Three measurements, each a subcommand that prints a table and writes its JSON to
   fastest network of the latency-aware search within ``--within`` of the accuracy-only pick's test
   accuracy, and how much faster it is. -> pareto_latency_TASK.json
 
-    .venv/bin/python benchmarks/pareto.py macro [--seeds 10] [--budget 500]
+    .venv/bin/python benchmarks/pareto.py macro [--seeds 10] [--budget 500] [--cost-target params=500000]
     .venv/bin/python benchmarks/pareto.py front --task moons [--budget 500]
     .venv/bin/python benchmarks/pareto.py latency --task mnist-5k [--budget 120]
 """
@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import report
 
+from _common import report
 from archsearch import SearchConfig, Study
 from archsearch._objectives import minimised, pareto_front, parse_objectives, trial_points
 from archsearch.evaluation import _cost
@@ -45,7 +45,7 @@ IMAGE_TRAINING = {"max_epochs": 2, "batch_size": 64, "time_limit": 30.0}
 def macro(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     result = compare(list(args.strategies), args.seeds, args.budget, benchmark="nas-bench-macro",
-                     objectives="val_score:max,params:min", jobs=args.jobs)  # fmt: skip
+                     objectives="val_score:max,params:min", jobs=args.jobs, cost_target=args.cost_target)  # fmt: skip
     wall = time.perf_counter() - started
     summary = result.summary()
     points = [str(p) for p in result.checkpoints()]
@@ -56,9 +56,11 @@ def macro(args: argparse.Namespace) -> None:
         rows.append([name, *(f"{shares[p]:.4f} ±{(ci[p][1] - ci[p][0]) / 2:.4f}" for p in points), entry["seconds"]])
     random_share = summary["strategies"]["random"]["mean_hypervolume_share_at"][points[-1]] if "random" in \
         summary["strategies"] else None  # fmt: skip
-    report("pareto_macro", f"NAS-Bench-Macro, accuracy against parameters: share of the exact front's hypervolume "
+    name = "pareto_macro" + (f"_{args.cost_target.replace('=', '')}" if args.cost_target else "")
+    report(name, f"NAS-Bench-Macro, accuracy against parameters: share of the exact front's hypervolume "
            f"({args.seeds} seeds, {wall:.1f} s in all)", ["strategy", *(f"share@{p}" for p in points), "seconds"],
-           rows, {"wall_seconds": wall, "exact_front": summary["exact_front"], "reference": summary["reference"],
+           rows, {"wall_seconds": wall, "cost_target": args.cost_target, "exact_front": summary["exact_front"],
+                  "reference": summary["reference"],
                   "random_share_at_budget": random_share, "summary": summary})  # fmt: skip
 
 
@@ -73,7 +75,7 @@ def _search(task: str, budget: int, per_step: int, seed: int, path: Path, **goal
 
 
 def _test_score(study: Study, number: int) -> float:
-    trial, model = study.trial_model(number)
+    _, model = study.trial_model(number)
     return float(study.evaluator.model_test_score(model))
 
 
@@ -123,7 +125,8 @@ def latency(args: argparse.Namespace) -> None:
         for name, goals in (("accuracy only", {"strategy": "evolution", "latency": True}),
                             ("latency-aware", {"objectives": "val_score:max,latency_ms:min"})):  # fmt: skip
             started = time.perf_counter()
-            study = _search(args.task, args.budget, args.per_step, args.seed, Path(folder) / f"{len(runs)}.db", **goals)
+            path = Path(folder) / f"{len(runs)}.db"
+            study = _search(args.task, args.budget, args.per_step, args.seed, path, **goals)
             with study:
                 trials = [t for t in study.trials() if t.status == "ok"]
                 runs[name] = {"seconds": time.perf_counter() - started, "study": study, "trials": trials}
@@ -176,6 +179,7 @@ def main() -> None:
     m.add_argument("--budget", type=int, default=500)
     m.add_argument("--jobs", type=int, default=None)
     m.add_argument("--strategies", type=lambda s: s.split(","), default=MACRO_STRATEGIES)
+    m.add_argument("--cost-target", default=None, help="MnasNet's soft target for the strategies of one reward")
     for name in ("front", "latency"):
         sub = commands.add_parser(name)
         sub.add_argument("--task", default="moons" if name == "front" else "mnist-5k")

@@ -34,6 +34,8 @@ COSTS = ("params", "flops", "latency_ms")
 MNASNET_WEIGHT = -0.07
 #: the largest limit or target of a count (parameters, FLOPs) and of a latency in milliseconds
 MAX_COUNT_LIMIT, MAX_LATENCY_MS = 10**15, 10**6
+#: an infeasible child's value of every objective, to be minimised: worse than any measured value
+INFEASIBLE = 1e300
 
 
 class Objective(NamedTuple):
@@ -150,6 +152,27 @@ def _slices(points: list[tuple[float, ...]], reference: tuple[float, ...]) -> fl
     return volume
 
 
+def nadir(front: Sequence[tuple[float, ...]]) -> tuple[float, ...]:
+    """The default reference point of a front (to be minimised): each coordinate's worst value on the front,
+    moved out by a tenth of its range there (by 1 where the front has a single value)."""
+    worst = [max(p[k] for p in front) for k in range(len(front[0]))]
+    spans = [w - min(p[k] for p in front) for k, w in enumerate(worst)]
+    return tuple(w + (0.1 * s if s > 0 else 1.0) for w, s in zip(worst, spans))
+
+
+def hypervolume_curve(points: Sequence[tuple[float, ...] | None], reference: Sequence[float]) -> list[float]:
+    """The hypervolume of the non-dominated points among the first q, for every q (``points`` to be minimised;
+    ``None``: a query that added nothing)."""
+    front: list[tuple[float, ...]] = []
+    volume, curve = 0.0, []
+    for point in points:
+        if point is not None and not any(dominates(kept, point) or kept == point for kept in front):
+            front = [kept for kept in front if not dominates(point, kept)] + [point]
+            volume = hypervolume(front, reference)
+        curve.append(volume)
+    return curve
+
+
 def trial_points(trials: Sequence[Any], objectives: Sequence[Objective]) -> list[tuple[float, ...]]:
     """Each trial's values of the objectives, in the objectives' order (a value not recorded: NaN)."""
     return [tuple(_value(getattr(t, o.metric)) for o in objectives) for t in trials]
@@ -162,10 +185,12 @@ def _value(value: Any) -> float:
 def _positive(where: str, value: Any, cost: str, integer: bool = True) -> float:
     """``value`` as a limit or target of ``cost``: positive, finite, an integer where ``integer``."""
     kinds = (int,) if integer else (int, float)
+    most = MAX_LATENCY_MS if cost == "latency_ms" else MAX_COUNT_LIMIT
+    if isinstance(value, int) and not isinstance(value, bool) and value > most:  # before a float of it overflows
+        raise ArchsearchError(f"{where}: must be at most {most:.0e}, got {str(value):.40}")
     if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or value <= 0:
         what = "a positive integer" if integer else "a positive number"
         raise ArchsearchError(f"{where}: must be {what}, got {value!r:.40}")
-    most = MAX_LATENCY_MS if cost == "latency_ms" else MAX_COUNT_LIMIT
     if value > most:
         raise ArchsearchError(f"{where}: must be at most {most:.0e}, got {value!r:.40}")
     return value
@@ -293,6 +318,11 @@ class Goals:
         if measured is None or measured <= 0:
             return reward
         return reward * (measured / value) ** weight
+
+    def worst(self) -> tuple[float, ...]:
+        """What a strategy of several objectives is told for an infeasible child (over a hard limit, never
+        trained): a point that every feasible child dominates, in every objective the same."""
+        return (INFEASIBLE,) * len(self.objectives)
 
     def minimised(self, values: dict[str, float | None]) -> tuple[float, ...]:
         """A trial's objective values, each signed so that less is better (a missing value counts as 0)."""

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from archsearch import _limits as limits
+from archsearch._objectives import MAX_COUNT_LIMIT
 from archsearch._outputs import check_output_dir, check_output_file, default_output, study_paths
 from archsearch.errors import ArchsearchError
 
@@ -67,6 +68,7 @@ def _integer(minimum: int, name: str, maximum: int | Callable[[], int] | None = 
 
 
 _positive_int = _integer(1, "positive")
+_cost_limit = _integer(1, "positive", MAX_COUNT_LIMIT)
 _non_negative_int = _integer(0, "non-negative")
 _seed = _integer(0, "non-negative", limits.MAX_SEED, " (2**63 - 1)")
 _steps = _integer(1, "positive", limits.MAX_STEPS)
@@ -243,9 +245,9 @@ def _goal_arguments(goals: argparse._ArgumentGroup) -> None:
         help="two or more of val_score, reward, params, flops, latency_ms, epochs, seconds, each :min or :max, for "
         "the strategies that rank by several (nsga2, pareto-evolution) and the study's front (pareto, report)",
     )  # fmt: skip
-    goals.add_argument("--max-params", type=_positive_int, default=None, metavar="N",
+    goals.add_argument("--max-params", type=_cost_limit, default=None, metavar="N",
                        help="train no architecture of more parameters: it is recorded as infeasible")  # fmt: skip
-    goals.add_argument("--max-flops", type=_positive_int, default=None, metavar="N",
+    goals.add_argument("--max-flops", type=_cost_limit, default=None, metavar="N",
                        help="train no architecture of more FLOPs per example: it is recorded as infeasible")
     goals.add_argument("--max-latency-ms", type=_real(1e6), default=None, metavar="MS",
                        help="train no architecture slower than this on one example (measured on this CPU)")

@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 
 from archsearch import _limits as limits
-from archsearch._objectives import MNASNET_WEIGHT, Goals
+from archsearch._objectives import COSTS, MNASNET_WEIGHT, Goals
 from archsearch.errors import ArchsearchError, short
 from archsearch.evaluation import (
-    EVALUATORS,
     CELL_SCHEDULE,
+    EVALUATORS,
     SCHEDULE,
     Evaluator,
     LookupEvaluator,
@@ -37,7 +37,7 @@ from archsearch.evaluation import (
 )
 from archsearch.evaluation._language import LANGUAGE_TRAINING
 from archsearch.execution import DEFAULT_RETRIES, Executor, build_executor
-from archsearch.space import CNNSpace, DagCellSpace, MLPSpace, SearchSpace, TreeCellSpace
+from archsearch.space import Architecture, CNNSpace, DagCellSpace, MLPSpace, SearchSpace, TreeCellSpace
 from archsearch.space._cells import MAX_DAG_NODES
 from archsearch.strategies import STRATEGIES, Strategy
 from archsearch.tasks import IMAGE_TASKS, TEXT_TASKS, Task, from_file, get_task
@@ -629,7 +629,21 @@ def smallest(space: SearchSpace, cost: Callable[[Architecture], float | None]) -
 
 def check_goals(goals: Goals, space: SearchSpace, evaluator: Evaluator, names: Names = _field) -> None:
     """Refuse a limit on parameters or FLOPs that no member of the space meets (see :func:`smallest`); a
-    latency limit is not checked ahead: it takes timing every network."""
+    latency limit is not checked ahead: it takes timing every network. A cost that the evaluator cannot give
+    (latency from a table, FLOPs from a table without them) is refused wherever the goals name it."""
+    named = {o.metric: "objectives" for o in goals.objectives if o.metric in COSTS}
+    named.update({cost: f"max_{cost}" for cost in goals.limits})
+    if goals.target is not None:
+        named.setdefault(goals.target[0], "cost_target")
+    if goals.latency and not evaluator.times:
+        where = named.get("latency_ms", "latency")
+        raise ArchsearchError(f"{names(where)}: the {evaluator.name} evaluator trains no networks to time")
+    rng = np.random.default_rng(0)
+    probes = [evaluator.costs(space.sample(rng)) for _ in range(20)] if set(named) - {"latency_ms"} else []
+    for cost, where in named.items():
+        if cost != "latency_ms" and all(p.get(cost) is None for p in probes):
+            raise ArchsearchError(f"{names(where)}: the {evaluator.name} evaluator does not know the {cost} of "
+                                  "this space's architectures")  # fmt: skip
     for name, most in goals.limits.items():
         if name == "latency_ms":
             continue

@@ -194,10 +194,16 @@ def _sharing(phases: dict[str, Any], score: str) -> str:
 def front_section(study: Any, trials: list[Any], reference: Sequence[float] | None = None) -> str | None:
     """The Pareto front of the study's successful trials in its objectives (by default val_score:max and
     params:min): the trials and their front in the first two objectives, the hypervolume of the front found
-    over queries against ``reference`` (by default the front's nadir, see :func:`~archsearch.experiments.
-    _compare.nadir`), and the front's trials. ``None`` with fewer than two trials to draw."""
-    from archsearch._objectives import minimised, pareto_front, parse_objectives, trial_points
-    from archsearch.experiments._compare import hypervolume_curve, nadir
+    over queries against ``reference`` (by default the front's nadir, see :func:`archsearch._objectives.nadir`),
+    and the front's trials. ``None`` with fewer than two trials to draw."""
+    from archsearch._objectives import (
+        hypervolume_curve,
+        minimised,
+        nadir,
+        pareto_front,
+        parse_objectives,
+        trial_points,
+    )  # fmt: skip
 
     objectives = list(study.goals.objectives) or parse_objectives("val_score:max,params:min")
     kept = [t for t in trials if t.status == "ok" and t.kind != "proxy"]
@@ -214,7 +220,7 @@ def front_section(study: Any, trials: list[Any], reference: Sequence[float] | No
     by_number = {t.number: p for t, p in zip(kept, points, strict=True)}
     curve = hypervolume_curve([by_number.get(t.number) for t in trials], signed)
     fig, (left, right) = _pyplot().subplots(1, 2, figsize=(11, 4.2), dpi=100)
-    x, y = objectives[0].metric, objectives[1].metric
+    y = objectives[1].metric
     left.scatter([v[0] for v in values], [v[1] for v in values], s=10, color="#bbbbbb", label="trials")
     ordered = sorted((values[i] for i in front), key=lambda v: v[0])
     left.plot([v[0] for v in ordered], [v[1] for v in ordered], "o--", color="#c0392b", markersize=4, linewidth=0.8,

@@ -10,10 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-
-from ..conftest import benchmark_script
 import torch
 
+from ..conftest import benchmark_script
 from .conftest import COMMAND, FAST, one_line_error, uninterrupted
 
 

@@ -8,11 +8,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archsearch._objectives import hypervolume, minimised, non_dominated_sort, parse_objectives
+from archsearch._objectives import (
+    hypervolume,
+    hypervolume_curve,
+    minimised,
+    nadir,
+    non_dominated_sort,
+    parse_objectives,
+)
 from archsearch.errors import ArchsearchError
 from archsearch.evaluation import get_benchmark
 from archsearch.experiments import compare
-from archsearch.experiments._compare import hypervolume_curve, nadir
 
 OBJECTIVES = "val_score:max,params:min"
 points = st.lists(st.one_of(st.none(), st.tuples(st.integers(0, 6), st.integers(0, 6))), max_size=15)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from archsearch import ArchsearchError, SerialTrainer, Study, TrainConfig
-from archsearch._objectives import MNASNET_WEIGHT, Goals
+from archsearch._objectives import INFEASIBLE, MNASNET_WEIGHT, Goals
 from archsearch.config import SearchConfig, smallest
 from archsearch.evaluation import _cost
 from archsearch.space import CNNSpace, MLPArchitecture, MLPSpace
@@ -87,7 +87,8 @@ def test_the_strategy_is_told_each_trials_objectives_less_is_better(moons, monke
     with Study.create(None, config(moons, **goals)) as study:
         study.run(progress=False)
         trials = study.trials()
-    assert [o.objectives for o in told] == [(-t.val_score, t.flops) for t in trials]
+    expected = [(INFEASIBLE, INFEASIBLE) if t.status == "infeasible" else (-t.val_score, t.flops) for t in trials]
+    assert [o.objectives for o in told] == expected  # an infeasible child: dominated by every feasible one
     assert {o.status for o in told} == {"ok", "infeasible"}
 
 
@@ -124,6 +125,8 @@ def test_a_study_with_goals_resumes_to_the_uninterrupted_one(tmp_path, moons, cr
         ({"cost_target": "params=5", "cost_weight": 1.0}, "cost_weight: must be a number in -10..0, got 1.0"),
         ({"cost_weight": -1.0}, "cost_weight: the exponent of cost_target, which is not given"),
         ({"strategy": "nsga2"}, "strategy nsga2: ranks by several objectives; give objectives"),
+        ({"max_params": 10**400}, "max_params: must be at most 1e+15"),
+        ({"max_latency_ms": 10**400}, "max_latency_ms: must be at most 1e+06"),
     ],
 )
 def test_bad_goals_are_one_line_before_anything_is_written(tmp_path, moons, goals, needle):
@@ -134,6 +137,24 @@ def test_bad_goals_are_one_line_before_anything_is_written(tmp_path, moons, goal
         Study.create(path, SearchConfig(**{**config(moons).__dict__, **goals}))
     assert needle in str(error.value) and "\n" not in str(error.value)
     assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    ("goals", "needle"),
+    [
+        ({"latency": True}, "latency: the lookup evaluator trains no networks to time"),
+        ({"objectives": "val_score:max,latency_ms:min"}, "objectives: the lookup evaluator trains no networks"),
+        ({"max_latency_ms": 2.0}, "max_latency_ms: the lookup evaluator trains no networks to time"),
+        ({"cost_target": "latency_ms=2"}, "cost_target: the lookup evaluator trains no networks to time"),
+    ],
+)
+def test_a_table_has_no_latency_to_limit_or_rank_by(goals, needle):
+    with pytest.raises(ArchsearchError, match=needle):
+        SearchConfig(benchmark="nas-bench-macro", steps=2, **goals).build()
+    config = SearchConfig(benchmark="nas-bench-macro", steps=2, children_per_step=5, objectives="val_score:max,flops:min")
+    with Study.create(None, config) as study:  # the table's parameters and FLOPs
+        study.run(progress=False)
+        assert all(t.flops > 0 and t.params > 0 for t in study.trials())
 
 
 def test_the_smallest_member_is_found_exactly_on_a_small_space_and_by_descent_on_a_large_one(moons):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -121,19 +120,28 @@ class Evaluator(ABC):
 
     # -- costs, known before training (see archsearch.evaluation._cost) -------------------------
 
+    #: whether :meth:`latency` times networks (a table lookup has none)
+    times: ClassVar[bool] = True
+
     def costs(self, arch: Architecture) -> dict[str, int | None]:
         """``params`` and ``flops`` of ``arch`` on the task, from the architecture alone (``None``: unknown)."""
         from archsearch.evaluation import _cost
 
-        return {"params": arch.num_params(self.task.in_features, self.task.out_features),
-                "flops": _cost.flops(arch, self.task)}  # fmt: skip
+        try:
+            flops = _cost.flops(arch, self.task)
+        except Exception:  # noqa: BLE001 -- a network that cannot be built fails when it trains, with its error
+            flops = None
+        return {"params": arch.num_params(self.task.in_features, self.task.out_features), "flops": flops}
 
     def latency(self, arch: Architecture) -> tuple[float, float] | None:
         """The median milliseconds of a batch-1 forward pass of ``arch`` on this CPU and their spread, or
         ``None`` where there is no network to time."""
         from archsearch.evaluation import _cost
 
-        return _cost.latency(arch, self.task)
+        try:
+            return _cost.latency(arch, self.task)
+        except Exception:  # noqa: BLE001 -- as in costs: the child's training says what is wrong
+            return None
 
     # -- deduplication: none, unless wrapped (see ReusingEvaluator) ---------------------------------
 

@@ -23,9 +23,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from archsearch.errors import ArchsearchError, short
-from archsearch.registry import Registry
 from archsearch.evaluation._base import Evaluator
 from archsearch.evaluation._result import Result
+from archsearch.registry import Registry
 from archsearch.space import Architecture, CodeArchitecture, CodeSpace, canonical_form
 
 
@@ -210,6 +210,7 @@ class LookupEvaluator(Evaluator):
     with status ``missing`` and reward 0."""
 
     name: ClassVar[str] = "lookup"
+    times: ClassVar[bool] = False
 
     def __init__(self, benchmark: TabularBenchmark | str, noisy: bool = False) -> None:
         self.benchmark = get_benchmark(benchmark) if isinstance(benchmark, str) else benchmark

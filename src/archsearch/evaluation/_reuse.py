@@ -52,6 +52,10 @@ class ReusingEvaluator(Evaluator):
         return self.inner.ensembles
 
     @property
+    def times(self) -> bool:  # type: ignore[override]
+        return self.inner.times
+
+    @property
     def task(self) -> Any:
         return self.inner.task
 

@@ -18,9 +18,9 @@ With ``objectives`` (``val_score:max,params:min``) a comparison also measures fr
 hypervolume (Zitzler & Thiele 1998) of the successful trials' non-dominated set, against a reference point
 (``reference``; by default the *nadir* of the best front known, each objective's worst value on it moved out by
 a tenth of its range on the front, so that the front's extreme points count too: on a benchmark the exact front
-of the whole table, on a task the front of every run of the comparison together). On a benchmark a trial's values are the table's (its mean
-metric, even when rewards were ``noisy``), and the exact front of the whole table gives each run's *share*
-of the best hypervolume that any search could reach.
+of the whole table, on a task the front of every run's trials together). On a benchmark a trial's values are
+the table's (its mean metric, even when rewards were ``noisy``), and the exact front of the whole table gives
+each run's *share* of the best hypervolume that any search could reach.
 """
 
 from __future__ import annotations
@@ -38,7 +38,14 @@ from typing import Any
 import numpy as np
 
 from archsearch._objectives import (
-    Objective, dominates, hypervolume, minimised, pareto_front, parse_objectives, trial_points,
+    Objective,
+    hypervolume,
+    hypervolume_curve,
+    minimised,
+    nadir,
+    pareto_front,
+    parse_objectives,
+    trial_points,
 )  # fmt: skip
 from archsearch.errors import ArchsearchError
 
@@ -149,38 +156,21 @@ def objective_points(
         elif bench is None:
             points.append(trial_points([trial], objectives)[0])
         else:
-            points.append(_table_point(bench, trial.architecture, objectives))
+            points.append(_table_point(bench, trial.architecture, objectives, trial.reward))
     return points
 
 
-def _table_point(bench: Any, arch: Any, objectives: Sequence[Objective]) -> tuple[float, ...]:
+def _table_point(
+    bench: Any, arch: Any, objectives: Sequence[Objective], reward: float | None = None
+) -> tuple[float, ...]:
+    """An architecture's values of ``objectives`` from the table (its reward, scalarised or not, as recorded)."""
     costs = bench.costs(arch)
-    values = {"val_score": bench.value(arch) * bench.scale, "reward": bench.value(arch) * bench.scale, **costs}
+    value = bench.value(arch) * bench.scale
+    values = {"val_score": value, "reward": value if reward is None else reward, **costs}
     missing = [o.metric for o in objectives if values.get(o.metric) is None]
     if missing:
         raise ArchsearchError(f"objectives: the {bench.name} table has no {missing[0]} for {arch}")
     return tuple(float(values[o.metric]) for o in objectives)
-
-
-def nadir(front: Sequence[tuple[float, ...]]) -> tuple[float, ...]:
-    """The default reference point of a front (to be minimised): each coordinate's worst value on the front,
-    moved out by a tenth of its range there (by 1 where the front has a single value)."""
-    worst = [max(p[k] for p in front) for k in range(len(front[0]))]
-    spans = [w - min(p[k] for p in front) for k, w in enumerate(worst)]
-    return tuple(w + (0.1 * s if s > 0 else 1.0) for w, s in zip(worst, spans))
-
-
-def hypervolume_curve(points: Sequence[tuple[float, ...] | None], reference: Sequence[float]) -> list[float]:
-    """The hypervolume of the non-dominated points among the first q, for every q (``points`` to be minimised;
-    ``None``: a query that added nothing)."""
-    front: list[tuple[float, ...]] = []
-    volume, curve = 0.0, []
-    for point in points:
-        if point is not None and not any(dominates(kept, point) or kept == point for kept in front):
-            front = [kept for kept in front if not dominates(point, kept)] + [point]
-            volume = hypervolume(front, reference)
-        curve.append(volume)
-    return curve
 
 
 def _trained_by(trainer: dict[str, Any]) -> dict[str, Any]:
@@ -271,7 +261,9 @@ class Comparison:
 
     def hypervolumes(self, strategy: str) -> np.ndarray:
         """The hypervolume after every query (a share of the exact front's where known), one row per seed."""
-        assert self.objectives is not None and self.reference is not None
+        assert self.objectives is not None
+        if self.reference is None:
+            return np.zeros((sum(r.strategy == strategy for r in self.runs), self.budget))
         reference = minimised([self.reference], self.objectives)[0]
         rows = []
         for run in self.runs:
@@ -495,8 +487,8 @@ def compare(
         studies = out / "studies"
         studies.mkdir(parents=True, exist_ok=True)
     options = {name: dict((strategy_options or {}).get(name, {})) for name in strategies}
-    specs = [RunSpec(strategy=name, seed=seed, budget=budget, options=options[name], children_per_step=children_per_step,
-                     benchmark=benchmark, noisy=noisy, task=task, trainer=dict(trainer or {}),
+    specs = [RunSpec(strategy=name, seed=seed, budget=budget, options=options[name],
+                     children_per_step=children_per_step, benchmark=benchmark, noisy=noisy, task=task, trainer=dict(trainer or {}),
                      study_path=str(studies / f"{name}-s{seed}.db") if studies else None, tolerance=float(tolerance),
                      weight_sharing=weight_sharing, objectives=objectives, cost_target=cost_target)
              for name in strategies for seed in range(seeds)]  # fmt: skip
@@ -544,8 +536,8 @@ def _check_objectives(
     if reference is not None:
         if len(reference) != len(parsed) or not all(isinstance(v, int | float) and math.isfinite(v)
                                                      for v in reference):  # fmt: skip
-            raise ArchsearchError(f"{names('reference')}: expected {len(parsed)} finite numbers, one per objective, got "
-                                  f"{list(reference)!r:.60}")  # fmt: skip
+            raise ArchsearchError(f"{names('reference')}: expected {len(parsed)} finite numbers, one per objective, "
+                                  f"got {list(reference)!r:.60}")  # fmt: skip
     return parsed
 
 
@@ -558,6 +550,8 @@ def _fronts(
         table = [_table_point(bench, arch, objectives) for arch in bench.space.enumerate() if bench.record(arch)]
     if reference is None:
         seen = minimised(table or [p for run in runs for p in run.points or [] if p is not None], objectives)
+        if not seen:  # no run has a successful trial: every hypervolume is 0, against no reference
+            return {"objectives": objectives, "reference": None}
         reference = minimised([nadir([seen[i] for i in pareto_front(seen)])], objectives)[0]  # back to own units
     fronts: dict[str, Any] = {"objectives": objectives, "reference": tuple(float(v) for v in reference)}
     if table is not None:

@@ -95,9 +95,13 @@ def _result_of(trial: Trial) -> Result:
 
 
 def _outcome(trial: Trial, goals: Goals) -> Outcome:
-    """What the strategy learns from a recorded trial: with objectives, a measured trial's values of them."""
-    measured = goals.objectives and trial.status in ("ok", "diverged", "infeasible")
-    objectives = goals.minimised({o.metric: getattr(trial, o.metric) for o in goals.objectives}) if measured else ()
+    """What the strategy learns from a recorded trial: with objectives, a measured trial's values of them (an
+    infeasible one's: the worst point, which every feasible child dominates)."""
+    objectives: tuple[float, ...] = ()
+    if goals.objectives and trial.status == "infeasible":
+        objectives = goals.worst()
+    elif goals.objectives and trial.status in ("ok", "diverged"):
+        objectives = goals.minimised({o.metric: getattr(trial, o.metric) for o in goals.objectives})
     return Outcome(trial.architecture, trial.reward, trial.status, objectives)
 
 
@@ -496,20 +500,22 @@ class Study:
         sources = self.evaluator.plan(archs, [step * m + slot for slot in range(m)])
         for trial in done.values():  # recorded before an interruption: later children of the step may take them
             self.evaluator.remember(trial.number, trial.architecture, _result_of(trial))
-        refused = {slot: r for slot in range(m) if slot not in sources and (r := self._infeasible(archs[slot]))}
-        trained = [slot for slot in range(m) if slot not in sources and slot not in refused]
+        refused = {slot: r for slot in range(m) if slot not in sources and slot not in done
+                   and (r := self._infeasible(archs[slot]))}  # fmt: skip
+        skipped = {*sources, *refused, *(slot for slot, trial in done.items() if trial.status == "infeasible")}
+        trained = [slot for slot in range(m) if slot not in skipped]
         # A batch-dependent trainer re-runs the whole batch it ran uninterrupted, so that every
         # child sees the same batch-mates; only the children not yet recorded are recorded.
         evaluated = trained if self.evaluator.batch_dependent else [s for s in trained if s not in done]
+        for slot, result in refused.items():  # first: a resumed step decides on the recorded costs
+            if slot not in done:
+                done[slot], best = self._record(step, slot, archs[slot], seeds[slot], result, best)
         if any(slot not in done for slot in evaluated):
             jobs = self.executor.run(self.evaluator, [archs[s] for s in evaluated], [seeds[s] for s in evaluated])
             for index, result in jobs:
                 slot = evaluated[index]
                 if slot not in done:
                     done[slot], best = self._record(step, slot, archs[slot], seeds[slot], result, best)
-        for slot, result in refused.items():
-            if slot not in done:
-                done[slot], best = self._record(step, slot, archs[slot], seeds[slot], result, best)
         for slot, source in sources.items():
             if slot not in done:
                 reused = self.evaluator.reused(source)
@@ -644,7 +650,11 @@ class Study:
         architecture: a repeat takes the first measurement."""
         known = self._cost_cache.get(arch.hash)
         if known is None:
-            known = {**self.evaluator.costs(arch), "latency_ms": None, "latency_spread": None}
+            try:
+                costs = self.evaluator.costs(arch)
+            except Exception:  # noqa: BLE001 -- an architecture that cannot be built fails as its child, not here
+                costs = {"params": None, "flops": None}
+            known = {**costs, "latency_ms": None, "latency_spread": None}
             if self.goals.latency:
                 timed = self._timed.get(arch.hash) or self.evaluator.latency(arch)
                 if timed is not None:

@@ -471,7 +471,7 @@ def optional_number(value: Any) -> float | None:
 
 
 #: what loading a stored state that does not fit (a strategy's checkpoint, a supernet's state) may raise
-STATE_ERRORS = (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError)
+STATE_ERRORS = (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError, OverflowError)
 
 
 @contextmanager
