@@ -112,7 +112,7 @@ def latency(args: argparse.Namespace) -> None:
     space = SearchConfig(task=args.task).build_space(task)
     rng = np.random.default_rng(args.seed)
     archs = [space.sample(rng) for _ in range(args.repeat_archs)]
-    first = [_cost.latency(arch, task)[0] for arch in archs]
+    first = [_cost.latency(arch, task)[0] for arch in archs]  # one thread, as in a study
     second = [_cost.latency(arch, task)[0] for arch in archs]
     ratios = [abs(a - b) / min(a, b) for a, b in zip(first, second, strict=True)]
     agreement = {"architectures": len(archs), "median_relative_difference": statistics.median(ratios),

@@ -7,10 +7,12 @@ out, as in the papers that report FLOPs (MnasNet, NAS-Bench-Macro). An MLP's cou
 tested equal to the counter's.
 
 Latency is the median wall time of a forward pass on one example (batch 1), in milliseconds, under
-``torch.inference_mode`` with the process's thread settings: where the study runs, on its CPU. Each
-of ``runs`` timed runs repeats the pass enough times to last about half a millisecond (tiny networks
-take microseconds, below what a single reading resolves), after a few passes to warm up. The spread
-recorded with it is the interquartile range of the runs. It does not depend on the weights' values,
+``torch.inference_mode`` on one thread (a second thread made the same network's timings spread
+further apart on a shared 2-core machine): where the study runs, on its CPU. Each of ``runs`` timed
+runs repeats the pass enough times to last about half a millisecond (tiny networks take microseconds,
+below what a single reading resolves), after passes for about 20 ms to warm up (caches, the
+allocator, the kernels' first calls). The spread recorded with it is the interquartile range of the
+runs. It does not depend on the weights' values,
 so it is measured on the untrained network, before training: a latency limit costs no training.
 """
 
@@ -28,6 +30,8 @@ from archsearch.space import Architecture, MLPArchitecture
 #: timed runs per latency measurement, and the time each run aims for
 LATENCY_RUNS = 15
 _RUN_SECONDS = 5e-4
+#: the warm-up before timing: passes for about this long, at least and at most so many
+_WARM_UP_SECONDS, _WARM_UP_PASSES = 0.02, (3, 1000)
 
 
 def example(task: Any) -> tuple[Any, ...]:
@@ -68,18 +72,25 @@ def latency(arch: Architecture, task: Any, runs: int = LATENCY_RUNS) -> tuple[fl
     """The median milliseconds of a batch-1 forward pass of ``arch`` on ``task``, and the interquartile
     range of the ``runs`` timed runs (see the module docstring)."""
     model, inputs = _module(arch, task)
-    with torch.inference_mode():
-        for _ in range(3):
-            model(*inputs)
-        start = time.perf_counter()
-        model(*inputs)
-        once = max(time.perf_counter() - start, 1e-7)
-        repeats = max(1, min(1000, int(_RUN_SECONDS / once)))
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            for _ in range(repeats):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.inference_mode():
+            start, passes = time.perf_counter(), 0
+            while passes < _WARM_UP_PASSES[0] or (
+                time.perf_counter() - start < _WARM_UP_SECONDS and passes < _WARM_UP_PASSES[1]
+            ):
                 model(*inputs)
-            times.append((time.perf_counter() - start) / repeats * 1e3)
+                passes += 1
+            once = max((time.perf_counter() - start) / passes, 1e-7)
+            repeats = max(1, min(1000, int(_RUN_SECONDS / once)))
+            times = []
+            for _ in range(runs):
+                start = time.perf_counter()
+                for _ in range(repeats):
+                    model(*inputs)
+                times.append((time.perf_counter() - start) / repeats * 1e3)
+    finally:
+        torch.set_num_threads(threads)
     quartiles = statistics.quantiles(times, n=4)
     return statistics.median(times), quartiles[2] - quartiles[0]
