@@ -17,7 +17,7 @@ from archsearch.report import render_report, write_report
 from archsearch.study import Study
 from archsearch.tasks import from_file, get_task
 
-SECTIONS = ["overview", "reward", "controller", "best-so-far", "boundary", "histogram", "top", "config"]
+SECTIONS = ["overview", "reward", "controller", "best-so-far", "boundary", "histogram", "front", "top", "config"]
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +48,13 @@ def test_every_section_with_embedded_figures(studies):
     for section in SECTIONS:
         assert f'<section id="{section}">' in page, section
     images = _images(page)
-    assert len(images) == 5 and all(image.startswith(b"\x89PNG") and len(image) > 5_000 for image in images)
+    assert len(images) == 6 and all(image.startswith(b"\x89PNG") and len(image) > 5_000 for image in images)
     assert "http://" not in page and "https://" not in page  # self-contained: nothing to fetch
-    assert page.count("<tr>") == 1 + 10  # header and the top 10
+    top = re.search(r'<section id="top">.*?</section>', page).group(0)
+    assert top.count("<tr>") == 1 + 10  # header and the top 10
+    front = re.search(r'<section id="front">.*?</section>', page).group(0)
+    listed = int(re.search(r"<p>(\d+) of \d+ successful trials are not dominated in val_score:max, params:min", front)[1])
+    assert front.count("<tr>") == 1 + min(listed, 20)
 
 
 def test_sections_follow_what_the_study_has(tmp_path):
@@ -130,4 +134,4 @@ def test_the_report_renders_in_headless_chromium(studies):
                          capture_output=True, text=True, timeout=120, check=True).stdout  # fmt: skip
     for section in SECTIONS:
         assert f'id="{section}"' in dom, section
-    assert dom.count("<img") == 5
+    assert dom.count("<img") == 6
