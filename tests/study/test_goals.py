@@ -1,6 +1,7 @@
 """A study's goals: costs recorded for every trial, hard limits, MnasNet's soft target, objectives told to
 the strategy, and exact resume with all of them."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -181,3 +182,16 @@ def test_outcome_objectives_must_be_finite():
     with pytest.raises(ValueError, match="objectives"):
         Outcome(MLPArchitecture.parse("2-tanh"), 0.5, "ok", (float("nan"), 1.0))
     assert MNASNET_WEIGHT == -0.07 and torch.isfinite(torch.tensor(MNASNET_WEIGHT))
+
+
+def test_flops_counted_on_the_meta_device_equal_a_real_builds_count():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    digits = get_task("digits")
+    space = CNNSpace(max_layers=3)
+    rng = np.random.default_rng(1)
+    for arch in [space.sample(rng) for _ in range(5)]:
+        model, inputs = _cost._module(arch, digits)  # a real network with real weights
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(*inputs)
+        assert _cost.counted_flops(arch, digits) == counter.get_total_flops() > 0
