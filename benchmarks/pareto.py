@@ -98,7 +98,7 @@ def front(args: argparse.Namespace) -> None:
             front_rows = [{"number": t.number, "architecture": str(t.architecture), "val_score": t.val_score,
                            "params": t.params, "flops": t.flops} for t in on_front]  # fmt: skip
     rows = [[name, str(t.architecture), t.val_score, tests[name], t.params, t.flops] for name, t in picks.items()]
-    report(f"pareto_front_{args.task}", f"{args.task}: {len(trials)} children, front of {len(on_front)} "
+    report(f"pareto_front_{args.task}" + (f"_s{args.seed}" if args.seed else ""), f"{args.task}: {len(trials)} children, front of {len(on_front)} "
            f"({seconds:.0f} s)", ["pick", "architecture", "val acc", "test acc", "params", "flops"], rows,
            {"task": args.task, "budget": args.budget, "seed": args.seed, "search_seconds": seconds,
             "front": front_rows,
@@ -166,7 +166,7 @@ def latency(args: argparse.Namespace) -> None:
                                  "speedup": speedup, "seconds": runs["latency-aware"]["seconds"]}  # fmt: skip
     else:
         data["latency_aware"] = None
-    report(f"pareto_latency_{args.task}", f"{args.task}: latency-aware search against accuracy only "
+    report(f"pareto_latency_{args.task}" + (f"_s{args.seed}" if args.seed else ""), f"{args.task}: latency-aware search against accuracy only "
            f"({args.budget} children each)", ["search", "pick", "val acc", "test acc", "latency ms", "speed-up",
                                               "seconds"], rows, data)  # fmt: skip
 
