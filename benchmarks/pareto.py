@@ -74,6 +74,11 @@ def _search(task: str, budget: int, per_step: int, seed: int, path: Path, **goal
     return study
 
 
+def _named(prefix: str, args: argparse.Namespace) -> str:
+    """The JSON's name: PREFIX_TASK, and _sN for a seed other than 0."""
+    return f"{prefix}_{args.task}" + (f"_s{args.seed}" if args.seed else "")
+
+
 def _test_score(study: Study, number: int) -> float:
     _, model = study.trial_model(number)
     return float(study.evaluator.model_test_score(model))
@@ -98,7 +103,7 @@ def front(args: argparse.Namespace) -> None:
             front_rows = [{"number": t.number, "architecture": str(t.architecture), "val_score": t.val_score,
                            "params": t.params, "flops": t.flops} for t in on_front]  # fmt: skip
     rows = [[name, str(t.architecture), t.val_score, tests[name], t.params, t.flops] for name, t in picks.items()]
-    report(f"pareto_front_{args.task}" + (f"_s{args.seed}" if args.seed else ""), f"{args.task}: {len(trials)} children, front of {len(on_front)} "
+    report(_named("pareto_front", args), f"{args.task}: {len(trials)} children, front of {len(on_front)} "
            f"({seconds:.0f} s)", ["pick", "architecture", "val acc", "test acc", "params", "flops"], rows,
            {"task": args.task, "budget": args.budget, "seed": args.seed, "search_seconds": seconds,
             "front": front_rows,
@@ -166,7 +171,7 @@ def latency(args: argparse.Namespace) -> None:
                                  "speedup": speedup, "seconds": runs["latency-aware"]["seconds"]}  # fmt: skip
     else:
         data["latency_aware"] = None
-    report(f"pareto_latency_{args.task}" + (f"_s{args.seed}" if args.seed else ""), f"{args.task}: latency-aware search against accuracy only "
+    report(_named("pareto_latency", args), f"{args.task}: latency-aware search against accuracy only "
            f"({args.budget} children each)", ["search", "pick", "val acc", "test acc", "latency ms", "speed-up",
                                               "seconds"], rows, data)  # fmt: skip
 
