@@ -23,7 +23,8 @@ from archsearch.space import Architecture
 
 
 class SerialTrainer(Trainer):
-    """Trains each child on its own with ``torch.optim.Adam`` and early stopping.
+    """Trains each child on its own with ``torch.optim.Adam`` (an update-rule member: its own rule) and
+    early stopping.
 
     The loss is cross-entropy (classification) or mean squared error (regression); the
     validation score is accuracy or clipped R^2 (see :mod:`archsearch.evaluation._scoring`).
@@ -74,7 +75,7 @@ class SerialTrainer(Trainer):
                 if x.dim() == 4:  # images: convolutions run faster in channels-last layout on CPU
                     model = model.to(memory_format=torch.channels_last)
                     x, x_val = (t.contiguous(memory_format=torch.channels_last) for t in (x, x_val))
-                optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+                optimizer = arch.optimizer(model.parameters(), cfg.lr, cfg.weight_decay, int(seed))
                 n = len(y)
                 recent: deque[dict[str, torch.Tensor]] = deque(maxlen=cfg.reward_window)
                 best, waited = -math.inf, 0

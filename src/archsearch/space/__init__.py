@@ -12,14 +12,30 @@ from archsearch.space._cells import (
     nas_cell,
 )
 from archsearch.space._cnn import BaselineCNN, CNNArchitecture, CNNLayer, CNNSpace
+from archsearch.space._components import (
+    ActivationArchitecture,
+    ActivationSpace,
+    ComponentArchitecture,
+    FormulaActivation,
+    FormulaOptimizer,
+    UpdateRuleArchitecture,
+    UpdateRuleSpace,
+)
 from archsearch.space._code import CodeArchitecture, CodeSpace, canonical_form
 from archsearch.space._mlp import MLPSpace
 
-for _space in (MLPSpace, CNNSpace, CodeSpace, TreeCellSpace, DagCellSpace):
+for _space in (MLPSpace, CNNSpace, CodeSpace, TreeCellSpace, DagCellSpace, ActivationSpace, UpdateRuleSpace):
     SPACES.register(_space.kind, _space)
 
 __all__ = [
     "SPACES",
+    "ActivationArchitecture",
+    "ActivationSpace",
+    "ComponentArchitecture",
+    "FormulaActivation",
+    "FormulaOptimizer",
+    "UpdateRuleArchitecture",
+    "UpdateRuleSpace",
     "Architecture",
     "BaselineCNN",
     "CellArchitecture",

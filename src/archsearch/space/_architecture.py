@@ -61,6 +61,12 @@ class Architecture(ABC):
         """The representative of all architectures that build the same network."""
         return self
 
+    def optimizer(self, params: Any, lr: float, weight_decay: float, seed: int) -> torch.optim.Optimizer:
+        """The optimizer a trainer trains this architecture's network with: Adam, unless the architecture
+        is itself an update rule (:class:`archsearch.space.UpdateRuleSpace`). ``seed`` seeds what an update
+        rule draws at random."""
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Architecture:
         """Rebuild any registered kind from :meth:`to_dict` output."""
