@@ -211,10 +211,10 @@ def _space_arguments(search: argparse.ArgumentParser) -> None:
     """``search``'s options that choose the space and size its members."""
     search.add_argument(
         "--space",
-        choices=("mlp", "cnn", "dag-cell", "tree-cell"),
+        choices=("mlp", "cnn", "dag-cell", "tree-cell", "activation", "update-rule"),
         default=None,
         help="search space (default: cnn for image tasks, dag-cell (ENAS's recurrent cell) for ptb, mlp otherwise; "
-        "tree-cell: Zoph & Le's)",
+        "tree-cell: Zoph & Le's; activation, update-rule: a formula in a fixed network, see docs/components.md)",
     )
     search.add_argument(
         "--hidden", type=_hidden, default=None,

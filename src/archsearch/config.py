@@ -37,7 +37,16 @@ from archsearch.evaluation import (
 )
 from archsearch.evaluation._language import LANGUAGE_TRAINING
 from archsearch.execution import DEFAULT_RETRIES, Executor, build_executor
-from archsearch.space import Architecture, CNNSpace, DagCellSpace, MLPSpace, SearchSpace, TreeCellSpace
+from archsearch.space import (
+    ActivationSpace,
+    Architecture,
+    CNNSpace,
+    DagCellSpace,
+    MLPSpace,
+    SearchSpace,
+    TreeCellSpace,
+    UpdateRuleSpace,
+)
 from archsearch.space._cells import MAX_DAG_NODES
 from archsearch.strategies import STRATEGIES, Strategy
 from archsearch.tasks import IMAGE_TASKS, TEXT_TASKS, Task, from_file, get_task
@@ -60,6 +69,8 @@ TABLE_ENSEMBLE = 5
 FOLDER_TASKS = ("mnist", "fashion-mnist")
 #: the cell spaces, the kinds a language-modelling task searches
 CELL_SPACES = ("dag-cell", "tree-cell")
+#: spaces of a formula plugged into a fixed child (an MLP on feature vectors, a small CNN on images)
+COMPONENT_SPACES = {"activation": ActivationSpace, "update-rule": UpdateRuleSpace}
 #: settings of the reinforce controller that the config holds as fields of their own
 _CONTROLLER = {"controller_lr": "lr", "entropy_weight": "entropy_weight", "advantage": "advantage",
                "curriculum": "curriculum"}  # fmt: skip
@@ -329,6 +340,8 @@ class SearchConfig:
         if text and self.evaluator not in (None, "language"):
             raise ArchsearchError(f"{names('evaluator')} {self.evaluator}: language models train with "
                                   f"{names('evaluator')} language")  # fmt: skip
+        if kind in COMPONENT_SPACES:
+            self._check_component(kind, names)
         if kind == "mlp" and images:
             raise ArchsearchError(f"{names('space')} mlp: task {task!r} is images; search it with {names('space')} cnn")
         if kind == "cnn" and not images:
@@ -352,6 +365,21 @@ class SearchConfig:
                 f"{names('max_layers')}: at most {limits.CNN_MAX_LAYERS} for the cnn space, got {self.max_layers}"
             )
         return kind
+
+    def _check_component(self, kind: str, names: Names) -> None:
+        """A component space trains its fixed child one at a time, from scratch."""
+        if self.evaluator == "batched":
+            raise ArchsearchError(f"{names('evaluator')} batched: trains MLP children only; the {kind} space "
+                                  f"trains with {names('evaluator')} serial")  # fmt: skip
+        if self.weight_sharing:
+            raise ArchsearchError(f"{names('weight_sharing')}: shares the weights of layouts; the {kind} space "
+                                  "searches a formula in a fixed child")  # fmt: skip
+        if self.max_layers is not None:
+            units = "core units (1 or 2)" if kind == "activation" else "units (1 to 3)"
+            raise ArchsearchError(f"{names('max_layers')}: the {kind} space's child is fixed; its formulas have "
+                                  f"{units}, set with space.units")  # fmt: skip
+        if self.curriculum is not None:
+            raise ArchsearchError(f"{names('curriculum')}: grows layers; the {kind} space has none")
 
     def executor_config(self, names: Names = _field, stored: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """The executor's config from ``executor`` (a name), ``workers``, ``retries`` and ``address``;
@@ -441,6 +469,8 @@ class SearchConfig:
         kind = self._space_kind(_is_images(task), names)
         if kind == "cnn":
             return CNNSpace(max_layers=self.max_layers or 4, skips=self.skips, batch_norm=self.batch_norm)
+        if kind in COMPONENT_SPACES:
+            return COMPONENT_SPACES[kind](child="cnn" if _is_images(task) else "mlp")
         if kind == "dag-cell":
             return DagCellSpace(nodes=self.max_layers or 8, hidden=self.hidden or 128)
         if kind == "tree-cell":
@@ -472,7 +502,7 @@ class SearchConfig:
             return build_evaluator(self._language_config(names), task, space)
         if self.weight_sharing:
             return build_evaluator(self._shared_config(images), task, space)
-        name = self.evaluator or ("serial" if kind == "cnn" else "batched")
+        name = self.evaluator or ("serial" if kind == "cnn" or kind in COMPONENT_SPACES else "batched")
         return build_evaluator({"name": name, **TrainConfig(**self.training_settings(images)).to_config()}, task)
 
     def _shared_config(self, images: bool) -> dict[str, Any]:

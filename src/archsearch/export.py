@@ -37,7 +37,8 @@ from typing import Any
 import torch
 
 from archsearch.errors import ArchsearchError
-from archsearch.space import CNNArchitecture, MLPArchitecture
+from archsearch.space import CNNArchitecture, ComponentArchitecture, MLPArchitecture, UpdateRuleArchitecture
+from archsearch.space import _formula
 from archsearch.space._cnn import HEAD_GRID
 
 _ACTIVATION_CODE = {"relu": "nn.ReLU()", "tanh": "nn.Tanh()"}
@@ -87,10 +88,15 @@ def export_trial(study: Any, number: int, out: Path, onnx: bool | None = None) -
 
 
 def _check_exportable(study: Any, arch: Any) -> None:
-    if not isinstance(arch, MLPArchitecture | CNNArchitecture):
+    if not isinstance(arch, MLPArchitecture | CNNArchitecture | ComponentArchitecture):
         raise ArchsearchError(
-            f"{study.path}: export builds MLP and CNN networks; {arch} is a {arch.kind} architecture"
+            f"{study.path}: export builds MLP and CNN networks and the fixed networks of formulas; {arch} is a "
+            f"{arch.kind} architecture"
         )
+
+
+def _images(arch: Any) -> bool:
+    return isinstance(arch, CNNArchitecture) or (isinstance(arch, ComponentArchitecture) and arch.child == "cnn")
 
 
 def export_names(study: Any) -> list[str]:
@@ -137,7 +143,7 @@ def export_ensemble(study: Any, members: list[Any], out: Path, onnx: bool | None
     paths["model.py"].write_text(_ENSEMBLE_MODULE.substitute(count=len(folders), members=repr(folders)))
     if onnx or (onnx is None and onnx_available()):
         paths["model.onnx"] = out / "model.onnx"
-        inputs = "images" if isinstance(members[0].architecture, CNNArchitecture) else "features"
+        inputs = "images" if _images(members[0].architecture) else "features"
         outputs = "outputs" if task.regression else "logits"
         export_onnx(model, tuple(task.x_train.shape[1:]), paths["model.onnx"], inputs, outputs)
     return paths
@@ -180,7 +186,7 @@ def export_network(
     paths["model.py"].write_text(standalone_code(description))
     if onnx or (onnx is None and onnx_available()):
         paths["model.onnx"] = out / "model.onnx"
-        inputs = "images" if isinstance(arch, CNNArchitecture) else "features"
+        inputs = "images" if _images(arch) else "features"
         outputs = "outputs" if task.regression else "logits"
         export_onnx(model, tuple(task.x_train.shape[1:]), paths["model.onnx"], inputs, outputs)
     return paths
@@ -193,7 +199,9 @@ def _check_onnx(onnx: bool | None) -> None:
 
 def describe(arch: MLPArchitecture | CNNArchitecture, task: Any, origin: dict[str, Any]) -> dict[str, Any]:
     """``architecture.json``: what rebuilds the network and what its input and output mean."""
-    if isinstance(arch, CNNArchitecture):
+    if isinstance(arch, ComponentArchitecture):
+        network = _component_description(arch, task)
+    elif isinstance(arch, CNNArchitecture):
         network = _cnn_description(arch, task)
     else:
         sizes = [task.in_features, *arch.widths, task.out_features]
@@ -213,6 +221,33 @@ def describe(arch: MLPArchitecture | CNNArchitecture, task: Any, origin: dict[st
         "source": origin,
         "archsearch_architecture": arch.to_dict(),
     }
+
+
+def _component_description(arch: ComponentArchitecture, task: Any) -> dict[str, Any]:
+    """A formula's fixed child: its kind and widths, the formula (normal form and as searched), and
+    on images the input's shape and scaling."""
+    network: dict[str, Any] = {
+        "child": arch.child,
+        "in_features": task.in_features,
+        "widths": list(arch.widths),
+        "out_features": task.out_features,
+        arch.kind.replace("-", "_"): {"formula": str(arch), "as_searched": _formula.to_text(arch.formula)},
+    }
+    if arch.child == "cnn":
+        network["input"] = _image_input(task)
+    return network
+
+
+def _image_input(task: Any) -> dict[str, Any]:
+    """An image task's input: shape and pixel scaling (checked against the channels)."""
+    shape = [int(size) for size in task.x_train.shape[1:]]
+    pre = task.preprocessing
+    for name in ("mean", "std"):
+        if pre.get(name) is not None and len(pre[name]) != shape[0]:
+            raise ArchsearchError(
+                f"task {task.name}: preprocessing {name} has {len(pre[name])} values for {shape[0]} image channels"
+            )
+    return {"shape": shape, "pixel_scale": pre.get("pixel_scale"), "mean": pre.get("mean"), "std": pre.get("std")}
 
 
 def _cnn_description(arch: CNNArchitecture, task: Any) -> dict[str, Any]:
@@ -255,7 +290,10 @@ def standalone_code(description: dict[str, Any]) -> str:
     pre = description["preprocessing"]
     regression = description.get("problem") == "regression"
     returns = "values in the target's units" if regression else "class labels"
-    if description["archsearch_architecture"]["kind"] == CNNArchitecture.kind:
+    kind = description["archsearch_architecture"]["kind"]
+    if kind in ("activation", "update-rule"):
+        parts = _component_code(description, returns)
+    elif kind == CNNArchitecture.kind:
         parts = _cnn_code(description, returns)
     else:
         parts = _mlp_code(description, returns)
@@ -284,6 +322,45 @@ def _mlp_code(description: dict[str, Any], returns: str) -> dict[str, str]:
         "network": _MLP_NETWORK.substitute(body=",\n        ".join(modules)),
         "predict": _MLP_PREDICT.substitute(returns=returns),
     }
+
+
+def _component_code(description: dict[str, Any], returns: str) -> dict[str, str]:
+    """A formula's fixed child: an ``Activation`` module computing the formula (or ReLU, and an
+    ``UpdateRule`` optimizer class, for an update rule), the child network, and the MLP's or the
+    CNN's input handling."""
+    arch = ComponentArchitecture.from_dict(description["archsearch_architecture"])
+    assert isinstance(arch, ComponentArchitecture)
+    if arch.child == "cnn":
+        parts = _cnn_code({**description, "layers": [], "head": {}}, returns)
+        given = description["input"]
+        parts["constants"] = (
+            f"INPUT_SHAPE = {given['shape']!r}  # channels, height, width\n"
+            f"PIXEL_SCALE = {given['pixel_scale']!r}\nMEAN = {given['mean']!r}\nSTD = {given['std']!r}"
+        )
+        layers = (f"nn.Conv2d(a, b, 3, stride=1 if i == 0 else 2, padding=1) "
+                  "for i, (a, b) in enumerate(zip(sizes, sizes[1:]))")  # fmt: skip
+        head, pool = "WIDTHS[-1] * HEAD_GRID**2", "\n        x = torch.flatten(F.adaptive_avg_pool2d(x, HEAD_GRID), 1)"
+    else:
+        parts = _mlp_code({**description, "layers": []}, returns)
+        layers, head, pool = "nn.Linear(a, b) for a, b in zip(sizes, sizes[1:])", "WIDTHS[-1]", ""
+    parts["imports"] = "import torch.nn.functional as F\n"
+    rule = ""
+    if isinstance(arch, UpdateRuleArchitecture):
+        activation = _RELU_ACTIVATION
+        rule = _UPDATE_RULE.substitute(formula=str(arch), code=_formula.to_code(_formula.canonical(arch.formula), {
+            name: name for name in arch.variables}))  # fmt: skip
+    else:
+        formula = _formula.canonical(arch.formula)
+        count = _formula.betas(formula)
+        activation = _ACTIVATION.substitute(
+            formula=str(arch),
+            beta=f"nn.Parameter(torch.ones({count}))" if count else "None",
+            code=_formula.to_code(arch.formula, {"x": "x"}),
+        )
+    parts["constants"] += (f"\nWIDTHS = {list(arch.widths)!r}\nIN_FEATURES = {description['in_features']}\n"
+                           f"OUT_FEATURES = {description['out_features']}\nHEAD_GRID = {HEAD_GRID}")  # fmt: skip
+    parts["network"] = activation + _COMPONENT_NETWORK.substitute(layers=layers, head=head, pool=pool) + rule
+    return parts
 
 
 def _cnn_code(description: dict[str, Any], returns: str) -> dict[str, str]:
@@ -430,6 +507,81 @@ def build() -> Network:
     """The network, with fresh weights."""
     return Network()
 '''
+
+_ACTIVATION = Template('''
+class Activation(nn.Module):
+    """The activation function $formula (each layer has its own trainable betas)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.beta = $beta
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return $code
+
+''')
+
+_RELU_ACTIVATION = """
+Activation = nn.ReLU
+
+"""
+
+_COMPONENT_NETWORK = Template('''
+class Network(nn.Module):
+    """Hidden layers of WIDTHS, each followed by its own Activation, then a linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        sizes = [IN_FEATURES, *WIDTHS]
+        self.layers = nn.ModuleList($layers)
+        self.head = nn.Linear($head, OUT_FEATURES)
+        self.activations = nn.ModuleList(Activation() for _ in WIDTHS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer, activation in zip(self.layers, self.activations):
+            x = activation(layer(x))$pool
+        return self.head(x)
+
+
+def build() -> Network:
+    """The network, with fresh weights."""
+    return Network()
+''')
+
+_UPDATE_RULE = Template('''
+
+class UpdateRule(torch.optim.Optimizer):
+    """The update rule that trained this network: w <- w - lr * ($formula), over the gradient g,
+    Adam's bias-corrected moments m and v (betas 0.9, 0.999), the weight w, noise N(0, 0.01), and
+    adam = m / (sqrt(v) + 1e-8), rmsprop = g / (sqrt(v) + 1e-8)."""
+
+    def __init__(self, params, lr: float = 0.01, weight_decay: float = 0.0) -> None:
+        super().__init__(params, {"lr": lr, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for w in group["params"]:
+                if w.grad is None:
+                    continue
+                g = w.grad if not group["weight_decay"] else w.grad.add(w, alpha=group["weight_decay"])
+                state = self.state[w]
+                if not state:
+                    state.update(step=0, m=torch.zeros_like(w), v=torch.zeros_like(w))
+                state["step"] += 1
+                t = state["step"]
+                state["m"].mul_(0.9).add_(g, alpha=0.1)
+                state["v"].mul_(0.999).addcmul_(g, g, value=0.001)
+                m, v = state["m"] / (1 - 0.9**t), state["v"] / (1 - 0.999**t)
+                adam, rmsprop = m / (v.sqrt() + 1e-8), g / (v.sqrt() + 1e-8)
+                noise = torch.randn_like(w) * 0.1
+                w.sub_(($code) * group["lr"])
+        return loss
+''')
 
 _CNN_PREDICT = Template('''
 def scaled(images) -> torch.Tensor:

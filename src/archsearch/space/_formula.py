@@ -71,7 +71,7 @@ OPERATIONS: dict[str, Operation] = {
     "div": Operation(2, torch.div, "/", False, "({0} / {1})"),
     "neg": Operation(1, torch.neg, code="(-{0})"),
     "square": Operation(1, torch.square, code="torch.square({0})"),
-    "cube": Operation(1, lambda a: a * a * a, code="({0} * {0} * {0})"),
+    "cube": Operation(1, lambda a: a * a * a, code="torch.pow({0}, 3)"),
     "abs": Operation(1, torch.abs, code="torch.abs({0})"),
     "sqrt": Operation(1, torch.sqrt, code="torch.sqrt({0})"),
     "exp": Operation(1, torch.exp, code="torch.exp({0})"),
@@ -83,14 +83,14 @@ OPERATIONS: dict[str, Operation] = {
     "tanh": Operation(1, torch.tanh, code="torch.tanh({0})"),
     "asinh": Operation(1, torch.asinh, code="torch.asinh({0})"),
     "atan": Operation(1, torch.atan, code="torch.atan({0})"),
-    "sinc": Operation(1, _sinc, code="torch.sinc({0} / math.pi)"),
+    "sinc": Operation(1, _sinc, code="torch.sinc({0} / 3.141592653589793)"),
     "sigmoid": Operation(1, torch.sigmoid, code="torch.sigmoid({0})"),
     "softplus": Operation(1, torch.nn.functional.softplus, code="F.softplus({0})"),
     "erf": Operation(1, torch.erf, code="torch.erf({0})"),
     "sign": Operation(1, torch.sign, code="torch.sign({0})"),
     "max": Operation(2, torch.maximum, commutative=True, code="torch.maximum({0}, {1})"),
     "min": Operation(2, torch.minimum, commutative=True, code="torch.minimum({0}, {1})"),
-    "clip": Operation(2, _clip, code="torch.maximum(torch.minimum({0}, {1}), -{1})"),
+    "clip": Operation(2, _clip, code="torch.clamp({0}, -{1}, {1})"),
     # drop and keep are computed by evaluate() itself (drop needs the generator, keep ignores its right)
     "drop": Operation(2, torch.mul, code="({0} * (torch.rand_like({0}) >= {1}))"),
     "keep": Operation(2, lambda a, b: a, code="{0}"),
@@ -438,13 +438,15 @@ def evaluate(
 
 
 def to_code(node: Node, names: Mapping[str, str], beta_code: str = "self.beta[{0}]") -> str:
-    """Python source over ``torch`` (and ``math``, ``F``) that computes the formula: export's model.py.
+    """Python source over ``torch`` (and ``F``, torch.nn.functional) that computes the formula: export's model.py.
     ``names`` maps each variable to the expression that holds it."""
     if node.op == "const":
-        return repr(float(node.value or 0.0))
+        return f"torch.tensor({float(node.value or 0.0)!r})"
     if node.op == "beta":
         return beta_code.format(int(node.value or 0))
     if not node.args:
         return names[node.op]
     parts = [to_code(arg, names, beta_code) for arg in node.args]
+    if node.op in ("clip", "drop"):  # their second operand is a plain number
+        parts[1] = repr(float(node.args[1].value or 0.0))
     return OPERATIONS[node.op].code.format(*parts)
