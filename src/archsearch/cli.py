@@ -571,16 +571,25 @@ def _compare_parser(commands: argparse._SubParsersAction) -> None:
 
 def _baseline_parser(commands: argparse._SubParsersAction) -> None:
     from archsearch.space._cells import STANDARD_CELLS
-    from archsearch.tasks import IMAGE_TASKS, TEXT_TASKS
+    from archsearch.tasks import IMAGE_TASKS, NAMED_TASKS, TEXT_TASKS
 
     baseline = commands.add_parser(
         "baseline",
         help="train the hand-designed network that a search must beat (a CNN on images, a standard cell on ptb)",
         description="Train seed 002's hand-designed CNN (32 and 64 filters of 5x5, max pooling, dropout, a dense "
         "layer of 128) on an image task, or a tanh RNN, LSTM or GRU language model on ptb, with the same training "
-        "budget as a search's children; print its accuracy or perplexity.",
+        "budget as a search's children; print its accuracy or perplexity. With --activation or --update-rule, "
+        "train the fixed network of a component search (--space activation, update-rule) with that formula "
+        "instead, on any task.",
     )
-    baseline.add_argument("--task", required=True, choices=sorted((*IMAGE_TASKS, *TEXT_TASKS)), help="image or text task")
+    baseline.add_argument("--task", required=True, choices=sorted((*NAMED_TASKS, *IMAGE_TASKS, *TEXT_TASKS)),
+                          help="image or text task (any task with --activation or --update-rule)")  # fmt: skip
+    formula = baseline.add_mutually_exclusive_group()
+    formula.add_argument("--activation", default=None, metavar="FORMULA",
+                         help="an activation function over x, such as 'x * sigmoid(beta * x)' (see docs/components.md)")
+    formula.add_argument("--update-rule", default=None, metavar="FORMULA",
+                         help="an update rule over g, m, v, w, noise, adam, rmsprop, such as "
+                         "'exp(sign(g) * sign(m)) * g' (see docs/components.md)")  # fmt: skip
     baseline.add_argument(
         "--data-dir", type=_path, default=None,
         help="with mnist or fashion-mnist: the IDX folder; with ptb: the folder of ptb.*.txt (default: archsearch[ptb])",
@@ -968,13 +977,18 @@ def _baseline(args: argparse.Namespace) -> int:
     from archsearch.config import SearchConfig
     from archsearch.evaluation import SerialTrainer, TrainConfig, load_model, split_score
     from archsearch.space import BaselineCNN
-    from archsearch.tasks import TEXT_TASKS
+    from archsearch.tasks import IMAGE_TASKS, TEXT_TASKS
 
+    if args.activation is not None or args.update_rule is not None:
+        return _formula_baseline(args)
     if args.task in TEXT_TASKS:
         return _text_baseline(args)
     for flag in ("cell", "hidden", "params"):
         if getattr(args, flag) is not None:
             raise ArchsearchError(f"--{flag}: sizes the recurrent cell of a text task's baseline; {args.task} is images")
+    if args.task not in IMAGE_TASKS:
+        raise ArchsearchError(f"--task {args.task}: the baseline is a hand-designed CNN for images or a standard cell "
+                              "for ptb; give --activation or --update-rule to train a formula on it")  # fmt: skip
 
     given = SearchConfig(
         task=args.task,
@@ -1011,6 +1025,45 @@ def _baseline(args: argparse.Namespace) -> int:
             f"baseline: val_accuracy {result.val_score:.4f}  test_accuracy {test:.4f}  params {result.params}  "
             f"epochs {result.epochs}  ({result.seconds:.1f} s)"
         )
+    return 0
+
+
+def _formula_baseline(args: argparse.Namespace) -> int:
+    """``baseline --activation F`` or ``--update-rule F``: the fixed child of that component space, trained
+    with the formula as a search's children are."""
+    from archsearch.config import SearchConfig
+    from archsearch.evaluation import SerialTrainer, TrainConfig, load_model, split_score
+
+    kind, flag = ("activation", "--activation") if args.activation is not None else ("update-rule", "--update-rule")
+    for name in ("cell", "hidden", "params"):
+        if getattr(args, name) is not None:
+            raise ArchsearchError(f"--{name}: sizes a recurrent cell; {flag} trains a formula's fixed network")
+    given = SearchConfig(task=args.task, space=kind, data_dir=None if args.data_dir is None else str(args.data_dir),
+                         device=args.device, training=_training(args))  # fmt: skip
+    given.check(_flag)
+    task = given.build_task()
+    space = given.build_space(task, _flag)
+    text = args.activation if args.activation is not None else args.update_rule
+    arch = space.architecture.parse(text, space.child, space.widths, where=flag)
+    images = task.x_train.dim() == 4
+    config = TrainConfig(**given.training_settings(images))
+    if not args.json:
+        print(f"baseline: {kind} {arch} in the {space.child} child {list(space.widths)} on {task!r}, "
+              f"{config.max_epochs} epochs at most, seed {args.seed}", flush=True)  # fmt: skip
+    result = SerialTrainer(task, config).train(arch, args.seed)
+    if result.status != "ok":
+        raise ArchsearchError(f"{flag}: training {result.status}: {result.error}")
+    test = split_score(load_model(arch, task, result.weights), task, "test")
+    metric = "r2" if task.regression else "accuracy"
+    summary = {"task": task.name, "space": kind, "formula": str(arch), "params": result.params,
+               "val_score": result.val_score, "test_score": test, "epochs": result.epochs,
+               "kept_epoch": result.kept_epoch, "seconds": result.seconds, "seed": args.seed,
+               "training": config.to_config()}  # fmt: skip
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"baseline: val_{metric} {result.val_score:.4f}  test_{metric} {test:.4f}  params {result.params}  "
+              f"epochs {result.epochs}  ({result.seconds:.1f} s)")  # fmt: skip
     return 0
 
 

@@ -235,6 +235,7 @@ class ComponentArchitecture(Architecture):
     """A formula and the fixed child it is trained in. ``str()`` is the formula's normal form."""
 
     variables: ClassVar[frozenset[str]]
+    betas: ClassVar[bool] = False  # whether the formula may have trainable betas
     formula: f.Node
     child: str = "mlp"
     widths: tuple[int, ...] = DEFAULT_WIDTHS["mlp"]
@@ -245,7 +246,8 @@ class ComponentArchitecture(Architecture):
         object.__setattr__(self, "widths", _widths("architecture.widths", self.widths))
         if not isinstance(self.formula, f.Node):
             raise ArchsearchError(f"architecture: formula must be a formula tree, got {type(self.formula).__name__}")
-        unknown = sorted({n.op for n in f.walk(self.formula) if not n.args} - self.variables - {"beta", "const"})
+        unknown = sorted({n.op for n in f.walk(self.formula) if not n.args} - self.variables - {"const"}
+                         - ({"beta"} if self.betas else set()))  # fmt: skip
         if unknown:
             raise ArchsearchError(f"architecture: unknown variable {unknown[0]!r} in {self.kind} formula "
                                   f"(known: {', '.join(sorted(self.variables))})")  # fmt: skip
@@ -254,7 +256,7 @@ class ComponentArchitecture(Architecture):
     @classmethod
     def parse(cls, text: str, child: str = "mlp", widths: Sequence[int] | None = None, where: str = "formula") -> Any:
         """The member that ``text`` writes, in ``child`` (``widths`` default to the child's)."""
-        formula = f.parse(text, cls.variables, where)
+        formula = f.parse(text, cls.variables, where, cls.betas)
         return cls(formula, child, tuple(widths or DEFAULT_WIDTHS.get(child, DEFAULT_WIDTHS["mlp"])))
 
     def to_dict(self) -> dict[str, Any]:
@@ -268,7 +270,8 @@ class ComponentArchitecture(Architecture):
         widths = data.get("widths", DEFAULT_WIDTHS["mlp"])
         if not isinstance(widths, list | tuple):
             raise ArchsearchError(f"architecture.widths: expected a list of integers, got {widths!r:.60}")
-        return cls(f.parse(data["formula"], cls.variables, "architecture.formula"), data.get("child", "mlp"), tuple(widths))
+        formula = f.parse(data["formula"], cls.variables, "architecture.formula", cls.betas)
+        return cls(formula, data.get("child", "mlp"), tuple(widths))
 
     def __str__(self) -> str:
         return f.to_text(f.canonical(self.formula))
@@ -299,6 +302,7 @@ class ActivationArchitecture(ComponentArchitecture):
 
     kind: ClassVar[str] = "activation"
     variables: ClassVar[frozenset[str]] = ACTIVATION_VARIABLES
+    betas: ClassVar[bool] = True
 
     def _activation(self) -> Callable[[], nn.Module]:
         return lambda: FormulaActivation(self.formula)

@@ -170,8 +170,8 @@ _TOKEN = re.compile(r"\s*(?:(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)|([A-Za-z_][A-Za-z_0
 class _Parser:
     """Recursive descent over ``+ -`` < ``* /`` < unary ``-`` < ``^2 ^3`` < names, numbers, calls."""
 
-    def __init__(self, text: str, variables: frozenset[str], where: str) -> None:
-        self.where, self.variables, self.text = where, variables, text
+    def __init__(self, text: str, variables: frozenset[str], where: str, betas: bool = True) -> None:
+        self.where, self.variables, self.text, self.betas = where, variables, text, betas
         self.tokens: list[tuple[str, str]] = []
         position = 0
         while position < len(text):
@@ -268,14 +268,14 @@ class _Parser:
             return node
         if token in self.variables:
             return variable(token)
-        found = re.fullmatch(r"beta([1-9][0-9]?)?", token)
+        found = re.fullmatch(r"beta([1-9][0-9]?)?", token) if self.betas else None
         if found:
             return beta(int(found.group(1)) - 1 if found.group(1) else 0)
         operation = OPERATIONS.get(token)
         if operation is None or operation.infix:
             known = ", ".join(sorted(name for name, op in OPERATIONS.items() if not op.infix))
-            self.fail(f"unknown operation or variable {token!r} (operations: {known}; variables: "
-                      f"{', '.join(sorted(self.variables))}, beta)")  # fmt: skip
+            variables = ", ".join([*sorted(self.variables), *(["beta"] if self.betas else [])])
+            self.fail(f"unknown operation or variable {token!r} (operations: {known}; variables: {variables})")
         assert operation is not None
         self.take("(")
         args = [self.sum()]
@@ -290,16 +290,17 @@ class _Parser:
         return apply(token, *args)
 
 
-def parse(text: str, variables: frozenset[str] | set[str], where: str = "formula") -> Node:
+def parse(text: str, variables: frozenset[str] | set[str], where: str = "formula", betas: bool = True) -> Node:
     """The tree that ``text`` writes; :class:`ArchsearchError` naming ``where`` unless it is a formula
-    over ``variables`` and the table's operations, at most ``MAX_DEPTH`` deep and ``MAX_NODES`` big."""
+    over ``variables`` (and ``beta`` if ``betas``) and the table's operations, at most ``MAX_DEPTH`` deep
+    and ``MAX_NODES`` big."""
     if not isinstance(text, str):
         raise ArchsearchError(f"{where}: expected a formula as text, got {short(repr(text))}")
     if len(text) > MAX_TEXT:
         raise ArchsearchError(f"{where}: formula of {len(text)} characters; at most {MAX_TEXT}")
     if not text.strip():
         raise ArchsearchError(f"{where}: empty formula")
-    node = _Parser(text, frozenset(variables), where).formula()
+    node = _Parser(text, frozenset(variables), where, betas).formula()
     check(node, where)
     return node
 
