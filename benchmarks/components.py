@@ -14,11 +14,13 @@ Two subcommands, each prints its tables and writes its JSON to results/:
 
     .venv/bin/python benchmarks/components.py activation [--budget 400] [--task digits] [--transfer mnist-5k]
     .venv/bin/python benchmarks/components.py update-rule [--budget 400]
+    .venv/bin/python benchmarks/components.py activation --epochs 20   # the comparison again, trained longer
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -27,11 +29,10 @@ from typing import Any
 
 import torch
 
-from _common import report
+from _common import RESULTS, report
 from archsearch import SearchConfig, Study
 from archsearch.evaluation import SerialTrainer, TrainConfig, load_model, split_score
-from archsearch.space import ActivationArchitecture, ComponentArchitecture, UpdateRuleArchitecture
-from archsearch.space import _formula
+from archsearch.space import ActivationArchitecture, ComponentArchitecture, UpdateRuleArchitecture, _formula
 from archsearch.space._components import DEFAULT_WIDTHS
 from archsearch.tasks import get_task
 
@@ -40,6 +41,7 @@ ACTIVATION_REFERENCES = {"ReLU": "max(x, 0)", "Swish": "x * sigmoid(beta * x)"}
 RULE_REFERENCES = {"Adam": "adam", "PowerSign": "exp(sign(g) * sign(m)) * g",
                    "AddSign": "(1 + sign(g) * sign(m)) * g"}  # fmt: skip
 RATES = (0.001, 0.01, 0.1)
+EPOCHS: list[int | None] = [None]  # --epochs: every epoch of a longer training, no early stop
 
 
 class SGDMomentum(UpdateRuleArchitecture):
@@ -75,17 +77,30 @@ def _search(kind: str, strategy: str, args: argparse.Namespace, folder: Path) ->
         "wall_seconds": wall,
         "best": ranked[0].val_score,
         "mean_top5": statistics.mean(t.val_score for t in ranked[:5]),
-        "top10": [{"formula": str(t.architecture), "as_searched": _formula.to_text(t.architecture.formula),
-                   "val_score": t.val_score, "trial": t.number} for t in ranked[:10]],  # fmt: skip
+        "top10": [
+            {
+                "formula": str(t.architecture),
+                "as_searched": _formula.to_text(t.architecture.formula),
+                "val_score": t.val_score,
+                "trial": t.number,
+            }
+            for t in ranked[:10]
+        ],
         "best_architecture": ranked[0].architecture.to_dict(),
     }
 
 
-def _swish_family(arch: ComponentArchitecture) -> bool:
-    """b(x, u(x)): a binary operation of the normal form with the bare pre-activation x as one operand."""
+def _swish_family(arch: ComponentArchitecture, scaled: bool = False) -> bool:
+    """b(x, u(x)): a binary operation of the normal form with the bare pre-activation x as one operand (with
+    ``scaled``, also beta * x or -x, as in b(beta * x, u(x)))."""
     tree = _formula.canonical(arch.formula)
     x = _formula.variable("x")
-    return len(tree.args) == 2 and x in tree.args and tree.args != (x, x)
+    linear = {x}
+    if scaled:
+        linear |= {_formula.apply("mul", _formula.beta(0), x), _formula.apply("neg", x)}
+    return (
+        len(tree.args) == 2 and any(arg in linear for arg in tree.args) and not all(arg in linear for arg in tree.args)
+    )
 
 
 def _train(arch: ComponentArchitecture, task: Any, seed: int, lr: float | None = None) -> tuple[float, float, str]:
@@ -94,6 +109,8 @@ def _train(arch: ComponentArchitecture, task: Any, seed: int, lr: float | None =
     settings = SearchConfig(task=task.name).training_settings(images)
     if lr is not None:
         settings["lr"] = lr
+    if EPOCHS[0] is not None:
+        settings.update(max_epochs=EPOCHS[0], patience=EPOCHS[0])
     result = SerialTrainer(task, TrainConfig(**settings)).train(arch, seed)
     if result.status != "ok":
         return 0.0, 0.0, result.status
@@ -138,20 +155,31 @@ SEARCH_COLUMNS = ["strategy", "children", "distinct", "diverged", "best val", "m
 
 
 def _run(kind: str, args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        searches = [_search(kind, strategy, args, Path(folder)) for strategy in STRATEGIES]
+    if args.epochs is not None:  # the comparison alone, longer: the found formula from the search's JSON
+        searches = json.loads((RESULTS / f"components_{kind}_search.json").read_text())["searches"]
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            searches = [_search(kind, strategy, args, Path(folder)) for strategy in STRATEGIES]
     best = ComponentArchitecture.from_dict(searches[0]["best_architecture"])
     assert isinstance(best, ComponentArchitecture)
     if kind == "activation":
         references = {label: ActivationArchitecture.parse(text) for label, text in ACTIVATION_REFERENCES.items()}
         candidates = {"found": best, **references}
-        extra = {"swish_family_in_top10": [t["formula"] for t in searches[0]["top10"]
-                                           if _swish_family(ActivationArchitecture.parse(t["as_searched"]))]}  # fmt: skip
+        top = [ActivationArchitecture.parse(t["as_searched"]) for t in searches[0]["top10"]]
+        extra = {"swish_family_in_top10": [str(a) for a in top if _swish_family(a)],
+                 "scaled_swish_family_in_top10": [str(a) for a in top if _swish_family(a, scaled=True)]}  # fmt: skip
     else:
         references = {label: UpdateRuleArchitecture.parse(text) for label, text in RULE_REFERENCES.items()}
         candidates = {"found": best, **references, "SGD momentum": SGDMomentum(_formula.variable("g"))}
         extra = {}
     comparison = _compare(candidates, args, tune=kind == "update-rule")
+    if args.epochs is not None:
+        rows = [[label, *(f"{comparison[t][label]['mean_test']:.4f} ±{comparison[t][label]['sd_test']:.4f}"
+                          for t in (args.task, args.transfer))] for label in candidates]  # fmt: skip
+        report(f"components_{kind}_epochs{args.epochs}", f"{kind}: test accuracy over {args.seeds} seeds, "
+               f"{args.epochs} epochs", ["", args.task, args.transfer], rows,
+               {"comparison": comparison, "seeds": args.seeds, "epochs": args.epochs})  # fmt: skip
+        return
     report(f"components_{kind}_search", f"{kind} search on {args.task}: {args.budget} children per strategy",
            SEARCH_COLUMNS, _search_rows(searches), {"searches": searches, **extra})  # fmt: skip
     rows = [[label, *(f"{comparison[t][label]['mean_test']:.4f} ±{comparison[t][label]['sd_test']:.4f}"
@@ -169,7 +197,14 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=400)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="compare only (the found formula from the search's JSON), training this many epochs",
+    )
     args = parser.parse_args()
+    EPOCHS[0] = args.epochs
     _run(args.kind, args)
 
 

@@ -15,7 +15,9 @@ import pytest
 from archsearch import _limits as limits
 from archsearch._objectives import MAX_COUNT_LIMIT, MAX_LATENCY_MS
 from archsearch.cli import build_parser
+from archsearch.space import _formula as formula
 from archsearch.space._cells import MAX_DAG_NODES, MAX_TREE_LEAVES
+from archsearch.space._components import MAX_CHILD_LAYERS
 from archsearch.tasks._text import MAX_TEXT_BYTES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,6 +70,8 @@ def test_the_limits_page_states_the_bounds_the_code_enforces() -> None:
         f"{MAX_DAG_NODES}; a power of 2 up to {MAX_TREE_LEAVES}",
         "`--reward-words`, `--pass-words`": f"{power(limits.MAX_BATCH_SIZE)}; {power(limits.MAX_STEPS * 1000)}",
         "a PTB text file": f"{MAX_TEXT_BYTES >> 30} GiB",
+        "a formula (`--activation`, `--update-rule`, a study's component architecture)": f"{formula.MAX_TEXT} characters, "
+        f"{formula.MAX_DEPTH} levels deep, {formula.MAX_NODES} operations; a fixed child of {MAX_CHILD_LAYERS} layers",
     }
     assert rows == expected
 

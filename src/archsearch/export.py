@@ -37,8 +37,7 @@ from typing import Any
 import torch
 
 from archsearch.errors import ArchsearchError
-from archsearch.space import CNNArchitecture, ComponentArchitecture, MLPArchitecture, UpdateRuleArchitecture
-from archsearch.space import _formula
+from archsearch.space import CNNArchitecture, ComponentArchitecture, MLPArchitecture, UpdateRuleArchitecture, _formula
 from archsearch.space._cnn import HEAD_GRID
 
 _ACTIVATION_CODE = {"relu": "nn.ReLU()", "tanh": "nn.Tanh()"}
@@ -337,7 +336,7 @@ def _component_code(description: dict[str, Any], returns: str) -> dict[str, str]
             f"INPUT_SHAPE = {given['shape']!r}  # channels, height, width\n"
             f"PIXEL_SCALE = {given['pixel_scale']!r}\nMEAN = {given['mean']!r}\nSTD = {given['std']!r}"
         )
-        layers = (f"nn.Conv2d(a, b, 3, stride=1 if i == 0 else 2, padding=1) "
+        layers = ("nn.Conv2d(a, b, 3, stride=1 if i == 0 else 2, padding=1) "
                   "for i, (a, b) in enumerate(zip(sizes, sizes[1:]))")  # fmt: skip
         head, pool = "WIDTHS[-1] * HEAD_GRID**2", "\n        x = torch.flatten(F.adaptive_avg_pool2d(x, HEAD_GRID), 1)"
     else:

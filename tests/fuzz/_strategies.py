@@ -155,7 +155,8 @@ def search_argv() -> st.SearchStrategy[list]:
             ["--data", Ref("dev_null"), "--target", "label"], ["--task", "moons", "--data", Ref("data")],
             ["--task", "moons", "--benchmark", "nas-bench-macro"], ["--task", "digits", "--space", "mlp"],
             ["--target", "label"], ["--split-seed", "3"], ["--problem", "regression"], ["--space", "cnn"],
-            ["--no-skips"], ["--no-batch-norm"], ["--space", "rnn"],
+            ["--no-skips"], ["--no-batch-norm"], ["--space", "rnn"], ["--task", "moons", "--space", "activation"],
+            ["--space", "update-rule"], ["--task", "digits", "--space", "activation", "--max-layers", "2"],
             ["--benchmark", "nas-bench-macro", "--max-layers", "2"],
             *(["--max-layers", value] for value in BAD_INT + HUGE_INT),
             *(["--data", Ref("data"), "--target", "label", "--split", value]
@@ -308,10 +309,15 @@ def baseline_argv() -> st.SearchStrategy[list]:
     return command(
         "baseline",
         [
-            fixed(["--task", "digits"],
+            fixed(["--task", "digits"], ["--task", "moons", "--activation", "x * sigmoid(beta * x)"],
+                  ["--task", "digits", "--update-rule", "exp(sign(g) * sign(m)) * g"],
                   hostile=([], ["--task", "mnist"], ["--task", "moons"], ["--task", "mnist", "--data-dir", Ref("dir")],
                            ["--task", "digits", "--data-dir", Ref("dir")],
-                           ["--task", "fashion-mnist", "--data-dir", Ref("study")])),
+                           ["--task", "fashion-mnist", "--data-dir", Ref("study")],
+                           ["--task", "moons", "--activation", "relu(x)"], ["--task", "moons", "--activation", ""],
+                           ["--task", "moons", "--update-rule", "x"], ["--task", "moons", "--activation", "x" * 5000],
+                           ["--task", "moons", "--activation", "(" * 100 + "x" + ")" * 100],
+                           ["--task", "ptb", "--activation", "x"], ["--task", "moons", "--activation", "1 / (x - x)"])),
             number("--seed", ("0", "2")),
             *training(("1",), time_limit=("0.5",)),
             switch("--json"),

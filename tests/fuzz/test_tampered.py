@@ -66,7 +66,12 @@ def _architecture(draw: st.DrawFn) -> str:
         {"units": draw(st.sampled_from(UNITS)), "activation": draw(st.sampled_from(ACTIVATIONS))}
         for _ in range(draw(st.integers(0, 8)))
     ]
-    shape = draw(st.sampled_from(["mlp", "mlp", "mlp", "cnn", "other kind", "no kind", "list", "not json"]))
+    shape = draw(st.sampled_from(["mlp", "mlp", "mlp", "cnn", "other kind", "no kind", "list", "not json", "formula"]))
+    if shape == "formula":  # a component architecture: of another space, deep, or with a name that is no operation
+        formula = draw(st.sampled_from(["x * sigmoid(beta * x)", "sin(" * 60 + "x" + ")" * 60, "__import__(x)",
+                                        "exp(sign(g) * sign(m)) * g", "x" * 5000]))  # fmt: skip
+        return json.dumps({"kind": draw(st.sampled_from(["activation", "update-rule"])), "formula": formula,
+                           "child": "mlp", "widths": [4]})  # fmt: skip
     if shape == "list":
         return json.dumps(layers)
     if shape == "not json":

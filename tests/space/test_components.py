@@ -71,6 +71,17 @@ def test_the_normal_form_is_a_fixpoint_and_computes_the_same_values(tree):
     torch.testing.assert_close(after, before, equal_nan=True, rtol=1e-9, atol=1e-9)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="x+-*/^(),.0123456789e sigmoidbetaclipkeep|_'\"\\", max_size=60))
+def test_any_text_is_a_formula_or_one_line_refusal(text):
+    try:
+        tree = f.parse(text, {"x"})
+    except ArchsearchError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert f.parse(f.to_text(tree), {"x"}) == tree
+
+
 @pytest.mark.parametrize(
     ("one", "other"),
     [

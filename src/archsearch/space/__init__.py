@@ -12,6 +12,7 @@ from archsearch.space._cells import (
     nas_cell,
 )
 from archsearch.space._cnn import BaselineCNN, CNNArchitecture, CNNLayer, CNNSpace
+from archsearch.space._code import CodeArchitecture, CodeSpace, canonical_form
 from archsearch.space._components import (
     ActivationArchitecture,
     ActivationSpace,
@@ -21,7 +22,6 @@ from archsearch.space._components import (
     UpdateRuleArchitecture,
     UpdateRuleSpace,
 )
-from archsearch.space._code import CodeArchitecture, CodeSpace, canonical_form
 from archsearch.space._mlp import MLPSpace
 
 for _space in (MLPSpace, CNNSpace, CodeSpace, TreeCellSpace, DagCellSpace, ActivationSpace, UpdateRuleSpace):

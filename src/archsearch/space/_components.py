@@ -158,11 +158,12 @@ class ComponentNet(nn.Module):
         self.child = child
         sizes = (in_features, *widths)
         if child == "mlp":
-            self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
+            self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
             self.head = nn.Linear(widths[-1], out_features)
         else:
             self.layers = nn.ModuleList(
-                nn.Conv2d(a, b, 3, stride=1 if i == 0 else 2, padding=1) for i, (a, b) in enumerate(zip(sizes, sizes[1:]))
+                nn.Conv2d(a, b, 3, stride=1 if i == 0 else 2, padding=1)
+                for i, (a, b) in enumerate(itertools.pairwise(sizes))
             )
             self.head = nn.Linear(widths[-1] * HEAD_GRID**2, out_features)
         self.activations = nn.ModuleList(activation() for _ in widths)
@@ -266,7 +267,9 @@ class ComponentArchitecture(Architecture):
     def _from_dict(cls, data: dict[str, Any]) -> Architecture:
         unknown = sorted(set(data) - {"kind", "formula", "child", "widths"})
         if unknown or "formula" not in data:
-            raise ArchsearchError(f"architecture: malformed {cls.kind} ({'unknown field ' + repr(unknown[0]) if unknown else 'no formula'})")
+            raise ArchsearchError(
+                f"architecture: malformed {cls.kind} ({'unknown field ' + repr(unknown[0]) if unknown else 'no formula'})"
+            )
         widths = data.get("widths", DEFAULT_WIDTHS["mlp"])
         if not isinstance(widths, list | tuple):
             raise ArchsearchError(f"architecture.widths: expected a list of integers, got {widths!r:.60}")
@@ -413,7 +416,10 @@ class _ComponentSpace(SearchSpace):
 
     def enumerate(self) -> Iterator[ComponentArchitecture]:
         for k in range(1, self.units + 1):
-            ranges = [range(len(self._choices(s.decision))) for s in self._slots[: len(self._first) + (k - 1) * len(self._more)]]
+            ranges = [
+                range(len(self._choices(s.decision)))
+                for s in self._slots[: len(self._first) + (k - 1) * len(self._more)]
+            ]
             for tokens in itertools.product(*ranges):
                 yield self.decode(self._ended(list(tokens)))
 
@@ -525,7 +531,12 @@ class UpdateRuleSpace(_ComponentSpace):
         self._setup(child, widths, units)
 
     def to_config(self) -> dict[str, Any]:
-        return {**self._config(), "operands": list(self.operands), "unary": list(self.unary), "binary": list(self.binary)}
+        return {
+            **self._config(),
+            "operands": list(self.operands),
+            "unary": list(self.unary),
+            "binary": list(self.binary),
+        }
 
     def _tree(self, chosen: Sequence[int]) -> f.Node:
         o1, o2, u1, u2, b = chosen[:5]
