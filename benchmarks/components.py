@@ -15,6 +15,7 @@ Two subcommands, each prints its tables and writes its JSON to results/:
     .venv/bin/python benchmarks/components.py activation [--budget 400] [--task digits] [--transfer mnist-5k]
     .venv/bin/python benchmarks/components.py update-rule [--budget 400]
     .venv/bin/python benchmarks/components.py activation --epochs 20   # the comparison again, trained longer
+    .venv/bin/python benchmarks/components.py update-rule --search-only --seed 1   # another seed of the searches
 """
 
 from __future__ import annotations
@@ -155,38 +156,43 @@ SEARCH_COLUMNS = ["strategy", "children", "distinct", "diverged", "best val", "m
 
 
 def _run(kind: str, args: argparse.Namespace) -> None:
-    if args.epochs is not None:  # the comparison alone, longer: the found formula from the search's JSON
+    reused = args.epochs is not None or args.reuse
+    if reused:  # the comparison alone: the searches (and their best formula) from the search's JSON
         searches = json.loads((RESULTS / f"components_{kind}_search.json").read_text())["searches"]
     else:
         with tempfile.TemporaryDirectory() as folder:
             searches = [_search(kind, strategy, args, Path(folder)) for strategy in STRATEGIES]
-    best = ComponentArchitecture.from_dict(searches[0]["best_architecture"])
+    winner = max(searches, key=lambda s: s["best"])  # the best of either search; a tie goes to reinforce
+    best = ComponentArchitecture.from_dict(winner["best_architecture"])
     assert isinstance(best, ComponentArchitecture)
+    extra: dict[str, Any] = {"found_by": winner["strategy"]}
     if kind == "activation":
         references = {label: ActivationArchitecture.parse(text) for label, text in ACTIVATION_REFERENCES.items()}
         candidates = {"found": best, **references}
         top = [ActivationArchitecture.parse(t["as_searched"]) for t in searches[0]["top10"]]
-        extra = {"swish_family_in_top10": [str(a) for a in top if _swish_family(a)],
-                 "scaled_swish_family_in_top10": [str(a) for a in top if _swish_family(a, scaled=True)]}  # fmt: skip
+        extra["swish_family_in_top10"] = [str(a) for a in top if _swish_family(a)]
+        extra["scaled_swish_family_in_top10"] = [str(a) for a in top if _swish_family(a, scaled=True)]
     else:
         references = {label: UpdateRuleArchitecture.parse(text) for label, text in RULE_REFERENCES.items()}
         candidates = {"found": best, **references, "SGD momentum": SGDMomentum(_formula.variable("g"))}
-        extra = {}
-    comparison = _compare(candidates, args, tune=kind == "update-rule")
-    if args.epochs is not None:
-        rows = [[label, *(f"{comparison[t][label]['mean_test']:.4f} ±{comparison[t][label]['sd_test']:.4f}"
-                          for t in (args.task, args.transfer))] for label in candidates]  # fmt: skip
-        report(f"components_{kind}_epochs{args.epochs}", f"{kind}: test accuracy over {args.seeds} seeds, "
-               f"{args.epochs} epochs", ["", args.task, args.transfer], rows,
-               {"comparison": comparison, "seeds": args.seeds, "epochs": args.epochs})  # fmt: skip
+    if not reused:
+        title = f"{kind} search on {args.task}, seed {args.seed}: {args.budget} children per strategy"
+        name = f"components_{kind}_search" + (f"_s{args.seed}" if args.seed else "")
+        report(name, title, SEARCH_COLUMNS, _search_rows(searches), {"searches": searches, **extra})
+    if args.search_only:
         return
-    report(f"components_{kind}_search", f"{kind} search on {args.task}: {args.budget} children per strategy",
-           SEARCH_COLUMNS, _search_rows(searches), {"searches": searches, **extra})  # fmt: skip
-    rows = [[label, *(f"{comparison[t][label]['mean_test']:.4f} ±{comparison[t][label]['sd_test']:.4f}"
-                      for t in (args.task, args.transfer))] for label in candidates]  # fmt: skip
-    report(f"components_{kind}", f"{kind}: test accuracy over {args.seeds} seeds (search task, transfer)",
+    comparison = _compare(candidates, args, tune=kind == "update-rule")
+    rows = [
+        [label, *(f"{comparison[t][label]['mean_test']:.4f} ±{comparison[t][label]['sd_test']:.4f}" for t in
+                  (args.task, args.transfer))]
+        for label in candidates
+    ]  # fmt: skip
+    epochs = "" if args.epochs is None else f", {args.epochs} epochs"
+    name = f"components_{kind}" + ("" if args.epochs is None else f"_epochs{args.epochs}")
+    report(name, f"{kind}: test accuracy over {args.seeds} seeds{epochs} (search task, transfer)",
            ["", args.task, args.transfer], rows,
-           {"searches": searches, **extra, "comparison": comparison, "seeds": args.seeds, "budget": args.budget})  # fmt: skip
+           {"searches": searches, **extra, "comparison": comparison, "seeds": args.seeds, "budget": args.budget,
+            "epochs": args.epochs})  # fmt: skip
 
 
 def main() -> None:
@@ -203,6 +209,9 @@ def main() -> None:
         default=None,
         help="compare only (the found formula from the search's JSON), training this many epochs",
     )
+    parser.add_argument("--reuse", action="store_true", help="compare only, the searches from their JSON")
+    parser.add_argument("--search-only", action="store_true",
+                        help="the two searches alone (with --seed N: another seed of reinforce against random)")  # fmt: skip
     args = parser.parse_args()
     EPOCHS[0] = args.epochs
     _run(args.kind, args)

@@ -438,6 +438,11 @@ class SearchConfig:
                 f"{names('ensemble')}: trains the best architectures again as the final model; the "
                 f"{evaluator.name!r} evaluator does not"
             )
+        if space.kind in COMPONENT_SPACES and task is not None:
+            child = "cnn" if _is_images(task) else "mlp"
+            if getattr(space, "child", child) != child:
+                raise ArchsearchError(f"{names('space')}: the {space.kind} space trains the {space.child} child; "
+                                      f"task {task.name!r} needs the {child} child")  # fmt: skip
         strategy = self.build_strategy(space)
         if strategy.space != space:
             raise ArchsearchError(f"{names('strategy')}: its search space differs from the study's space")

@@ -82,3 +82,10 @@ def test_the_config_builds_the_child_the_task_needs(moons):
     assert parts.evaluator.name == "serial"
     net = parts.space.sample(__import__("numpy").random.default_rng(0)).build(2, 2)
     assert net(torch.zeros(3, 2)).shape == (3, 2)
+
+
+def test_a_child_that_does_not_fit_the_task_is_refused(moons):
+    from archsearch import ArchsearchError
+
+    with pytest.raises(ArchsearchError, match="space: the activation space trains the cnn child; task 'moons' needs the mlp child"):
+        SearchConfig(task=moons, space=ActivationSpace(child="cnn")).build()

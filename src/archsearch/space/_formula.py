@@ -431,7 +431,7 @@ def evaluate(
             rate = float(n.args[1].value or 0.0)
             if kept.device.type == "meta":
                 return kept
-            mask = torch.rand(kept.shape, generator=generator, dtype=kept.dtype, device=kept.device) >= rate
+            mask = torch.rand(kept.shape, generator=generator, dtype=kept.dtype).to(kept.device) >= rate
             return kept * mask
         return OPERATIONS[n.op].compute(*(value(arg) for arg in n.args))
 
