@@ -16,6 +16,7 @@ Two subcommands, each prints its tables and writes its JSON to results/:
     .venv/bin/python benchmarks/components.py update-rule [--budget 400]
     .venv/bin/python benchmarks/components.py activation --epochs 20   # the comparison again, trained longer
     .venv/bin/python benchmarks/components.py update-rule --search-only --seed 1   # another seed of the searches
+    .venv/bin/python benchmarks/components.py update-rule --summarise   # reinforce against random, every seed
 """
 
 from __future__ import annotations
@@ -195,6 +196,24 @@ def _run(kind: str, args: argparse.Namespace) -> None:
             "epochs": args.epochs})  # fmt: skip
 
 
+def _summarise(kind: str) -> None:
+    """Reinforce against random search over every seed whose searches are in results/: best found and mean of
+    the top 5 (validation accuracy), per seed and their mean."""
+    runs = sorted(RESULTS.glob(f"components_{kind}_search*.json"))
+    per_seed = {path.stem: json.loads(path.read_text())["searches"] for path in runs}
+    rows, data = [], {}
+    for strategy in STRATEGIES:
+        found = [next(s for s in searches if s["strategy"] == strategy) for searches in per_seed.values()]
+        best, top5 = [s["best"] for s in found], [s["mean_top5"] for s in found]
+        diverged = [s["diverged"] for s in found]
+        data[strategy] = {"best": best, "mean_top5": top5, "diverged": diverged, "runs": list(per_seed)}
+        rows.append([strategy, len(found), " ".join(f"{b:.4f}" for b in best), statistics.mean(best),
+                     " ".join(f"{t:.4f}" for t in top5), statistics.mean(top5), statistics.mean(diverged)])  # fmt: skip
+    columns = ["strategy", "seeds", "best per seed", "mean best", "top-5 mean per seed", "mean", "diverged"]
+    report(f"components_{kind}_strategies", f"{kind}: reinforce against random search, equal budget", columns, rows,
+           data)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("kind", choices=("activation", "update-rule"))
@@ -212,7 +231,12 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="compare only, the searches from their JSON")
     parser.add_argument("--search-only", action="store_true",
                         help="the two searches alone (with --seed N: another seed of reinforce against random)")  # fmt: skip
+    parser.add_argument("--summarise", action="store_true",
+                        help="reinforce against random over every seed of the searches in results/")  # fmt: skip
     args = parser.parse_args()
+    if args.summarise:
+        _summarise(args.kind)
+        return
     EPOCHS[0] = args.epochs
     _run(args.kind, args)
 

@@ -7,6 +7,7 @@ import torch
 from archsearch import SerialTrainer, Study, TrainConfig
 from archsearch.config import SearchConfig
 from archsearch.space import ActivationArchitecture, ActivationSpace, UpdateRuleArchitecture, UpdateRuleSpace
+from archsearch.space import _formula as f
 
 from ..conftest import Crash
 from ..conftest import crashing as crashing_trainer
@@ -89,3 +90,24 @@ def test_a_child_that_does_not_fit_the_task_is_refused(moons):
 
     with pytest.raises(ArchsearchError, match="space: the activation space trains the cnn child; task 'moons' needs the mlp child"):
         SearchConfig(task=moons, space=ActivationSpace(child="cnn")).build()
+
+
+class _BiasToMinusInfinity(UpdateRuleArchitecture):
+    """Adam, then the first layer's bias set to -inf: behind a ReLU the outputs stay finite."""
+
+    def optimizer(self, params, lr, weight_decay, seed):
+        params = list(params)
+
+        class Poisoned(torch.optim.Adam):
+            def step(self, closure=None):
+                loss = super().step(closure)
+                with torch.no_grad():
+                    params[1].fill_(-float("inf"))
+                return loss
+
+        return Poisoned(params, lr=lr)
+
+
+def test_weights_that_become_non_finite_make_a_diverged_trial_even_when_the_outputs_stay_finite(moons):
+    result = SerialTrainer(moons, TrainConfig(max_epochs=3)).train(_BiasToMinusInfinity(f.variable("g"), "mlp", (8,)), 0)
+    assert result.status == "diverged" and result.error == "weights became non-finite at epoch 1"

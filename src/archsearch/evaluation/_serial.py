@@ -107,7 +107,11 @@ class SerialTrainer(Trainer):
                         return failure("diverged", f"validation outputs became non-finite at epoch {epoch + 1}")
                     score = validation_score(logits, y_val, task.regression)
                     vals.append(max(0.0, score))
-                    recent.append({k: _kept(v) for k, v in model.state_dict().items()})
+                    kept = {k: _kept(v) for k, v in model.state_dict().items()}
+                    if not all(torch.isfinite(t).all() for t in kept.values() if t.is_floating_point()):
+                        # outputs can stay finite (a bias of -inf before a ReLU), but such weights are no network
+                        return failure("diverged", f"weights became non-finite at epoch {epoch + 1}")
+                    recent.append(kept)
                     if cfg.monitor == "loss":
                         val_losses.append(float(training_loss(logits, y_val, task.regression)))
                         score = -val_losses[-1]  # lower is better: improved() then reads it as a score
