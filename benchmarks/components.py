@@ -159,7 +159,8 @@ SEARCH_COLUMNS = ["strategy", "children", "distinct", "diverged", "best val", "m
 def _run(kind: str, args: argparse.Namespace) -> None:
     reused = args.epochs is not None or args.reuse
     if reused:  # the comparison alone: the searches (and their best formula) from the search's JSON
-        searches = json.loads((RESULTS / f"components_{kind}_search.json").read_text())["searches"]
+        suffix = f"_s{args.seed}" if args.seed else ""
+        searches = json.loads((RESULTS / f"components_{kind}_search{suffix}.json").read_text())["searches"]
     else:
         with tempfile.TemporaryDirectory() as folder:
             searches = [_search(kind, strategy, args, Path(folder)) for strategy in STRATEGIES]
@@ -190,6 +191,7 @@ def _run(kind: str, args: argparse.Namespace) -> None:
     ]  # fmt: skip
     epochs = "" if args.epochs is None else f", {args.epochs} epochs"
     name = f"components_{kind}" + ("" if args.epochs is None else f"_epochs{args.epochs}")
+    name += f"_s{args.seed}" if args.seed else ""
     report(name, f"{kind}: test accuracy over {args.seeds} seeds{epochs} (search task, transfer)",
            ["", args.task, args.transfer], rows,
            {"searches": searches, **extra, "comparison": comparison, "seeds": args.seeds, "budget": args.budget,
@@ -228,7 +230,8 @@ def main() -> None:
         default=None,
         help="compare only (the found formula from the search's JSON), training this many epochs",
     )
-    parser.add_argument("--reuse", action="store_true", help="compare only, the searches from their JSON")
+    parser.add_argument("--reuse", action="store_true",
+                        help="compare only, the searches (of --seed) from their JSON")  # fmt: skip
     parser.add_argument("--search-only", action="store_true",
                         help="the two searches alone (with --seed N: another seed of reinforce against random)")  # fmt: skip
     parser.add_argument("--summarise", action="store_true",
