@@ -78,8 +78,7 @@ class SerialTrainer(Trainer):
                 optimizer = arch.optimizer(model.parameters(), cfg.lr, cfg.weight_decay, int(seed))
                 n = len(y)
                 recent: deque[dict[str, torch.Tensor]] = deque(maxlen=cfg.reward_window)
-                best, waited = -math.inf, 0
-                out_of_time = False
+                best, waited, out_of_time = -math.inf, 0, False
                 for epoch in range(cfg.max_epochs):
                     if cfg.batch_size is None or cfg.batch_size >= n:
                         batches = [(x, y)]
@@ -107,18 +106,15 @@ class SerialTrainer(Trainer):
                         return failure("diverged", f"validation outputs became non-finite at epoch {epoch + 1}")
                     score = validation_score(logits, y_val, task.regression)
                     vals.append(max(0.0, score))
-                    kept = {k: _kept(v) for k, v in model.state_dict().items()}
-                    if not all(torch.isfinite(t).all() for t in kept.values() if t.is_floating_point()):
-                        # outputs can stay finite (a bias of -inf before a ReLU), but such weights are no network
+                    kept = _finite_copy(model)  # outputs can stay finite when a weight is not (-inf before a ReLU)
+                    if kept is None:
                         return failure("diverged", f"weights became non-finite at epoch {epoch + 1}")
                     recent.append(kept)
                     if cfg.monitor == "loss":
                         val_losses.append(float(training_loss(logits, y_val, task.regression)))
                         score = -val_losses[-1]  # lower is better: improved() then reads it as a score
-                    if improved(score, best, task.regression and cfg.monitor == "score"):
-                        best, waited = score, 0
-                    else:
-                        waited += 1
+                    better = improved(score, best, task.regression and cfg.monitor == "score")
+                    best, waited = (score, 0) if better else (best, waited + 1)
                     if waited >= cfg.patience or out_of_time:
                         break
                 reward, val_score, kept_epoch = cfg.reward(vals)
@@ -136,6 +132,12 @@ class SerialTrainer(Trainer):
             val_loss=val_losses[kept_epoch - 1] if val_losses else None,
             weights=weights,
         )
+
+
+def _finite_copy(model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
+    """The model's state as :func:`_kept` copies, or ``None`` when a floating-point value of it is not finite."""
+    kept = {k: _kept(v) for k, v in model.state_dict().items()}
+    return kept if all(torch.isfinite(t).all() for t in kept.values() if t.is_floating_point()) else None
 
 
 def _kept(tensor: torch.Tensor) -> torch.Tensor:
