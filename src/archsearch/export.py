@@ -349,12 +349,11 @@ def _component_code(description: dict[str, Any], returns: str) -> dict[str, str]
         rule = _UPDATE_RULE.substitute(formula=str(arch), code=_formula.to_code(_formula.canonical(arch.formula), {
             name: name for name in arch.variables}))  # fmt: skip
     else:
-        formula = _formula.canonical(arch.formula)
-        count = _formula.betas(formula)
+        count = _formula.betas(arch.formula)
         activation = _ACTIVATION.substitute(
             formula=str(arch),
             beta=f"nn.Parameter(torch.ones({count}))" if count else "None",
-            code=_formula.to_code(arch.formula, {"x": "x"}),
+            code=_formula.to_code(arch.formula, {"x": "x"}) + ".expand_as(x)",
         )
     parts["constants"] += (f"\nWIDTHS = {list(arch.widths)!r}\nIN_FEATURES = {description['in_features']}\n"
                            f"OUT_FEATURES = {description['out_features']}\nHEAD_GRID = {HEAD_GRID}")  # fmt: skip

@@ -338,3 +338,66 @@ def test_every_strategy_proposes_members(space):
 def test_a_formula_optimizer_is_a_torch_optimizer():
     optimizer = rule(POWERSIGN).optimizer([torch.nn.Parameter(torch.zeros(2))], 0.1, 0.0, 0)
     assert isinstance(optimizer, torch.optim.Optimizer) and isinstance(optimizer, FormulaOptimizer)
+
+
+def test_size_counts_distinct_members_and_enumerate_gives_each_once():
+    # x * sigmoid(x) is written both by x1 * x2 (u1 = sigmoid, u2 = x) and by sigmoid(x1) * x2 (u1 = u2 = x)
+    space = ActivationSpace(units=1, unary=["x", "sigmoid(x)"], binary=["x1 * x2", "sigmoid(x1) * x2"])
+    members = list(space.enumerate())
+    assert len(members) == len(set(members)) == space.size() == 6
+
+
+def test_random_search_proposes_every_member_of_a_small_space_once_then_says_so():
+    from archsearch.strategies import RandomSearch
+
+    space = ActivationSpace(units=1, unary=["x", "sigmoid(x)"], binary=["x1 * x2", "sigmoid(x1) * x2"])
+    strategy = RandomSearch(space, seed=0)
+    assert len(set(strategy.ask(6))) == 6
+    with pytest.raises(ArchsearchError, match="all 6 architectures proposed already"):
+        strategy.ask(1)
+
+
+@pytest.mark.parametrize(
+    ("space", "text"),
+    [
+        (ActivationSpace(), SWISH),  # the grammar writes sigmoid(beta * x) * x
+        (UpdateRuleSpace(), ADDSIGN),  # the grammar writes (sign(g) * sign(m) + 1) * g
+        (UpdateRuleSpace(), "g * exp(sign(g) * sign(m))"),  # PowerSign as str() prints it
+        (ActivationSpace(), "exp(-beta * (tanh(x) - x)^2)"),  # the grammar writes (x - tanh(x))^2
+    ],
+)
+def test_a_member_written_in_its_printed_form_is_recognised(space, text):
+    arch = (activation if isinstance(space, ActivationSpace) else rule)(text)
+    member = space.validate(arch)
+    assert member.hash == arch.hash and space.decode(space.encode(member)) == member
+
+
+def test_every_member_printed_and_read_back_is_the_same_member(space):
+    rng = np.random.default_rng(3)
+    for _ in range(60):
+        arch = space.sample(rng)
+        printed = type(arch).parse(str(arch), arch.child, arch.widths)
+        assert space.validate(printed) == arch or space.validate(printed).hash == arch.hash
+
+
+def test_an_activation_without_x_is_a_constant_of_the_right_shape():
+    net = activation("beta1 + beta2").build(2, 3, torch.Generator().manual_seed(0))
+    assert net(torch.randn(4, 2)).shape == (4, 3)
+
+
+def test_mutation_changes_the_formula_and_uses_every_move_it_has():
+    rng = np.random.default_rng(12)
+    tiny = ActivationSpace(unary=["beta", "x"], binary=["x1 + x2"])
+    arch = activation("beta + x")
+    assert all(tiny.mutate(arch, rng) != arch for _ in range(50))
+    fixed = ActivationSpace(unary=["x"], binary=["x1 + x2"])
+    assert fixed.mutate(activation("x + x + x"), rng) == activation("x + x")  # only removing a unit is left
+
+
+def test_trees_built_in_python_are_checked_like_parsed_ones():
+    with pytest.raises(ArchsearchError, match="not negative"):
+        ActivationArchitecture(f.apply("add", f.variable("x"), f.const(-1.0)))
+    with pytest.raises(ArchsearchError, match="not negative"):
+        ActivationArchitecture(f.const(float("nan")))
+    with pytest.raises(ArchsearchError, match="sigmoid takes 1 operands, got 2"):
+        ActivationArchitecture(f.apply("sigmoid", f.variable("x"), f.variable("x")))

@@ -25,6 +25,7 @@ import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
@@ -75,6 +76,9 @@ RULE_UNARY = (
 RULE_BINARY = ("x1 + x2", "x1 - x2", "x1 * x2", "x1 / (x2 + 1e-08)", "keep(x1, x2)")
 MAX_ACTIVATION_UNITS = 2
 MAX_RULE_UNITS = 3
+#: spaces of at most this many decision sequences count their distinct members exactly (by listing them)
+EXACT_SIZE = 20_000
+MUTATION_TRIES = 64
 
 _HOLES = frozenset({"x", "x1", "x2"})
 
@@ -86,6 +90,7 @@ def _templates(names: Iterable[str], variables: frozenset[str]) -> dict[str, f.N
 _ACTIVATION_TEMPLATES = {**_templates(UNARY, _HOLES), **_templates(BINARY, _HOLES)}
 _RULE_TEMPLATES = {**_templates(RULE_UNARY, _HOLES), **_templates(RULE_BINARY, _HOLES),
                    **_templates(OPERANDS, RULE_VARIABLES)}  # fmt: skip
+_CANONICAL_OPERANDS = {name: f.canonical(_RULE_TEMPLATES[name]) for name in OPERANDS}
 
 
 def _substitute(template: f.Node, values: dict[str, f.Node], fresh: int) -> f.Node:
@@ -112,18 +117,60 @@ def _numbered(node: f.Node) -> f.Node:
     return renumber(node)
 
 
-def _match(template: f.Node, tree: f.Node, bound: dict[str, f.Node]) -> bool:
-    """Whether ``tree`` is ``template`` with its holes filled (recorded in ``bound``), any beta for a beta."""
+def _bindings(template: f.Node, tree: f.Node, bound: dict[str, f.Node], loose: bool) -> Iterator[dict[str, f.Node]]:
+    """Every way ``tree`` is ``template`` with its holes filled (extending ``bound``), any beta for a beta;
+    ``loose`` also lets the operands of ``+ * max min`` come in either order, and ``a - b`` under a square
+    or an absolute value, as the normal form writes them."""
     if template.op in _HOLES and not template.args:
-        if template.op in bound:
-            return bound[template.op] == tree
-        bound[template.op] = tree
-        return True
+        if template.op not in bound:
+            yield {**bound, template.op: tree}
+        elif bound[template.op] == tree:
+            yield bound
+        return
     if template.op == "beta":
-        return tree.op == "beta"
+        if tree.op == "beta":
+            yield bound
+        return
+    if loose and template.op != tree.op:  # the normal form's rewrites, undone
+        yield from _unwritten(template, tree, bound)
     if template.op != tree.op or template.value != tree.value or len(template.args) != len(tree.args):
-        return False
-    return all(_match(a, b, bound) for a, b in zip(template.args, tree.args))
+        return
+    orders = [tree.args]
+    operation = f.OPERATIONS.get(tree.op)
+    if loose and operation is not None and operation.commutative:
+        orders.append(tree.args[::-1])
+    if loose and tree.op in ("square", "abs") and tree.args[0].op == "sub":
+        orders.append((tree.args[0]._replace(args=tree.args[0].args[::-1]),))
+    for args in orders:
+        yield from _all_bindings(template.args, args, bound, loose)
+
+
+def _unwritten(template: f.Node, tree: f.Node, bound: dict[str, f.Node]) -> Iterator[dict[str, f.Node]]:
+    """Bindings of ``template`` to a tree that the normal form rewrote: ``a - (-b)`` to ``a + b``,
+    ``a + (-b)`` to ``a - b``, ``--a`` to ``a``, ``keep(a, b)`` to ``a``."""
+    neg = partial(f.apply, "neg")
+    if template.op == "sub" and tree.op == "add":
+        a, b = tree.args
+        for args in ((a, neg(b)), (b, neg(a))):
+            yield from _all_bindings(template.args, args, bound, True)
+    elif template.op == "add" and tree.op == "sub":
+        a, b = tree.args
+        for args in ((a, neg(b)), (neg(b), a)):
+            yield from _all_bindings(template.args, args, bound, True)
+    elif template.op == "neg" and tree.op != "neg":
+        yield from _bindings(template.args[0], neg(tree), bound, True)
+    elif template.op == "keep":  # keep(a, b) is a: b is any
+        yield from _bindings(template.args[0], tree, bound, True)
+
+
+def _all_bindings(
+    templates: Sequence[f.Node], trees: Sequence[f.Node], bound: dict[str, f.Node], loose: bool
+) -> Iterator[dict[str, f.Node]]:
+    if not templates:
+        yield bound
+        return
+    for first in _bindings(templates[0], trees[0], bound, loose):
+        yield from _all_bindings(templates[1:], trees[1:], first, loose)
 
 
 # -- networks --------------------------------------------------------------------------------------------
@@ -139,7 +186,8 @@ class FormulaActivation(nn.Module):
         self.beta = nn.Parameter(torch.ones(count)) if count else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return f.evaluate(self.formula, {"x": x}, self.beta if self.beta is not None else ())
+        out = f.evaluate(self.formula, {"x": x}, self.beta if self.beta is not None else ())
+        return out if out.shape == x.shape else out.expand_as(x)  # a formula without x is a constant
 
     def extra_repr(self) -> str:
         return f.to_text(self.formula)
@@ -345,6 +393,7 @@ class _ComponentSpace(SearchSpace):
         self.child = child
         self.widths = _widths("space.widths", DEFAULT_WIDTHS[child] if widths is None else widths)
         self.units = integer("space.units", units, 1, self.max_units)
+        self._size: int | None = None
         slots = [Slot(d, eos=False) for d in self._first]
         for _ in range(self.units - 1):
             slots += [Slot(d, eos=i == 0) for i, d in enumerate(self._more)]
@@ -387,43 +436,68 @@ class _ComponentSpace(SearchSpace):
         if (arch.child, arch.widths) != (self.child, self.widths):
             raise ArchsearchError(f"{arch}: its child {arch.child} {list(arch.widths)} is not this space's "
                                   f"{self.child} {list(self.widths)}")  # fmt: skip
-        for units in range(1, self.units + 1):
-            for tokens in self._matches(arch.formula, units):
-                if self.decode(self._ended(tokens)) == arch:
-                    return self._ended(tokens)
+        for loose in (False, True):  # as the grammar writes it; else with operands in another order
+            for units in range(1, self.units + 1):
+                for tokens in self._matches(arch.formula, units, loose):
+                    member = self.decode(self._ended(tokens))
+                    if member == arch or (loose and member.canonical() == arch.canonical()):
+                        return self._ended(tokens)
         raise ArchsearchError(f"{arch}: not a formula of {self}")
+
+    def validate(self, arch: Architecture) -> ComponentArchitecture:
+        """The member that ``arch`` writes: as the grammar writes it, or with the operands of commutative
+        operations in another order (as ``str()`` prints a member); :class:`ArchsearchError` otherwise."""
+        return self.decode(self.encode(arch))
 
     def _ended(self, tokens: list[int]) -> list[int]:
         if self._unit_count(tokens) < self.units:
             return [*tokens, self._decisions[self._more[0]].eos_token]
         return tokens
 
-    def _choice_matches(self, decision: int, tree: f.Node) -> Iterator[tuple[int, dict[str, f.Node]]]:
+    def _choice_matches(self, decision: int, tree: f.Node, loose: bool) -> Iterator[tuple[int, dict[str, f.Node]]]:
         for token in range(len(self._choices(decision))):
-            bound: dict[str, f.Node] = {}
-            if _match(self._template(decision, token), tree, bound):
+            for bound in _bindings(self._template(decision, token), tree, {}, loose):
                 yield token, bound
 
     def _tree(self, chosen: Sequence[int]) -> f.Node: ...
 
-    def _matches(self, tree: f.Node, units: int) -> Iterator[list[int]]: ...
+    def _matches(self, tree: f.Node, units: int, loose: bool) -> Iterator[list[int]]: ...
 
     def _unit_size(self, first: bool) -> int:
         return math.prod(len(self._choices(d)) for d in (self._first if first else self._more))
 
-    def size(self) -> int:
+    def _sequences(self) -> int:
+        """How many decision sequences the space has: different sequences may write one formula."""
         return sum(self._unit_size(True) * self._unit_size(False) ** (k - 1) for k in range(1, self.units + 1))
 
+    def size(self) -> int:
+        """The distinct members (formulas as the grammar writes them), counted by listing them when the
+        space has at most ``EXACT_SIZE`` decision sequences; above that, the number of sequences, an upper
+        bound (a few sequences in a thousand write a formula that another also writes)."""
+        sequences = self._sequences()
+        if sequences > EXACT_SIZE:
+            return sequences
+        if self._size is None:
+            self._size = sum(1 for _ in self.enumerate())
+        return self._size
+
     def enumerate(self) -> Iterator[ComponentArchitecture]:
+        """Every member once (decision sequences that write the same formula give it once)."""
+        seen: set[ComponentArchitecture] = set()
         for k in range(1, self.units + 1):
             ranges = [
                 range(len(self._choices(s.decision)))
                 for s in self._slots[: len(self._first) + (k - 1) * len(self._more)]
             ]
             for tokens in itertools.product(*ranges):
-                yield self.decode(self._ended(list(tokens)))
+                member = self.decode(self._ended(list(tokens)))
+                if member not in seen:
+                    seen.add(member)
+                    yield member
 
     def sample(self, rng: np.random.Generator) -> ComponentArchitecture:
+        """A uniform draw over the decision sequences (as the controller's first draws are): a formula that
+        several sequences write is that much likelier."""
         counts = [self._unit_size(True) * self._unit_size(False) ** (k - 1) for k in range(1, self.units + 1)]
         total = sum(counts)
         units = 1 + int(rng.choice(len(counts), p=np.array([c / total for c in counts])))
@@ -432,25 +506,34 @@ class _ComponentSpace(SearchSpace):
         return self.decode(self._ended(tokens))
 
     def mutate(self, arch: Architecture, rng: np.random.Generator) -> ComponentArchitecture:
-        """Change one choice, or add a random unit at the end, or remove the last unit."""
-        tokens = self.encode(self.validate(arch))
+        """Change one choice, or add a random unit at the end, or remove the last unit: a move drawn among
+        those the member allows, redrawn (up to ``MUTATION_TRIES`` times) until the formula differs."""
+        member = self.validate(arch)
+        tokens = self.encode(member)
         if self._unit_count(tokens) < self.units:
             tokens = tokens[:-1]
         units = self._unit_count(tokens)
-        moves = ["choice"] + (["add"] if units < self.units else []) + (["remove"] if units > 1 else [])
+        positions = [i for i in range(len(tokens)) if len(self._choices(self._slots[i].decision)) > 1]
+        moves = (["choice"] if positions else []) + (["add"] if units < self.units else []) + (
+            ["remove"] if units > 1 else [])  # fmt: skip
+        if not moves:
+            raise ArchsearchError(f"{self}: every choice is fixed; nothing to mutate")
+        for _ in range(MUTATION_TRIES):
+            mutated = self.decode(self._ended(self._moved(list(tokens), moves, positions, rng)))
+            if mutated != member:
+                return mutated
+        raise ArchsearchError(f"{self}: no move changes {member}")
+
+    def _moved(self, tokens: list[int], moves: list[str], positions: list[int], rng: np.random.Generator) -> list[int]:
         move = moves[int(rng.integers(len(moves)))]
         if move == "add":
-            tokens += [int(rng.integers(len(self._choices(d)))) for d in self._more]
-        elif move == "remove":
-            tokens = tokens[: -len(self._more)]
-        else:
-            positions = [i for i in range(len(tokens)) if len(self._choices(self._slots[i].decision)) > 1]
-            if not positions:
-                raise ArchsearchError(f"{self}: every choice is fixed; nothing to mutate")
-            i = positions[int(rng.integers(len(positions)))]
-            others = [t for t in range(len(self._choices(self._slots[i].decision))) if t != tokens[i]]
-            tokens[i] = others[int(rng.integers(len(others)))]
-        return self.decode(self._ended(tokens))
+            return tokens + [int(rng.integers(len(self._choices(d)))) for d in self._more]
+        if move == "remove":
+            return tokens[: -len(self._more)]
+        i = positions[int(rng.integers(len(positions)))]
+        others = [t for t in range(len(self._choices(self._slots[i].decision))) if t != tokens[i]]
+        tokens[i] = others[int(rng.integers(len(others)))]
+        return tokens
 
 
 class ActivationSpace(_ComponentSpace):
@@ -489,19 +572,19 @@ class ActivationSpace(_ComponentSpace):
         assert tree is not None
         return tree
 
-    def _matches(self, tree: f.Node, units: int) -> Iterator[list[int]]:
+    def _matches(self, tree: f.Node, units: int, loose: bool) -> Iterator[list[int]]:
         x = f.variable("x")
-        for b, bound in self._choice_matches(1, tree):
-            for u2, right in self._choice_matches(0, bound.get("x2", x)):
+        for b, bound in self._choice_matches(1, tree, loose):
+            for u2, right in self._choice_matches(0, bound.get("x2", x), loose):
                 if right.get("x", x) != x:
                     continue
-                for u1, left in self._choice_matches(0, bound.get("x1", x)):
+                for u1, left in self._choice_matches(0, bound.get("x1", x), loose):
                     inner = left.get("x", x)
                     if units == 1:
                         if inner == x:
                             yield [u1, u2, b]
                     elif "x" in left:
-                        for head in self._matches(inner, units - 1):
+                        for head in self._matches(inner, units - 1, loose):
                             yield [*head, u1, u2, b]
 
 
@@ -555,23 +638,25 @@ class UpdateRuleSpace(_ComponentSpace):
 
     def _operand(self, tree: f.Node) -> Iterator[int]:
         for token, name in enumerate(self.operands):
-            if self.templates[name] == tree:
+            if self.templates[name] == tree or _CANONICAL_OPERANDS[name] == f.canonical(tree):
                 yield token
 
-    def _matches(self, tree: f.Node, units: int) -> Iterator[list[int]]:
-        for b, bound in self._choice_matches(2, tree):
-            if "x1" not in bound or "x2" not in bound:
+    def _matches(self, tree: f.Node, units: int, loose: bool) -> Iterator[list[int]]:
+        for b, bound in self._choice_matches(2, tree, loose):
+            if "x1" not in bound:
                 continue
-            for u2, right in self._choice_matches(1, bound["x2"]):
+            if "x2" not in bound:  # keep(x1, x2) whose right side the normal form dropped: any will do
+                bound = {**bound, "x2": self._template(0, 0)}
+            for u2, right in self._choice_matches(1, bound["x2"], loose):
                 if "x" not in right:
                     continue
                 for o2 in self._operand(right["x"]):
-                    for u1, left in self._choice_matches(1, bound["x1"]):
+                    for u1, left in self._choice_matches(1, bound["x1"], loose):
                         if "x" not in left:
                             continue
                         if units == 1:
                             for o1 in self._operand(left["x"]):
                                 yield [o1, o2, u1, u2, b]
                         else:
-                            for head in self._matches(left["x"], units - 1):
+                            for head in self._matches(left["x"], units - 1, loose):
                                 yield [*head, o2, u1, u2, b]

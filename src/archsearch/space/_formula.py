@@ -325,6 +325,14 @@ def check(node: Node, where: str = "formula") -> None:
         raise ArchsearchError(f"{where}: formula of {nodes} operations; at most {MAX_NODES}")
     if depth(node) > MAX_DEPTH:
         raise ArchsearchError(f"{where}: formula too deep ({depth(node)} levels; at most {MAX_DEPTH})")
+    for n in walk(node):
+        arity = 0 if n.op in ("const", "beta") or n.op not in OPERATIONS else OPERATIONS[n.op].arity
+        if len(n.args) != arity:
+            raise ArchsearchError(f"{where}: {n.op} takes {arity} operands, got {len(n.args)}")
+        if n.op == "const" and not (n.value is not None and math.isfinite(n.value) and n.value >= 0):
+            raise ArchsearchError(f"{where}: a number must be finite and not negative (write -c), got {n.value}")
+        if n.op in ("clip", "drop") and n.args[1].op != "const":
+            raise ArchsearchError(f"{where}: {n.op}'s second operand must be a number")
     indices = sorted({int(n.value or 0) for n in walk(node) if n.op == "beta"})
     if indices != list(range(len(indices))):
         raise ArchsearchError(f"{where}: betas must be numbered from 1 without gaps, got "
