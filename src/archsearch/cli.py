@@ -553,6 +553,11 @@ def _compare_parser(commands: argparse._SubParsersAction) -> None:
         help="with --task: every run searches with shared weights and retrains its pick (see search --weight-sharing)",
     )  # fmt: skip
     compare.add_argument(
+        "--space", choices=("mlp", "activation", "update-rule"), default=None,
+        help="with --task: the space every run searches (default: mlp; activation, update-rule: a formula in a "
+        "fixed network, see docs/components.md)",
+    )  # fmt: skip
+    compare.add_argument(
         "--objectives", default=None, metavar="METRIC:DIR,...",
         help="search and measure fronts: every run is a study of these objectives (see search --objectives), and "
         "the table gives the hypervolume of each run's front over queries (on a benchmark, its share of the exact "
@@ -1228,6 +1233,7 @@ def _compare(args: argparse.Namespace) -> int:
             cost_target=args.cost_target,
             reference=args.reference,
             names=_flag,
+            space=args.space,
         )
     paths = result.write(out)
     print(result.table())

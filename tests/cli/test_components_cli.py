@@ -39,6 +39,17 @@ def test_an_update_rule_search_and_a_formula_baseline(tmp_path, run):
     assert 0.5 < summary["test_score"] <= 1.0 and summary["epochs"] == 3
 
 
+def test_compare_searches_a_component_space(tmp_path, run):
+    run("compare", "--task", "moons", "--space", "update-rule", "--strategies", "reinforce,random", "--seeds", "1",
+        "--budget", "6", "--children-per-step", "3", "--out", "c", "--quiet", cwd=tmp_path, check=True)  # fmt: skip
+    results = json.loads((tmp_path / "c" / "results.json").read_text())
+    assert results["settings"]["space"] == "update-rule"
+    from archsearch.study import Study
+
+    with Study.open(tmp_path / "c" / "studies" / "random-s0.db") as study:
+        assert study.space.kind == "update-rule" and len(study.trials()) == 6
+
+
 @pytest.mark.parametrize(
     ("argv", "needles"),
     [
@@ -61,8 +72,12 @@ def test_an_update_rule_search_and_a_formula_baseline(tmp_path, run):
         (("search", "--task", "moons", "--space", "update-rule", "--max-layers", "3"), ("--max-layers", "units")),
         (("search", "--task", "moons", "--space", "activation", "--weight-sharing"), ("--weight-sharing",)),
         (("search", "--task", "ptb", "--space", "activation"), ("--space activation", "models words")),
+        (("compare", "--benchmark", "nas-bench-macro", "--space", "activation", "--out", "o"),
+         ("--space: a tabular benchmark has its own space",)),
+        (("compare", "--task", "moons", "--space", "activation", "--weight-sharing", "--out", "o"),
+         ("--weight-sharing",)),
     ],
 )
 def test_bad_formulas_and_settings_are_one_line(tmp_path, run, argv, needles):
-    one_line_error(run(*argv, "--quiet" if argv[0] == "search" else "--json", cwd=tmp_path), *needles)
+    one_line_error(run(*argv, "--json" if argv[0] == "baseline" else "--quiet", cwd=tmp_path), *needles)
     assert list(tmp_path.iterdir()) == []

@@ -273,7 +273,8 @@ def compare_argv() -> st.SearchStrategy[list]:
         [
             fixed(["--benchmark", "nas-bench-macro"], ["--benchmark", "nas-bench-macro"], ["--task", "moons"],
                   hostile=([], ["--task", "moons", "--benchmark", "nas-bench-macro"], ["--task", "digits"],
-                           ["--benchmark", "nas-bench-201"])),
+                           ["--benchmark", "nas-bench-201"], ["--task", "moons", "--space", "activation"],
+                           ["--benchmark", "nas-bench-macro", "--space", "update-rule"], ["--space", "cnn"])),
             # one strategy, one seed: a single run, so compare starts no worker processes
             flag("--strategies", ("random", "evolution", "tpe", "reinforce"),
                  ("", ",", "magic", "random,random", "random,,", " random ", "RANDOM"), required=True),

@@ -74,6 +74,7 @@ class RunSpec:
     weight_sharing: bool = False
     objectives: str | None = None
     cost_target: str | None = None
+    space: str | None = None
 
 
 @dataclass
@@ -94,7 +95,7 @@ def run_one(spec: RunSpec) -> RunResult:
     """Run (or resume) one study and read its incumbent curve."""
     import torch
 
-    from archsearch.config import SearchConfig
+    from archsearch.config import COMPONENT_SPACES, SearchConfig
     from archsearch.evaluation import get_benchmark
     from archsearch.study import Study
 
@@ -115,6 +116,7 @@ def run_one(spec: RunSpec) -> RunResult:
             or trainer != spec.trainer
             or any(study.config["strategy"].get(k) != v for k, v in spec.options.items())
             or study.goals != SearchConfig(objectives=spec.objectives, cost_target=spec.cost_target).goals()
+            or (spec.space is not None and study.config["space"].get("kind") != spec.space)
         ):
             study.close()
             raise ArchsearchError(
@@ -126,7 +128,8 @@ def run_one(spec: RunSpec) -> RunResult:
             benchmark=spec.benchmark,
             noisy=spec.noisy,
             strategy={**spec.options, "name": spec.strategy, "seed": spec.seed},
-            evaluator=None if bench or spec.weight_sharing else "batched",
+            space=spec.space,
+            evaluator=None if bench or spec.weight_sharing or spec.space in COMPONENT_SPACES else "batched",
             training=spec.trainer,
             weight_sharing=spec.weight_sharing,
             steps=steps,
@@ -451,6 +454,7 @@ def compare(
     cost_target: str | None = None,
     reference: Sequence[float] | None = None,
     names: Callable[[str], str] | None = None,
+    space: str | None = None,
 ) -> Comparison:
     """Run every strategy with seeds ``0..seeds-1`` for ``budget`` queries each.
 
@@ -470,11 +474,14 @@ def compare(
     With ``objectives`` every run is a study of those objectives (``cost_target`` scalarises the reward of
     the strategies of one reward), and the comparison measures the hypervolume of each run's front over
     queries against ``reference`` (one value per objective; default: see the module docstring). ``names``
-    spells a setting in messages (the command line gives its flags).
+    spells a setting in messages (the command line gives its flags). ``space`` (on a task) names the space
+    every run searches, as ``search --space`` does (default: the task's).
     """
     from archsearch.evaluation import get_benchmark
 
     _check_arguments(strategies, seeds, budget, children_per_step, benchmark, task, tolerance, weight_sharing)
+    if space is not None and benchmark is not None:
+        raise ArchsearchError(f"{(names or (lambda n: n))('space')}: a tabular benchmark has its own space")
     bench = get_benchmark(benchmark) if benchmark else None
     parsed = _check_objectives(objectives, cost_target, reference, strategies, bench, names or (lambda name: name))
     studies = None
@@ -482,6 +489,10 @@ def compare(
         from archsearch.tasks import get_task
 
         get_task(task)
+        if space is not None:  # refused in one line before any run starts
+            from archsearch.config import SearchConfig
+
+            SearchConfig(task=task, space=space, weight_sharing=weight_sharing).check(names or (lambda n: n))
         if out is None:
             raise ArchsearchError("compare: a comparison on a task keeps its studies and needs an output folder")
         studies = out / "studies"
@@ -490,12 +501,13 @@ def compare(
     specs = [RunSpec(strategy=name, seed=seed, budget=budget, options=options[name],
                      children_per_step=children_per_step, benchmark=benchmark, noisy=noisy, task=task, trainer=dict(trainer or {}),
                      study_path=str(studies / f"{name}-s{seed}.db") if studies else None, tolerance=float(tolerance),
-                     weight_sharing=weight_sharing, objectives=objectives, cost_target=cost_target)
+                     weight_sharing=weight_sharing, objectives=objectives, cost_target=cost_target, space=space)
              for name in strategies for seed in range(seeds)]  # fmt: skip
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(specs)))
     started = time.perf_counter()
     runs = _run_all(specs, jobs, on_run)
     settings = {"seeds": seeds, "children_per_step": children_per_step, "noisy": noisy, "jobs": jobs,
+                **({"space": space} if space else {}),
                 **({"strategy_options": {k: dict(v) for k, v in strategy_options.items()}} if strategy_options else {}),
                 **({"trainer": dict(trainer)} if trainer else {}), **({"tolerance": float(tolerance)} if bench else {}),
                 **({"weight_sharing": True} if weight_sharing else {}),
