@@ -111,3 +111,27 @@ class _BiasToMinusInfinity(UpdateRuleArchitecture):
 def test_weights_that_become_non_finite_make_a_diverged_trial_even_when_the_outputs_stay_finite(moons):
     result = SerialTrainer(moons, TrainConfig(max_epochs=3)).train(_BiasToMinusInfinity(f.variable("g"), "mlp", (8,)), 0)
     assert result.status == "diverged" and result.error == "weights became non-finite at epoch 1"
+
+
+def test_a_trainer_that_returns_weights_that_are_no_network_makes_a_diverged_trial(tmp_path, moons):
+    """A plugin's trainer may return an ok result with a weight that is not finite: the study records the
+    child diverged and goes on, instead of stopping on it."""
+    import dataclasses
+
+    class Poisoning(SerialTrainer):
+        def evaluate(self, archs, seeds):
+            for index, result in super().evaluate(archs, seeds):
+                if index == 1 and result.status == "ok":
+                    weights = {name: tensor.clone() for name, tensor in result.weights.items()}
+                    next(iter(weights.values())).view(-1)[0] = float("nan")
+                    result = dataclasses.replace(result, weights=weights, val_loss=None)
+                yield index, result
+
+    evaluator = Poisoning(moons, TrainConfig(max_epochs=2))
+    with Study.create(tmp_path / "p.db", config(moons, "activation", "random", evaluator)) as study:
+        study.run(progress=False)
+        trials = study.trials()
+    assert len(trials) == 12
+    poisoned = [t for t in trials if t.number % 4 == 1]
+    assert all(t.status == "diverged" and "not finite" in t.error for t in poisoned)
+    assert all(t.status in ("ok", "diverged") for t in trials)

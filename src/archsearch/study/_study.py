@@ -601,6 +601,15 @@ class Study:
             stream.close()
         return best
 
+    def _with_validation_loss(self, arch: Architecture, result: Result) -> Result:
+        """``result`` with the validation loss of its weights; a child whose weights are not a network (a
+        value that is not finite, which a trainer may return when the outputs stayed finite) diverged."""
+        try:
+            return dataclasses.replace(result, val_loss=self.evaluator.validation_loss(arch, result.weights))
+        except ArchsearchError as exc:
+            return Result.failure("diverged", str(exc), result.params, result.seconds, val_curve=result.val_curve,
+                                  train_loss=result.train_loss)  # fmt: skip
+
     def _record(
         self,
         step: int,
@@ -620,7 +629,7 @@ class Study:
             number = step * self.children_per_step + slot
         kind = kind or ("proxy" if self.shares_weights else "final")
         if result.status == "ok" and result.weights is not None and result.val_loss is None:
-            result = dataclasses.replace(result, val_loss=self.evaluator.validation_loss(arch, result.weights))
+            result = self._with_validation_loss(arch, result)
         if cached_from is None:
             result = self._with_costs(arch, result)
         candidate = _Rank(result.reward, result.val_loss, result.params, number, kind)
