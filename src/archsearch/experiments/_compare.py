@@ -434,6 +434,17 @@ def _check_arguments(
         _optuna()  # a missing extra is reported before any work
 
 
+def _check_space(space: str | None, task: str | None, weight_sharing: bool, names: Callable[[str], str]) -> None:
+    """A space named for the runs fits their task (one line before any run starts)."""
+    if space is None:
+        return
+    if task is None:
+        raise ArchsearchError(f"{names('space')}: a tabular benchmark has its own space")
+    from archsearch.config import SearchConfig
+
+    SearchConfig(task=task, space=space, weight_sharing=weight_sharing).check(names)
+
+
 def compare(
     strategies: Sequence[str],
     seeds: int,
@@ -480,8 +491,7 @@ def compare(
     from archsearch.evaluation import get_benchmark
 
     _check_arguments(strategies, seeds, budget, children_per_step, benchmark, task, tolerance, weight_sharing)
-    if space is not None and benchmark is not None:
-        raise ArchsearchError(f"{(names or (lambda n: n))('space')}: a tabular benchmark has its own space")
+    _check_space(space, task, weight_sharing, names or (lambda name: name))
     bench = get_benchmark(benchmark) if benchmark else None
     parsed = _check_objectives(objectives, cost_target, reference, strategies, bench, names or (lambda name: name))
     studies = None
@@ -489,10 +499,6 @@ def compare(
         from archsearch.tasks import get_task
 
         get_task(task)
-        if space is not None:  # refused in one line before any run starts
-            from archsearch.config import SearchConfig
-
-            SearchConfig(task=task, space=space, weight_sharing=weight_sharing).check(names or (lambda n: n))
         if out is None:
             raise ArchsearchError("compare: a comparison on a task keeps its studies and needs an output folder")
         studies = out / "studies"
