@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import tempfile
 import time
@@ -43,6 +44,7 @@ ACTIVATION_REFERENCES = {"ReLU": "max(x, 0)", "Swish": "x * sigmoid(beta * x)"}
 RULE_REFERENCES = {"Adam": "adam", "PowerSign": "exp(sign(g) * sign(m)) * g",
                    "AddSign": "(1 + sign(g) * sign(m)) * g"}  # fmt: skip
 RATES = (0.001, 0.01, 0.1)
+BUDGET = 400
 EPOCHS: list[int | None] = [None]  # --epochs: every epoch of a longer training, no early stop
 
 
@@ -159,8 +161,7 @@ SEARCH_COLUMNS = ["strategy", "children", "distinct", "diverged", "best val", "m
 def _run(kind: str, args: argparse.Namespace) -> None:
     reused = args.epochs is not None or args.reuse
     if reused:  # the comparison alone: the searches (and their best formula) from the search's JSON
-        suffix = f"_s{args.seed}" if args.seed else ""
-        searches = json.loads((RESULTS / f"components_{kind}_search{suffix}.json").read_text())["searches"]
+        searches = json.loads((RESULTS / f"components_{kind}_search{_suffix(args)}.json").read_text())["searches"]
     else:
         with tempfile.TemporaryDirectory() as folder:
             searches = [_search(kind, strategy, args, Path(folder)) for strategy in STRATEGIES]
@@ -179,7 +180,7 @@ def _run(kind: str, args: argparse.Namespace) -> None:
         candidates = {"found": best, **references, "SGD momentum": SGDMomentum(_formula.variable("g"))}
     if not reused:
         title = f"{kind} search on {args.task}, seed {args.seed}: {args.budget} children per strategy"
-        name = f"components_{kind}_search" + (f"_s{args.seed}" if args.seed else "")
+        name = f"components_{kind}_search{_suffix(args)}"
         report(name, title, SEARCH_COLUMNS, _search_rows(searches), {"searches": searches, **extra})
     if args.search_only:
         return
@@ -191,17 +192,23 @@ def _run(kind: str, args: argparse.Namespace) -> None:
     ]  # fmt: skip
     epochs = "" if args.epochs is None else f", {args.epochs} epochs"
     name = f"components_{kind}" + ("" if args.epochs is None else f"_epochs{args.epochs}")
-    name += f"_s{args.seed}" if args.seed else ""
+    name += _suffix(args)
     report(name, f"{kind}: test accuracy over {args.seeds} seeds{epochs} (search task, transfer)",
            ["", args.task, args.transfer], rows,
            {"searches": searches, **extra, "comparison": comparison, "seeds": args.seeds, "budget": args.budget,
             "epochs": args.epochs})  # fmt: skip
 
 
+def _suffix(args: argparse.Namespace) -> str:
+    """What a JSON's name adds for a budget other than the default's and a seed other than 0."""
+    return (f"_b{args.budget}" if args.budget != BUDGET else "") + (f"_s{args.seed}" if args.seed else "")
+
+
 def _summarise(kind: str) -> None:
-    """Reinforce against random search over every seed whose searches are in results/: best found and mean of
-    the top 5 (validation accuracy), per seed and their mean."""
-    runs = sorted(RESULTS.glob(f"components_{kind}_search*.json"))
+    """Reinforce against random search over every seed whose searches (of the default budget) are in
+    results/: best found and mean of the top 5 (validation accuracy), per seed and their mean."""
+    pattern = re.compile(rf"components_{kind}_search(_s\d+)?")
+    runs = sorted(path for path in RESULTS.glob(f"components_{kind}_search*.json") if pattern.fullmatch(path.stem))
     per_seed = {path.stem: json.loads(path.read_text())["searches"] for path in runs}
     rows, data = [], {}
     for strategy in STRATEGIES:
@@ -221,7 +228,7 @@ def main() -> None:
     parser.add_argument("kind", choices=("activation", "update-rule"))
     parser.add_argument("--task", default="digits")
     parser.add_argument("--transfer", default="mnist-5k")
-    parser.add_argument("--budget", type=int, default=400)
+    parser.add_argument("--budget", type=int, default=BUDGET)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
