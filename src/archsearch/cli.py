@@ -211,10 +211,11 @@ def _space_arguments(search: argparse.ArgumentParser) -> None:
     """``search``'s options that choose the space and size its members."""
     search.add_argument(
         "--space",
-        choices=("mlp", "cnn", "dag-cell", "tree-cell", "activation", "update-rule"),
+        choices=("mlp", "cnn", "dag-cell", "tree-cell", "activation", "update-rule", "settings"),
         default=None,
         help="search space (default: cnn for image tasks, dag-cell (ENAS's recurrent cell) for ptb, mlp otherwise; "
-        "tree-cell: Zoph & Le's; activation, update-rule: a formula in a fixed network, see docs/components.md)",
+        "tree-cell: Zoph & Le's; activation, update-rule: a formula in a fixed network, see docs/components.md; "
+        "settings: an MLP with its optimizer, learning rate and batch size, see docs/settings.md)",
     )
     search.add_argument(
         "--hidden", type=_hidden, default=None,
@@ -553,7 +554,7 @@ def _compare_parser(commands: argparse._SubParsersAction) -> None:
         help="with --task: every run searches with shared weights and retrains its pick (see search --weight-sharing)",
     )  # fmt: skip
     compare.add_argument(
-        "--space", choices=("mlp", "activation", "update-rule"), default=None,
+        "--space", choices=("mlp", "activation", "update-rule", "settings"), default=None,
         help="with --task: the space every run searches (default: mlp; activation, update-rule: a formula in a "
         "fixed network, see docs/components.md)",
     )  # fmt: skip

@@ -44,6 +44,7 @@ from archsearch.space import (
     DagCellSpace,
     MLPSpace,
     SearchSpace,
+    SettingsSpace,
     TreeCellSpace,
     UpdateRuleSpace,
 )
@@ -340,10 +341,10 @@ class SearchConfig:
         if text and self.evaluator not in (None, "language"):
             raise ArchsearchError(f"{names('evaluator')} {self.evaluator}: language models train with "
                                   f"{names('evaluator')} language")  # fmt: skip
-        if kind in COMPONENT_SPACES:
+        if kind in COMPONENT_SPACES or kind == "settings":
             self._check_component(kind, names)
-        if kind == "mlp" and images:
-            raise ArchsearchError(f"{names('space')} mlp: task {task!r} is images; search it with {names('space')} cnn")
+        if kind in ("mlp", "settings") and images:
+            raise ArchsearchError(f"{names('space')} {kind}: task {task!r} is images; search it with {names('space')} cnn")
         if kind == "cnn" and not images:
             raise ArchsearchError(
                 f"{names('space')} cnn: task {task!r} has feature vectors, not images; use {names('space')} mlp"
@@ -367,19 +368,19 @@ class SearchConfig:
         return kind
 
     def _check_component(self, kind: str, names: Names) -> None:
-        """A component space trains its fixed child one at a time, from scratch."""
+        """A component or settings space trains each child on its own, from scratch, as it says."""
         if self.evaluator == "batched":
-            raise ArchsearchError(f"{names('evaluator')} batched: trains MLP children only; the {kind} space "
-                                  f"trains with {names('evaluator')} serial")  # fmt: skip
+            raise ArchsearchError(f"{names('evaluator')} batched: trains MLP children with Adam only; the {kind} "
+                                  f"space trains with {names('evaluator')} serial")  # fmt: skip
         if self.weight_sharing:
-            raise ArchsearchError(f"{names('weight_sharing')}: shares the weights of layouts; the {kind} space "
-                                  "searches a formula in a fixed child")  # fmt: skip
-        if self.max_layers is not None:
+            what = "trains each child with its own settings" if kind == "settings" else "searches a formula in a fixed child"
+            raise ArchsearchError(f"{names('weight_sharing')}: shares the weights of layouts; the {kind} space {what}")
+        if self.max_layers is not None and kind != "settings":
             units = "core units (1 or 2)" if kind == "activation" else "units (1 to 3)"
             raise ArchsearchError(f"{names('max_layers')}: the {kind} space's child is fixed; its formulas have "
                                   f"{units}, set with space.units")  # fmt: skip
         if self.curriculum is not None:
-            raise ArchsearchError(f"{names('curriculum')}: grows layers; the {kind} space has none")
+            raise ArchsearchError(f"{names('curriculum')}: grows the layers of the mlp space, not the {kind} space's")
 
     def executor_config(self, names: Names = _field, stored: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """The executor's config from ``executor`` (a name), ``workers``, ``retries`` and ``address``;
@@ -438,6 +439,9 @@ class SearchConfig:
                 f"{names('ensemble')}: trains the best architectures again as the final model; the "
                 f"{evaluator.name!r} evaluator does not"
             )
+        if space.kind in (*COMPONENT_SPACES, "settings") and evaluator.name == "batched":
+            raise ArchsearchError(f"{names('evaluator')} batched: trains MLP children with Adam only; the "
+                                  f"{space.kind} space trains with {names('evaluator')} serial")  # fmt: skip
         if space.kind in COMPONENT_SPACES and task is not None:
             child = "cnn" if _is_images(task) else "mlp"
             if getattr(space, "child", child) != child:
@@ -476,6 +480,8 @@ class SearchConfig:
             return CNNSpace(max_layers=self.max_layers or 4, skips=self.skips, batch_norm=self.batch_norm)
         if kind in COMPONENT_SPACES:
             return COMPONENT_SPACES[kind](child="cnn" if _is_images(task) else "mlp")
+        if kind == "settings":
+            return SettingsSpace(max_layers=self.max_layers or 5)
         if kind == "dag-cell":
             return DagCellSpace(nodes=self.max_layers or 8, hidden=self.hidden or 128)
         if kind == "tree-cell":
@@ -502,12 +508,12 @@ class SearchConfig:
         if self.benchmark is not None:
             return LookupEvaluator(self._benchmark, noisy=self.noisy)
         images = _is_images(task)
-        kind = self._space_kind(images, names)
+        kind = self._space_kind(images, names) or (space.kind if space is not None else None)
         if task is not None and task.problem == "language-model":
             return build_evaluator(self._language_config(names), task, space)
         if self.weight_sharing:
             return build_evaluator(self._shared_config(images), task, space)
-        name = self.evaluator or ("serial" if kind == "cnn" or kind in COMPONENT_SPACES else "batched")
+        name = self.evaluator or ("serial" if kind in ("cnn", "settings") or kind in COMPONENT_SPACES else "batched")
         return build_evaluator({"name": name, **TrainConfig(**self.training_settings(images)).to_config()}, task)
 
     def _shared_config(self, images: bool) -> dict[str, Any]:

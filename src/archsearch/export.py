@@ -37,7 +37,14 @@ from typing import Any
 import torch
 
 from archsearch.errors import ArchsearchError
-from archsearch.space import CNNArchitecture, ComponentArchitecture, MLPArchitecture, UpdateRuleArchitecture, _formula
+from archsearch.space import (
+    CNNArchitecture,
+    ComponentArchitecture,
+    MLPArchitecture,
+    SettingsArchitecture,
+    UpdateRuleArchitecture,
+    _formula,
+)
 from archsearch.space._cnn import HEAD_GRID
 
 _ACTIVATION_CODE = {"relu": "nn.ReLU()", "tanh": "nn.Tanh()"}
@@ -87,7 +94,7 @@ def export_trial(study: Any, number: int, out: Path, onnx: bool | None = None) -
 
 
 def _check_exportable(study: Any, arch: Any) -> None:
-    if not isinstance(arch, MLPArchitecture | CNNArchitecture | ComponentArchitecture):
+    if not isinstance(arch, MLPArchitecture | CNNArchitecture | ComponentArchitecture | SettingsArchitecture):
         raise ArchsearchError(
             f"{study.path}: export builds MLP and CNN networks and the fixed networks of formulas; {arch} is a "
             f"{arch.kind} architecture"
@@ -196,21 +203,24 @@ def _check_onnx(onnx: bool | None) -> None:
         raise ArchsearchError("--onnx: needs the optional extra; install it with pip install 'archsearch[onnx]'")
 
 
-def describe(arch: MLPArchitecture | CNNArchitecture, task: Any, origin: dict[str, Any]) -> dict[str, Any]:
+def describe(arch: Any, task: Any, origin: dict[str, Any]) -> dict[str, Any]:
     """``architecture.json``: what rebuilds the network and what its input and output mean."""
     if isinstance(arch, ComponentArchitecture):
         network = _component_description(arch, task)
     elif isinstance(arch, CNNArchitecture):
         network = _cnn_description(arch, task)
     else:
-        sizes = [task.in_features, *arch.widths, task.out_features]
-        activations = [layer.activation for layer in arch.layers] + [None]
+        mlp = arch.network if isinstance(arch, SettingsArchitecture) else arch
+        sizes = [task.in_features, *mlp.widths, task.out_features]
+        activations = [layer.activation for layer in mlp.layers] + [None]
         network = {
             "layers": [
                 {"in": fan_in, "out": fan_out, "activation": activation}
                 for fan_in, fan_out, activation in zip(sizes, sizes[1:], activations)
             ]
         }
+        if isinstance(arch, SettingsArchitecture):  # how it was trained: to train it again the same way
+            network["training"] = {"optimizer": arch.optimizer_name, "lr": arch.lr, "batch_size": arch.batch}
     return {
         "architecture": str(arch),
         **network,

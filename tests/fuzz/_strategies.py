@@ -157,6 +157,7 @@ def search_argv() -> st.SearchStrategy[list]:
             ["--target", "label"], ["--split-seed", "3"], ["--problem", "regression"], ["--space", "cnn"],
             ["--no-skips"], ["--no-batch-norm"], ["--space", "rnn"], ["--task", "moons", "--space", "activation"],
             ["--space", "update-rule"], ["--task", "digits", "--space", "activation", "--max-layers", "2"],
+            ["--task", "moons", "--space", "settings"], ["--task", "digits", "--space", "settings"],
             ["--benchmark", "nas-bench-macro", "--max-layers", "2"],
             *(["--max-layers", value] for value in BAD_INT + HUGE_INT),
             *(["--data", Ref("data"), "--target", "label", "--split", value]

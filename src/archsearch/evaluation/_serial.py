@@ -76,15 +76,15 @@ class SerialTrainer(Trainer):
                     model = model.to(memory_format=torch.channels_last)
                     x, x_val = (t.contiguous(memory_format=torch.channels_last) for t in (x, x_val))
                 optimizer = arch.optimizer(model.parameters(), cfg.lr, cfg.weight_decay, int(seed))
-                n = len(y)
+                n, batch_size = len(y), arch.batch_size(cfg.batch_size)
                 recent: deque[dict[str, torch.Tensor]] = deque(maxlen=cfg.reward_window)
                 best, waited, out_of_time = -math.inf, 0, False
                 for epoch in range(cfg.max_epochs):
-                    if cfg.batch_size is None or cfg.batch_size >= n:
+                    if batch_size is None or batch_size >= n:
                         batches = [(x, y)]
                     else:
                         order = torch.randperm(n, generator=generator).to(cfg.device)
-                        batches = [(x[i], y[i]) for i in order.split(cfg.batch_size)]
+                        batches = [(x[i], y[i]) for i in order.split(batch_size)]
                     total, seen = 0.0, 0
                     model.train()  # dropout on
                     for xb, yb in batches:

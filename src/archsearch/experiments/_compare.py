@@ -129,7 +129,7 @@ def run_one(spec: RunSpec) -> RunResult:
             noisy=spec.noisy,
             strategy={**spec.options, "name": spec.strategy, "seed": spec.seed},
             space=spec.space,
-            evaluator=None if bench or spec.weight_sharing or spec.space in COMPONENT_SPACES else "batched",
+            evaluator=None if bench or spec.weight_sharing or spec.space in (*COMPONENT_SPACES, "settings") else "batched",
             training=spec.trainer,
             weight_sharing=spec.weight_sharing,
             steps=steps,

@@ -23,8 +23,10 @@ from archsearch.space._components import (
     UpdateRuleSpace,
 )
 from archsearch.space._mlp import MLPSpace
+from archsearch.space._settings import OPTIMIZERS, SettingsArchitecture, SettingsSpace
 
-for _space in (MLPSpace, CNNSpace, CodeSpace, TreeCellSpace, DagCellSpace, ActivationSpace, UpdateRuleSpace):
+for _space in (MLPSpace, CNNSpace, CodeSpace, TreeCellSpace, DagCellSpace, ActivationSpace, UpdateRuleSpace,
+               SettingsSpace):
     SPACES.register(_space.kind, _space)
 
 __all__ = [
@@ -55,6 +57,9 @@ __all__ = [
     "MLPLayer",
     "MLPSpace",
     "SearchSpace",
+    "SettingsArchitecture",
+    "SettingsSpace",
+    "OPTIMIZERS",
     "Slot",
     "canonical_form",
 ]

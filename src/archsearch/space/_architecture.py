@@ -67,6 +67,11 @@ class Architecture(ABC):
         rule draws at random."""
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
+    def batch_size(self, default: int | None) -> int | None:
+        """The minibatch size a trainer trains this architecture with: ``default`` (the trainer's; ``None``
+        is the full batch), unless the architecture names its own (:class:`archsearch.space.SettingsSpace`)."""
+        return default
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Architecture:
         """Rebuild any registered kind from :meth:`to_dict` output."""
