@@ -40,20 +40,10 @@ from archsearch.errors import ArchsearchError
 from archsearch.space import Architecture, SearchSpace
 from archsearch.strategies._base import Outcome, Strategy, mean_reward
 from archsearch.strategies._pareto_evolution import dominates
+from archsearch.strategies._tpe import _optuna, slot_distributions, suggest_tokens
 
 #: the Optuna user attribute that holds a trial's proposal number
 _PROPOSAL = "archsearch:proposal"
-
-
-def _optuna() -> Any:
-    try:
-        import optuna
-    except ImportError:
-        raise ArchsearchError(
-            "strategy nsga2: needs Optuna; install it with pip install 'archsearch[optuna]'"
-        ) from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna
 
 
 @functools.cache
@@ -104,13 +94,9 @@ class NSGA2(Strategy):
             mutation_prob = limits.real("strategy.mutation_prob", mutation_prob, 0, 1)
         self.mutation_prob = mutation_prob
         self.crossover_prob = limits.real("strategy.crossover_prob", crossover_prob, 0, 1)
-        self.optuna = _optuna()
+        self.optuna = _optuna("nsga2")
         self._sampler_class = _sampler_class(self.optuna)
-        self._distributions = []
-        for slot in space.slots:
-            decision = space.decisions[slot.decision]
-            options = len(decision.choices) + (1 if slot.eos else 0)
-            self._distributions.append(self.optuna.distributions.CategoricalDistribution(tuple(range(options))))
+        self._distributions = slot_distributions(self.optuna, space)
         #: measured children in the order they were told: (proposal number, tokens, objective values, generation)
         self.history: list[tuple[int, list[int], tuple[float, ...], int]] = []
         #: generation -> the proposal numbers of its parents, once Optuna has picked them
@@ -144,12 +130,7 @@ class NSGA2(Strategy):
         for _ in range(n):
             self._study.sampler = self._sampler()
             trial = self._study.ask()
-            tokens = []
-            for position, (slot, distribution) in enumerate(zip(self.space.slots, self._distributions)):
-                token = trial.suggest_categorical(f"slot{position}", distribution.choices)
-                tokens.append(token)
-                if slot.eos and token == self.space.decisions[slot.decision].eos_token:
-                    break
+            tokens = suggest_tokens(trial, self.space, self._distributions)
             frozen = self._study.tell(trial, state=self.optuna.trial.TrialState.FAIL)
             generation = int(frozen.system_attrs[self._sampler_class._get_generation_key()])
             arch = self.space.decode(tokens)

@@ -27,13 +27,36 @@ from archsearch.space import Architecture, SearchSpace
 from archsearch.strategies._base import Outcome, Strategy, mean_reward
 
 
-def _optuna() -> Any:
+def _optuna(strategy: str = "tpe") -> Any:
+    """Optuna, quiet; one line naming ``strategy`` when the extra is not installed."""
     try:
         import optuna
     except ImportError:
-        raise ArchsearchError("strategy tpe: needs Optuna; install it with pip install 'archsearch[optuna]'") from None
+        raise ArchsearchError(
+            f"strategy {strategy}: needs Optuna; install it with pip install 'archsearch[optuna]'"
+        ) from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
+
+
+def slot_distributions(optuna: Any, space: SearchSpace) -> list[Any]:
+    """One categorical Optuna parameter per slot of the space's schedule: its choices, plus EOS where allowed."""
+    distributions = []
+    for slot in space.slots:
+        options = len(space.decisions[slot.decision].choices) + (1 if slot.eos else 0)
+        distributions.append(optuna.distributions.CategoricalDistribution(tuple(range(options))))
+    return distributions
+
+
+def suggest_tokens(trial: Any, space: SearchSpace, distributions: Sequence[Any]) -> list[int]:
+    """The tokens an Optuna trial suggests, slot by slot, up to and including EOS (define-by-run)."""
+    tokens = []
+    for position, (slot, distribution) in enumerate(zip(space.slots, distributions)):
+        token = trial.suggest_categorical(f"slot{position}", distribution.choices)
+        tokens.append(token)
+        if slot.eos and token == space.decisions[slot.decision].eos_token:
+            break
+    return tokens
 
 
 class TPE(Strategy):
@@ -49,11 +72,7 @@ class TPE(Strategy):
         self.proposed = 0
         self._study = self.optuna.create_study(direction="maximize")
         self._pending: list[tuple[Architecture, Any]] = []
-        self._distributions = []
-        for slot in space.slots:
-            decision = space.decisions[slot.decision]
-            options = len(decision.choices) + (1 if slot.eos else 0)
-            self._distributions.append(self.optuna.distributions.CategoricalDistribution(tuple(range(options))))
+        self._distributions = slot_distributions(self.optuna, space)
 
     def _sampler(self) -> Any:
         seed = int(np.random.SeedSequence([self.seed, self.proposed]).generate_state(1)[0])
@@ -64,12 +83,7 @@ class TPE(Strategy):
         for _ in range(n):
             self._study.sampler = self._sampler()
             trial = self._study.ask()
-            tokens = []
-            for position, (slot, distribution) in enumerate(zip(self.space.slots, self._distributions)):
-                token = trial.suggest_categorical(f"slot{position}", distribution.choices)
-                tokens.append(token)
-                if slot.eos and token == self.space.decisions[slot.decision].eos_token:
-                    break
+            tokens = suggest_tokens(trial, self.space, self._distributions)
             arch = self.space.decode(tokens)
             self._pending.append((arch, trial))
             archs.append(arch)
