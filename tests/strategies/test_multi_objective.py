@@ -282,21 +282,6 @@ def test_pareto_evolution_tournaments_pick_the_non_dominated_contestant():
     assert [a for a, _, _ in strategy.population] == [*first[1:], strategy.population[-1][0]]  # the oldest left
 
 
-def test_nsga2_reports_a_missing_optuna(monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_optuna(name, *args, **kwargs):
-        if name == "optuna":
-            raise ImportError("No module named 'optuna'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_optuna)
-    with pytest.raises(ArchsearchError, match=r"^strategy nsga2: needs Optuna; .*pip install 'archsearch\[optuna\]'$"):
-        NSGA2(CodeSpace("toy", 3, "01"))
-
-
 @pytest.mark.parametrize(
     ("options", "field"),
     [

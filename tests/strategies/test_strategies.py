@@ -11,7 +11,7 @@ import torch
 from archsearch.errors import ArchsearchError
 from archsearch.evaluation import TABULAR_BENCHMARKS, LookupEvaluator, TabularBenchmark
 from archsearch.space import CodeArchitecture, CodeSpace
-from archsearch.strategies import TPE, Outcome, RandomSearch, RegularizedEvolution, Reinforce, outcomes
+from archsearch.strategies import NSGA2, TPE, Outcome, RandomSearch, RegularizedEvolution, Reinforce, outcomes
 from archsearch.study import STRATEGIES, Study, build_strategy
 
 TARGET = "310231"
@@ -196,7 +196,8 @@ def test_proposals_are_members_of_the_space(cls):
     assert all(isinstance(a, CodeArchitecture) and space.contains(a) for a in archs)
 
 
-def test_tpe_reports_a_missing_optuna(monkeypatch):
+@pytest.mark.parametrize("name", ["tpe", "nsga2"])
+def test_optuna_strategies_report_a_missing_optuna(monkeypatch, name):
     import builtins
 
     real_import = builtins.__import__
@@ -207,8 +208,9 @@ def test_tpe_reports_a_missing_optuna(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_optuna)
-    with pytest.raises(ArchsearchError, match=r"pip install 'archsearch\[optuna\]'"):
-        TPE(CodeSpace("toy", 3, "01"))
+    strategy = {"tpe": TPE, "nsga2": NSGA2}[name]
+    with pytest.raises(ArchsearchError, match=rf"^strategy {name}: needs Optuna; .*pip install 'archsearch\[optuna\]'$"):
+        strategy(CodeSpace("toy", 3, "01"))
 
 
 def test_tpe_rejects_an_architecture_it_did_not_propose():
