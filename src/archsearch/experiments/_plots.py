@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,18 +34,25 @@ def check_image_path(path: Path, what: str) -> None:
         )
 
 
+def _bands(ax: Any, comparison: Comparison, runs_of: Callable[[str], np.ndarray]) -> None:
+    """Per strategy, the mean over its runs (``runs_of(name)``: one row per run, one column per query)
+    against queries, with the 95 % interval as a band."""
+    from archsearch.experiments._compare import _interval
+
+    queries = np.arange(1, comparison.budget + 1)
+    for name in comparison.strategies:
+        runs = runs_of(name)
+        bands = np.array([_interval(runs[:, q]) for q in range(runs.shape[1])])
+        (line,) = ax.plot(queries, bands[:, 0], label=f"{name} ({runs.shape[0]} seeds)", linewidth=1.6)
+        ax.fill_between(queries, bands[:, 1], bands[:, 2], color=line.get_color(), alpha=0.2, linewidth=0)
+
+
 def plot_comparison(comparison: Comparison, path: Path) -> None:
     """Mean incumbent score against queries, one line per strategy, with its 95 % band."""
-    from archsearch.experiments._compare import _interval
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    queries = np.arange(1, comparison.budget + 1)
-    for name in comparison.strategies:
-        curves = comparison.curves(name)
-        bands = np.array([_interval(curves[:, q]) for q in range(curves.shape[1])])
-        (line,) = ax.plot(queries, bands[:, 0], label=f"{name} ({curves.shape[0]} seeds)", linewidth=1.6)
-        ax.fill_between(queries, bands[:, 1], bands[:, 2], color=line.get_color(), alpha=0.2, linewidth=0)
+    _bands(ax, comparison, comparison.curves)
     if comparison.best_value is not None:
         ax.axhline(comparison.best_value, color="black", linestyle=":", linewidth=1, label="benchmark best")
     ax.set_xscale("log")
@@ -74,16 +81,10 @@ def plot_comparison(comparison: Comparison, path: Path) -> None:
 def plot_hypervolumes(comparison: Comparison, path: Path) -> None:
     """Mean hypervolume of the front found against queries (a share of the exact front's where known), one
     line per strategy, with its 95 % band."""
-    from archsearch.experiments._compare import _interval
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    queries = np.arange(1, comparison.budget + 1)
-    for name in comparison.strategies:
-        volumes = comparison.hypervolumes(name)
-        bands = np.array([_interval(volumes[:, q]) for q in range(volumes.shape[1])])
-        (line,) = ax.plot(queries, bands[:, 0], label=f"{name} ({volumes.shape[0]} seeds)", linewidth=1.6)
-        ax.fill_between(queries, bands[:, 1], bands[:, 2], color=line.get_color(), alpha=0.2, linewidth=0)
+    _bands(ax, comparison, comparison.hypervolumes)
     share = comparison.exact_hypervolume is not None
     if share:
         ax.axhline(1.0, color="black", linestyle=":", linewidth=1, label="exact front")
