@@ -23,7 +23,7 @@ these settings and 126 with 50 and 10.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -52,16 +52,22 @@ class RegularizedEvolution(Strategy):
 
     def ask(self, n: int) -> list[Architecture]:
         archs = []
+        pick = None  # the population changes with tells only: one picker serves the whole ask
         for _ in range(n):
             if self.proposed < self.population_size or not self.population:
                 archs.append(self.space.sample(self.rng))
             else:
                 size = min(self.sample_size, len(self.population))
-                contestants = self.rng.choice(len(self.population), size=size, replace=False)
-                parent = max((self.population[int(i)] for i in sorted(contestants)), key=lambda m: m[1])[0]
-                archs.append(self.space.mutate(parent, self.rng))
+                contestants = [int(i) for i in self.rng.choice(len(self.population), size=size, replace=False)]
+                pick = pick or self._picker()
+                archs.append(self.space.mutate(self.population[pick(contestants)][0], self.rng))
             self.proposed += 1
         return archs
+
+    def _picker(self) -> Callable[[list[int]], int]:
+        """How a tournament's winner is chosen from its contestants (indices into the population): the
+        highest reward, the earliest of equal ones."""
+        return lambda contestants: max(sorted(contestants), key=lambda i: self.population[i][1])
 
     def tell(self, outcomes: Sequence[Outcome]) -> dict[str, float]:
         for outcome in outcomes:

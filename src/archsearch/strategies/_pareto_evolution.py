@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -97,20 +97,10 @@ class ParetoEvolution(RegularizedEvolution):
         #: (architecture, reward, objective values), oldest first
         self.population: deque[tuple[Architecture, float, tuple[float, ...]]] = deque()  # type: ignore[assignment]
 
-    def ask(self, n: int) -> list[Architecture]:
-        archs = []
-        ranking = None  # the population changes with tells only
-        for _ in range(n):
-            if self.proposed < self.population_size or not self.population:
-                archs.append(self.space.sample(self.rng))
-            else:
-                size = min(self.sample_size, len(self.population))
-                contestants = [int(i) for i in self.rng.choice(len(self.population), size=size, replace=False)]
-                ranking = ranking or crowded_ranking([values for _, _, values in self.population])
-                parent = self.population[crowded_winner(contestants, ranking)][0]
-                archs.append(self.space.mutate(parent, self.rng))
-            self.proposed += 1
-        return archs
+    def _picker(self) -> Callable[[list[int]], int]:
+        """The contestant of the best non-dominated front, the least crowded within it."""
+        ranking = crowded_ranking([values for _, _, values in self.population])
+        return lambda contestants: crowded_winner(contestants, ranking)
 
     def tell(self, outcomes: Sequence[Outcome]) -> dict[str, float]:
         for outcome in outcomes:
