@@ -261,13 +261,7 @@ def _image_input(task: Any) -> dict[str, Any]:
 
 def _cnn_description(arch: CNNArchitecture, task: Any) -> dict[str, Any]:
     """A CNN's input (shape and pixel scaling), layers and head."""
-    shape = [int(size) for size in task.x_train.shape[1:]]
-    pre = task.preprocessing
-    for name in ("mean", "std"):
-        if pre.get(name) is not None and len(pre[name]) != shape[0]:
-            raise ArchsearchError(
-                f"task {task.name}: preprocessing {name} has {len(pre[name])} values for {shape[0]} image channels"
-            )
+    given = _image_input(task)
     layers = [
         {
             "in": fan_in,
@@ -280,15 +274,10 @@ def _cnn_description(arch: CNNArchitecture, task: Any) -> dict[str, Any]:
             "dropout": layer.dropout,
             "skips": list(layer.skips),
         }
-        for fan_in, layer in zip(arch._in_channels(shape[0]), arch.layers)
+        for fan_in, layer in zip(arch._in_channels(given["shape"][0]), arch.layers)
     ]
     return {
-        "input": {
-            "shape": shape,
-            "pixel_scale": pre.get("pixel_scale"),
-            "mean": pre.get("mean"),
-            "std": pre.get("std"),
-        },
+        "input": given,
         "layers": layers,
         "head": {"grid": HEAD_GRID, "in": arch.layers[-1].filters * HEAD_GRID**2, "out": task.out_features},
     }
@@ -341,11 +330,7 @@ def _component_code(description: dict[str, Any], returns: str) -> dict[str, str]
     assert isinstance(arch, ComponentArchitecture)
     if arch.child == "cnn":
         parts = _cnn_code({**description, "layers": [], "head": {}}, returns)
-        given = description["input"]
-        parts["constants"] = (
-            f"INPUT_SHAPE = {given['shape']!r}  # channels, height, width\n"
-            f"PIXEL_SCALE = {given['pixel_scale']!r}\nMEAN = {given['mean']!r}\nSTD = {given['std']!r}"
-        )
+        parts["constants"] = _image_constants(description["input"])
         layers = ("nn.Conv2d(a, b, 3, stride=1 if i == 0 else 2, padding=1) "
                   "for i, (a, b) in enumerate(zip(sizes, sizes[1:]))")  # fmt: skip
         head, pool = "WIDTHS[-1] * HEAD_GRID**2", "\n        x = torch.flatten(F.adaptive_avg_pool2d(x, HEAD_GRID), 1)"
@@ -371,6 +356,14 @@ def _component_code(description: dict[str, Any], returns: str) -> dict[str, str]
     return parts
 
 
+def _image_constants(given: dict[str, Any]) -> str:
+    """model.py's constants for an image input: its shape and how its pixels are scaled."""
+    return (
+        f"INPUT_SHAPE = {given['shape']!r}  # channels, height, width\n"
+        f"PIXEL_SCALE = {given['pixel_scale']!r}\nMEAN = {given['mean']!r}\nSTD = {given['std']!r}"
+    )
+
+
 def _cnn_code(description: dict[str, Any], returns: str) -> dict[str, str]:
     given = description["input"]
     channels, height, width = given["shape"]
@@ -378,11 +371,7 @@ def _cnn_code(description: dict[str, Any], returns: str) -> dict[str, str]:
     if channels == 1:
         accepts = f"(N, {height}, {width}) or {accepts}"
     layers = ",\n    ".join(repr(layer) for layer in description["layers"])
-    constants = (
-        f"INPUT_SHAPE = {given['shape']!r}  # channels, height, width\n"
-        f"PIXEL_SCALE = {given['pixel_scale']!r}\nMEAN = {given['mean']!r}\nSTD = {given['std']!r}\n"
-        f"LAYERS = [\n    {layers},\n]\nHEAD = {description['head']!r}"
-    )
+    constants = f"{_image_constants(given)}\nLAYERS = [\n    {layers},\n]\nHEAD = {description['head']!r}"
     return {
         "usage": f"``predict(images)`` takes raw images {accepts}, pixel values as the data\n"
         f"files hold them, applies the scaling the search used, and returns {returns}.",
