@@ -72,6 +72,8 @@ FOLDER_TASKS = ("mnist", "fashion-mnist")
 CELL_SPACES = ("dag-cell", "tree-cell")
 #: spaces of a formula plugged into a fixed child (an MLP on feature vectors, a small CNN on images)
 COMPONENT_SPACES = {"activation": ActivationSpace, "update-rule": UpdateRuleSpace}
+#: spaces whose children say how they train (a formula, or their optimizer and batch size): the serial trainer's
+OWN_TRAINING_SPACES = (*COMPONENT_SPACES, "settings")
 #: settings of the reinforce controller that the config holds as fields of their own
 _CONTROLLER = {"controller_lr": "lr", "entropy_weight": "entropy_weight", "advantage": "advantage",
                "curriculum": "curriculum"}  # fmt: skip
@@ -341,7 +343,7 @@ class SearchConfig:
         if text and self.evaluator not in (None, "language"):
             raise ArchsearchError(f"{names('evaluator')} {self.evaluator}: language models train with "
                                   f"{names('evaluator')} language")  # fmt: skip
-        if kind in COMPONENT_SPACES or kind == "settings":
+        if kind in OWN_TRAINING_SPACES:
             self._check_component(kind, names)
         if kind in ("mlp", "settings") and images:
             raise ArchsearchError(f"{names('space')} {kind}: task {task!r} is images; search it with {names('space')} cnn")
@@ -370,8 +372,7 @@ class SearchConfig:
     def _check_component(self, kind: str, names: Names) -> None:
         """A component or settings space trains each child on its own, from scratch, as it says."""
         if self.evaluator == "batched":
-            raise ArchsearchError(f"{names('evaluator')} batched: trains MLP children with Adam only; the {kind} "
-                                  f"space trains with {names('evaluator')} serial")  # fmt: skip
+            raise _not_batched(kind, names)
         if self.weight_sharing:
             what = "trains each child with its own settings" if kind == "settings" else "searches a formula in a fixed child"
             raise ArchsearchError(f"{names('weight_sharing')}: shares the weights of layouts; the {kind} space {what}")
@@ -439,9 +440,8 @@ class SearchConfig:
                 f"{names('ensemble')}: trains the best architectures again as the final model; the "
                 f"{evaluator.name!r} evaluator does not"
             )
-        if space.kind in (*COMPONENT_SPACES, "settings") and evaluator.name == "batched":
-            raise ArchsearchError(f"{names('evaluator')} batched: trains MLP children with Adam only; the "
-                                  f"{space.kind} space trains with {names('evaluator')} serial")  # fmt: skip
+        if space.kind in OWN_TRAINING_SPACES and evaluator.name == "batched":  # a space given whole
+            raise _not_batched(space.kind, names)
         if space.kind in COMPONENT_SPACES and task is not None:
             child = "cnn" if _is_images(task) else "mlp"
             if getattr(space, "child", child) != child:
@@ -513,7 +513,7 @@ class SearchConfig:
             return build_evaluator(self._language_config(names), task, space)
         if self.weight_sharing:
             return build_evaluator(self._shared_config(images), task, space)
-        name = self.evaluator or ("serial" if kind in ("cnn", "settings") or kind in COMPONENT_SPACES else "batched")
+        name = self.evaluator or ("serial" if kind == "cnn" or kind in OWN_TRAINING_SPACES else "batched")
         return build_evaluator({"name": name, **TrainConfig(**self.training_settings(images)).to_config()}, task)
 
     def _shared_config(self, images: bool) -> dict[str, Any]:
@@ -698,6 +698,11 @@ def check_goals(goals: Goals, space: SearchSpace, evaluator: Evaluator, names: N
 
 
 _DEFAULTS = {f.name: f.default for f in fields(SearchConfig) if f.default is not dataclasses.MISSING}
+
+
+def _not_batched(kind: str, names: Names) -> ArchsearchError:
+    return ArchsearchError(f"{names('evaluator')} batched: trains MLP children with Adam only; the {kind} space "
+                           f"trains with {names('evaluator')} serial")  # fmt: skip
 
 
 def build_strategy(config: dict[str, Any], space: SearchSpace) -> Strategy:

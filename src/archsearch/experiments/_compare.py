@@ -95,7 +95,7 @@ def run_one(spec: RunSpec) -> RunResult:
     """Run (or resume) one study and read its incumbent curve."""
     import torch
 
-    from archsearch.config import COMPONENT_SPACES, SearchConfig
+    from archsearch.config import OWN_TRAINING_SPACES, SearchConfig
     from archsearch.evaluation import get_benchmark
     from archsearch.study import Study
 
@@ -129,7 +129,7 @@ def run_one(spec: RunSpec) -> RunResult:
             noisy=spec.noisy,
             strategy={**spec.options, "name": spec.strategy, "seed": spec.seed},
             space=spec.space,
-            evaluator=None if bench or spec.weight_sharing or spec.space in (*COMPONENT_SPACES, "settings") else "batched",
+            evaluator=None if bench or spec.weight_sharing or spec.space in OWN_TRAINING_SPACES else "batched",
             training=spec.trainer,
             weight_sharing=spec.weight_sharing,
             steps=steps,
