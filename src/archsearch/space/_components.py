@@ -38,6 +38,7 @@ from archsearch.space import _formula as f
 from archsearch.space._architecture import Architecture
 from archsearch.space._base import Decision, SearchSpace, Slot
 from archsearch.space._cnn import HEAD_GRID
+from archsearch.space._mlp import _shares
 
 CHILDREN = ("mlp", "cnn")
 #: the fixed child's hidden widths (MLP units, CNN filters) unless a space says otherwise
@@ -466,15 +467,19 @@ class _ComponentSpace(SearchSpace):
     def _unit_size(self, first: bool) -> int:
         return math.prod(len(self._choices(d)) for d in (self._first if first else self._more))
 
-    def _sequences(self) -> int:
-        """How many decision sequences the space has: different sequences may write one formula."""
-        return sum(self._unit_size(True) * self._unit_size(False) ** (k - 1) for k in range(1, self.units + 1))
+    def _counts(self) -> list[int]:
+        """How many decision sequences write formulas of 1, 2, ... units (several may write one formula)."""
+        return [self._unit_size(True) * self._unit_size(False) ** (k - 1) for k in range(1, self.units + 1)]
+
+    def _schedule(self, units: int) -> tuple[Slot, ...]:
+        """The slots of a formula of ``units`` units."""
+        return self._slots[: len(self._first) + (units - 1) * len(self._more)]
 
     def size(self) -> int:
         """The distinct members (formulas as the grammar writes them), counted by listing them when the
         space has at most ``EXACT_SIZE`` decision sequences; above that, the number of sequences, an upper
         bound (a few sequences in a thousand write a formula that another also writes)."""
-        sequences = self._sequences()
+        sequences = sum(self._counts())
         if sequences > EXACT_SIZE:
             return sequences
         if self._size is None:
@@ -485,10 +490,7 @@ class _ComponentSpace(SearchSpace):
         """Every member once (decision sequences that write the same formula give it once)."""
         seen: set[ComponentArchitecture] = set()
         for k in range(1, self.units + 1):
-            ranges = [
-                range(len(self._choices(s.decision)))
-                for s in self._slots[: len(self._first) + (k - 1) * len(self._more)]
-            ]
+            ranges = [range(len(self._choices(s.decision))) for s in self._schedule(k)]
             for tokens in itertools.product(*ranges):
                 member = self.decode(self._ended(list(tokens)))
                 if member not in seen:
@@ -498,11 +500,9 @@ class _ComponentSpace(SearchSpace):
     def sample(self, rng: np.random.Generator) -> ComponentArchitecture:
         """A uniform draw over the decision sequences (as the controller's first draws are): a formula that
         several sequences write is that much likelier."""
-        counts = [self._unit_size(True) * self._unit_size(False) ** (k - 1) for k in range(1, self.units + 1)]
-        total = sum(counts)
-        units = 1 + int(rng.choice(len(counts), p=np.array([c / total for c in counts])))
-        slots = self._slots[: len(self._first) + (units - 1) * len(self._more)]
-        tokens = [int(rng.integers(len(self._choices(s.decision)))) for s in slots]
+        counts = self._counts()
+        units = 1 + int(rng.choice(len(counts), p=_shares(counts)))
+        tokens = [int(rng.integers(len(self._choices(s.decision)))) for s in self._schedule(units)]
         return self.decode(self._ended(tokens))
 
     def mutate(self, arch: Architecture, rng: np.random.Generator) -> ComponentArchitecture:
