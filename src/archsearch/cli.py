@@ -175,6 +175,15 @@ def _search_parser(commands: argparse._SubParsersAction) -> None:
         "--strategy", default="reinforce", choices=list(STRATEGIES), help="search strategy (default: reinforce)"
     )
     search.add_argument(
+        "--strategy-settings", type=_strategy_settings, default=None, metavar="KEY=VALUE,...",
+        help="the strategy's own settings, e.g. miha: m=3,pop_size=4,n=1,k=2,c=5,fitness=loss; pbt: "
+        "population_size=8,interval=2,rounds=10,quantile=0.25,resample=0.25 (see docs/population.md)",
+    )  # fmt: skip
+    search.add_argument(
+        "--keep-final-only", action="store_true",
+        help="miha, pbt: once the search is done, delete every saved network but the final one (lineage JSON stays)",
+    )  # fmt: skip
+    search.add_argument(
         "--steps", type=_steps, default=500, help=f"strategy updates (default: 500; at most {limits.MAX_STEPS:,})"
     )
     search.add_argument(
@@ -896,6 +905,26 @@ def _training(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in _TRAINING if getattr(args, name, None) is not None}
 
 
+def _strategy_settings(text: str) -> dict[str, int | float | str]:
+    """``KEY=VALUE,...``: each value an integer, a number or a word."""
+    settings: dict[str, int | float | str] = {}
+    for item in text.split(","):
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not key.isidentifier() or not value:
+            raise argparse.ArgumentTypeError(f"expected KEY=VALUE pairs separated by commas, got {item.strip()!r:.60}")
+        if key in settings:
+            raise argparse.ArgumentTypeError(f"{key} is given twice")
+        for kind in (int, float):
+            try:
+                settings[key] = kind(value)
+                break
+            except ValueError:
+                continue
+        else:
+            settings[key] = value
+    return settings
+
+
 def _search_config(args: argparse.Namespace) -> SearchConfig:
     """The search that ``archsearch search`` describes."""
     from archsearch.config import SearchConfig
@@ -907,9 +936,12 @@ def _search_config(args: argparse.Namespace) -> SearchConfig:
             "strategy", "controller_lr", "entropy_weight", "advantage", "curriculum", "device", "executor", "workers",
             "retries", "address", "steps", "children_per_step", "seed", "reuse_evaluations", "save_children", "refit",
             "ensemble", "asynchronous", "objectives", "max_params", "max_flops", "max_latency_ms", "cost_target",
-            "cost_weight", "latency")  # fmt: skip
+            "cost_weight", "latency", "keep_final_only")  # fmt: skip
+    kept = {name: getattr(args, name) for name in same}
+    if args.strategy_settings:
+        kept["strategy"] = {"name": args.strategy, **args.strategy_settings}
     return SearchConfig(
-        **{name: getattr(args, name) for name in same},
+        **kept,
         data=text(args.data),
         data_dir=text(args.data_dir),
         skips=not args.no_skips,
@@ -941,10 +973,13 @@ def _search_in(args: argparse.Namespace, config: SearchConfig, parts: Parts) -> 
     if parts.executor is not None and parts.executor.name == "ray":
         parts.executor.connect()  # an unreachable cluster is refused before the study file is written
     study = Study.create(args.study, config.with_parts(parts), overwrite=args.overwrite)
-    print(f"study: {study.path}  ({args.steps} steps x {args.children_per_step} children, seed {args.seed})")
+    print(f"study: {study.path}  ({study.steps} steps x {study.children_per_step} children, seed {args.seed})")
     if isinstance(parts.task, FileTask) and parts.task.inferred:
         print(f"problem: {parts.task.problem} (inferred: {parts.task.inferred})")
-    if parts.evaluator.name in ("serial", "batched"):
+    if parts.strategy.population:
+        print(f"schedule: {parts.strategy.name}, {study.steps} steps, {parts.strategy.epochs} training epochs in all; "
+              "each network trains with its own optimizer, learning rate and batch size (docs/population.md)")
+    elif parts.evaluator.name in ("serial", "batched"):
         print(_children_line(parts.evaluator.to_config()))
     if study.goals:
         print(f"goals: {study.goals.describe()}")

@@ -49,6 +49,7 @@ from archsearch.space import (
     UpdateRuleSpace,
 )
 from archsearch.space._cells import MAX_DAG_NODES
+from archsearch.space._architecture import BATCHED_ACTIVATIONS
 from archsearch.strategies import STRATEGIES, Strategy
 from archsearch.tasks import IMAGE_TASKS, TEXT_TASKS, Task, from_file, get_task
 
@@ -77,7 +78,7 @@ OWN_TRAINING_SPACES = (*COMPONENT_SPACES, "settings")
 #: settings of the reinforce controller that the config holds as fields of their own
 _CONTROLLER = {"controller_lr": "lr", "entropy_weight": "entropy_weight", "advantage": "advantage",
                "curriculum": "curriculum"}  # fmt: skip
-_FLAGS = ("reuse_evaluations", "save_children", "refit", "asynchronous")
+_FLAGS = ("reuse_evaluations", "save_children", "refit", "asynchronous", "keep_final_only")
 #: the fields that describe the space, which a tabular benchmark brings with it
 _SPACE_FIELDS = ("curriculum", "space", "max_layers", "skips", "batch_norm")
 
@@ -165,6 +166,7 @@ class SearchConfig:
     cost_target: str | None = None
     cost_weight: float = MNASNET_WEIGHT
     latency: bool = False
+    keep_final_only: bool = False
 
     # -- dicts -----------------------------------------------------------------------------------
 
@@ -442,6 +444,10 @@ class SearchConfig:
             )
         if space.kind in OWN_TRAINING_SPACES and evaluator.name == "batched":  # a space given whole
             raise _not_batched(space.kind, names)
+        other = [a for a in getattr(space, "activations", ()) if a not in BATCHED_ACTIVATIONS]
+        if other and evaluator.name == "batched":
+            raise ArchsearchError(f"{names('evaluator')} batched: computes relu and tanh only; the space's "
+                                  f"activation {other[0]!r} trains with {names('evaluator')} serial")  # fmt: skip
         if space.kind in COMPONENT_SPACES and task is not None:
             child = "cnn" if _is_images(task) else "mlp"
             if getattr(space, "child", child) != child:
@@ -450,8 +456,39 @@ class SearchConfig:
         strategy = self.build_strategy(space)
         if strategy.space != space:
             raise ArchsearchError(f"{names('strategy')}: its search space differs from the study's space")
+        if strategy.population:
+            self._population(strategy, evaluator, names)
+        elif self.keep_final_only:
+            raise ArchsearchError(f"{names('keep_final_only')}: keeps a population strategy's final network "
+                                  f"(strategy miha or pbt), not {strategy.name}'s")  # fmt: skip
         check_goals(self.goals(names), space, evaluator, names)
         return Parts(task, space, strategy, evaluator, self.build_executor(names))
+
+    def _population(self, strategy: Strategy, evaluator: Evaluator, names: Names) -> None:
+        """A population strategy (MIHA, PBT) sets the budget, saves every network and continues training
+        them with the serial trainer; what assumes children trained from scratch is refused."""
+        if evaluator.name != "serial":
+            raise ArchsearchError(f"{names('evaluator')} {evaluator.name}: the {strategy.name} strategy continues "
+                                  f"training networks, which {names('evaluator')} serial does")  # fmt: skip
+        if getattr(evaluator.config, "folds", 1) > 1:
+            raise ArchsearchError(f"folds: the {strategy.name} strategy continues one network's training; it cannot "
+                                  "cross-validate")  # fmt: skip
+        for flag, why in (("reuse_evaluations", "every child continues its own weights"),
+                          ("refit", "its network is its schedule of training, not one from scratch"),
+                          ("ensemble", "its network is its schedule of training, not one from scratch")):  # fmt: skip
+            value = getattr(self, flag)
+            if value is True or (flag == "ensemble" and value not in (None, 1)):
+                raise ArchsearchError(f"{names(flag)}: cannot be combined with the {strategy.name} strategy: {why}")
+        if self.goals(names):
+            raise ArchsearchError(f"{names('objectives')}: costs and objectives are not supported with the "
+                                  f"{strategy.name} strategy yet")  # fmt: skip
+        for field_, value in (("steps", strategy.steps), ("children_per_step", strategy.width)):
+            given = getattr(self, field_)
+            if given not in (value, _DEFAULTS[field_]):
+                raise ArchsearchError(f"{names(field_)}: the {strategy.name} strategy's schedule has {value} "
+                                      f"({strategy.schedule_text()}), got {given}")  # fmt: skip
+            setattr(self, field_, value)
+        self.save_children = True
 
     def build_task(self) -> Task | None:
         """The task: as given, read from ``data``, built by name or config; ``None`` with a benchmark."""

@@ -47,7 +47,10 @@ from archsearch.space import (
 )
 from archsearch.space._cnn import HEAD_GRID
 
-_ACTIVATION_CODE = {"relu": "nn.ReLU()", "tanh": "nn.Tanh()"}
+_ACTIVATION_CODE = {
+    "relu": "nn.ReLU()", "tanh": "nn.Tanh()", "sigmoid": "nn.Sigmoid()", "elu": "nn.ELU()",
+    "leaky_relu": "nn.LeakyReLU()", "selu": "nn.SELU()", "gelu": "nn.GELU()",
+}  # fmt: skip
 #: rows per forward pass in model.py: bounds its memory on a large batch of images
 _CHUNK = 1024
 

@@ -109,14 +109,14 @@ def test_a_schema3_study_reports_and_exports(copies, capsys, monkeypatch):
     ("name", "added", "expected"),
     [("moons.db", MOONS_RESUMED, MOONS), ("regression.db", REGRESSION_RESUMED, REGRESSION)],
 )
-def test_a_schema3_study_resumes_as_the_old_archsearch_did_and_becomes_schema6(copies, name, added, expected):
+def test_a_schema3_study_resumes_as_the_old_archsearch_did_and_becomes_schema7(copies, name, added, expected):
     path = copies / name
     with Study.open(path) as study:
         study.run(steps=4, progress=False)
         trials = study.trials()
     assert [(t.number, t.arch_hash, t.reward) for t in trials[-len(added) :]] == added
     version, tables = schema(path)
-    assert version == "6" and "refits" not in tables
+    assert version == "7" and "refits" not in tables
     assert summary_of(path) == expected  # the refit moved into the models table, with its test score
     with sqlite3.connect(path) as db:
         epochs, rows, weights = db.execute("SELECT refit_epochs, refit_rows, refit_weights FROM models").fetchone()

@@ -84,7 +84,7 @@ def assert_holds_what_was_written(storage: Storage) -> None:
 
 
 def test_trials_and_the_model_row_round_trip(written):
-    assert layout(written)[0] == str(SCHEMA_VERSION) == "6"
+    assert layout(written)[0] == str(SCHEMA_VERSION) == "7"
     storage = Storage.open(written, readonly=True)
     assert_holds_what_was_written(storage)
     storage.close()
@@ -119,7 +119,7 @@ def test_an_older_file_reads_unchanged_and_upgrades_in_one_step(written, version
     storage.upgrade()
     storage.close()
     newest, tables, trials, models = layout(written)
-    assert newest == "6" and "refits" not in tables and "evaluator_state" in tables
+    assert newest == "7" and "refits" not in tables and "evaluator_state" in tables
     assert {"phase", "kind", "flops", "latency_ms", "latency_spread"} <= trials
     with contextlib.closing(Storage.open(written, readonly=True)) as upgraded:
         assert {(t.phase, t.kind, t.flops, t.latency_ms) for t in upgraded.trials()} == {("search", "final", None, None)}
@@ -140,7 +140,7 @@ def test_a_schema2_file_without_refits_reads_as_never_refit_and_upgrades(written
     storage.close()
     storage = Storage.open(written)
     storage.upgrade()
-    assert storage.refit_info(0) is None and layout(written)[0] == "6"
+    assert storage.refit_info(0) is None and layout(written)[0] == "7"
     storage.add_refit(0, 2, 900, weights(3.0))
     assert storage.refit_info(0) == (2, 900, None)
     storage.close()

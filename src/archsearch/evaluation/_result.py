@@ -22,6 +22,8 @@ class Result:
     only for the best child. ``attempts`` counts the evaluations it took: more than one when an
     executor re-ran the child after its worker process died. ``flops``, ``latency_ms`` and
     ``latency_spread`` are its costs (:mod:`archsearch.evaluation._cost`), which the study fills in.
+    ``optimizer_state``: the optimizer's state after training, flat (a continued child's, see
+    :mod:`archsearch.evaluation._continued`), so that a later child can resume it.
     """
 
     reward: float
@@ -39,6 +41,7 @@ class Result:
     flops: int | None = None
     latency_ms: float | None = None
     latency_spread: float | None = None
+    optimizer_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
 
     @property
     def epochs(self) -> int:

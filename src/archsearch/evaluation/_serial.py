@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from archsearch.evaluation._base import Trainer, torch_threads
+from archsearch.evaluation._continued import Continued, train_continued
 from archsearch.evaluation._folds import combine
 from archsearch.evaluation._result import Result
 from archsearch.evaluation._scoring import improved, predict, training_loss, validation_score
@@ -43,7 +44,10 @@ class SerialTrainer(Trainer):
         nothing from more, and results then never depend on the machine's core count)."""
         with torch_threads(self.config.threads or 1):
             for index, (arch, seed) in enumerate(zip(archs, seeds, strict=True)):
-                yield index, self.train(arch, seed) if self.config.folds == 1 else self.cross_validate(arch, seed)
+                if isinstance(arch, Continued):  # a population strategy's child (see evaluation._continued)
+                    yield index, train_continued(self, arch, seed)
+                else:
+                    yield index, self.train(arch, seed) if self.config.folds == 1 else self.cross_validate(arch, seed)
 
     def cross_validate(self, arch: Architecture, seed: int) -> Result:
         """``arch`` trained from the same initial weights on each fold's task in turn, and scored by

@@ -347,19 +347,22 @@ class _Worker:
 
 
 def _portable(result: Result) -> Result:
-    """Weights as NumPy arrays: they pickle faster and smaller than tensors."""
-    if result.weights is not None:
-        result.weights = {name: value.numpy() for name, value in result.weights.items()}
+    """Weights (and an optimizer's state) as NumPy arrays: they pickle faster and smaller than tensors."""
+    for name in ("weights", "optimizer_state"):
+        tensors = getattr(result, name)
+        if tensors is not None:
+            setattr(result, name, {key: value.numpy() for key, value in tensors.items()})
     return result
 
 
 def _from_portable(result: Result) -> Result:
-    if result.weights is not None:
-        # arrays from Ray's object store are read-only views: copy those
-        result.weights = {
-            name: torch.from_numpy(value if value.flags.writeable else value.copy())
-            for name, value in ((n, np.asarray(v)) for n, v in result.weights.items())
-        }
+    for name in ("weights", "optimizer_state"):
+        arrays = getattr(result, name)
+        if arrays is not None:  # arrays from Ray's object store are read-only views: copy those
+            setattr(result, name, {
+                key: torch.from_numpy(value if value.flags.writeable else value.copy())
+                for key, value in ((k, np.asarray(v)) for k, v in arrays.items())
+            })  # fmt: skip
     return result
 
 

@@ -21,8 +21,16 @@ from torch import nn
 
 from archsearch.errors import ArchsearchError
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
-_FUNCTIONS = {"relu": torch.relu, "tanh": torch.tanh}  # the same activations, as functions
+#: an MLP layer's activations (the batched trainer computes relu and tanh only, see BATCHED_ACTIVATIONS)
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU,
+    "selu": nn.SELU, "gelu": nn.GELU,
+}  # fmt: skip
+BATCHED_ACTIVATIONS = ("relu", "tanh")
+_FUNCTIONS = {  # the same activations, as functions
+    "relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "elu": nn.functional.elu,
+    "leaky_relu": nn.functional.leaky_relu, "selu": torch.selu, "gelu": nn.functional.gelu,
+}  # fmt: skip
 
 
 class Architecture(ABC):

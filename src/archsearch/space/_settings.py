@@ -13,6 +13,7 @@ layer, EOS after ``min_layers``): the settings come first because EOS ends a sch
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -37,6 +38,7 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
 }
 DEFAULT_RATES = (0.001, 0.003, 0.01, 0.03, 0.1)
 DEFAULT_BATCH_SIZES = (16, 32, 64, 128, 256)
+DEFAULT_ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "leaky_relu")
 _SETTINGS = 3  # optimizer, learning rate, batch size
 
 
@@ -102,7 +104,7 @@ class SettingsSpace(SearchSpace):
         lrs: Sequence[float] = DEFAULT_RATES,
         batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
         units: Sequence[int] = (1, 2, 4, 8, 16, 32),
-        activations: Sequence[str] = ("relu", "tanh"),
+        activations: Sequence[str] = DEFAULT_ACTIVATIONS,
         max_layers: int = 5,
         min_layers: int = 1,
     ) -> None:
@@ -142,14 +144,31 @@ class SettingsSpace(SearchSpace):
         return self._member(tokens[:_SETTINGS], self.layout.decode(tokens[_SETTINGS:]))
 
     def encode(self, arch: Architecture) -> list[int]:
+        """Tokens of ``arch``; a learning rate between the grid's values (which population-based training
+        reaches by scaling one) is written as the nearest value, on a log scale."""
         if not isinstance(arch, SettingsArchitecture):
             raise ArchsearchError(f"{self}: expected a settings architecture, got kind {arch.kind!r}")
         try:
-            settings = [self.optimizers.index(arch.optimizer_name), self.lrs.index(arch.lr),
+            settings = [self.optimizers.index(arch.optimizer_name), self.nearest_rate(arch.lr),
                         self.batch_sizes.index(arch.batch)]  # fmt: skip
         except ValueError:
             raise ArchsearchError(f"{arch}: its training settings are not in {self}") from None
         return settings + self.layout.encode(arch.network)
+
+    def nearest_rate(self, lr: float) -> int:
+        """The index of the grid's learning rate nearest ``lr`` on a log scale; ``ValueError`` outside the
+        grid's range."""
+        if not min(self.lrs) * (1 - 1e-9) <= lr <= max(self.lrs) * (1 + 1e-9):
+            raise ValueError(lr)
+        return int(np.argmin([abs(np.log(lr / r)) for r in self.lrs]))
+
+    def validate(self, arch: Architecture) -> SettingsArchitecture:
+        """``arch`` as a member: its learning rate anywhere in the grid's range, the rest on the grid."""
+        snapped = self.decode(self.encode(arch))
+        assert isinstance(arch, SettingsArchitecture)
+        if dataclasses.replace(snapped, lr=arch.lr) != arch:
+            raise ArchsearchError(f"architecture {arch} is not a member of {self}")
+        return arch
 
     def _settings_count(self) -> int:
         return len(self.optimizers) * len(self.lrs) * len(self.batch_sizes)

@@ -34,12 +34,16 @@ class Outcome:
     strategy says what it makes of such an outcome. In a study with several objectives, ``objectives``
     holds a measured outcome's values of them in the study's order, each signed so that less is better
     (a ``max`` objective negated); it is empty otherwise, and for an outcome that measured nothing.
+    ``trial`` is the number the study recorded it under and ``losses`` its training loss per epoch: a
+    population strategy (:class:`PopulationStrategy`) names parents by trial and ranks by the curve.
     """
 
     architecture: Architecture
     reward: float
     status: str = "ok"
     objectives: tuple[float, ...] = ()
+    trial: int | None = None
+    losses: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -74,6 +78,9 @@ class Strategy(ABC):
     #: True when the strategy ranks by several objectives (each outcome's ``objectives``) rather than by the
     #: reward alone; a study gives it objectives or refuses to start (NSGA-II, Pareto evolution).
     multi_objective: ClassVar[bool] = False
+    #: True for a population strategy (MIHA, PBT): each proposal also names the trial whose weights it
+    #: continues from and the epochs it trains (:meth:`PopulationStrategy.starts`).
+    population: ClassVar[bool] = False
 
     def __init__(self, space: SearchSpace, seed: int = 0) -> None:
         self.space = space

@@ -55,8 +55,9 @@ FORMAT = "archsearch-study"
 # 2: trials.val_loss, the tie-break between equal rewards; 3: executor, workers, attempts; 4: val_score and
 # test_score (named for what they hold: accuracy or R^2), and the refits table folded into models; 5: phase
 # and kind of each trial (a weight-sharing study's search, derivation and retraining), the evaluator_state table;
-# 6: each trial's FLOPs and measured latency (NULL where not known or not measured)
-SCHEMA_VERSION = 6
+# 6: each trial's FLOPs and measured latency (NULL where not known or not measured); 7: each trial's parent,
+# the trial whose weights it continued from (NULL: trained from fresh weights)
+SCHEMA_VERSION = 7
 # Columns added to trials by schema versions 2 and 3, in table order; upgrade() adds them to an older file.
 _ADDED = {2: ["val_loss REAL"], 3: ["executor TEXT", "workers INTEGER", "attempts INTEGER"]}
 _PHASE_COLUMNS = ("phase TEXT NOT NULL DEFAULT 'search'", "kind TEXT NOT NULL DEFAULT 'final'")
@@ -96,6 +97,7 @@ CREATE TABLE trials (
     flops INTEGER,
     latency_ms REAL,
     latency_spread REAL,
+    parent INTEGER,
     UNIQUE (step, slot)
 );
 CREATE INDEX trials_by_hash ON trials (arch_hash, number);
@@ -155,6 +157,7 @@ class Trial:
     flops: int | None = None
     latency_ms: float | None = None
     latency_spread: float | None = None
+    parent: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (curves left out)."""
@@ -181,6 +184,7 @@ class Trial:
             "flops": self.flops,
             "latency_ms": self.latency_ms,
             "latency_spread": self.latency_spread,
+            "parent": self.parent,
         }
 
 
@@ -380,7 +384,7 @@ class Storage:
         self._config = None
 
     def _upgrade_tables(self) -> None:
-        """Schema 1 to 4 to 5 to 6, inside :meth:`upgrade`'s transaction. Trials of older schemas hold NULL
+        """Schema 1 to 4 to 5 to 6 to 7, inside :meth:`upgrade`'s transaction. Trials of older schemas hold NULL
         in the columns added since (not recorded), and are of phase ``search`` and kind ``final`` (every
         one was trained); a refit moves into the row of the model it retrained."""
         if self._version < 5:
@@ -389,8 +393,10 @@ class Storage:
             for column in _PHASE_COLUMNS:
                 self._db.execute(f"ALTER TABLE trials ADD COLUMN {column}")
             self._db.execute(_EVALUATOR_STATE)
-        for column in _COST_COLUMNS:
-            self._db.execute(f"ALTER TABLE trials ADD COLUMN {column}")
+        if self._version < 6:
+            for column in _COST_COLUMNS:
+                self._db.execute(f"ALTER TABLE trials ADD COLUMN {column}")
+        self._db.execute("ALTER TABLE trials ADD COLUMN parent INTEGER")
 
     def _upgrade_to_4(self) -> None:
         present = {row[1] for row in self._db.execute("PRAGMA table_info(trials)")}
@@ -490,6 +496,7 @@ class Storage:
         workers: int | None = None,
         phase: str = "search",
         kind: str = "final",
+        parent: int | None = None,
     ) -> Trial:
         """Commit one finished trial; with ``keep_weights`` it replaces the stored best model.
 
@@ -525,6 +532,7 @@ class Storage:
             result.flops,
             result.latency_ms,
             result.latency_spread,
+            parent,
         )
         self._writer()
         with _transaction(self._db):
@@ -1042,7 +1050,7 @@ _COLUMNS = [  # the trials table's columns, in _SCHEMA's order
     *("number", "step", "slot", "architecture", "arch_hash", "arch_str", "status", "reward", "val_score"),
     *("error", "params", "epochs", "kept_epoch", "seconds", "seed", "val_curve", "train_loss", "created"),
     *("cached_from", "val_loss", "executor", "workers", "attempts", "phase", "kind"),
-    *("flops", "latency_ms", "latency_spread"),
+    *("flops", "latency_ms", "latency_spread", "parent"),
 ]
 
 
@@ -1086,4 +1094,5 @@ def _trial(
         flops=get("flops"),
         latency_ms=get("latency_ms"),
         latency_spread=get("latency_spread"),
+        parent=get("parent"),
     )

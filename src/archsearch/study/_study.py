@@ -48,6 +48,7 @@ from archsearch.evaluation import (
 from archsearch.execution import Executor, build_executor
 from archsearch.space import Architecture, SearchSpace
 from archsearch.strategies import Outcome, Strategy
+from archsearch.study._population import continued_jobs, keep_final_only, resets, save_lineage
 from archsearch.study._phases import check_shared_run, phases_summary, run_shared
 from archsearch.study._progress import progress_for
 from archsearch.study._storage import RunLock, Storage, Trial, rank
@@ -102,7 +103,7 @@ def _outcome(trial: Trial, goals: Goals) -> Outcome:
         objectives = goals.worst()
     elif goals.objectives and trial.status in ("ok", "diverged"):
         objectives = goals.minimised({o.metric: getattr(trial, o.metric) for o in goals.objectives})
-    return Outcome(trial.architecture, trial.reward, trial.status, objectives)
+    return Outcome(trial.architecture, trial.reward, trial.status, objectives, trial.number, tuple(trial.train_loss))
 
 
 def child_seed(study_seed: int, step: int, slot: int) -> int:
@@ -126,6 +127,7 @@ def _stored_config(config: SearchConfig, parts: Any, task_config: dict[str, Any]
         "refit": bool(config.refit) or _cross_validated(parts.evaluator),
         **({"ensemble": ensemble} if (ensemble := config.final_ensemble(parts)) > 1 else {}),
         **({"asynchronous": True} if config.asynchronous else {}),
+        **({"keep_final_only": True} if config.keep_final_only else {}),
         **({"goals": goals.to_dict()} if (goals := config.goals()) else {}),
     }
 
@@ -156,6 +158,7 @@ class Study:
             self.refit_final: bool = config.get("refit", False)
             self.ensemble_size: int = config.get("ensemble", 1)
             self.asynchronous: bool = config.get("asynchronous", False)
+            self.keep_final_only: bool = config.get("keep_final_only", False)
             self._configs = {name: config[name] for name in ("task", "space", "strategy", "trainer")}
             self._search = SearchConfig.from_study(config)
         except KeyError as exc:
@@ -331,6 +334,9 @@ class Study:
         if config.save_children and path is None:
             raise ArchsearchError("save_children: a study kept in memory has no folder to save children in")
         parts = config.build()
+        if parts.strategy.population and path is None:
+            raise ArchsearchError(f"strategy {parts.strategy.name}: saves every network it trains; a study kept in "
+                                  "memory has no folder for them (give the study a file)")  # fmt: skip
         task_config, task_data = None, None
         if parts.task is not None:
             task_config, task_data = stored_task(parts.task, keep_data=path is not None)
@@ -431,6 +437,8 @@ class Study:
                 except ArchsearchError as exc:
                     warnings.warn(f"{exc}; the study's model is its best network alone", stacklevel=2)
             self._test_score_or_none()  # unusable stored weights are said, not a failed run
+            if self.keep_final_only and best is not None:
+                keep_final_only(self, best.number)
         return best
 
     def _prepare_run(self, steps: int | None) -> tuple[int, dict[str, Any]] | None:
@@ -495,6 +503,7 @@ class Study:
         new state) is committed with the strategy's."""
         m = self.children_per_step
         archs = self.strategy.ask(m)
+        starts = self.strategy.starts() if self.strategy.population else None
         done = self._recorded(step, archs)
         seeds = {slot: child_seed(self.seed, step, slot) for slot in range(m)}
         sources = self.evaluator.plan(archs, [step * m + slot for slot in range(m)])
@@ -511,16 +520,20 @@ class Study:
             if slot not in done:
                 done[slot], best = self._record(step, slot, archs[slot], seeds[slot], result, best)
         if any(slot not in done for slot in evaluated):
-            jobs = self.executor.run(self.evaluator, [archs[s] for s in evaluated], [seeds[s] for s in evaluated])
+            sent = [archs[s] for s in evaluated] if starts is None else continued_jobs(self, archs, starts, evaluated)
+            jobs = self.executor.run(self.evaluator, sent, [seeds[s] for s in evaluated])
             for index, result in jobs:
                 slot = evaluated[index]
                 if slot not in done:
-                    done[slot], best = self._record(step, slot, archs[slot], seeds[slot], result, best)
+                    parent = None if starts is None else starts[slot].parent
+                    done[slot], best = self._record(step, slot, archs[slot], seeds[slot], result, best, parent=parent)
         for slot, source in sources.items():
             if slot not in done:
                 reused = self.evaluator.reused(source)
                 done[slot], best = self._record(step, slot, archs[slot], seeds[slot], reused, best, source)
         metrics = {**self.strategy.tell([_outcome(done[slot], self.goals) for slot in range(m)]), **(metrics or {})}
+        if starts is not None:
+            metrics["optimizer_resets"] = float(sum(resets(self, done[slot]) for slot in range(m)))
         self._storage.add_step(step, metrics, self.strategy.state_dict(), evaluator)
         mean = float(np.mean([done[slot].reward for slot in range(m)]))
         return best, StepInfo(step, self.steps, mean, best, metrics)
@@ -622,11 +635,16 @@ class Study:
         number: int | None = None,
         phase: str = "search",
         kind: str | None = None,
+        parent: int | None = None,
     ) -> tuple[Trial, Trial | None]:
         """Commit one trial (``cached_from``: the trial whose result it takes; ``number``: a derived or
-        retrained trial's, numbered on from the search's); it keeps its weights when it is the best so far."""
+        retrained trial's, numbered on from the search's; ``parent``: the trial whose weights it continued);
+        it keeps its weights when it is the best so far. A population's networks before its last step are
+        of kind ``proxy``: the final network is the study's pick."""
         if number is None:
             number = step * self.children_per_step + slot
+        if self.strategy.population:
+            kind = "final" if step == self.steps - 1 else "proxy"
         kind = kind or ("proxy" if self.shares_weights else "final")
         if result.status == "ok" and result.weights is not None and result.val_loss is None:
             result = self._with_validation_loss(arch, result)
@@ -637,6 +655,8 @@ class Study:
         ran = cached_from is None
         if self.save_children and result.weights is not None and ran:
             self._save_child(number, result.weights)
+            if self.strategy.population:
+                save_lineage(self, number, step, slot, arch, parent, result)
         trial = self._storage.add_trial(
             number,
             step,
@@ -650,6 +670,7 @@ class Study:
             workers=self.executor.workers if ran else None,
             phase=phase,
             kind=kind,
+            parent=parent,
         )
         self.evaluator.remember(number, arch, result)
         return trial, trial if better else best

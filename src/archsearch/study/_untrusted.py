@@ -38,19 +38,21 @@ class UnusableWeights(ArchsearchError):
     """Stored weights that cannot be read, or that do not fit their trial's architecture."""
 
 
-#: (table, columns) every study of schema 6 has; see :func:`required` for older ones
+#: (table, columns) every study of schema 7 has; see :func:`required` for older ones
 REQUIRED = {
     "meta": ("key", "value"),
     "trials": (
         *("number", "step", "slot", "architecture", "arch_hash", "status", "reward", "val_score", "error"),
         *("params", "epochs", "kept_epoch", "seconds", "seed", "val_curve", "train_loss", "cached_from"),
-        *("phase", "kind", "flops", "latency_ms", "latency_spread"),
+        *("phase", "kind", "flops", "latency_ms", "latency_spread", "parent"),
     ),
     "steps": ("step", "metrics"),
     "checkpoints": ("step", "state"),
     "models": ("number", "weights", "test_score", "refit_epochs", "refit_rows", "refit_weights", "refit_test_score"),
     "evaluator_state": ("step", "state"),
 }
+#: what schema 7 added: the trial whose weights a trial continued from (population strategies)
+_SINCE_7 = {"trials": ("parent",)}
 #: what schema 6 added: a trial's FLOPs and measured latency
 _SINCE_6 = {"trials": ("flops", "latency_ms", "latency_spread")}
 #: what schema 5 added: a trial's phase and kind, and the evaluator_state table
@@ -67,11 +69,15 @@ _BEFORE_4 = {"val_score": "val_accuracy", "test_score": "test_accuracy"}
 def required(version: int) -> dict[str, tuple[str, ...]]:
     """The tables and columns every study of schema ``version`` has: before schema 5, trials had no phase
     or kind; before schema 4, the scores had their old names and the models table no refit (a separate,
-    optional refits table held it); before schema 6, trials had no FLOPs or latency."""
-    if version >= 6:
+    optional refits table held it); before schema 6, trials had no FLOPs or latency; before 7, no parent."""
+    if version >= 7:
         return REQUIRED
-    before_6 = {table: tuple(c for c in columns if c not in _SINCE_6.get(table, ())) for table, columns in
+    before_7 = {table: tuple(c for c in columns if c not in _SINCE_7.get(table, ())) for table, columns in
                 REQUIRED.items()}  # fmt: skip
+    if version == 6:
+        return before_7
+    before_6 = {table: tuple(c for c in columns if c not in _SINCE_6.get(table, ())) for table, columns in
+                before_7.items()}  # fmt: skip
     if version == 5:
         return before_6
     before_5 = {
@@ -363,6 +369,9 @@ def trial_fields(row: sqlite3.Row, per_step: int, architectures: Architectures) 
     cached_from = row["cached_from"]
     if cached_from is not None and not (_count(cached_from) and cached_from < number):
         raise ValueError(f"cached_from {short(cached_from)} is not an earlier trial")
+    parent = get("parent")
+    if parent is not None and not (_count(parent) and parent < number):
+        raise ValueError(f"parent {short(parent)} is not an earlier trial")
     val_loss = get("val_loss")
     if val_loss is not None and not (type(val_loss) in (float, int) and val_loss >= 0):  # nan fails too
         raise ValueError(f"val_loss is not a non-negative number ({short(val_loss)})")
@@ -390,6 +399,7 @@ def trial_fields(row: sqlite3.Row, per_step: int, architectures: Architectures) 
         "val_curve": val_curve,
         "train_loss": train_loss,
         "cached_from": cached_from,
+        "parent": parent,
         "val_loss": None if val_loss is None else float(val_loss),
         "executor": executor,
         "workers": workers,

@@ -1,0 +1,204 @@
+"""MIHA: one network trained once, its settings changed as it trains.
+
+Instead of training many networks from scratch, MIHA trains one and, at set moments, tries a few
+alternatives of it, each trained on from the network's current weights; the best alternative carries
+on. The schedule, with the seed's names for its settings:
+
+1. the initial configuration trains ``m`` epochs from fresh weights;
+2. ``c`` cycles, each: ``pop_size`` alternatives of the current network, each changing one setting
+   (the optimizer, the activation of one randomly chosen layer, or the batch size; the three kinds
+   equally likely), each trained ``n`` epochs from the current weights; the fittest alternative then
+   trains ``k`` more epochs and becomes the current network;
+3. the current network trains ``m`` final epochs.
+
+One child per step, so the study runs ``2 + c * (pop_size + 1)`` steps and ``2m + c(pop_size * n + k)``
+epochs. An alternative whose optimizer differs from its parent's starts a new optimizer (its state
+re-created, which its saved JSON and the step's metrics record); otherwise the optimizer's state
+carries on with the weights.
+
+**Fitness** (``fitness="loss"``, the default), from the seed's two criteria, the last training loss
+and its rate of decrease: with the alternative's mean training loss ``l_1 .. l_n`` over its epochs and
+``l_0`` the current network's last one, ``s`` the least-squares slope of ``log l_i`` against the epoch
+``i``, the fitness is ``-(log l_n + k * s)``: minus the log-loss extrapolated over the ``k`` epochs the
+chosen alternative will train next. A low loss that still falls fast wins. ``fitness="val"`` ranks by
+the validation score of the alternative's last epoch instead. An alternative that diverged or failed
+is never chosen; when none succeeded, the current network trains on unchanged.
+
+The initial configuration is ``initial`` (an architecture's dict) or, by default, drawn from the space
+with the strategy's seed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from archsearch.errors import ArchsearchError
+from archsearch.space import Architecture, SearchSpace, SettingsArchitecture
+from archsearch.strategies._base import Outcome
+from archsearch.strategies._population import PopulationStrategy, Start, check_setting
+
+FITNESS = ("loss", "val")
+_KINDS = ("optimizer", "activation", "batch_size")
+
+
+class MIHA(PopulationStrategy):
+    """See the module docstring."""
+
+    name = "miha"
+    settings = ("m", "pop_size", "n", "k", "c", "fitness", "initial")
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        seed: int = 0,
+        m: int = 3,
+        pop_size: int = 4,
+        n: int = 1,
+        k: int = 2,
+        c: int = 5,
+        fitness: str = "loss",
+        initial: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(space, seed)
+        self.m = check_setting(self.name, "m", m, 1, 10_000)
+        self.pop_size = check_setting(self.name, "pop_size", pop_size, 1, 1_000)
+        self.n = check_setting(self.name, "n", n, 1, 10_000)
+        self.k = check_setting(self.name, "k", k, 1, 10_000)
+        self.c = check_setting(self.name, "c", c, 1, 1_000)
+        if fitness not in FITNESS:
+            raise ArchsearchError(f"strategy miha: fitness must be one of {', '.join(FITNESS)}, got {fitness!r:.40}")
+        self.fitness = fitness
+        self.initial = initial
+        if initial is not None:
+            try:
+                first = self.space.validate(Architecture.from_dict(initial))
+            except ArchsearchError as exc:
+                raise ArchsearchError(f"strategy miha: initial: {exc}") from None
+        else:
+            first = self.space.sample(self.rng)
+        self.told = 0
+        self.current: int | None = None  # the trial the network carries on from
+        self.current_arch: SettingsArchitecture = first  # type: ignore[assignment]
+        self.current_loss: float | None = None
+        self.alternatives: list[SettingsArchitecture] = []
+        self.scores: list[tuple[float | None, int | None]] = []  # (fitness, trial) per alternative told
+
+    @property
+    def width(self) -> int:
+        return 1
+
+    @property
+    def steps(self) -> int:
+        return 2 + self.c * (self.pop_size + 1)
+
+    def schedule(self) -> list[Start]:
+        cycle = [Start(None, self.n)] * self.pop_size + [Start(None, self.k)]
+        return [Start(None, self.m), *cycle * self.c, Start(None, self.m)]
+
+    def schedule_text(self) -> str:
+        return f"2 + c * (pop_size + 1) steps, c={self.c}, pop_size={self.pop_size}"
+
+    def phase(self, step: int) -> tuple[str, int, int]:
+        """``(what, cycle, alternative)`` of ``step``: ``initial``, ``alternative``, ``chosen`` or ``final``."""
+        if step == 0:
+            return "initial", -1, -1
+        if step == self.steps - 1:
+            return "final", self.c, -1
+        cycle, index = divmod(step - 1, self.pop_size + 1)
+        return ("chosen" if index == self.pop_size else "alternative"), cycle, index
+
+    def ask(self, n: int) -> list[Architecture]:
+        self._check_ask(n, self.told)
+        what, _, index = self.phase(self.told)
+        if what == "initial":
+            arch, start = self.current_arch, Start(None, self.m)
+        elif what == "final":
+            arch, start = self.current_arch, Start(self.current, self.m)
+        elif what == "alternative":
+            if index == 0:
+                self.alternatives = [self._alternative() for _ in range(self.pop_size)]
+            arch, start = self.alternatives[index], Start(self.current, self.n)
+        else:
+            picked = self._fittest()
+            if picked is None:  # no alternative succeeded: the current network trains on unchanged
+                arch, start = self.current_arch, Start(self.current, self.k)
+            else:
+                arch, start = self.alternatives[picked], Start(self.scores[picked][1], self.k)
+        self._starts = [start]
+        return [arch]
+
+    def _alternative(self) -> SettingsArchitecture:
+        """The current network with one setting changed: the optimizer, one layer's activation or the
+        batch size (a kind with one value to choose from is skipped)."""
+        arch = self.current_arch
+        layers = len(arch.network.layers)
+        kinds = [kind for kind in _KINDS if kind != "activation" or layers]
+        for _ in range(len(kinds) * 4):
+            kind = kinds[int(self.rng.integers(len(kinds)))]
+            what: str | int = int(self.rng.integers(layers)) if kind == "activation" else kind
+            value = self.other_value(arch, what)
+            if value is not None:
+                return self.changed(arch, what, value)
+        raise ArchsearchError("strategy miha: the space offers no other optimizer, activation or batch size")
+
+    def _fittest(self) -> int | None:
+        """The index of the fittest alternative that succeeded (the first of equals), or ``None``."""
+        told = [(f, -i) for i, (f, trial) in enumerate(self.scores) if f is not None and trial is not None]
+        return -max(told)[1] if told else None
+
+    def fitness_of(self, outcome: Outcome) -> float | None:
+        """See the module docstring; ``None`` for an alternative that did not succeed."""
+        if outcome.status != "ok":
+            return None
+        if self.fitness == "val":
+            return float(outcome.reward)
+        losses = [l for l in outcome.losses if math.isfinite(l)]
+        if not losses:
+            return None
+        curve = ([self.current_loss] if self.current_loss is not None else []) + losses
+        logs = np.log(np.maximum(curve, 1e-12))
+        slope = float(np.polyfit(np.arange(len(logs)), logs, 1)[0]) if len(logs) > 1 else 0.0
+        return -(float(logs[-1]) + self.k * slope)
+
+    def tell(self, outcomes: Sequence[Outcome]) -> dict[str, float]:
+        if len(outcomes) != 1:
+            raise ArchsearchError(f"strategy miha: told {len(outcomes)} outcomes, proposes one per step")
+        outcome = outcomes[0]
+        what, cycle, _ = self.phase(self.told)
+        metrics: dict[str, float] = {"mean_reward": float(outcome.reward), "cycle": float(cycle)}
+        if what == "alternative":
+            fitness = self.fitness_of(outcome)
+            self.scores.append((fitness, outcome.trial))
+            if fitness is not None:
+                metrics["fitness"] = fitness
+        elif outcome.status == "ok" and outcome.trial is not None:  # initial, chosen, final: the network
+            self.current, self.current_arch = outcome.trial, outcome.architecture  # type: ignore[assignment]
+            self.current_loss = outcome.losses[-1] if outcome.losses else None
+        if what == "chosen":
+            self.scores, self.alternatives = [], []
+        self.told += 1
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **self._rng_state(),
+            "told": self.told,
+            "current": self.current,
+            "current_arch": self.current_arch.to_json(),
+            "current_loss": self.current_loss,
+            "alternatives": [a.to_json() for a in self.alternatives],
+            "scores": [list(s) for s in self.scores],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._load_rng_state(state)
+        self.told = int(state["told"])
+        self.current = None if state["current"] is None else int(state["current"])
+        self.current_arch = self.space.validate(Architecture.from_json(state["current_arch"]))
+        self.current_loss = None if state["current_loss"] is None else float(state["current_loss"])
+        self.alternatives = [self.space.validate(Architecture.from_json(a)) for a in state["alternatives"]]
+        self.scores = [(None if f is None else float(f), None if t is None else int(t)) for f, t in state["scores"]]

@@ -1,0 +1,146 @@
+"""What a study does for a population strategy (MIHA, PBT): networks that continue earlier trials.
+
+Every trial's network is saved beside the study (``STUDY.children/``), as for ``save_children``:
+``N.safetensors`` (its weights, loadable with :meth:`Study.child_model`), ``N.optimizer.safetensors``
+(its optimizer's state, flat: see :mod:`archsearch.evaluation._continued`) and ``N.json`` (its settings,
+parent, epochs, and lineage: the trials from the first network to it). A child that continues trial
+``P`` starts from ``P``'s files; the optimizer's state only when the optimizer is the same (otherwise
+it is re-created, which ``N.json`` and the step's ``optimizer_resets`` metric record). The files are
+written before the trial is committed, so a study killed at any point resumes to the same lineage.
+With ``keep_final_only`` the finished study deletes every network's weights but its final one's,
+keeping the JSON files (the lineage stays readable).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from archsearch.errors import ArchsearchError
+from archsearch.evaluation import Result
+from archsearch.evaluation._continued import Continued
+from archsearch.space import Architecture
+from archsearch.study._untrusted import short
+
+if TYPE_CHECKING:
+    from archsearch.strategies import Start
+    from archsearch.study._storage import Trial
+    from archsearch.study._study import Study
+
+log = logging.getLogger("archsearch")
+#: the files a population study keeps per trial, beside its weights (``N.safetensors``)
+OPTIMIZER_SUFFIX, LINEAGE_SUFFIX = ".optimizer.safetensors", ".json"
+
+
+def continued_jobs(study: Study, archs: list[Architecture], starts: list[Start], slots: list[int]) -> list[Continued]:
+    """The jobs of ``slots``: each architecture with its parent's saved weights (and optimizer state,
+    when the optimizer is the same) and its epochs."""
+    jobs = []
+    for slot in slots:
+        arch, start = archs[slot], starts[slot]
+        if start.parent is None:
+            jobs.append(Continued(arch, start.epochs))
+            continue
+        parent = study._storage.trial(start.parent)
+        if parent is None or parent.status != "ok":
+            raise ArchsearchError(f"{study.path}: trial {start.parent}, which the next child continues, is not a "
+                                  "trained network in the study")  # fmt: skip
+        weights = _read(study, start.parent, ".safetensors", "weights")
+        same = getattr(parent.architecture, "optimizer_name", None) == getattr(arch, "optimizer_name", None)
+        state = _read(study, start.parent, OPTIMIZER_SUFFIX, "optimizer state") if same else None
+        jobs.append(Continued(arch, start.epochs, weights, state))
+    return jobs
+
+
+def _read(study: Study, number: int, suffix: str, what: str) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    file = _file(study, number, suffix)
+    if not file.exists():
+        raise ArchsearchError(f"{file}: the saved {what} of trial {number}, which the next child continues, are "
+                              "missing (deleted, or the study kept only its final network)")  # fmt: skip
+    try:
+        return load_file(str(file))
+    except Exception as exc:  # noqa: BLE001 -- safetensors raises its own error, OSError, ...: all mean unreadable
+        raise ArchsearchError(f"{file}: the saved {what} of trial {number} cannot be read ({short(str(exc))})") from None
+
+
+def _file(study: Study, number: int, suffix: str) -> Path:
+    assert study.children_dir is not None
+    return study.children_dir / f"{number}{suffix}"
+
+
+def save_lineage(study: Study, number: int, step: int, slot: int, arch: Architecture, parent: int | None,
+                 result: Result) -> None:  # fmt: skip
+    """Write trial ``number``'s optimizer state and JSON beside its weights (before it is committed)."""
+    from safetensors.torch import save_file
+
+    from archsearch.study._storage import StudyWriteError
+
+    reset = parent is not None and _optimizer_changed(study, parent, arch)
+    if reset:
+        log.info("trial %d: optimizer changed from trial %d's; its state is re-created", number, parent)
+    lineage = [*lineage_of(study, parent), number]
+    record = {
+        "trial": number, "step": step, "slot": slot, "parent": parent, "epochs": result.epochs,
+        "lineage": lineage, "architecture": arch.to_dict(), "settings": settings_of(arch),
+        "optimizer_state": "new" if parent is None or reset else "resumed", "status": result.status,
+        "val_score": result.val_score, "train_loss": result.train_loss, "val_curve": result.val_curve,
+    }  # fmt: skip
+    try:
+        if result.optimizer_state is not None:
+            partial = _file(study, number, OPTIMIZER_SUFFIX + ".partial")
+            save_file({k: v.contiguous() for k, v in result.optimizer_state.items()}, str(partial))
+            os.replace(partial, _file(study, number, OPTIMIZER_SUFFIX))
+        partial = _file(study, number, LINEAGE_SUFFIX + ".partial")
+        partial.write_text(json.dumps(record, indent=1))
+        os.replace(partial, _file(study, number, LINEAGE_SUFFIX))
+    except OSError as exc:
+        raise StudyWriteError(str(partial), exc.strerror or str(exc)) from None
+
+
+def _optimizer_changed(study: Study, parent: int, arch: Architecture) -> bool:
+    trial = study._storage.trial(parent)
+    return trial is None or getattr(trial.architecture, "optimizer_name", None) != getattr(arch, "optimizer_name", None)
+
+
+def resets(study: Study, trial: Trial) -> bool:
+    """Whether ``trial`` continued a network whose optimizer it changed (its state re-created)."""
+    return trial.parent is not None and _optimizer_changed(study, trial.parent, trial.architecture)
+
+
+def lineage_of(study: Study, number: int | None) -> list[int]:
+    """The trials from the first network to trial ``number``, following parents (empty for ``None``)."""
+    chain: list[int] = []
+    while number is not None and len(chain) <= study.steps:
+        chain.append(number)
+        trial = study._storage.trial(number)
+        number = None if trial is None else trial.parent
+    return chain[::-1]
+
+
+def settings_of(arch: Architecture) -> dict[str, Any]:
+    """The training settings of a settings member, flat: what the report draws over epochs."""
+    network = getattr(arch, "network", None)
+    return {
+        "optimizer": getattr(arch, "optimizer_name", None),
+        "lr": getattr(arch, "lr", None),
+        "batch_size": getattr(arch, "batch", None),
+        "activations": [a for _, a in network.layers] if network is not None else [],
+    }
+
+
+def keep_final_only(study: Study, keep: int) -> None:
+    """Delete every saved network's weights and optimizer state but trial ``keep``'s (JSON files stay)."""
+    folder = study.children_dir
+    if folder is None or not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        number, _, suffix = path.name.partition(".")
+        if number.isdigit() and int(number) != keep and f".{suffix}" in (".safetensors", OPTIMIZER_SUFFIX):
+            path.unlink(missing_ok=True)
