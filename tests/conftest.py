@@ -124,13 +124,17 @@ def faulty_evaluator(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201 -- the mo
 
 
 def downgrade(path, version: int, refits: bool = True) -> None:  # noqa: ANN001
-    """Rewrite a study file as an older archsearch wrote it: schema ``version`` (1 to 5); before 6, trials
-    had no FLOPs or latency; before 5, no phase or kind; before 4 the scores were not named for what they hold; schema 2 and 3 files have
+    """Rewrite a study file as an older archsearch wrote it: schema ``version`` (1 to 6); before 7, trials
+    had no parent; before 6, no FLOPs or latency; before 5, no phase or kind; before 4 the scores were not named for what they hold; schema 2 and 3 files have
     a refits table (``refits=False``: an early schema 2 file without one), schema 1 has no validation
     losses and neither has executors."""
     import sqlite3
 
     with sqlite3.connect(path) as db:
+        db.execute("ALTER TABLE trials DROP COLUMN parent")
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
+        if version == 6:
+            return
         for column in ("flops", "latency_ms", "latency_spread"):
             db.execute(f"ALTER TABLE trials DROP COLUMN {column}")
         db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))

@@ -160,7 +160,7 @@ REFUSALS = [
      "--workers: the inline executor runs in this process alone; use --executor process"),
     ({"steps": 0}, "steps: must be a positive integer, got 0", "--steps: must be a positive integer"),
     ({"seed": -1}, "seed: must be a non-negative integer, got -1", "--seed: must be a non-negative"),
-    ({"strategy": "annealing"}, "strategy: unknown strategy 'annealing' (known: evolution, nsga2, pareto-evolution, "
+    ({"strategy": "annealing"}, "strategy: unknown strategy 'annealing' (known: evolution, miha, nsga2, pareto-evolution, pbt, "
      "random, reinforce, tpe; a plugin adds one through the 'archsearch.strategies' entry-point group)", "--strategy: unknown strategy"),
 ]  # fmt: skip
 

@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_search_parser, _resume_parser, _trials_parser, _best_parser, _pareto_parser, _report_parser,
-                _export_parser, _compare_parser, _baseline_parser, _sample_parser):  # fmt: skip
+                _export_parser, _compare_parser, _baseline_parser, _sample_parser, _replay_parser):  # fmt: skip
         add(commands)
     return parser
 
@@ -432,6 +432,20 @@ def _trials_parser(commands: argparse._SubParsersAction) -> None:
     trials.add_argument("study", type=_path, help="study file")
     trials.add_argument("--top", type=_count, default=None, help="only the N best by reward (N up to 10**6)")
     trials.add_argument("--json", action="store_true", help="JSON instead of a table")
+
+
+def _replay_parser(commands: argparse._SubParsersAction) -> None:
+    replay = commands.add_parser(
+        "replay", help="train a found schedule of settings again, from scratch",
+        description="Train the schedule that `export` wrote for a miha or pbt study's network (schedule.json) "
+        "again from fresh weights, on the study's data: each piece of training continues the last one's weights "
+        "with its own optimizer, learning rate, batch size and activations. With the recorded seeds (the default) "
+        "it gives back the very network; --seed N draws new ones, to see whether the schedule, not luck, made it.",
+    )  # fmt: skip
+    replay.add_argument("schedule", type=_path, help="schedule.json from archsearch export")
+    replay.add_argument("--study", type=_path, required=True, help="the study whose data and trainer to use")
+    replay.add_argument("--seed", type=_seed, default=None, help="new seeds derived from N (default: the recorded ones)")
+    replay.add_argument("--json", action="store_true", help="JSON instead of text")
 
 
 def _best_parser(commands: argparse._SubParsersAction) -> None:
@@ -813,7 +827,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _one_line_warnings(args.command)
         handlers = {"search": _search, "resume": _resume, "trials": _trials, "best": _best, "compare": _compare}
         handler = {**handlers, "sample": _sample, "export": _export, "report": _report, "baseline": _baseline,
-                   "pareto": _pareto}  # fmt: skip
+                   "pareto": _pareto, "replay": _replay}  # fmt: skip
         return handler[args.command](args)
     except ArchsearchError as exc:
         print(f"{_prog(args)}: error: {_one_line(exc)}{_one_line(_resume_hint(args, exc))}", file=sys.stderr)
@@ -976,7 +990,7 @@ def _search_in(args: argparse.Namespace, config: SearchConfig, parts: Parts) -> 
     print(f"study: {study.path}  ({study.steps} steps x {study.children_per_step} children, seed {args.seed})")
     if isinstance(parts.task, FileTask) and parts.task.inferred:
         print(f"problem: {parts.task.problem} (inferred: {parts.task.inferred})")
-    if parts.strategy.population:
+    if parts.strategy.continues:
         print(f"schedule: {parts.strategy.name}, {study.steps} steps, {parts.strategy.epochs} training epochs in all; "
               "each network trains with its own optimizer, learning rate and batch size (docs/population.md)")
     elif parts.evaluator.name in ("serial", "batched"):
@@ -1452,6 +1466,34 @@ def _pareto(args: argparse.Namespace) -> int:
         table.add_row(str(t.number), str(t.architecture), *(shown.get(o.metric, str(getattr(t, o.metric)))
                                                              for o in objectives))  # fmt: skip
     Console(soft_wrap=True).print(table)
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from archsearch.study import Study
+    from archsearch.study._population import read_schedule, replay
+
+    with Study.open(args.study, readonly=True) as study:
+        pieces = read_schedule(args.schedule, study.space)
+        results = replay(pieces, study.evaluator, args.seed)
+        last = results[-1]
+        test = None
+        if last.status == "ok":
+            test = study.evaluator.model_test_score(study.evaluator.model(pieces[len(results) - 1][0], last.weights))
+    summary = {
+        "pieces": len(pieces), "trained": len(results), "epochs": sum(r.epochs for r in results),
+        "status": last.status, "error": last.error, "val_score": last.val_score, "test_score": test,
+        "val_scores": [r.val_score for r in results],
+    }  # fmt: skip
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        what = "recorded seeds" if args.seed is None else f"seeds from {args.seed}"
+        print(f"replayed {summary['trained']} of {len(pieces)} pieces, {summary['epochs']} epochs ({what})")
+        if last.status != "ok":
+            print(f"stopped: piece {len(results) - 1} {last.status}: {last.error}")
+        else:
+            print(f"val_{study.metric} {last.val_score:.4f}  test_{study.metric} {test:.4f}")
     return 0
 
 

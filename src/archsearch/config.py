@@ -456,7 +456,7 @@ class SearchConfig:
         strategy = self.build_strategy(space)
         if strategy.space != space:
             raise ArchsearchError(f"{names('strategy')}: its search space differs from the study's space")
-        if strategy.population:
+        if strategy.continues:
             self._population(strategy, evaluator, names)
         elif self.keep_final_only:
             raise ArchsearchError(f"{names('keep_final_only')}: keeps a population strategy's final network "

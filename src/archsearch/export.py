@@ -57,6 +57,8 @@ _CHUNK = 1024
 
 #: what :func:`export_best` writes into its folder (the last only with ONNX)
 EXPORT_FILES = ("weights.safetensors", "architecture.json", "model.py", "model.onnx")
+#: what a population study's export writes besides: the found schedule of training
+SCHEDULE_FILE = "schedule.json"
 #: what :func:`export_ensemble` writes beside its members' folders (the last only with ONNX)
 ENSEMBLE_FILES = ("ensemble.json", "model.py", "model.onnx")
 
@@ -83,7 +85,8 @@ def export_best(study: Any, out: Path, onnx: bool | None = None) -> dict[str, Pa
     _check_exportable(study, arch)
     _check_onnx(onnx)
     origin = source(study, best, study.test_score(), study.refit_summary())
-    return export_network(study.best_model(), arch, study.task, out, origin, onnx)
+    return _with_schedule(study, best.number, out, export_network(study.best_model(), arch, study.task, out, origin,
+                                                                   onnx))  # fmt: skip
 
 
 def export_trial(study: Any, number: int, out: Path, onnx: bool | None = None) -> dict[str, Path]:
@@ -93,7 +96,26 @@ def export_trial(study: Any, number: int, out: Path, onnx: bool | None = None) -
     trial, model = study.trial_model(number)
     _check_exportable(study, trial.architecture)
     origin = source(study, trial, study.evaluator.model_test_score(model), None)
-    return export_network(model, trial.architecture, study.task, out, origin, onnx)
+    return _with_schedule(study, number, out, export_network(model, trial.architecture, study.task, out, origin, onnx))
+
+
+def _with_schedule(study: Any, number: int, out: Path, paths: dict[str, Path]) -> dict[str, Path]:
+    """``paths``, and for a population study (MIHA, PBT) ``schedule.json``: the pieces of training that made
+    trial ``number``'s network, which ``archsearch replay`` trains again from scratch."""
+    if not _population(study):
+        return paths
+    from archsearch.study._population import schedule_of
+
+    path = out / SCHEDULE_FILE
+    path.write_text(json.dumps(schedule_of(study, number), indent=1))
+    return {**paths, SCHEDULE_FILE: path}
+
+
+def _population(study: Any) -> bool:
+    from archsearch.strategies import STRATEGIES
+
+    name = study.config["strategy"].get("name")
+    return name in STRATEGIES and getattr(STRATEGIES.lookup(name), "continues", False)
 
 
 def _check_exportable(study: Any, arch: Any) -> None:
@@ -112,7 +134,7 @@ def export_names(study: Any) -> list[str]:
     """What :func:`export_best` may write into its folder for ``study``."""
     members = study.ensemble_members()
     if members is None:
-        return list(EXPORT_FILES)
+        return [*EXPORT_FILES, SCHEDULE_FILE] if _population(study) else list(EXPORT_FILES)
     folders = [f"member-{position}" for position in range(1, len(members) + 1)]
     return [*ENSEMBLE_FILES, *(f"{folder}/{name}" for folder in folders for name in EXPORT_FILES)]
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from archsearch.errors import ArchsearchError
+from archsearch._population_report import lineage_section
 from archsearch.experiments._plots import _pyplot, plot_histogram
 
 MOVING_AVERAGE = 20
@@ -247,6 +248,27 @@ def front_section(study: Any, trials: list[Any], reference: Sequence[float] | No
     return f'{caption}<img alt="pareto front" src="{image}">{table}{more}'
 
 
+def _overview(study: Any, summary: dict[str, Any], steps: int, score: str, trials: int) -> str:
+    """The report's first section: what was searched and what it found."""
+    facts = {
+        "study": study.path or "(in memory)",
+        "task": study.task.name if study.task is not None else study.config["trainer"].get("benchmark"),
+        "strategy": study.config["strategy"]["name"],
+        "steps": f"{steps} of {study.steps} ({study.children_per_step} architectures each)",
+        "trials": trials,
+        "best architecture": summary.get("architecture"),
+        f"validation {score}": summary.get("val_score"),
+        f"test {score}": summary.get("test_score"),
+        "parameters": summary.get("params"),
+    }
+    if summary.get("ensemble"):
+        ensemble = summary["ensemble"]
+        members = ", ".join(str(number) for number in ensemble["members"])
+        facts["final model"] = f"the ensemble of {len(ensemble['members'])} best architectures (trials {members})"
+        facts[f"ensemble's test {score}"] = ensemble["test_score"]
+    return "<dl>" + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in facts.items()) + "</dl>"
+
+
 def render_report(study: Any, top: int = 10, sample: Any = None, reference: Sequence[float] | None = None) -> str:
     """The report as one HTML string (``reference``: the front's hypervolume reference point, one value per
     objective)."""
@@ -259,26 +281,7 @@ def render_report(study: Any, top: int = 10, sample: Any = None, reference: Sequ
     score = {"r2": "R²", "log_likelihood": "log-likelihood per word (minus the log of the perplexity)"}.get(
         study.metric, "accuracy"
     )
-    facts = {
-        "study": study.path or "(in memory)",
-        "task": study.task.name if study.task is not None else study.config["trainer"].get("benchmark"),
-        "strategy": study.config["strategy"]["name"],
-        "steps": f"{steps} of {study.steps} ({per_step} architectures each)",
-        "trials": len(trials),
-        "best architecture": summary.get("architecture"),
-        f"validation {score}": summary.get("val_score"),
-        f"test {score}": summary.get("test_score"),
-        "parameters": summary.get("params"),
-    }
-    if summary.get("ensemble"):
-        ensemble = summary["ensemble"]
-        members = ", ".join(str(number) for number in ensemble["members"])
-        facts["final model"] = f"the ensemble of {len(ensemble['members'])} best architectures (trials {members})"
-        facts[f"ensemble's test {score}"] = ensemble["test_score"]
-    overview = "<dl>" + "".join(
-        f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in facts.items()
-    ) + "</dl>"  # fmt: skip
-    sections.append(("overview", "Overview", overview))
+    sections.append(("overview", "Overview", _overview(study, summary, steps, score, len(trials))))
     if steps:
         step_rewards = rewards[: steps * per_step].reshape(steps, per_step).mean(1)
         sections.append(
@@ -306,6 +309,9 @@ def render_report(study: Any, top: int = 10, sample: Any = None, reference: Sequ
     front = front_section(study, trials, reference)
     if front is not None:
         sections.append(("front", "Accuracy and cost: the Pareto front", front))
+    lineage = lineage_section(study, trials, _figure, _png)
+    if lineage is not None:
+        sections.append(("lineage", "Lineage: one network's settings as it trained", lineage))
     phases = study.phases()
     if phases is not None:
         sections.append(("weight-sharing", "Weight sharing: search, derivation, retraining", _sharing(phases, score)))

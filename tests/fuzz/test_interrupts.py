@@ -72,6 +72,10 @@ SEARCHES = (
     ["search", "--strategy", "evolution", "--steps", "2", "--children-per-step", "2", "--asynchronous"],
     ["search", "--data", Ref("data"), "--target", "label", "--strategy", "tpe", "--steps", "2",
      "--children-per-step", "2"],
+    ["search", "--space", "settings", "--max-layers", "2", "--strategy", "pbt", "--strategy-settings",
+     "population_size=2,interval=1,rounds=2"],
+    ["search", "--space", "settings", "--max-layers", "2", "--strategy", "miha", "--strategy-settings",
+     "m=1,pop_size=1,n=1,k=1,c=1"],
 )
 
 

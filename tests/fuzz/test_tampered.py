@@ -33,7 +33,7 @@ EXAMPLES = 60
 TRIAL_COLUMNS = ("step", "slot", "architecture", "arch_hash", "arch_str", "status", "reward", "val_score", "error",
                  "params", "epochs", "kept_epoch", "seconds", "seed", "val_curve", "train_loss", "created",
                  "cached_from", "val_loss", "executor", "workers", "attempts", "number", "flops", "latency_ms",
-                 "latency_spread")
+                 "latency_spread", "parent")
 HOSTILE_VALUES = (None, "", "text", "{", "[]", "{}", "null", 2**63 - 1, -(2**63), -1, 0, 1e308, float("inf"),
                   float("-inf"), 1.5, b"\x00\xff", "ok", "failed", "nan", "[1e999]", '["a"]', "[" + "1," * 50 + "1]")
 META_VALUES = ("", "garbage", "{", "[]", "null", "999", "-1", "2", "4", "archsearch-study", "sqlite", "1e308", "{}")

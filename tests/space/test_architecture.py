@@ -47,7 +47,7 @@ def test_canonical_hash_is_stable_and_distinguishes():
         ('{"layers": []}', "'kind'"),
         ('{"kind": "transformer"}', "unknown kind 'transformer'"),
         ('{"kind": "mlp", "layers": [{"units": 0, "activation": "relu"}]}', "units must be >= 1"),
-        ('{"kind": "mlp", "layers": [{"units": 3, "activation": "gelu"}]}', "unknown activation 'gelu'"),
+        ('{"kind": "mlp", "layers": [{"units": 3, "activation": "swish"}]}', "unknown activation 'swish'"),
         ('{"kind": "mlp", "layers": [{"units": 3}]}', "malformed"),
     ],
 )

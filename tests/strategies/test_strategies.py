@@ -33,7 +33,7 @@ def with_tpe(names):
     return names
 
 
-ALL = sorted(name for name in STRATEGIES if not STRATEGIES.lookup(name).multi_objective)  # see test_multi_objective.py
+ALL = sorted(name for name in STRATEGIES if not (STRATEGIES.lookup(name).multi_objective or STRATEGIES.lookup(name).continues))  # see test_multi_objective.py and study/test_population.py
 
 
 def run_study(name: str, bench: TabularBenchmark, steps: int, per_step: int, seed: int = 0, **options) -> Study:

@@ -100,12 +100,12 @@ def test_a_new_best_replaces_the_model_and_its_refit(written):
     storage.close()
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5, 6])
 def test_an_older_file_reads_unchanged_and_upgrades_in_one_step(written, version):
     downgrade(written, version)
     old = layout(written)
-    assert old[0] == str(version) and "flops" not in old[2]
-    assert version == 5 or "kind" not in old[2] and "evaluator_state" not in old[1]
+    assert old[0] == str(version) and "parent" not in old[2] and (version == 6) == ("flops" in old[2])
+    assert version >= 5 or "kind" not in old[2] and "evaluator_state" not in old[1]
     assert version >= 4 or "val_accuracy" in old[2] and "test_accuracy" in old[3]
     before = sha(written)
     storage = Storage.open(written, readonly=True)
@@ -120,9 +120,10 @@ def test_an_older_file_reads_unchanged_and_upgrades_in_one_step(written, version
     storage.close()
     newest, tables, trials, models = layout(written)
     assert newest == "7" and "refits" not in tables and "evaluator_state" in tables
-    assert {"phase", "kind", "flops", "latency_ms", "latency_spread"} <= trials
+    assert {"phase", "kind", "flops", "latency_ms", "latency_spread", "parent"} <= trials
     with contextlib.closing(Storage.open(written, readonly=True)) as upgraded:
-        assert {(t.phase, t.kind, t.flops, t.latency_ms) for t in upgraded.trials()} == {("search", "final", None, None)}
+        assert {(t.phase, t.kind, t.flops if version < 6 else None, t.latency_ms, t.parent)
+                for t in upgraded.trials()} == {("search", "final", None, None, None)}  # fmt: skip
     assert "val_score" in trials and "val_accuracy" not in trials and "executor" in trials
     assert {"test_score", "refit_epochs", "refit_rows", "refit_weights", "refit_test_score"} <= models
     storage = Storage.open(written, readonly=True)
@@ -159,7 +160,7 @@ def tamper(path, statement: str) -> None:  # noqa: ANN001
         ("ALTER TABLE trials RENAME COLUMN val_score TO val_accuracy", "'trials' table has no 'val_score' column"),
         ("ALTER TABLE models RENAME COLUMN test_score TO test_accuracy", "'models' table has no 'test_score' column"),
         ("ALTER TABLE models DROP COLUMN refit_weights", "'models' table has no 'refit_weights' column"),
-        ("UPDATE meta SET value = '7' WHERE key = 'schema_version'", "schema version 7, this archsearch reads 1 to 6"),
+        ("UPDATE meta SET value = '8' WHERE key = 'schema_version'", "schema version 8, this archsearch reads 1 to 7"),
     ],
 )
 def test_a_layout_that_is_not_its_schemas_is_refused_with_one_line(written, statement, says):

@@ -204,7 +204,7 @@ def test_trial_rows_are_complete(tmp_path, moons):
     assert all(
         value is not None
         for name, value in zip(trial.__dataclass_fields__, astuple(trial))
-        if name not in ("error", "cached_from", "latency_ms", "latency_spread")
+        if name not in ("error", "cached_from", "latency_ms", "latency_spread", "parent")
     )
     assert trial.epochs == len(trial.train_loss) == len(trial.val_curve) == 4
 

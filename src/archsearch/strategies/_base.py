@@ -79,8 +79,8 @@ class Strategy(ABC):
     #: reward alone; a study gives it objectives or refuses to start (NSGA-II, Pareto evolution).
     multi_objective: ClassVar[bool] = False
     #: True for a population strategy (MIHA, PBT): each proposal also names the trial whose weights it
-    #: continues from and the epochs it trains (:meth:`PopulationStrategy.starts`).
-    population: ClassVar[bool] = False
+    #: continues and the epochs it trains (:meth:`PopulationStrategy.starts`).
+    continues: ClassVar[bool] = False
 
     def __init__(self, space: SearchSpace, seed: int = 0) -> None:
         self.space = space

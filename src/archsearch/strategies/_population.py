@@ -44,7 +44,7 @@ class Start:
 class PopulationStrategy(Strategy):
     """Base class of MIHA and PBT: proposals that continue from earlier trials' weights."""
 
-    population: ClassVar[bool] = True
+    continues: ClassVar[bool] = True
     #: the strategy's own settings, as ``(name, low, high)`` for integers (``high`` None: no bound)
     settings: ClassVar[tuple[str, ...]] = ()
 

@@ -51,7 +51,7 @@ def continued_jobs(study: Study, archs: list[Architecture], starts: list[Start],
             raise ArchsearchError(f"{study.path}: trial {start.parent}, which the next child continues, is not a "
                                   "trained network in the study")  # fmt: skip
         weights = _read(study, start.parent, ".safetensors", "weights")
-        same = getattr(parent.architecture, "optimizer_name", None) == getattr(arch, "optimizer_name", None)
+        same = not _optimizer_differs(parent.architecture, arch)
         state = _read(study, start.parent, OPTIMIZER_SUFFIX, "optimizer state") if same else None
         jobs.append(Continued(arch, start.epochs, weights, state))
     return jobs
@@ -106,7 +106,11 @@ def save_lineage(study: Study, number: int, step: int, slot: int, arch: Architec
 
 def _optimizer_changed(study: Study, parent: int, arch: Architecture) -> bool:
     trial = study._storage.trial(parent)
-    return trial is None or getattr(trial.architecture, "optimizer_name", None) != getattr(arch, "optimizer_name", None)
+    return trial is None or _optimizer_differs(trial.architecture, arch)
+
+
+def _optimizer_differs(a: Architecture, b: Architecture) -> bool:
+    return getattr(a, "optimizer_name", None) != getattr(b, "optimizer_name", None)
 
 
 def resets(study: Study, trial: Trial) -> bool:
@@ -144,3 +148,78 @@ def keep_final_only(study: Study, keep: int) -> None:
         number, _, suffix = path.name.partition(".")
         if number.isdigit() and int(number) != keep and f".{suffix}" in (".safetensors", OPTIMIZER_SUFFIX):
             path.unlink(missing_ok=True)
+
+
+# -- the found schedule: exported with the final network, replayable from scratch ---------------------------
+
+SCHEDULE_FORMAT = "archsearch-schedule"
+_MAX_PIECES = 100_000
+
+
+def schedule_of(study: Study, number: int) -> dict[str, Any]:
+    """The pieces of training that made trial ``number``'s network, first to last: each trial of its
+    lineage with its settings, epochs and seed."""
+    pieces = []
+    for trial in (study._storage.trial(n) for n in lineage_of(study, number)):
+        assert trial is not None
+        pieces.append({"trial": trial.number, "architecture": trial.architecture.to_dict(), "epochs": trial.epochs,
+                       "seed": trial.seed, "settings": settings_of(trial.architecture)})  # fmt: skip
+    return {"format": SCHEDULE_FORMAT, "version": 1, "strategy": study.config["strategy"]["name"], "trial": number,
+            "epochs": sum(p["epochs"] for p in pieces), "pieces": pieces}  # fmt: skip
+
+
+def read_schedule(path: Path, space: Any) -> list[tuple[Architecture, int, int]]:
+    """``(architecture, epochs, seed)`` per piece of a schedule file, every field checked against ``space``."""
+    from archsearch import _limits as limits
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ArchsearchError(f"{path}: not a readable schedule ({short(str(exc))})") from None
+    if not isinstance(data, dict) or data.get("format") != SCHEDULE_FORMAT or data.get("version") != 1:
+        raise ArchsearchError(f"{path}: not an archsearch schedule (format {SCHEDULE_FORMAT!r}, version 1)")
+    pieces = data.get("pieces")
+    if not isinstance(pieces, list) or not 1 <= len(pieces) <= _MAX_PIECES:
+        raise ArchsearchError(f"{path}: pieces must be a list of 1 to {_MAX_PIECES} pieces of training")
+    read = []
+    for index, piece in enumerate(pieces):
+        where = f"{path}: piece {index}"
+        if not isinstance(piece, dict):
+            raise ArchsearchError(f"{where}: expected an object, got {type(piece).__name__}")
+        try:
+            arch = space.validate(Architecture.from_dict(piece.get("architecture")))
+            epochs = limits.integer("epochs", piece.get("epochs"), 1, 10_000)
+            seed = limits.seed("seed", piece.get("seed"))
+        except ArchsearchError as exc:
+            raise ArchsearchError(f"{where}: {exc}") from None
+        if index and _widths(arch) != _widths(read[-1][0]):
+            raise ArchsearchError(f"{where}: its layers differ from the previous piece's; the weights would not fit")
+        read.append((arch, epochs, seed))
+    return read
+
+
+def replay(pieces: list[tuple[Architecture, int, int]], trainer: Any, seed: int | None = None) -> list[Result]:
+    """Train the pieces of a schedule one after another from fresh weights, each continuing the last
+    one's weights (and its optimizer's state when the optimizer stays the same); ``seed``: every piece's
+    seed derived from it, instead of the recorded ones (which give back the very network). Stops at a
+    piece that does not finish (its result says why)."""
+    import numpy as np
+
+    from archsearch.evaluation._continued import train_continued
+
+    results: list[Result] = []
+    weights = state = None
+    previous: Architecture | None = None
+    for index, (arch, epochs, recorded) in enumerate(pieces):
+        piece_seed = recorded if seed is None else int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+        same = previous is not None and not _optimizer_differs(previous, arch)
+        result = train_continued(trainer, Continued(arch, epochs, weights, state if same else None), piece_seed)
+        results.append(result)
+        if result.status != "ok":
+            break
+        weights, state, previous = result.weights, result.optimizer_state, arch
+    return results
+
+
+def _widths(arch: Architecture) -> list[int]:
+    return [units for units, _ in arch.network.layers]

@@ -334,7 +334,7 @@ class Study:
         if config.save_children and path is None:
             raise ArchsearchError("save_children: a study kept in memory has no folder to save children in")
         parts = config.build()
-        if parts.strategy.population and path is None:
+        if parts.strategy.continues and path is None:
             raise ArchsearchError(f"strategy {parts.strategy.name}: saves every network it trains; a study kept in "
                                   "memory has no folder for them (give the study a file)")  # fmt: skip
         task_config, task_data = None, None
@@ -503,7 +503,7 @@ class Study:
         new state) is committed with the strategy's."""
         m = self.children_per_step
         archs = self.strategy.ask(m)
-        starts = self.strategy.starts() if self.strategy.population else None
+        starts = self.strategy.starts() if getattr(self.strategy, "continues", False) else None
         done = self._recorded(step, archs)
         seeds = {slot: child_seed(self.seed, step, slot) for slot in range(m)}
         sources = self.evaluator.plan(archs, [step * m + slot for slot in range(m)])
@@ -643,7 +643,7 @@ class Study:
         of kind ``proxy``: the final network is the study's pick."""
         if number is None:
             number = step * self.children_per_step + slot
-        if self.strategy.population:
+        if getattr(self.strategy, "continues", False):
             kind = "final" if step == self.steps - 1 else "proxy"
         kind = kind or ("proxy" if self.shares_weights else "final")
         if result.status == "ok" and result.weights is not None and result.val_loss is None:
@@ -655,7 +655,7 @@ class Study:
         ran = cached_from is None
         if self.save_children and result.weights is not None and ran:
             self._save_child(number, result.weights)
-            if self.strategy.population:
+            if getattr(self.strategy, "continues", False):
                 save_lineage(self, number, step, slot, arch, parent, result)
         trial = self._storage.add_trial(
             number,

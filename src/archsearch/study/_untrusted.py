@@ -366,12 +366,8 @@ def trial_fields(row: sqlite3.Row, per_step: int, architectures: Architectures) 
     error = row["error"]
     if error is not None and not isinstance(error, str):
         raise ValueError(f"error is {type(error).__name__}, not text")
-    cached_from = row["cached_from"]
-    if cached_from is not None and not (_count(cached_from) and cached_from < number):
-        raise ValueError(f"cached_from {short(cached_from)} is not an earlier trial")
-    parent = get("parent")
-    if parent is not None and not (_count(parent) and parent < number):
-        raise ValueError(f"parent {short(parent)} is not an earlier trial")
+    cached_from, parent = (_earlier(name, value, number) for name, value in
+                           (("cached_from", row["cached_from"]), ("parent", get("parent"))))  # fmt: skip
     val_loss = get("val_loss")
     if val_loss is not None and not (type(val_loss) in (float, int) and val_loss >= 0):  # nan fails too
         raise ValueError(f"val_loss is not a non-negative number ({short(val_loss)})")
@@ -408,6 +404,13 @@ def trial_fields(row: sqlite3.Row, per_step: int, architectures: Architectures) 
         "kind": kind,
         **_costs(get("flops"), get("latency_ms"), get("latency_spread")),
     }
+
+
+def _earlier(name: str, value: Any, number: int) -> int | None:
+    """A column that names an earlier trial (or holds NULL)."""
+    if value is not None and not (_count(value) and value < number):
+        raise ValueError(f"{name} {short(value)} is not an earlier trial")
+    return value
 
 
 def _costs(flops: Any, latency: Any, spread: Any) -> dict[str, Any]:
