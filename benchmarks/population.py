@@ -91,32 +91,60 @@ def diabetes(split_seed: int = 0) -> Task:
                                "target_std": float(y_std)})  # fmt: skip
 
 
+def gap(seed: int = 0) -> Task:
+    """A synthetic gap-filling task: y = sin(3x) + 0.3x + N(0, 0.1^2) for x uniform in [-3, 3]. Training and
+    validation rows (800 / 200) come from outside the gap 0.5 <= x <= 1.5; the 200 test rows lie inside it,
+    so the test MSE measures how well the network fills the gap. Target standardised on the training rows."""
+    rng = np.random.default_rng(seed)
+
+    def rows(n: int, inside: bool) -> tuple[np.ndarray, np.ndarray]:
+        x = rng.uniform(0.5, 1.5, n) if inside else rng.choice(np.concatenate([rng.uniform(-3, 0.5, 4 * n),
+                                                                                 rng.uniform(1.5, 3, 2 * n)]), n)  # fmt: skip
+        return x, np.sin(3 * x) + 0.3 * x + rng.normal(0, 0.1, n)
+
+    (xa, ya), (xb, yb), (xc, yc) = rows(800, False), rows(200, False), rows(200, True)
+    mean, std = ya.mean(), ya.std()
+
+    def t(values: np.ndarray, column: bool) -> torch.Tensor:
+        return torch.tensor(values[:, None] if column else values, dtype=torch.float32)
+
+    return Task("gap", t(xa, True), t((ya - mean) / std, False), t(xb, True), t((yb - mean) / std, False),
+                t(xc, True), t((yc - mean) / std, False), 0, config={"name": "gap"}, problem="regression",
+                preprocessing={"features": ["x"], "target_mean": float(mean), "target_std": float(std)})  # fmt: skip
+
+
 def run_search(task: Task, folder: Path, name: str, strategy: dict[str, Any], seed: int, space: dict,
                training: TrainConfig, **fields: Any) -> dict[str, Any]:  # fmt: skip
     """One search; its final network's test score, epochs and wall time."""
     start = time.perf_counter()
     config = SearchConfig(task=task, space=space, strategy=strategy, seed=seed, executor="process", workers=2,
                           evaluator=SerialTrainer(task, training), **fields)  # fmt: skip
-    with Study.create(folder / f"{name}-s{seed}.db", config) as study:
-        study.run(progress=False)
-        seconds = time.perf_counter() - start
-        best = study.best()
-        epochs = sum(t.epochs for t in study.trials())
-        return {"strategy": name, "seed": seed, "test_score": study.test_score(), "val_score": best.val_score,
-                "architecture": str(best.architecture), "epochs": epochs, "seconds": seconds,
-                "trials": len(study.trials()), "study": study}  # fmt: skip
+    study = Study.create(folder / f"{name}-s{seed}.db", config)  # the caller closes it
+    study.run(progress=False)
+    seconds = time.perf_counter() - start
+    best = study.best()
+    epochs = sum(t.epochs for t in study.trials())
+    return {"strategy": name, "seed": seed, "test_score": study.test_score(), "val_score": best.val_score,
+            "architecture": str(best.architecture), "epochs": epochs, "seconds": seconds,
+            "trials": len(study.trials()), "study": study}  # fmt: skip
+
+
+#: --scale 4: about four times the epochs (450 each)
+SCALED = {4: ({**MIHA, "c": 40}, {"population_size": 10, "interval": 3, "rounds": 15}, 75)}
 
 
 def mnist(args: argparse.Namespace) -> None:
     task = flat_mnist()
+    miha, pbt, children = SCALED.get(args.scale, (MIHA, PBT, TPE_CHILDREN))
     rows, runs = [], []
     fixed = TrainConfig(max_epochs=TPE_EPOCHS, patience=TPE_EPOCHS, reward_window=1, reward_power=1.0)
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
             searches = [
-                ("miha", {"name": "miha", **MIHA, "initial": MNIST_INITIAL}, {}),
-                ("pbt", {"name": "pbt", **PBT}, {}),
-                ("tpe", "tpe", {"steps": TPE_CHILDREN // 2, "children_per_step": 2}),
+                ("miha", {"name": "miha", **miha, "initial": MNIST_INITIAL}, {}),
+                ("miha-val", {"name": "miha", **miha, "initial": MNIST_INITIAL, "fitness": "val"}, {}),
+                ("pbt", {"name": "pbt", **pbt}, {}),
+                ("tpe", "tpe", {"steps": children // 2 + children % 2, "children_per_step": 2 - children % 2}),
             ]
             for name, strategy, fields in searches:
                 run = run_search(task, Path(tmp), name, strategy, seed, MNIST_SPACE, fixed, **fields)
@@ -124,15 +152,16 @@ def mnist(args: argparse.Namespace) -> None:
                 runs.append(run)
                 print(f"{name} seed {seed}: test {run['test_score']:.4f}, {run['epochs']} epochs, "
                       f"{run['seconds']:.1f} s: {run['architecture']}", flush=True)  # fmt: skip
-    for name in ("miha", "pbt", "tpe"):
+    for name in ("miha", "miha-val", "pbt", "tpe"):
         mine = [r for r in runs if r["strategy"] == name]
         tests = [r["test_score"] for r in mine]
         rows.append([name, statistics.mean(tests), statistics.stdev(tests) if len(tests) > 1 else 0.0,
                      min(tests), max(tests), mine[0]["epochs"], statistics.mean(r["seconds"] for r in mine)])  # fmt: skip
-    report("population_mnist", "mnist-5k, a feed-forward network: test accuracy at equal epochs",
+    report("population_mnist" + ("" if args.scale == 1 else f"_x{args.scale}"),
+           "mnist-5k, a feed-forward network: test accuracy at equal epochs",
            ["strategy", "test acc. mean", "std", "min", "max", "epochs", "wall s (mean)"], rows,
-           {"space": MNIST_SPACE, "miha": MIHA, "miha_initial": MNIST_INITIAL, "pbt": PBT,
-            "tpe": {"children": TPE_CHILDREN, "epochs": TPE_EPOCHS}, "runs": runs})  # fmt: skip
+           {"space": MNIST_SPACE, "miha": miha, "miha_initial": MNIST_INITIAL, "pbt": pbt,
+            "tpe": {"children": children, "epochs": TPE_EPOCHS}, "runs": runs})  # fmt: skip
 
 
 def _mse(model: torch.nn.Module, task: Task) -> float:
@@ -142,7 +171,7 @@ def _mse(model: torch.nn.Module, task: Task) -> float:
 
 
 def regression(args: argparse.Namespace) -> None:
-    task = diabetes()
+    task = {"diabetes": diabetes, "gap": gap}[args.task]()
     space = SettingsSpace(**{k: v for k, v in REGRESSION_SPACE.items() if k != "kind"})
     initial = space.validate(SettingsArchitecture._from_dict(REGRESSION_INITIAL))
     assert isinstance(initial, SettingsArchitecture) and isinstance(initial.network, MLPArchitecture)
@@ -151,30 +180,36 @@ def regression(args: argparse.Namespace) -> None:
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
-            strategy = {"name": "miha", **REGRESSION_MIHA, "initial": REGRESSION_INITIAL}
-            run = run_search(task, Path(tmp), "miha", strategy, seed, REGRESSION_SPACE, training)
-            study = run.pop("study")
-            final = study.best()
-            lineage = sum(t.epochs for t in study.trials() if t.number in _lineage(study, final.number))
-            miha_mse = _mse(study.child_model(final.number), task)
-            study.close()
+            miha_mse = {}
+            for fitness in ("loss", "val"):
+                strategy = {"name": "miha", **REGRESSION_MIHA, "initial": REGRESSION_INITIAL, "fitness": fitness}
+                run = run_search(task, Path(tmp), f"miha-{fitness}", strategy, seed, REGRESSION_SPACE, training)
+                study = run.pop("study")
+                final = study.best()
+                lineage = sum(t.epochs for t in study.trials() if t.number in _lineage(study, final.number))
+                miha_mse[fitness] = _mse(study.child_model(final.number), task)
+                study.close()
             mses = {}
             for label, epochs in (("lineage", lineage), ("total", run["epochs"])):
                 result = train_continued(trainer, Continued(initial, epochs), seed)
                 model = initial.build(task.in_features, 1)
                 model.load_state_dict(result.weights)
                 mses[label] = _mse(model, task)
-            runs.append({**run, "lineage_epochs": lineage, "miha_mse": miha_mse, "initial_mse_at_lineage":
-                         mses["lineage"], "initial_mse_at_total": mses["total"]})  # fmt: skip
-            print(f"seed {seed}: MIHA {miha_mse:.3f} ({lineage} epochs on its lineage, {run['epochs']} in all); "
-                  f"initial unchanged {mses['lineage']:.3f} / {mses['total']:.3f}: {run['architecture']}", flush=True)  # fmt: skip
+            runs.append({**run, "lineage_epochs": lineage, "miha_mse": miha_mse["loss"], "miha_val_mse": miha_mse["val"],
+                         "initial_mse_at_lineage": mses["lineage"], "initial_mse_at_total": mses["total"]})  # fmt: skip
+            print(f"seed {seed}: MIHA {miha_mse['loss']:.3f} (fitness val: {miha_mse['val']:.3f}; {lineage} epochs on "
+                  f"its lineage, {run['epochs']} in all); initial unchanged {mses['lineage']:.3f} / "
+                  f"{mses['total']:.3f}", flush=True)  # fmt: skip
     rows = [[label, statistics.mean(r[key] for r in runs), min(r[key] for r in runs), max(r[key] for r in runs)]
-            for label, key in (("MIHA's network", "miha_mse"),
+            for label, key in (("MIHA's network (fitness loss)", "miha_mse"),
+                               ("MIHA's network (fitness val)", "miha_val_mse"),
                                ("initial, unchanged, lineage epochs", "initial_mse_at_lineage"),
                                ("initial, unchanged, all MIHA's epochs", "initial_mse_at_total"))]  # fmt: skip
-    report("population_regression", "diabetes (standardised): test MSE, MIHA against the initial configuration",
+    name = "population_regression" + ("" if args.task == "diabetes" else f"_{args.task}")
+    report(name, f"{args.task} (standardised): test MSE, MIHA against the initial configuration",
            ["network", "test MSE mean", "min", "max"], rows,
-           {"space": REGRESSION_SPACE, "miha": REGRESSION_MIHA, "initial": REGRESSION_INITIAL, "runs": runs})
+           {"task": args.task, "space": REGRESSION_SPACE, "miha": REGRESSION_MIHA, "initial": REGRESSION_INITIAL,
+            "runs": runs})  # fmt: skip
 
 
 def _lineage(study: Study, number: int) -> list[int]:
@@ -187,6 +222,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("what", choices=("mnist", "regression"))
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--task", choices=("diabetes", "gap"), default="diabetes", help="regression: the task")
+    parser.add_argument("--scale", type=int, choices=(1, 4), default=1, help="mnist: the budget, times 120 epochs "
+                        "(4: 450 epochs)")
     args = parser.parse_args()
     {"mnist": mnist, "regression": regression}[args.what](args)
 
