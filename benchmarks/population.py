@@ -144,7 +144,8 @@ def mnist(args: argparse.Namespace) -> None:
                 ("miha", {"name": "miha", **miha, "initial": MNIST_INITIAL}, {}),
                 ("miha-val", {"name": "miha", **miha, "initial": MNIST_INITIAL, "fitness": "val"}, {}),
                 ("pbt", {"name": "pbt", **pbt}, {}),
-                ("tpe", "tpe", {"steps": children // 2 + children % 2, "children_per_step": 2 - children % 2}),
+                ("tpe", "tpe", {"steps": children // 2, "children_per_step": 2} if children % 2 == 0 else
+                 {"steps": children, "children_per_step": 1}),
             ]
             for name, strategy, fields in searches:
                 run = run_search(task, Path(tmp), name, strategy, seed, MNIST_SPACE, fixed, **fields)

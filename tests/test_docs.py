@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from archsearch import _limits as limits
+from archsearch.strategies._population import MAX_CYCLES, MAX_PIECE_EPOCHS, MAX_POPULATION
+from archsearch.study._population import MAX_PIECES
 from archsearch._objectives import MAX_COUNT_LIMIT, MAX_LATENCY_MS
 from archsearch.cli import build_parser
 from archsearch.space import _formula as formula
@@ -72,6 +74,9 @@ def test_the_limits_page_states_the_bounds_the_code_enforces() -> None:
         "a PTB text file": f"{MAX_TEXT_BYTES >> 30} GiB",
         "a formula (`--activation`, `--update-rule`, a study's component architecture)": f"{formula.MAX_TEXT} characters, "
         f"{formula.MAX_DEPTH} levels deep, {formula.MAX_NODES} operations; a fixed child of {MAX_CHILD_LAYERS} layers",
+        "`--strategy-settings` of miha and pbt": f"epochs of a piece (m, n, k, interval) {power(MAX_PIECE_EPOCHS)}; "
+        f"pop_size, population_size {power(MAX_POPULATION)}; c, rounds {power(MAX_CYCLES)}; quantile above 0 to 0.5, "
+        f"resample 0 to 1; a schedule file {power(MAX_PIECES)} pieces",
     }
     assert rows == expected
 

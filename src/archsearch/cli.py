@@ -232,6 +232,10 @@ def _space_arguments(search: argparse.ArgumentParser) -> None:
         f"{limits.MAX_HIDDEN_SIZE})",
     )  # fmt: skip
     search.add_argument(
+        "--optimizers", type=_names, default=None, metavar="NAME,...",
+        help="--space settings: the optimizers to choose from (default: sgd,adam,adamw,adadelta,rmsprop,adagrad)",
+    )  # fmt: skip
+    search.add_argument(
         "--max-layers",
         type=_layers,
         default=None,
@@ -919,6 +923,14 @@ def _training(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in _TRAINING if getattr(args, name, None) is not None}
 
 
+def _names(text: str) -> list[str]:
+    """``NAME,...``: names separated by commas."""
+    names = [part.strip() for part in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected names separated by commas, got {text!r:.60}")
+    return names
+
+
 def _strategy_settings(text: str) -> dict[str, int | float | str]:
     """``KEY=VALUE,...``: each value an integer, a number or a word."""
     settings: dict[str, int | float | str] = {}
@@ -948,6 +960,7 @@ def _search_config(args: argparse.Namespace) -> SearchConfig:
 
     same = ("task", "target", "problem", "split", "split_seed", "benchmark", "noisy", "space", "max_layers", "hidden",
             "strategy", "controller_lr", "entropy_weight", "advantage", "curriculum", "device", "executor", "workers",
+            "optimizers",
             "retries", "address", "steps", "children_per_step", "seed", "reuse_evaluations", "save_children", "refit",
             "ensemble", "asynchronous", "objectives", "max_params", "max_flops", "max_latency_ms", "cost_target",
             "cost_weight", "latency", "keep_final_only")  # fmt: skip

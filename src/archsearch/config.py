@@ -50,6 +50,7 @@ from archsearch.space import (
 )
 from archsearch.space._cells import MAX_DAG_NODES
 from archsearch.space._architecture import BATCHED_ACTIVATIONS
+from archsearch.space._settings import OPTIMIZERS
 from archsearch.strategies import STRATEGIES, Strategy
 from archsearch.tasks import IMAGE_TASKS, TEXT_TASKS, Task, from_file, get_task
 
@@ -80,7 +81,7 @@ _CONTROLLER = {"controller_lr": "lr", "entropy_weight": "entropy_weight", "advan
                "curriculum": "curriculum"}  # fmt: skip
 _FLAGS = ("reuse_evaluations", "save_children", "refit", "asynchronous", "keep_final_only")
 #: the fields that describe the space, which a tabular benchmark brings with it
-_SPACE_FIELDS = ("curriculum", "space", "max_layers", "skips", "batch_norm")
+_SPACE_FIELDS = ("curriculum", "space", "max_layers", "skips", "batch_norm", "optimizers")
 
 Names = Callable[[str], str]
 
@@ -134,6 +135,7 @@ class SearchConfig:
     noisy: bool = False
     space: str | dict[str, Any] | SearchSpace | None = None
     max_layers: int | None = None
+    optimizers: list[str] | None = None
     hidden: int | None = None
     skips: bool = True
     batch_norm: bool = True
@@ -347,6 +349,14 @@ class SearchConfig:
                                   f"{names('evaluator')} language")  # fmt: skip
         if kind in OWN_TRAINING_SPACES:
             self._check_component(kind, names)
+        if self.optimizers is not None:
+            if kind != "settings":
+                raise ArchsearchError(f"{names('optimizers')}: the optimizers of the settings space "
+                                      f"({names('space')} settings), not of the {kind} space")  # fmt: skip
+            unknown = [o for o in self.optimizers if o not in OPTIMIZERS]
+            if unknown or not self.optimizers or len(set(self.optimizers)) != len(self.optimizers):
+                why = f"unknown {unknown[0]!r:.40}" if unknown else "need distinct names"
+                raise ArchsearchError(f"{names('optimizers')}: {why} (known: {', '.join(OPTIMIZERS)})")
         if kind in ("mlp", "settings") and images:
             raise ArchsearchError(f"{names('space')} {kind}: task {task!r} is images; search it with {names('space')} cnn")
         if kind == "cnn" and not images:
@@ -518,7 +528,7 @@ class SearchConfig:
         if kind in COMPONENT_SPACES:
             return COMPONENT_SPACES[kind](child="cnn" if _is_images(task) else "mlp")
         if kind == "settings":
-            return SettingsSpace(max_layers=self.max_layers or 5)
+            return SettingsSpace(optimizers=self.optimizers or tuple(OPTIMIZERS), max_layers=self.max_layers or 5)
         if kind == "dag-cell":
             return DagCellSpace(nodes=self.max_layers or 8, hidden=self.hidden or 128)
         if kind == "tree-cell":

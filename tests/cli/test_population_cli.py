@@ -15,11 +15,11 @@ MIHA = ("--space", "settings", "--max-layers", "2", "--strategy", "miha", "--str
 
 def test_a_miha_search_its_lineage_export_and_replay(tmp_path, run):
     searched = run("search", *MIHA, "--study", "m.db", "--quiet", cwd=tmp_path, check=True)
-    assert "8 steps x 1 children" in searched.stdout and "schedule: miha, 8 steps, 12 training epochs" in searched.stdout
+    assert "8 steps x 1 children" in searched.stdout and "schedule: miha, 8 steps, 10 training epochs" in searched.stdout
     trials = json.loads(run("trials", "m.db", "--json", cwd=tmp_path, check=True).stdout)
     assert [t["parent"] for t in trials][:3] == [None, 0, 0] and len(trials) == 8
     best = json.loads(run("best", "m.db", "--json", cwd=tmp_path, check=True).stdout)
-    assert best["number"] == 7
+    assert best["trial"] == 7
     run("report", "m.db", "-o", "m.html", cwd=tmp_path, check=True)
     assert 'id="lineage"' in (tmp_path / "m.html").read_text()
     run("export", "m.db", "--out", "out", "--no-onnx", cwd=tmp_path, check=True)
@@ -40,7 +40,7 @@ def test_a_pbt_search_keeps_only_its_final_network(tmp_path, run):
         "process", "--workers", "2", cwd=tmp_path, check=True)  # fmt: skip
     best = json.loads(run("best", "p.db", "--json", cwd=tmp_path, check=True).stdout)
     weights = sorted(p.name for p in (tmp_path / "p.db.children").glob("*.safetensors"))
-    assert weights == [f"{best['number']}.optimizer.safetensors", f"{best['number']}.safetensors"]
+    assert weights == [f"{best['trial']}.optimizer.safetensors", f"{best['trial']}.safetensors"]
     assert len(list((tmp_path / "p.db.children").glob("*.json"))) == 6
 
 

@@ -39,7 +39,14 @@ import numpy as np
 from archsearch.errors import ArchsearchError
 from archsearch.space import Architecture, SearchSpace, SettingsArchitecture
 from archsearch.strategies._base import Outcome
-from archsearch.strategies._population import PopulationStrategy, Start, check_setting
+from archsearch.strategies._population import (
+    MAX_CYCLES,
+    MAX_PIECE_EPOCHS,
+    MAX_POPULATION,
+    PopulationStrategy,
+    Start,
+    check_setting,
+)
 
 FITNESS = ("loss", "val")
 _KINDS = ("optimizer", "activation", "batch_size")
@@ -64,11 +71,11 @@ class MIHA(PopulationStrategy):
         initial: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(space, seed)
-        self.m = check_setting(self.name, "m", m, 1, 10_000)
-        self.pop_size = check_setting(self.name, "pop_size", pop_size, 1, 1_000)
-        self.n = check_setting(self.name, "n", n, 1, 10_000)
-        self.k = check_setting(self.name, "k", k, 1, 10_000)
-        self.c = check_setting(self.name, "c", c, 1, 1_000)
+        self.m = check_setting(self.name, "m", m, 1, MAX_PIECE_EPOCHS)
+        self.pop_size = check_setting(self.name, "pop_size", pop_size, 1, MAX_POPULATION)
+        self.n = check_setting(self.name, "n", n, 1, MAX_PIECE_EPOCHS)
+        self.k = check_setting(self.name, "k", k, 1, MAX_PIECE_EPOCHS)
+        self.c = check_setting(self.name, "c", c, 1, MAX_CYCLES)
         if fitness not in FITNESS:
             raise ArchsearchError(f"strategy miha: fitness must be one of {', '.join(FITNESS)}, got {fitness!r:.40}")
         self.fitness = fitness

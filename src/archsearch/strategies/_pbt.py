@@ -23,7 +23,15 @@ from typing import Any
 from archsearch.errors import ArchsearchError
 from archsearch.space import Architecture, SearchSpace, SettingsArchitecture
 from archsearch.strategies._base import Outcome
-from archsearch.strategies._population import PopulationStrategy, Start, check_real, check_setting
+from archsearch.strategies._population import (
+    MAX_CYCLES,
+    MAX_PIECE_EPOCHS,
+    MAX_POPULATION,
+    PopulationStrategy,
+    Start,
+    check_real,
+    check_setting,
+)
 
 
 class PBT(PopulationStrategy):
@@ -43,9 +51,9 @@ class PBT(PopulationStrategy):
         resample: float = 0.25,
     ) -> None:
         super().__init__(space, seed)
-        self.population_size = check_setting(self.name, "population_size", population_size, 2, 1_000)
-        self.interval = check_setting(self.name, "interval", interval, 1, 10_000)
-        self.rounds = check_setting(self.name, "rounds", rounds, 1, 10_000)
+        self.population_size = check_setting(self.name, "population_size", population_size, 2, MAX_POPULATION)
+        self.interval = check_setting(self.name, "interval", interval, 1, MAX_PIECE_EPOCHS)
+        self.rounds = check_setting(self.name, "rounds", rounds, 1, MAX_CYCLES)
         self.quantile = check_real(self.name, "quantile", quantile, 0.0, 0.5)
         if self.quantile == 0.0:
             raise ArchsearchError(f"strategy pbt: quantile must be above 0 (the share that exploits), got {quantile}")

@@ -25,6 +25,7 @@ from archsearch.errors import ArchsearchError
 from archsearch.evaluation import Result
 from archsearch.evaluation._continued import Continued
 from archsearch.space import Architecture
+from archsearch.strategies._population import MAX_PIECE_EPOCHS
 from archsearch.study._untrusted import short
 
 if TYPE_CHECKING:
@@ -153,7 +154,7 @@ def keep_final_only(study: Study, keep: int) -> None:
 # -- the found schedule: exported with the final network, replayable from scratch ---------------------------
 
 SCHEDULE_FORMAT = "archsearch-schedule"
-_MAX_PIECES = 100_000
+MAX_PIECES = 10**5
 
 
 def schedule_of(study: Study, number: int) -> dict[str, Any]:
@@ -179,8 +180,8 @@ def read_schedule(path: Path, space: Any) -> list[tuple[Architecture, int, int]]
     if not isinstance(data, dict) or data.get("format") != SCHEDULE_FORMAT or data.get("version") != 1:
         raise ArchsearchError(f"{path}: not an archsearch schedule (format {SCHEDULE_FORMAT!r}, version 1)")
     pieces = data.get("pieces")
-    if not isinstance(pieces, list) or not 1 <= len(pieces) <= _MAX_PIECES:
-        raise ArchsearchError(f"{path}: pieces must be a list of 1 to {_MAX_PIECES} pieces of training")
+    if not isinstance(pieces, list) or not 1 <= len(pieces) <= MAX_PIECES:
+        raise ArchsearchError(f"{path}: pieces must be a list of 1 to {MAX_PIECES} pieces of training")
     read = []
     for index, piece in enumerate(pieces):
         where = f"{path}: piece {index}"
@@ -188,7 +189,7 @@ def read_schedule(path: Path, space: Any) -> list[tuple[Architecture, int, int]]
             raise ArchsearchError(f"{where}: expected an object, got {type(piece).__name__}")
         try:
             arch = space.validate(Architecture.from_dict(piece.get("architecture")))
-            epochs = limits.integer("epochs", piece.get("epochs"), 1, 10_000)
+            epochs = limits.integer("epochs", piece.get("epochs"), 1, MAX_PIECE_EPOCHS)
             seed = limits.seed("seed", piece.get("seed"))
         except ArchsearchError as exc:
             raise ArchsearchError(f"{where}: {exc}") from None
