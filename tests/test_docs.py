@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from archsearch import _limits as limits
-from archsearch.strategies._population import MAX_CYCLES, MAX_PIECE_EPOCHS, MAX_POPULATION
-from archsearch.study._population import MAX_PIECES
 from archsearch._objectives import MAX_COUNT_LIMIT, MAX_LATENCY_MS
 from archsearch.cli import build_parser
 from archsearch.space import _formula as formula
 from archsearch.space._cells import MAX_DAG_NODES, MAX_TREE_LEAVES
 from archsearch.space._components import MAX_CHILD_LAYERS
+from archsearch.strategies._population import MAX_CYCLES, MAX_PIECE_EPOCHS, MAX_POPULATION
+from archsearch.study._population import MAX_PIECES
 from archsearch.tasks._text import MAX_TEXT_BYTES
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -48,8 +48,8 @@ from archsearch.space import (
     TreeCellSpace,
     UpdateRuleSpace,
 )
-from archsearch.space._cells import MAX_DAG_NODES
 from archsearch.space._architecture import BATCHED_ACTIVATIONS
+from archsearch.space._cells import MAX_DAG_NODES
 from archsearch.space._settings import OPTIMIZERS
 from archsearch.strategies import STRATEGIES, Strategy
 from archsearch.tasks import IMAGE_TASKS, TEXT_TASKS, Task, from_file, get_task

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from archsearch.errors import ArchsearchError
 from archsearch._population_report import lineage_section
+from archsearch.errors import ArchsearchError
 from archsearch.experiments._plots import _pyplot, plot_histogram
 
 MOVING_AVERAGE = 20

@@ -90,3 +90,9 @@ def test_a_damaged_schedule_is_one_line(tmp_path, run, damage, needle):
     damaged = damage(schedule)
     (tmp_path / "bad.json").write_text(damaged if isinstance(damaged, str) else json.dumps(damaged))
     one_line_error(run("replay", "bad.json", "--study", "m.db", cwd=tmp_path), needle)
+
+
+def test_compare_refuses_a_population_strategy_it_would_budget_in_queries(tmp_path, run):
+    one_line_error(run("compare", "--task", "moons", "--space", "settings", "--strategies", "miha,tpe", "--budget",
+                       "10", "--quiet", cwd=tmp_path), "strategies: miha sets its own budget")  # fmt: skip
+    assert not (tmp_path / "runs").exists()

@@ -219,3 +219,12 @@ def test_the_settings_space_takes_a_learning_rate_between_its_values():
     assert space.validate(arch) == arch and space.decode(space.encode(arch)).lr == 0.01
     with pytest.raises(ArchsearchError, match="not in"):
         space.validate(SettingsArchitecture(MLPArchitecture(((8, "tanh"),)), "adam", 0.5, 64))
+
+
+def test_pbt_records_the_same_lineage_inline_and_on_worker_processes(tmp_path, moons):
+    runs = []
+    for name, executor in (("inline.db", None), ("process.db", {"name": "process", "workers": 2})):
+        with Study.create(tmp_path / name, config(moons, PBT, executor=executor)) as study:
+            study.run(progress=False)
+            runs.append([key(t) for t in study.trials()])
+    assert runs[0] == runs[1] and len(runs[0]) == 12

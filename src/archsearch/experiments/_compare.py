@@ -420,6 +420,10 @@ def _check_arguments(
     if unknown or not strategies:
         known = ", ".join(STRATEGIES)
         raise ArchsearchError(f"strategies: unknown strategy {unknown[0] if unknown else '(none)'!r} (known: {known})")
+    population = [s for s in strategies if getattr(STRATEGIES.lookup(s), "continues", False)]
+    if population:
+        raise ArchsearchError(f"strategies: {population[0]} sets its own budget, a schedule of training epochs, not "
+                              "a number of queries; compare it at equal epochs as benchmarks/population.py does")  # fmt: skip
     if seeds < 1 or budget < 1 or per_step < 1:
         raise ArchsearchError("compare: seeds, budget and children per step must be positive")
     if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or not 0 <= tolerance < math.inf:

@@ -24,7 +24,6 @@ from archsearch.space import Architecture, SearchSpace, SettingsArchitecture, Se
 from archsearch.space._architecture import MLPArchitecture
 from archsearch.strategies._base import Strategy
 
-
 #: bounds of the population strategies' settings: epochs of one piece of training (m, n, k, interval),
 #: members or alternatives (pop_size, population_size), cycles or rounds (c, rounds)
 MAX_PIECE_EPOCHS, MAX_POPULATION, MAX_CYCLES = 10**4, 1000, 10**4

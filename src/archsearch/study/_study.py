@@ -48,8 +48,8 @@ from archsearch.evaluation import (
 from archsearch.execution import Executor, build_executor
 from archsearch.space import Architecture, SearchSpace
 from archsearch.strategies import Outcome, Strategy
-from archsearch.study._population import continued_jobs, keep_final_only, resets, save_lineage
 from archsearch.study._phases import check_shared_run, phases_summary, run_shared
+from archsearch.study._population import continued_jobs, keep_final_only, resets, save_lineage
 from archsearch.study._progress import progress_for
 from archsearch.study._storage import RunLock, Storage, Trial, rank
 from archsearch.study._untrusted import UnusableWeights, fitting, short
