@@ -480,9 +480,17 @@ class SearchConfig:
         if evaluator.name != "serial":
             raise ArchsearchError(f"{names('evaluator')} {evaluator.name}: the {strategy.name} strategy continues "
                                   f"training networks, which {names('evaluator')} serial does")  # fmt: skip
-        if getattr(evaluator.config, "folds", 1) > 1:
+        training = evaluator.config
+        if training.folds > 1:
             raise ArchsearchError(f"folds: the {strategy.name} strategy continues one network's training; it cannot "
                                   "cross-validate")  # fmt: skip
+        for field_, given, why in (("device", training.device != "cpu", "trains on the CPU"),
+                                   ("time_limit", training.time_limit is not None, "trains each piece its epochs")):  # fmt: skip
+            if given:
+                raise ArchsearchError(f"{names(field_)}: the {strategy.name} strategy {why} (see docs/population.md)")
+        if strategy.steps > limits.MAX_STEPS:
+            raise ArchsearchError(f"strategy {strategy.name}: its schedule of {strategy.steps:,} steps is more than "
+                                  f"{limits.MAX_STEPS:,} ({strategy.schedule_text()})")  # fmt: skip
         for flag, why in (("reuse_evaluations", "every child continues its own weights"),
                           ("refit", "its network is its schedule of training, not one from scratch"),
                           ("ensemble", "its network is its schedule of training, not one from scratch")):  # fmt: skip

@@ -228,3 +228,93 @@ def test_pbt_records_the_same_lineage_inline_and_on_worker_processes(tmp_path, m
             study.run(progress=False)
             runs.append([key(t) for t in study.trials()])
     assert runs[0] == runs[1] and len(runs[0]) == 12
+
+
+def test_a_population_study_runs_its_schedule_no_more_and_no_less(tmp_path, moons):
+    with Study.create(tmp_path / "m.db", config(moons, MIHA)) as study:
+        for steps in (3, 12):
+            with pytest.raises(ArchsearchError, match=f"^steps: the miha strategy's schedule has 10 steps .*got {steps}"):
+                study.run(steps=steps, progress=False)
+        assert study.trials() == [] and study.steps == 10
+        study.run(progress=False)
+        assert [t.kind for t in study.trials()].count("final") == 1
+
+
+def test_miha_changes_only_the_settings_the_space_lets_it_change(tmp_path, moons):
+    narrow = {**SPACE, "optimizers": ["adam"], "activations": ["tanh"], "batch_sizes": [32, 64]}
+    strategy = {**MIHA, "c": 3, "pop_size": 4}
+    with Study.create(tmp_path / "m.db", SearchConfig(task=moons, space=narrow, strategy=strategy, seed=3)) as study:
+        study.run(progress=False)
+        trials = study.trials()
+    alternatives = [t for t in trials if study.strategy.phase(t.step)[0] == "alternative"]
+    assert len(alternatives) == 12 and all(t.architecture.batch != trials[t.parent].architecture.batch
+                                           for t in alternatives)  # fmt: skip
+    nothing = {**narrow, "batch_sizes": [32]}
+    with pytest.raises(ArchsearchError, match="strategy miha: the space offers no other optimizer"):
+        Study.create(tmp_path / "n.db", SearchConfig(task=moons, space=nothing, strategy=MIHA))
+
+
+def _tamper_checkpoint(path, change):
+    state_blob = sqlite3.connect(path).execute("SELECT state FROM checkpoints").fetchone()[0]
+    import io
+
+    state = torch.load(io.BytesIO(state_blob), weights_only=True)
+    change(state)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE checkpoints SET state = ?", (buffer.getvalue(),))
+
+
+@pytest.mark.parametrize(
+    ("strategy", "change"),
+    [(MIHA, lambda s: s.update(alternatives=[])), (MIHA, lambda s: s.update(told=-1)),
+     (MIHA, lambda s: s.update(current_loss=float("nan"))), (PBT, lambda s: s.update(members=[])),
+     (PBT, lambda s: s.update(told=2))],
+)  # fmt: skip
+def test_a_tampered_population_checkpoint_is_one_line(tmp_path, moons, strategy, change):
+    crashing = crashing_trainer(SerialTrainer, 6)(moons, TrainConfig())
+    study = Study.create(tmp_path / "s.db", config(moons, strategy, crashing))
+    with pytest.raises(Crash):
+        study.run(progress=False)
+    study.close()
+    _tamper_checkpoint(tmp_path / "s.db", change)
+    with Study.open(tmp_path / "s.db") as reopened, pytest.raises(ArchsearchError, match="does not fit the study's strategy"):
+        reopened.run(progress=False)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "damage", "needle"),
+    [(".optimizer.safetensors", lambda t: {**t, "0.exp_avg": torch.zeros(3)}, "0.exp_avg is torch.float32 of shape"),
+     (".optimizer.safetensors", lambda t: {k: v for k, v in t.items() if k != "1.step"}, "no entry '1.step'"),
+     (".optimizer.safetensors", lambda t: {**t, "0.exp_avg": torch.full_like(t["0.exp_avg"], float("nan"))},
+      "not finite"),
+     (".safetensors", lambda t: {**t, "0.weight": torch.zeros(1, 1)}, "do not fit its network")],
+)  # fmt: skip
+def test_a_damaged_parent_file_is_one_line_not_a_failed_child(tmp_path, moons, suffix, damage, needle):
+    from safetensors.torch import save_file
+
+    adam = {**SPACE, "optimizers": ["adam"]}
+    crashing = crashing_trainer(SerialTrainer, 1)(moons, TrainConfig())
+    study = Study.create(tmp_path / "s.db", SearchConfig(task=moons, space=adam, strategy=MIHA, seed=3,
+                                                          evaluator=crashing))  # fmt: skip
+    with pytest.raises(Crash):
+        study.run(progress=False)
+    study.close()
+    file = tmp_path / "s.db.children" / f"0{suffix}"
+    save_file(damage(load_file(str(file))), str(file))
+    with Study.open(tmp_path / "s.db") as reopened:
+        with pytest.raises(ArchsearchError, match=needle):
+            reopened.run(progress=False)
+        assert len(reopened.trials()) == 1
+
+
+def test_export_of_a_study_missing_a_trial_of_the_lineage_is_one_line(tmp_path, moons):
+    from archsearch.study._population import schedule_of
+
+    with Study.create(tmp_path / "m.db", config(moons, MIHA)) as study:
+        study.run(progress=False)
+    with sqlite3.connect(tmp_path / "m.db") as db:
+        db.execute("DELETE FROM trials WHERE number = 4")
+    with Study.open(tmp_path / "m.db", readonly=True) as study, pytest.raises(ArchsearchError, match="missing"):
+        schedule_of(study, 9)

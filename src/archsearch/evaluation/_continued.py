@@ -73,6 +73,26 @@ def load_flat_state(optimizer: torch.optim.Optimizer, flat: dict[str, torch.Tens
     optimizer.load_state_dict({"state": state, "param_groups": groups})
 
 
+def state_mismatch(optimizer: torch.optim.Optimizer, flat: dict[str, torch.Tensor]) -> str | None:
+    """Why ``flat`` is not a state of ``optimizer`` (whose parameters it takes one zero step on, to learn the
+    names, shapes and types its state has), or ``None`` when it is one with finite values."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            param.grad = torch.zeros_like(param)
+    optimizer.step()
+    expected = {key: (tuple(t.shape), t.dtype) for key, t in flat_state(optimizer).items()}
+    given = {key: (tuple(t.shape), t.dtype) for key, t in flat.items()}
+    if set(given) != set(expected):
+        odd = sorted(set(given) ^ set(expected))[0]
+        return f"{'unexpected' if odd in given else 'no'} entry {odd!r:.40}"
+    for key, layout in given.items():
+        if layout != expected[key]:
+            return f"{key} is {layout[1]} of shape {layout[0]}, expected {expected[key][1]} of shape {expected[key][0]}"
+        if flat[key].is_floating_point() and not torch.isfinite(flat[key]).all():
+            return f"{key} holds values that are not finite"
+    return None
+
+
 def train_continued(trainer: Any, job: Continued, seed: int) -> Result:
     """Train ``job`` with ``trainer``'s task and config (a serial trainer's); see the module docstring."""
     from archsearch.evaluation._serial import _finite_copy, _seed_dropout

@@ -87,6 +87,9 @@ class MIHA(PopulationStrategy):
                 raise ArchsearchError(f"strategy miha: initial: {exc}") from None
         else:
             first = self.space.sample(self.rng)
+        if not self._kinds(first):  # type: ignore[arg-type]
+            raise ArchsearchError("strategy miha: the space offers no other optimizer, activation or batch size to "
+                                  "try; give it more than one of some")  # fmt: skip
         self.told = 0
         self.current: int | None = None  # the trial the network carries on from
         self.current_arch: SettingsArchitecture = first  # type: ignore[assignment]
@@ -138,19 +141,20 @@ class MIHA(PopulationStrategy):
         self._starts = [start]
         return [arch]
 
+    def _kinds(self, arch: SettingsArchitecture) -> list[str]:
+        """The kinds of change the space allows ``arch``: a kind with one value to choose from is left out."""
+        layers = len(arch.network.layers)
+        return [kind for kind in _KINDS if len(self.choices(0 if kind == "activation" else kind)) > 1
+                and (kind != "activation" or layers)]  # fmt: skip
+
     def _alternative(self) -> SettingsArchitecture:
         """The current network with one setting changed: the optimizer, one layer's activation or the
-        batch size (a kind with one value to choose from is skipped)."""
+        batch size, each kind the space allows equally likely."""
         arch = self.current_arch
-        layers = len(arch.network.layers)
-        kinds = [kind for kind in _KINDS if kind != "activation" or layers]
-        for _ in range(len(kinds) * 4):
-            kind = kinds[int(self.rng.integers(len(kinds)))]
-            what: str | int = int(self.rng.integers(layers)) if kind == "activation" else kind
-            value = self.other_value(arch, what)
-            if value is not None:
-                return self.changed(arch, what, value)
-        raise ArchsearchError("strategy miha: the space offers no other optimizer, activation or batch size")
+        kinds = self._kinds(arch)
+        kind = kinds[int(self.rng.integers(len(kinds)))]
+        what: str | int = int(self.rng.integers(len(arch.network.layers))) if kind == "activation" else kind
+        return self.changed(arch, what, self.other_value(arch, what))
 
     def _fittest(self) -> int | None:
         """The index of the fittest alternative that succeeded (the first of equals), or ``None``."""
@@ -209,3 +213,18 @@ class MIHA(PopulationStrategy):
         self.current_loss = None if state["current_loss"] is None else float(state["current_loss"])
         self.alternatives = [self.space.validate(Architecture.from_json(a)) for a in state["alternatives"]]
         self.scores = [(None if f is None else float(f), None if t is None else int(t)) for f, t in state["scores"]]
+        self._check_state()
+
+    def _check_state(self) -> None:
+        """A state read back must be one the schedule reaches (``ValueError``: the study says where)."""
+        if not 0 <= self.told <= self.steps:
+            raise ValueError(f"'told' is {self.told}, not a step of the schedule's {self.steps}")
+        if self.current_loss is not None and not math.isfinite(self.current_loss):
+            raise ValueError(f"'current_loss' is {self.current_loss}, not a finite number")
+        what, _, index = self.phase(self.told) if self.told < self.steps else ("final", 0, 0)
+        told = index if what == "alternative" else self.pop_size if what == "chosen" else 0
+        if len(self.scores) != told or len(self.alternatives) != (self.pop_size if told else 0):
+            raise ValueError(f"{len(self.alternatives)} alternatives and {len(self.scores)} scores do not fit step "
+                             f"{self.told} of the schedule")  # fmt: skip
+        if any(f is not None and not math.isfinite(f) for f, _ in self.scores):
+            raise ValueError("a fitness in 'scores' is not a finite number")

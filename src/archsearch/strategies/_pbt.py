@@ -142,3 +142,7 @@ class PBT(PopulationStrategy):
         self.told = int(state["told"])
         self.members = [(None if t is None else int(t), self.space.validate(Architecture.from_json(a)), float(s),
                          bool(ok)) for t, a, s, ok in state["members"]]  # fmt: skip
+        if not 0 <= self.told <= self.rounds or len(self.members) != (self.population_size if self.told else 0):
+            raise ValueError(f"{len(self.members)} members after {self.told} rounds do not fit the schedule")
+        if not all(math.isfinite(score) for _, _, score, _ in self.members):
+            raise ValueError("a member's score is not a finite number")

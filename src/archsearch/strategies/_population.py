@@ -49,7 +49,7 @@ class PopulationStrategy(Strategy):
     """Base class of MIHA and PBT: proposals that continue from earlier trials' weights."""
 
     continues: ClassVar[bool] = True
-    #: the strategy's own settings, as ``(name, low, high)`` for integers (``high`` None: no bound)
+    #: the names of the strategy's own settings (its constructor's arguments besides the space and seed)
     settings: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, space: SearchSpace, seed: int = 0) -> None:

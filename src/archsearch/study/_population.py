@@ -23,7 +23,7 @@ import torch
 
 from archsearch.errors import ArchsearchError
 from archsearch.evaluation import Result
-from archsearch.evaluation._continued import Continued
+from archsearch.evaluation._continued import Continued, state_mismatch
 from archsearch.space import Architecture
 from archsearch.strategies._population import MAX_PIECE_EPOCHS
 from archsearch.study._untrusted import short
@@ -36,6 +36,18 @@ if TYPE_CHECKING:
 log = logging.getLogger("archsearch")
 #: the files a population study keeps per trial, beside its weights (``N.safetensors``)
 OPTIMIZER_SUFFIX, LINEAGE_SUFFIX = ".optimizer.safetensors", ".json"
+
+
+def check_population_run(study: Study, steps: int | None) -> None:
+    """A population study runs its strategy's schedule, no more and no less (before anything is written)."""
+    strategy = study.strategy
+    for budget, what in ((steps, "steps"), (study.steps, f"{study.path}: the study's steps")):
+        if budget is not None and budget != strategy.steps:
+            raise ArchsearchError(f"{what}: the {strategy.name} strategy's schedule has {strategy.steps} steps "
+                                  f"({strategy.schedule_text()}), got {budget}")  # fmt: skip
+    if study.children_per_step != strategy.width:
+        raise ArchsearchError(f"{study.path}: the study's children_per_step ({study.children_per_step}) is not the "
+                              f"{strategy.name} strategy's {strategy.width}")  # fmt: skip
 
 
 def continued_jobs(study: Study, archs: list[Architecture], starts: list[Start], slots: list[int]) -> list[Continued]:
@@ -54,8 +66,28 @@ def continued_jobs(study: Study, archs: list[Architecture], starts: list[Start],
         weights = _read(study, start.parent, ".safetensors", "weights")
         same = not _optimizer_differs(parent.architecture, arch)
         state = _read(study, start.parent, OPTIMIZER_SUFFIX, "optimizer state") if same else None
+        _check_fits(study, start.parent, arch, weights, state)
         jobs.append(Continued(arch, start.epochs, weights, state))
     return jobs
+
+
+def _check_fits(study: Study, number: int, arch: Architecture, weights: dict, state: dict | None) -> None:
+    """Trial ``number``'s saved weights (and optimizer state) fit ``arch``'s network, or one line naming the file:
+    files are input, and a child must not fail on a damaged parent."""
+    task = study.task
+    model = arch.build(task.in_features, task.out_features)
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, TypeError) as exc:
+        file = _file(study, number, ".safetensors")
+        raise ArchsearchError(f"{file}: the saved weights of trial {number} do not fit its network "
+                              f"({short(str(exc))})") from None  # fmt: skip
+    if state is not None:
+        why = state_mismatch(arch.optimizer(model.parameters(), 0.001, 0.0, 0), state)
+        if why is not None:
+            file = _file(study, number, OPTIMIZER_SUFFIX)
+            raise ArchsearchError(f"{file}: the saved optimizer state of trial {number} does not fit its network "
+                                  f"({why})")  # fmt: skip
 
 
 def _read(study: Study, number: int, suffix: str, what: str) -> dict[str, torch.Tensor]:
@@ -79,6 +111,7 @@ def _file(study: Study, number: int, suffix: str) -> Path:
 def save_lineage(study: Study, number: int, step: int, slot: int, arch: Architecture, parent: int | None,
                  result: Result) -> None:  # fmt: skip
     """Write trial ``number``'s optimizer state and JSON beside its weights (before it is committed)."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     from archsearch.study._storage import StudyWriteError
@@ -93,16 +126,17 @@ def save_lineage(study: Study, number: int, step: int, slot: int, arch: Architec
         "optimizer_state": "new" if parent is None or reset else "resumed", "status": result.status,
         "val_score": result.val_score, "train_loss": result.train_loss, "val_curve": result.val_curve,
     }  # fmt: skip
+    partial = _file(study, number, OPTIMIZER_SUFFIX + ".partial")
     try:
         if result.optimizer_state is not None:
-            partial = _file(study, number, OPTIMIZER_SUFFIX + ".partial")
             save_file({k: v.contiguous() for k, v in result.optimizer_state.items()}, str(partial))
             os.replace(partial, _file(study, number, OPTIMIZER_SUFFIX))
         partial = _file(study, number, LINEAGE_SUFFIX + ".partial")
         partial.write_text(json.dumps(record, indent=1))
         os.replace(partial, _file(study, number, LINEAGE_SUFFIX))
-    except OSError as exc:
-        raise StudyWriteError(str(partial), exc.strerror or str(exc)) from None
+    except (OSError, SafetensorError) as exc:  # a full disk: the trial is not committed, a resume redoes it
+        partial.unlink(missing_ok=True)
+        raise StudyWriteError(str(partial), getattr(exc, "strerror", None) or str(exc)) from None
 
 
 def _optimizer_changed(study: Study, parent: int, arch: Architecture) -> bool:
@@ -147,7 +181,8 @@ def keep_final_only(study: Study, keep: int) -> None:
         return
     for path in folder.iterdir():
         number, _, suffix = path.name.partition(".")
-        if number.isdigit() and int(number) != keep and f".{suffix}" in (".safetensors", OPTIMIZER_SUFFIX):
+        stale = f".{suffix}" in (".safetensors", OPTIMIZER_SUFFIX) or suffix.endswith("partial")
+        if number.isdigit() and int(number) != keep and stale:
             path.unlink(missing_ok=True)
 
 
@@ -161,8 +196,10 @@ def schedule_of(study: Study, number: int) -> dict[str, Any]:
     """The pieces of training that made trial ``number``'s network, first to last: each trial of its
     lineage with its settings, epochs and seed."""
     pieces = []
-    for trial in (study._storage.trial(n) for n in lineage_of(study, number)):
-        assert trial is not None
+    for n in lineage_of(study, number):
+        trial = study._storage.trial(n)
+        if trial is None:
+            raise ArchsearchError(f"{study.path}: trial {n} of trial {number}'s lineage is missing from the study")
         pieces.append({"trial": trial.number, "architecture": trial.architecture.to_dict(), "epochs": trial.epochs,
                        "seed": trial.seed, "settings": settings_of(trial.architecture)})  # fmt: skip
     return {"format": SCHEDULE_FORMAT, "version": 1, "strategy": study.config["strategy"]["name"], "trial": number,
@@ -204,9 +241,15 @@ def replay(pieces: list[tuple[Architecture, int, int]], trainer: Any, seed: int 
     one's weights (and its optimizer's state when the optimizer stays the same); ``seed``: every piece's
     seed derived from it, instead of the recorded ones (which give back the very network). Stops at a
     piece that does not finish (its result says why)."""
-    import numpy as np
-
+    from archsearch.evaluation._base import torch_threads
     from archsearch.evaluation._continued import train_continued
+
+    with torch_threads(trainer.config.threads or 1):  # as the study trained them: the same numbers
+        return _replayed(pieces, trainer, seed, train_continued)
+
+
+def _replayed(pieces: list[tuple[Architecture, int, int]], trainer: Any, seed: int | None, train: Any) -> list[Result]:
+    import numpy as np
 
     results: list[Result] = []
     weights = state = None
@@ -214,7 +257,7 @@ def replay(pieces: list[tuple[Architecture, int, int]], trainer: Any, seed: int 
     for index, (arch, epochs, recorded) in enumerate(pieces):
         piece_seed = recorded if seed is None else int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
         same = previous is not None and not _optimizer_differs(previous, arch)
-        result = train_continued(trainer, Continued(arch, epochs, weights, state if same else None), piece_seed)
+        result = train(trainer, Continued(arch, epochs, weights, state if same else None), piece_seed)
         results.append(result)
         if result.status != "ok":
             break

@@ -49,7 +49,13 @@ from archsearch.execution import Executor, build_executor
 from archsearch.space import Architecture, SearchSpace
 from archsearch.strategies import Outcome, Strategy
 from archsearch.study._phases import check_shared_run, phases_summary, run_shared
-from archsearch.study._population import continued_jobs, keep_final_only, resets, save_lineage
+from archsearch.study._population import (
+    check_population_run,
+    continued_jobs,
+    keep_final_only,
+    resets,
+    save_lineage,
+)
 from archsearch.study._progress import progress_for
 from archsearch.study._storage import RunLock, Storage, Trial, rank
 from archsearch.study._untrusted import UnusableWeights, fitting, short
@@ -464,6 +470,8 @@ class Study:
             self.strategy  # noqa: B018
         if self.shares_weights:
             check_shared_run(self, done, steps)
+        if getattr(self.strategy, "continues", False):
+            check_population_run(self, steps)
         if self.goals.latency:  # a repeated architecture keeps the latency first measured for it
             for trial in self._storage.trials():
                 if trial.latency_ms is not None and trial.latency_spread is not None:
@@ -946,6 +954,8 @@ class Study:
         with fitting(f"{self.path}: the checkpoint of step {step} does not fit the study's strategy"):
             if not self.asynchronous:
                 self.strategy.load_state_dict(state)
+                if getattr(self.strategy, "continues", False) and self.strategy.told != step + 1:
+                    raise ValueError(f"'told' is {self.strategy.told}, not {step + 1}")
                 return
             self.strategy.load_state_dict(state["strategy"])
             told, asked = state["told"], state["asked"]
