@@ -12,8 +12,8 @@ layer, EOS after ``min_layers``): the settings come first because EOS ends a sch
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 import dataclasses
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
