@@ -9,15 +9,18 @@ Two subcommands, each prints its table and writes its JSON to results/:
   activation per layer) plus the number of layers, each child trained a fixed number of epochs;
   MIHA starts from a fixed initial configuration and changes its optimizer, one layer's activation
   or its batch size; PBT's population is drawn from the space. Test accuracy of each search's final
-  network and the wall time. -> population_mnist.json
+  network and the wall time. -> population_mnist.json (``--scale 4``: four times the epochs,
+  population_mnist_x4.json; ``--images fashion-mnist``: Fashion-MNIST from Debian's package,
+  population_mnist_fashion.json)
 - ``regression``: the seed's second claim on scikit-learn's diabetes data (442 rows, 10 features;
   features and target standardised on the training rows, so an MSE of 1 is the target's variance):
   the initial configuration trained unchanged against MIHA's network, at the same number of epochs
   (the epochs of the MIHA network's own lineage, and also every epoch MIHA spent), ``--seeds`` seeds;
   test MSE. -> population_regression.json
 
-    .venv/bin/python benchmarks/population.py mnist [--seeds 3]
-    .venv/bin/python benchmarks/population.py regression [--seeds 3]
+    .venv/bin/python benchmarks/population.py mnist [--seeds 3] [--scale 4]
+    .venv/bin/python benchmarks/population.py mnist --images fashion-mnist --strategies miha,pbt,tpe
+    .venv/bin/python benchmarks/population.py regression [--seeds 3] [--task gap]
 """
 
 from __future__ import annotations
@@ -58,12 +61,18 @@ REGRESSION_INITIAL = {"kind": "settings", "layers": [{"units": 32, "activation":
 REGRESSION_MIHA = {"m": 10, "pop_size": 4, "n": 3, "k": 5, "c": 8}
 
 
-def flat_mnist() -> Task:
-    """mnist-5k with each image a row of 784 features (its splits and pixel scaling unchanged)."""
-    images = get_task("mnist-5k")
+FASHION = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
+
+
+def flat_mnist(name: str = "mnist-5k") -> Task:
+    """An image task (mnist-5k, or Fashion-MNIST from Debian's package) with each image a row of 784
+    features (its splits and pixel scaling unchanged)."""
+    if name == "fashion-mnist" and not Path(FASHION).is_dir():
+        raise SystemExit(f"{FASHION}: not found; install Debian's dataset-fashion-mnist to run this comparison")
+    images = get_task(name if name == "mnist-5k" else {"name": name, "data_dir": FASHION})
     flat = {f"x_{s}": getattr(images, f"x_{s}").reshape(len(getattr(images, f"y_{s}")), -1).contiguous()
             for s in ("train", "val", "test")}  # fmt: skip
-    return Task("mnist-5k-flat", flat["x_train"], images.y_train, flat["x_val"], images.y_val, flat["x_test"],
+    return Task(f"{name}-flat", flat["x_train"], images.y_train, flat["x_val"], images.y_val, flat["x_test"],
                 images.y_test, images.n_classes, config={"name": "mnist-5k-flat"},
                 preprocessing={"features": [f"p{i}" for i in range(784)], "classes": list(range(10))})  # fmt: skip
 
@@ -134,7 +143,7 @@ SCALED = {4: ({**MIHA, "c": 40}, {"population_size": 10, "interval": 3, "rounds"
 
 
 def mnist(args: argparse.Namespace) -> None:
-    task = flat_mnist()
+    task = flat_mnist(args.images)
     miha, pbt, children = SCALED.get(args.scale, (MIHA, PBT, TPE_CHILDREN))
     rows, runs = [], []
     fixed = TrainConfig(max_epochs=TPE_EPOCHS, patience=TPE_EPOCHS, reward_window=1, reward_power=1.0)
@@ -148,6 +157,8 @@ def mnist(args: argparse.Namespace) -> None:
                  {"steps": children, "children_per_step": 1}),
             ]
             for name, strategy, fields in searches:
+                if name not in args.strategies.split(","):
+                    continue
                 run = run_search(task, Path(tmp), name, strategy, seed, MNIST_SPACE, fixed, **fields)
                 run.pop("study").close()
                 runs.append(run)
@@ -155,11 +166,13 @@ def mnist(args: argparse.Namespace) -> None:
                       f"{run['seconds']:.1f} s: {run['architecture']}", flush=True)  # fmt: skip
     for name in ("miha", "miha-val", "pbt", "tpe"):
         mine = [r for r in runs if r["strategy"] == name]
+        if not mine:
+            continue
         tests = [r["test_score"] for r in mine]
         rows.append([name, statistics.mean(tests), statistics.stdev(tests) if len(tests) > 1 else 0.0,
                      min(tests), max(tests), mine[0]["epochs"], statistics.mean(r["seconds"] for r in mine)])  # fmt: skip
-    report("population_mnist" + ("" if args.scale == 1 else f"_x{args.scale}"),
-           "mnist-5k, a feed-forward network: test accuracy at equal epochs",
+    report("population_mnist" + ("" if args.images == "mnist-5k" else "_fashion") + ("" if args.scale == 1 else
+           f"_x{args.scale}"), f"{args.images}, a feed-forward network: test accuracy at equal epochs",
            ["strategy", "test acc. mean", "std", "min", "max", "epochs", "wall s (mean)"], rows,
            {"space": MNIST_SPACE, "miha": miha, "miha_initial": MNIST_INITIAL, "pbt": pbt,
             "tpe": {"children": children, "epochs": TPE_EPOCHS}, "runs": runs})  # fmt: skip
@@ -224,6 +237,9 @@ def main() -> None:
     parser.add_argument("what", choices=("mnist", "regression"))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--task", choices=("diabetes", "gap"), default="diabetes", help="regression: the task")
+    parser.add_argument("--images", choices=("mnist-5k", "fashion-mnist"), default="mnist-5k",
+                        help=f"mnist: the images (fashion-mnist: from {FASHION})")
+    parser.add_argument("--strategies", default="miha,miha-val,pbt,tpe", help="mnist: which searches to run")
     parser.add_argument("--scale", type=int, choices=(1, 4), default=1, help="mnist: the budget, times 120 epochs "
                         "(4: 450 epochs)")
     args = parser.parse_args()
