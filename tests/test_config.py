@@ -147,7 +147,7 @@ REFUSALS = [
      "evolution's", "--curriculum: grows the reinforce"),
     ({"benchmark": "nas-bench-macro", "space": "cnn"}, "space: a tabular benchmark has its own space", "--space: a"),
     ({"benchmark": "nas-bench-macro", "batch_norm": False}, "batch_norm: a tabular", "--no-batch-norm: a tabular"),
-    ({"task": "digits", "space": "mlp"}, "space mlp: task 'digits' is images; search it with space cnn",
+    ({"task": {"name": "digits"}, "space": "mlp"}, "space mlp: task 'digits' is images; search it with space cnn",
      "--space mlp: task 'digits' is images; search it with --space cnn"),
     ({"space": "cnn"}, "space cnn: task 'moons' has feature vectors", "--space cnn: task 'moons' has feature"),
     ({"skips": False}, "skips: only the cnn space", "--no-skips: only the cnn space"),

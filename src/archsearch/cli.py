@@ -232,6 +232,10 @@ def _space_arguments(search: argparse.ArgumentParser) -> None:
         f"{limits.MAX_HIDDEN_SIZE})",
     )  # fmt: skip
     search.add_argument(
+        "--units", type=_widths, default=None, metavar="N,...",
+        help="--space mlp or settings: the widths a hidden layer may take (default: 1,2,4,8,16,32)",
+    )  # fmt: skip
+    search.add_argument(
         "--optimizers", type=_names, default=None, metavar="NAME,...",
         help="--space settings: the optimizers to choose from (default: sgd,adam,adamw,adadelta,rmsprop,adagrad)",
     )  # fmt: skip
@@ -923,6 +927,14 @@ def _training(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in _TRAINING if getattr(args, name, None) is not None}
 
 
+def _widths(text: str) -> list[int]:
+    """``N,...``: layer widths separated by commas."""
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isdigit() for part in parts):
+        raise argparse.ArgumentTypeError(f"expected widths separated by commas, got {text!r:.60}")
+    return [int(part) for part in parts]
+
+
 def _names(text: str) -> list[str]:
     """``NAME,...``: names separated by commas."""
     names = [part.strip() for part in text.split(",")]
@@ -960,7 +972,7 @@ def _search_config(args: argparse.Namespace) -> SearchConfig:
 
     same = ("task", "target", "problem", "split", "split_seed", "benchmark", "noisy", "space", "max_layers", "hidden",
             "strategy", "controller_lr", "entropy_weight", "advantage", "curriculum", "device", "executor", "workers",
-            "optimizers",
+            "optimizers", "units",
             "retries", "address", "steps", "children_per_step", "seed", "reuse_evaluations", "save_children", "refit",
             "ensemble", "asynchronous", "objectives", "max_params", "max_flops", "max_latency_ms", "cost_target",
             "cost_weight", "latency", "keep_final_only")  # fmt: skip

@@ -81,7 +81,7 @@ _CONTROLLER = {"controller_lr": "lr", "entropy_weight": "entropy_weight", "advan
                "curriculum": "curriculum"}  # fmt: skip
 _FLAGS = ("reuse_evaluations", "save_children", "refit", "asynchronous", "keep_final_only")
 #: the fields that describe the space, which a tabular benchmark brings with it
-_SPACE_FIELDS = ("curriculum", "space", "max_layers", "skips", "batch_norm", "optimizers")
+_SPACE_FIELDS = ("curriculum", "space", "max_layers", "skips", "batch_norm", "optimizers", "units")
 
 Names = Callable[[str], str]
 
@@ -136,6 +136,7 @@ class SearchConfig:
     space: str | dict[str, Any] | SearchSpace | None = None
     max_layers: int | None = None
     optimizers: list[str] | None = None
+    units: list[int] | None = None
     hidden: int | None = None
     skips: bool = True
     batch_norm: bool = True
@@ -357,6 +358,8 @@ class SearchConfig:
             if unknown or not self.optimizers or len(set(self.optimizers)) != len(self.optimizers):
                 why = f"unknown {unknown[0]!r:.40}" if unknown else "need distinct names"
                 raise ArchsearchError(f"{names('optimizers')}: {why} (known: {', '.join(OPTIMIZERS)})")
+        if self.units is not None:
+            self._check_units(kind, names)
         if kind in ("mlp", "settings") and images:
             raise ArchsearchError(f"{names('space')} {kind}: task {task!r} is images; search it with {names('space')} cnn")
         if kind == "cnn" and not images:
@@ -380,6 +383,17 @@ class SearchConfig:
                 f"{names('max_layers')}: at most {limits.CNN_MAX_LAYERS} for the cnn space, got {self.max_layers}"
             )
         return kind
+
+    def _check_units(self, kind: str, names: Names) -> None:
+        """``units``: the widths a layer of the mlp or settings space may take."""
+        if kind not in ("mlp", "settings"):
+            raise ArchsearchError(f"{names('units')}: the widths of the mlp and settings spaces' layers, not of the "
+                                  f"{kind} space's")  # fmt: skip
+        units = self.units
+        if not isinstance(units, list) or not 1 <= len(units) <= limits.MAX_CHOICES or len(set(units)) != len(units):
+            raise ArchsearchError(f"{names('units')}: need 1 to {limits.MAX_CHOICES} distinct widths, got {short(units)}")
+        for width in units:
+            limits.integer(names("units"), width, 1, limits.MAX_UNITS)
 
     def _check_component(self, kind: str, names: Names) -> None:
         """A component or settings space trains each child on its own, from scratch, as it says."""
@@ -519,9 +533,17 @@ class SearchConfig:
             )  # fmt: skip
         if self.benchmark is not None or (self.task is None and isinstance(self.evaluator, Evaluator | dict)):
             return None  # an evaluator given in full may need no data (a table's lookups)
+        config: dict[str, Any] = {"name": self.task} if isinstance(self.task, str) else {}
         if self.task in (*FOLDER_TASKS, *TEXT_TASKS) and self.data_dir is not None:
-            return get_task({"name": self.task, "data_dir": str(self.data_dir)})
-        return get_task(self.task or "moons")
+            config["data_dir"] = str(self.data_dir)
+        if self._flattens():
+            config["flatten"] = True
+        return get_task(config if len(config) > 1 else self.task or "moons")
+
+    def _flattens(self) -> bool:
+        """Whether a named image task is read as rows of pixels: for the feed-forward networks of the mlp and
+        settings spaces, which a user asks for by naming them."""
+        return isinstance(self.task, str) and self.task in IMAGE_TASKS and self.space in ("mlp", "settings")
 
     def build_space(self, task: Task | None, names: Names = _field) -> SearchSpace:
         if isinstance(self.space, SearchSpace):
@@ -536,7 +558,8 @@ class SearchConfig:
         if kind in COMPONENT_SPACES:
             return COMPONENT_SPACES[kind](child="cnn" if _is_images(task) else "mlp")
         if kind == "settings":
-            return SettingsSpace(optimizers=self.optimizers or tuple(OPTIMIZERS), max_layers=self.max_layers or 5)
+            return SettingsSpace(optimizers=self.optimizers or tuple(OPTIMIZERS), max_layers=self.max_layers or 5,
+                                 **({"units": self.units} if self.units else {}))  # fmt: skip
         if kind == "dag-cell":
             return DagCellSpace(nodes=self.max_layers or 8, hidden=self.hidden or 128)
         if kind == "tree-cell":
@@ -544,7 +567,7 @@ class SearchConfig:
                 raise ArchsearchError(f"{names('max_layers')}: the tree cell has 8 leaves; --max-layers sets the "
                                       "nodes of the dag-cell space")  # fmt: skip
             return TreeCellSpace(hidden=self.hidden or 128)
-        return MLPSpace(max_layers=self.max_layers or 5)
+        return MLPSpace(max_layers=self.max_layers or 5, **({"units": self.units} if self.units else {}))
 
     def build_strategy(self, space: SearchSpace) -> Strategy:
         if isinstance(self.strategy, Strategy):
@@ -663,7 +686,7 @@ class SearchConfig:
             return _is_images(self.task)
         name = self.task.get("name") if isinstance(self.task, dict) else (self.task or "moons")
         if name in IMAGE_TASKS:
-            return True
+            return not (self._flattens() or isinstance(self.task, dict) and self.task.get("flatten") is True)
         return False if name in ("moons", "file", "arrays", *TEXT_TASKS) else None
 
     def _text(self) -> bool:

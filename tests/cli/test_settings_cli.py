@@ -26,7 +26,8 @@ def test_a_settings_search_and_its_export(tmp_path, run):
 @pytest.mark.parametrize(
     ("argv", "needles"),
     [
-        (("--task", "digits"), ("--space settings: task 'digits' is images",)),
+        (("--task", "moons", "--units", "4,0"), ("--units: must be at least 1",)),
+        (("--task", "moons", "--units", "4,4"), ("--units: need 1 to 64 distinct widths",)),
         (("--task", "moons", "--trainer", "batched"), ("--trainer batched", "serial")),
         (("--task", "moons", "--weight-sharing"), ("--weight-sharing", "its own settings")),
         (("--task", "moons", "--curriculum", "1,1"), ("--curriculum",)),
@@ -35,3 +36,14 @@ def test_a_settings_search_and_its_export(tmp_path, run):
 def test_bad_settings_searches_are_one_line(tmp_path, run, argv, needles):
     one_line_error(run("search", "--space", "settings", *argv, "--quiet", cwd=tmp_path), *needles)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_image_task_searched_with_a_feed_forward_space_is_read_as_rows_of_pixels(tmp_path, run):
+    run("search", "--task", "digits", "--space", "settings", "--units", "16,32", "--max-layers", "1", "--strategy",
+        "random", "--steps", "1", "--children-per-step", "2", "--max-epochs", "2", "--study", "d.db", "--quiet",
+        cwd=tmp_path, check=True)  # fmt: skip
+    best = json.loads(run("best", "d.db", "--json", cwd=tmp_path, check=True).stdout)
+    assert best["architecture_json"]["layers"][0]["units"] in (16, 32) and best["params"] > 64 * 16
+    run("export", "d.db", "--out", "out", "--no-onnx", cwd=tmp_path, check=True)
+    described = json.loads((tmp_path / "out" / "architecture.json").read_text())
+    assert len(described["preprocessing"]["features"]) == 64 and described["preprocessing"]["std"][0] == 16.0

@@ -158,6 +158,8 @@ def search_argv() -> st.SearchStrategy[list]:
             ["--no-skips"], ["--no-batch-norm"], ["--space", "rnn"], ["--task", "moons", "--space", "activation"],
             ["--space", "update-rule"], ["--task", "digits", "--space", "activation", "--max-layers", "2"],
             ["--task", "moons", "--space", "settings"], ["--task", "digits", "--space", "settings"],
+            ["--space", "settings", "--units", "0,4"], ["--space", "mlp", "--units", "a"], ["--units", "4,4"],
+            ["--task", "digits", "--units", "8"], ["--space", "settings", "--optimizers", "adam,adam"],
             ["--benchmark", "nas-bench-macro", "--max-layers", "2"],
             *(["--max-layers", value] for value in BAD_INT + HUGE_INT),
             *(["--data", Ref("data"), "--target", "label", "--split", value]

@@ -318,3 +318,27 @@ def test_export_of_a_study_missing_a_trial_of_the_lineage_is_one_line(tmp_path, 
         db.execute("DELETE FROM trials WHERE number = 4")
     with Study.open(tmp_path / "m.db", readonly=True) as study, pytest.raises(ArchsearchError, match="missing"):
         schedule_of(study, 9)
+
+
+def test_miha_starts_from_an_initial_configuration_written_as_trials_prints_it(tmp_path, moons):
+    text = "8-tanh/4-elu rmsprop lr=0.01 batch=64"
+    assert str(SettingsArchitecture.parse(text)) == text
+    with pytest.raises(ArchsearchError, match="expected LAYERS OPTIMIZER lr=RATE batch=SIZE"):
+        SettingsArchitecture.parse("8-tanh adam")
+    with Study.create(tmp_path / "m.db", config(moons, {**MIHA, "initial": text})) as study:
+        study.run(progress=False)
+        assert str(study.trials()[0].architecture) == text
+    with pytest.raises(ArchsearchError, match="strategy miha: initial: 999-tanh: layer 999-tanh is not in MLPSpace"):
+        Study.create(tmp_path / "n.db", config(moons, {**MIHA, "initial": "999-tanh adam lr=0.01 batch=64"}))
+
+
+def test_an_image_task_read_as_rows_of_pixels_reopens_as_it_was_searched(tmp_path):
+    searched = SearchConfig(task="digits", space="settings", units=[16], max_layers=1, strategy=MIHA, seed=2)
+    with Study.create(tmp_path / "d.db", searched) as study:
+        assert study.task.x_train.shape[1:] == (64,) and study.config["task"]["flatten"] is True
+        study.run(progress=False)
+        expected = [key(t) for t in study.trials()]
+    with Study.open(tmp_path / "d.db") as reopened:
+        assert reopened.task.x_train.shape[1:] == (64,) and [key(t) for t in reopened.trials()] == expected
+        model = reopened.child_model(expected[-1][0])
+        assert model(reopened.task.x_val).shape == (len(reopened.task.y_val), 10)

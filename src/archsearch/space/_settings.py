@@ -79,6 +79,20 @@ class SettingsArchitecture(Architecture):
     def __str__(self) -> str:
         return f"{self.network} {self.optimizer_name} lr={self.lr:g} batch={self.batch}"
 
+    @classmethod
+    def parse(cls, text: str) -> SettingsArchitecture:
+        """Inverse of ``str()``: ``"128-relu/64-tanh adam lr=0.001 batch=64"``."""
+        parts = str(text).split()
+        lr, batch = (parts[i].partition("=") if len(parts) == 4 else ("", "", "") for i in (2, 3))
+        if len(parts) != 4 or (lr[0], batch[0]) != ("lr", "batch"):
+            raise ArchsearchError(f"architecture: cannot read {str(text)!r:.80}; expected LAYERS OPTIMIZER lr=RATE "
+                                  "batch=SIZE, e.g. '128-relu/64-tanh adam lr=0.001 batch=64'")  # fmt: skip
+        try:
+            rate, size = float(lr[2]), int(batch[2])
+        except ValueError:
+            raise ArchsearchError(f"architecture: lr={lr[2]!r:.20} or batch={batch[2]!r:.20} is not a number") from None
+        return cls(MLPArchitecture.parse(parts[0]), parts[1], rate, size)
+
     def build(self, in_features: int, out_features: int, generator: torch.Generator | None = None) -> nn.Module:
         return self.network.build(in_features, out_features, generator)
 

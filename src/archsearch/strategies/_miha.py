@@ -24,8 +24,9 @@ chosen alternative will train next. A low loss that still falls fast wins. ``fit
 the validation score of the alternative's last epoch instead. An alternative that diverged or failed
 is never chosen; when none succeeded, the current network trains on unchanged.
 
-The initial configuration is ``initial`` (an architecture's dict) or, by default, drawn from the space
-with the strategy's seed.
+The initial configuration is ``initial`` (an architecture's dict, or its text as ``trials`` prints it:
+``"128-relu/128-relu sgd lr=0.01 batch=64"``) or, by default, drawn from the space with the strategy's
+seed.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class MIHA(PopulationStrategy):
         k: int = 2,
         c: int = 5,
         fitness: str = "loss",
-        initial: dict[str, Any] | None = None,
+        initial: dict[str, Any] | str | None = None,
     ) -> None:
         super().__init__(space, seed)
         self.m = check_setting(self.name, "m", m, 1, MAX_PIECE_EPOCHS)
@@ -82,7 +83,8 @@ class MIHA(PopulationStrategy):
         self.initial = initial
         if initial is not None:
             try:
-                first = self.space.validate(Architecture.from_dict(initial))
+                given = SettingsArchitecture.parse(initial) if isinstance(initial, str) else Architecture.from_dict(initial)
+                first = self.space.validate(given)
             except ArchsearchError as exc:
                 raise ArchsearchError(f"strategy miha: initial: {exc}") from None
         else:

