@@ -542,7 +542,7 @@ def test_baseline_command(tmp_path, run):
 @pytest.mark.parametrize(
     "args, needles",
     [
-        (["--task", "digits", "--space", "mlp"], ["--space mlp", "images"]),
+        (["--task", "moons", "--space", "cnn"], ["--space cnn", "feature vectors, not images"]),
         (["--task", "moons", "--space", "cnn"], ["--space cnn", "feature vectors"]),
         (["--task", "digits", "--trainer", "batched"], ["--trainer batched", "MLP children only"]),
         (["--task", "mnist"], ["--task mnist", "--data-dir"]),
