@@ -1433,12 +1433,15 @@ def _trials(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(box=None)
-    for column in ("#", "step", "architecture", "status", "reward", score, "params", "epochs", "seconds"):
+    lineage = any(t.parent is not None for t in trials)  # a population study: each trial continues a parent
+    for column in ("#", "step", *(["parent"] if lineage else []), "architecture", "status", "reward", score, "params",
+                   "epochs", "seconds"):  # fmt: skip
         table.add_column(column, justify="left" if column in ("architecture", "status") else "right")
     for t in trials:
         table.add_row(
             str(t.number),
             str(t.step),
+            *([("-" if t.parent is None else str(t.parent))] if lineage else []),
             str(t.architecture),
             t.status if t.error is None else f"{t.status}: {t.error[:40]}",
             f"{t.reward:.4f}",

@@ -18,6 +18,8 @@ def test_a_miha_search_its_lineage_export_and_replay(tmp_path, run):
     assert "8 steps x 1 children" in searched.stdout and "schedule: miha, 8 steps, 10 training epochs" in searched.stdout
     trials = json.loads(run("trials", "m.db", "--json", cwd=tmp_path, check=True).stdout)
     assert [t["parent"] for t in trials][:3] == [None, 0, 0] and len(trials) == 8
+    table = run("trials", "m.db", cwd=tmp_path, check=True).stdout.splitlines()
+    assert table[0].split()[:3] == ["#", "step", "parent"] and table[1].split()[:3] == ["0", "0", "-"]
     best = json.loads(run("best", "m.db", "--json", cwd=tmp_path, check=True).stdout)
     assert best["trial"] == 7
     run("report", "m.db", "-o", "m.html", cwd=tmp_path, check=True)
