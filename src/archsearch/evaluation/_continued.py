@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from archsearch.evaluation._result import Result
-from archsearch.evaluation._scoring import predict, training_loss, validation_score
+from archsearch.evaluation._scoring import predict, validation_score
 from archsearch.space import Architecture
 
 
@@ -95,7 +95,7 @@ def state_mismatch(optimizer: torch.optim.Optimizer, flat: dict[str, torch.Tenso
 
 def train_continued(trainer: Any, job: Continued, seed: int) -> Result:
     """Train ``job`` with ``trainer``'s task and config (a serial trainer's); see the module docstring."""
-    from archsearch.evaluation._serial import _finite_copy, _seed_dropout
+    from archsearch.evaluation._serial import _finite_copy, _seed_dropout, train_epoch
 
     cfg, task, arch = trainer.config, trainer.task, job.architecture
     start = time.perf_counter()
@@ -118,9 +118,9 @@ def train_continued(trainer: Any, job: Continued, seed: int) -> Result:
                 load_flat_state(optimizer, job.optimizer_state)
             x, y = task.split("train")
             x_val, y_val = task.split("val")
-            n, batch_size = len(y), arch.batch_size(cfg.batch_size)
+            batch_size = arch.batch_size(cfg.batch_size)
             for epoch in range(job.epochs):
-                loss = _epoch(model, optimizer, x, y, batch_size, n, generator, task.regression)
+                loss, _ = train_epoch(model, optimizer, x, y, batch_size, generator, task.regression)
                 if not math.isfinite(loss):
                     return failure("diverged", f"training loss became {loss} at epoch {epoch + 1}")
                 losses.append(loss)
@@ -138,20 +138,3 @@ def train_continued(trainer: Any, job: Continued, seed: int) -> Result:
     return Result(reward=vals[-1] ** cfg.reward_power, val_score=vals[-1], val_curve=vals, train_loss=losses,
                   params=params, seconds=time.perf_counter() - start, kept_epoch=job.epochs, weights=weights,
                   optimizer_state=state)  # fmt: skip
-
-
-def _epoch(model, optimizer, x, y, batch_size, n, generator, regression) -> float:  # noqa: ANN001
-    """One epoch of minibatches in the order ``generator`` draws; the mean training loss (not finite: stop)."""
-    model.train()
-    batches = [(x, y)] if batch_size is None or batch_size >= n else [
-        (x[i], y[i]) for i in torch.randperm(n, generator=generator).split(batch_size)]  # fmt: skip
-    total = 0.0
-    for xb, yb in batches:
-        loss = training_loss(model(xb), yb, regression)
-        if not torch.isfinite(loss):
-            return float(loss.item())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += loss.item() * len(yb)
-    return total / n

@@ -80,30 +80,16 @@ class SerialTrainer(Trainer):
                     model = model.to(memory_format=torch.channels_last)
                     x, x_val = (t.contiguous(memory_format=torch.channels_last) for t in (x, x_val))
                 optimizer = arch.optimizer(model.parameters(), cfg.lr, cfg.weight_decay, int(seed))
-                n, batch_size = len(y), arch.batch_size(cfg.batch_size)
+                batch_size = arch.batch_size(cfg.batch_size)
                 recent: deque[dict[str, torch.Tensor]] = deque(maxlen=cfg.reward_window)
                 best, waited, out_of_time = -math.inf, 0, False
+                deadline = None if cfg.time_limit is None else start + cfg.time_limit
                 for epoch in range(cfg.max_epochs):
-                    if batch_size is None or batch_size >= n:
-                        batches = [(x, y)]
-                    else:
-                        order = torch.randperm(n, generator=generator).to(cfg.device)
-                        batches = [(x[i], y[i]) for i in order.split(batch_size)]
-                    total, seen = 0.0, 0
-                    model.train()  # dropout on
-                    for xb, yb in batches:
-                        loss = training_loss(model(xb), yb, task.regression)
-                        if not torch.isfinite(loss):
-                            return failure("diverged", f"training loss became {loss.item()} at epoch {epoch + 1}")
-                        optimizer.zero_grad(set_to_none=True)
-                        loss.backward()
-                        optimizer.step()
-                        total += loss.item() * len(yb)
-                        seen += len(yb)
-                        if cfg.time_limit is not None and time.perf_counter() - start > cfg.time_limit:
-                            out_of_time = True
-                            break
-                    losses.append(total / seen)
+                    loss, out_of_time = train_epoch(model, optimizer, x, y, batch_size, generator, task.regression,
+                                                    deadline)  # fmt: skip
+                    if not math.isfinite(loss):
+                        return failure("diverged", f"training loss became {loss} at epoch {epoch + 1}")
+                    losses.append(loss)
                     model.eval()
                     logits = predict(model, x_val)
                     if not torch.isfinite(logits).all():
@@ -136,6 +122,35 @@ class SerialTrainer(Trainer):
             val_loss=val_losses[kept_epoch - 1] if val_losses else None,
             weights=weights,
         )
+
+
+def train_epoch(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+    batch_size: int | None, generator: torch.Generator, regression: bool, deadline: float | None = None,
+) -> tuple[float, bool]:
+    """One epoch of minibatches in the order ``generator`` draws (``None`` or a batch of all rows: the full
+    batch); ``(mean training loss, out of time)``. A loss that is not finite is returned at once, and past
+    ``deadline`` (a ``time.perf_counter()`` value) the epoch stops after its current batch."""
+    n = len(y)
+    if batch_size is None or batch_size >= n:
+        batches = [(x, y)]
+    else:
+        order = torch.randperm(n, generator=generator).to(x.device)
+        batches = [(x[i], y[i]) for i in order.split(batch_size)]
+    total, seen = 0.0, 0
+    model.train()  # dropout on
+    for xb, yb in batches:
+        loss = training_loss(model(xb), yb, regression)
+        if not torch.isfinite(loss):
+            return float(loss.item()), False
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(yb)
+        seen += len(yb)
+        if deadline is not None and time.perf_counter() > deadline:
+            return total / seen, True
+    return total / seen, False
 
 
 def _finite_copy(model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
