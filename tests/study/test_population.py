@@ -20,6 +20,7 @@ from archsearch.evaluation._continued import Continued, flat_state, load_flat_st
 from archsearch.evaluation._scoring import predict, validation_score
 from archsearch.space import SettingsArchitecture, SettingsSpace
 from archsearch.space._architecture import MLPArchitecture
+from archsearch.study._population import lineage_of
 
 from ..conftest import Crash
 from ..conftest import crashing as crashing_trainer
@@ -87,6 +88,7 @@ def test_every_saved_network_loads_and_predicts_as_recorded(tmp_path, moons):
             record = json.loads((study.children_dir / f"{trial.number}.json").read_text())
             assert record["parent"] == trial.parent and record["epochs"] == trial.epochs
             assert record["lineage"][-1] == trial.number and record["lineage"][0] == 0
+            assert record["lineage"] == lineage_of(study, trial.number)  # the parent's file, as the study says
             assert record["settings"]["optimizer"] == trial.architecture.optimizer_name
             reset = trial.parent is not None and (
                 study.trials()[trial.parent].architecture.optimizer_name != trial.architecture.optimizer_name)

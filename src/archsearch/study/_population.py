@@ -119,7 +119,7 @@ def save_lineage(study: Study, number: int, step: int, slot: int, arch: Architec
     reset = parent is not None and _optimizer_changed(study, parent, arch)
     if reset:
         log.info("trial %d: optimizer changed from trial %d's; its state is re-created", number, parent)
-    lineage = [*lineage_of(study, parent), number]
+    lineage = [*_parent_lineage(study, parent), number]
     record = {
         "trial": number, "step": step, "slot": slot, "parent": parent, "epochs": result.epochs,
         "lineage": lineage, "architecture": arch.to_dict(), "settings": settings_of(arch),
@@ -151,6 +151,20 @@ def _optimizer_differs(a: Architecture, b: Architecture) -> bool:
 def resets(study: Study, trial: Trial) -> bool:
     """Whether ``trial`` continued a network whose optimizer it changed (its state re-created)."""
     return trial.parent is not None and _optimizer_changed(study, trial.parent, trial.architecture)
+
+
+def _parent_lineage(study: Study, parent: int | None) -> list[int]:
+    """The parent's lineage as its JSON file records it (one read, where following the parents through the
+    study reads every ancestor); followed through the study when that file is not a lineage ending at it."""
+    if parent is None:
+        return []
+    try:
+        recorded = json.loads(_file(study, parent, LINEAGE_SUFFIX).read_text())["lineage"]
+    except (OSError, ValueError, TypeError, KeyError):
+        recorded = None
+    valid = isinstance(recorded, list) and recorded and all(type(n) is int for n in recorded) and (
+        recorded[-1] == parent and recorded == sorted(set(recorded)))  # fmt: skip
+    return recorded if valid else lineage_of(study, parent)
 
 
 def lineage_of(study: Study, number: int | None) -> list[int]:
