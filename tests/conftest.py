@@ -70,6 +70,28 @@ def crashing(trainer: type[Evaluator], after: int) -> type[Evaluator]:
     return Crashing
 
 
+def crash(path, config) -> None:  # noqa: ANN001
+    """Create a study at ``path`` from ``config``, whose trainer raises :class:`Crash`, run it until it does,
+    and close it: the study a killed process leaves behind."""
+    from archsearch.study import Study
+
+    study = Study.create(path, config)
+    with pytest.raises(Crash):
+        study.run(progress=False)
+    study.close()
+
+
+def trial_count(path) -> int:  # noqa: ANN001
+    """Trials committed to the study file at ``path`` so far (0 while it cannot be read yet)."""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            return db.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
 @pytest.fixture(scope="session")
 def moons() -> Task:
     return get_task("moons")

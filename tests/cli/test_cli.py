@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ..conftest import benchmark_script
+from ..conftest import benchmark_script, trial_count
 from .conftest import COMMAND, FAST, one_line_error, uninterrupted
 
 
@@ -208,14 +208,6 @@ def test_missing_command_and_unknown_option(run):
     one_line_error(run("best", "x.db", "--colour"), "--colour")
 
 
-def _count(path):
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            return db.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
-    except sqlite3.Error:
-        return 0
-
-
 def _rows(path):
     with sqlite3.connect(path) as db:
         return db.execute(
@@ -233,7 +225,7 @@ def test_sigkill_then_resume_completes_and_loses_nothing(tmp_path, run):
         stderr=subprocess.PIPE,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
-    while _count(killed) < 40 and proc.poll() is None:  # a hang is ended by pytest-timeout
+    while trial_count(killed) < 40 and proc.poll() is None:  # a hang is ended by pytest-timeout
         time.sleep(0.01)
     assert proc.poll() is None, "the search finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)

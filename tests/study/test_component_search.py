@@ -9,7 +9,7 @@ from archsearch.config import SearchConfig
 from archsearch.space import ActivationArchitecture, ActivationSpace, UpdateRuleArchitecture, UpdateRuleSpace
 from archsearch.space import _formula as f
 
-from ..conftest import Crash
+from ..conftest import crash
 from ..conftest import crashing as crashing_trainer
 
 SMALL = {"unary": ["x", "tanh(x)", "exp(x)", "sigmoid(x)", "x^3"], "binary": ["x1 + x2", "x1 * x2", "x1 - x2"]}
@@ -44,10 +44,7 @@ def test_a_component_search_resumes_to_the_uninterrupted_one(tmp_path, moons, cr
         straight.run(progress=False)
         expected = [key(t) for t in straight.trials()]
     crashing = crashing_trainer(SerialTrainer, crash_after)(moons, TrainConfig(max_epochs=4))
-    study = Study.create(tmp_path / "crashed.db", config(moons, "update-rule", "evolution", crashing))
-    with pytest.raises(Crash):
-        study.run(progress=False)
-    study.close()
+    crash(tmp_path / "crashed.db", config(moons, "update-rule", "evolution", crashing))
     with Study.open(tmp_path / "crashed.db") as resumed:
         resumed.run(progress=False)
         assert [key(t) for t in resumed.trials()] == expected

@@ -13,7 +13,7 @@ from archsearch.space import CNNSpace, MLPArchitecture, MLPSpace
 from archsearch.strategies import Outcome, RandomSearch
 from archsearch.tasks import get_task
 
-from ..conftest import Crash
+from ..conftest import crash
 from ..conftest import crashing as crashing_trainer
 
 SPACE = {"kind": "mlp", "units": [2, 4, 8, 16], "activations": ["tanh", "relu"], "max_layers": 3}
@@ -102,10 +102,7 @@ def test_a_study_with_goals_resumes_to_the_uninterrupted_one(tmp_path, moons, cr
     train = TrainConfig(max_epochs=3)
     crashing = SearchConfig(**{**config(moons, **goals).__dict__,
                                "evaluator": crashing_trainer(SerialTrainer, crash_after)(moons, train)})  # fmt: skip
-    study = Study.create(tmp_path / "crashed.db", crashing)
-    with pytest.raises(Crash):
-        study.run(progress=False)
-    study.close()
+    crash(tmp_path / "crashed.db", crashing)
     with Study.open(tmp_path / "crashed.db") as resumed:
         assert resumed.goals == Goals.parse("val_score:max,params:min", {"params": 100}, "flops=100")
         resumed.run(progress=False)

@@ -22,7 +22,7 @@ from archsearch.space import SettingsArchitecture, SettingsSpace
 from archsearch.space._architecture import MLPArchitecture
 from archsearch.study._population import lineage_of
 
-from ..conftest import Crash
+from ..conftest import crash, trial_count
 from ..conftest import crashing as crashing_trainer
 
 SPACE = {"kind": "settings", "optimizers": ["sgd", "adam", "rmsprop"], "lrs": [0.003, 0.01, 0.03],
@@ -117,24 +117,13 @@ def test_a_crashed_population_study_resumes_to_the_same_lineage(tmp_path, moons,
         straight.run(progress=False)
         expected = [key(t) for t in straight.trials()]
     crashing = crashing_trainer(SerialTrainer, crash_after)(moons, TrainConfig())
-    study = Study.create(tmp_path / "crashed.db", config(moons, strategy, crashing))
-    with pytest.raises(Crash):
-        study.run(progress=False)
-    study.close()
+    crash(tmp_path / "crashed.db", config(moons, strategy, crashing))
     with Study.open(tmp_path / "crashed.db") as resumed:
         resumed.run(progress=False)
         assert [key(t) for t in resumed.trials()] == expected
     for number in range(len(expected)):
         for name, tensor in saved(tmp_path / "straight.db", number).items():
             assert torch.equal(tensor, saved(tmp_path / "crashed.db", number)[name])
-
-
-def _count(path):
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            return db.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
-    except sqlite3.Error:
-        return 0
 
 
 def _cli(*args, **kwargs):
@@ -149,7 +138,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_lineage(tmp_path, kill_at):
     straight = _cli(*search, "--study", tmp_path / "straight.db")
     assert straight.wait() == 0, straight.stderr.read()
     killed = _cli(*search, "--study", tmp_path / "killed.db")
-    while _count(tmp_path / "killed.db") < kill_at and killed.poll() is None:
+    while trial_count(tmp_path / "killed.db") < kill_at and killed.poll() is None:
         time.sleep(0.01)
     os.kill(killed.pid, signal.SIGKILL)
     killed.wait()
@@ -275,11 +264,7 @@ def _tamper_checkpoint(path, change):
      (PBT, lambda s: s.update(told=2))],
 )  # fmt: skip
 def test_a_tampered_population_checkpoint_is_one_line(tmp_path, moons, strategy, change):
-    crashing = crashing_trainer(SerialTrainer, 6)(moons, TrainConfig())
-    study = Study.create(tmp_path / "s.db", config(moons, strategy, crashing))
-    with pytest.raises(Crash):
-        study.run(progress=False)
-    study.close()
+    crash(tmp_path / "s.db", config(moons, strategy, crashing_trainer(SerialTrainer, 6)(moons, TrainConfig())))
     _tamper_checkpoint(tmp_path / "s.db", change)
     with Study.open(tmp_path / "s.db") as reopened, pytest.raises(ArchsearchError, match="does not fit the study's strategy"):
         reopened.run(progress=False)
@@ -298,11 +283,7 @@ def test_a_damaged_parent_file_is_one_line_not_a_failed_child(tmp_path, moons, s
 
     adam = {**SPACE, "optimizers": ["adam"]}
     crashing = crashing_trainer(SerialTrainer, 1)(moons, TrainConfig())
-    study = Study.create(tmp_path / "s.db", SearchConfig(task=moons, space=adam, strategy=MIHA, seed=3,
-                                                          evaluator=crashing))  # fmt: skip
-    with pytest.raises(Crash):
-        study.run(progress=False)
-    study.close()
+    crash(tmp_path / "s.db", SearchConfig(task=moons, space=adam, strategy=MIHA, seed=3, evaluator=crashing))
     file = tmp_path / "s.db.children" / f"0{suffix}"
     save_file(damage(load_file(str(file))), str(file))
     with Study.open(tmp_path / "s.db") as reopened:
