@@ -13,7 +13,6 @@ saved with safetensors beside the weights and never unpickled.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 import torch
 
 from archsearch.evaluation._result import Result
-from archsearch.evaluation._scoring import predict, validation_score
+from archsearch.evaluation._scoring import validation_score
 from archsearch.space import Architecture
 
 
@@ -95,7 +94,7 @@ def state_mismatch(optimizer: torch.optim.Optimizer, flat: dict[str, torch.Tenso
 
 def train_continued(trainer: Any, job: Continued, seed: int) -> Result:
     """Train ``job`` with ``trainer``'s task and config (a serial trainer's); see the module docstring."""
-    from archsearch.evaluation._serial import _finite_copy, _seed_dropout, train_epoch
+    from archsearch.evaluation._serial import _finite_copy, _seed_dropout, epoch_and_validation
 
     cfg, task, arch = trainer.config, trainer.task, job.architecture
     start = time.perf_counter()
@@ -120,15 +119,12 @@ def train_continued(trainer: Any, job: Continued, seed: int) -> Result:
             x_val, y_val = task.split("val")
             batch_size = arch.batch_size(cfg.batch_size)
             for epoch in range(job.epochs):
-                loss, _ = train_epoch(model, optimizer, x, y, batch_size, generator, task.regression)
-                if not math.isfinite(loss):
-                    return failure("diverged", f"training loss became {loss} at epoch {epoch + 1}")
-                losses.append(loss)
-                model.eval()
-                logits = predict(model, x_val)
-                if not torch.isfinite(logits).all():
-                    return failure("diverged", f"validation outputs became non-finite at epoch {epoch + 1}")
-                vals.append(max(0.0, validation_score(logits, y_val, task.regression)))
+                trained = epoch_and_validation(model, optimizer, (x, y, x_val), batch_size, generator,
+                                               task.regression, epoch)  # fmt: skip
+                if isinstance(trained, str):
+                    return failure("diverged", trained)
+                losses.append(trained[0])
+                vals.append(max(0.0, validation_score(trained[1], y_val, task.regression)))
             weights = _finite_copy(model)
             if weights is None:
                 return failure("diverged", f"weights became non-finite by epoch {job.epochs}")

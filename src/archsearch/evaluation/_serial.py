@@ -85,15 +85,12 @@ class SerialTrainer(Trainer):
                 best, waited, out_of_time = -math.inf, 0, False
                 deadline = None if cfg.time_limit is None else start + cfg.time_limit
                 for epoch in range(cfg.max_epochs):
-                    loss, out_of_time = train_epoch(model, optimizer, x, y, batch_size, generator, task.regression,
-                                                    deadline)  # fmt: skip
-                    if not math.isfinite(loss):
-                        return failure("diverged", f"training loss became {loss} at epoch {epoch + 1}")
+                    trained = epoch_and_validation(model, optimizer, (x, y, x_val), batch_size, generator,
+                                                   task.regression, epoch, deadline)  # fmt: skip
+                    if isinstance(trained, str):
+                        return failure("diverged", trained)
+                    loss, logits, out_of_time = trained
                     losses.append(loss)
-                    model.eval()
-                    logits = predict(model, x_val)
-                    if not torch.isfinite(logits).all():
-                        return failure("diverged", f"validation outputs became non-finite at epoch {epoch + 1}")
                     score = validation_score(logits, y_val, task.regression)
                     vals.append(max(0.0, score))
                     kept = _finite_copy(model)  # outputs can stay finite when a weight is not (-inf before a ReLU)
@@ -151,6 +148,23 @@ def train_epoch(
         if deadline is not None and time.perf_counter() > deadline:
             return total / seen, True
     return total / seen, False
+
+
+def epoch_and_validation(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    batch_size: int | None, generator: torch.Generator, regression: bool, epoch: int, deadline: float | None = None,
+) -> tuple[float, torch.Tensor, bool] | str:
+    """:func:`train_epoch` on ``data``'s training rows, then the outputs on its validation rows: ``(mean
+    training loss, validation outputs, out of time)``, or why the child diverged at this (0-based) epoch."""
+    x, y, x_val = data
+    loss, out_of_time = train_epoch(model, optimizer, x, y, batch_size, generator, regression, deadline)
+    if not math.isfinite(loss):
+        return f"training loss became {loss} at epoch {epoch + 1}"
+    model.eval()
+    logits = predict(model, x_val)
+    if not torch.isfinite(logits).all():
+        return f"validation outputs became non-finite at epoch {epoch + 1}"
+    return loss, logits, out_of_time
 
 
 def _finite_copy(model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
