@@ -70,7 +70,7 @@ def test_a_population_study_continues_parents_and_repeats_exactly(tmp_path, moon
         assert len(exploited) == 2  # one of the bottom quantile per round (floor(0.25 * 4) = 1)
         assert [t.kind for t in trials] == ["proxy"] * 8 + ["final"] * 4
     with Study.open(tmp_path / "one.db") as study:
-        assert study.best().kind == "final"
+        assert study.best().kind == "final" and study.strategy.epochs == sum(t.epochs for t in trials)
 
 
 def _changes(a, b):

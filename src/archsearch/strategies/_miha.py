@@ -107,9 +107,9 @@ class MIHA(PopulationStrategy):
     def steps(self) -> int:
         return 2 + self.c * (self.pop_size + 1)
 
-    def schedule(self) -> list[Start]:
-        cycle = [Start(None, self.n)] * self.pop_size + [Start(None, self.k)]
-        return [Start(None, self.m), *cycle * self.c, Start(None, self.m)]
+    @property
+    def epochs(self) -> int:
+        return 2 * self.m + self.c * (self.pop_size * self.n + self.k)
 
     def schedule_text(self) -> str:
         return f"2 + c * (pop_size + 1) steps, c={self.c}, pop_size={self.pop_size}"

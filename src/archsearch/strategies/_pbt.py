@@ -69,8 +69,9 @@ class PBT(PopulationStrategy):
     def steps(self) -> int:
         return self.rounds
 
-    def schedule(self) -> list[Start]:
-        return [Start(None, self.interval)] * (self.population_size * self.rounds)
+    @property
+    def epochs(self) -> int:
+        return self.population_size * self.interval * self.rounds
 
     def schedule_text(self) -> str:
         return f"rounds={self.rounds} steps of population_size={self.population_size} children"

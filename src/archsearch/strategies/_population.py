@@ -74,13 +74,13 @@ class PopulationStrategy(Strategy):
         """Steps in the whole schedule (the study's budget)."""
 
     @property
+    @abstractmethod
     def epochs(self) -> int:
         """Training epochs of the whole schedule, every child's counted (the budget to compare at)."""
-        return sum(start.epochs for start in self.schedule())
 
     @abstractmethod
-    def schedule(self) -> list[Start]:
-        """Every child's start in order, parents left out (``None``): the epochs each trains."""
+    def schedule_text(self) -> str:
+        """How the settings make the schedule's steps, in words (for messages that refuse another budget)."""
 
     def starts(self) -> list[Start]:
         """The starts of the proposals of the last :meth:`ask`, in order."""
