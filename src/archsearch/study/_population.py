@@ -26,6 +26,7 @@ from archsearch.evaluation import Result
 from archsearch.evaluation._continued import Continued, state_mismatch
 from archsearch.space import Architecture
 from archsearch.strategies._population import MAX_PIECE_EPOCHS
+from archsearch.study._storage import StudyWriteError, read_tensors, write_tensors
 from archsearch.study._untrusted import short
 
 if TYPE_CHECKING:
@@ -91,16 +92,11 @@ def _check_fits(study: Study, number: int, arch: Architecture, weights: dict, st
 
 
 def _read(study: Study, number: int, suffix: str, what: str) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
     file = _file(study, number, suffix)
     if not file.exists():
         raise ArchsearchError(f"{file}: the saved {what} of trial {number}, which the next child continues, are "
                               "missing (deleted, or the study kept only its final network)")  # fmt: skip
-    try:
-        return load_file(str(file))
-    except Exception as exc:  # noqa: BLE001 -- safetensors raises its own error, OSError, ...: all mean unreadable
-        raise ArchsearchError(f"{file}: the saved {what} of trial {number} cannot be read ({short(str(exc))})") from None
+    return read_tensors(file, f"the saved {what} of trial {number}")
 
 
 def _file(study: Study, number: int, suffix: str) -> Path:
@@ -111,10 +107,6 @@ def _file(study: Study, number: int, suffix: str) -> Path:
 def save_lineage(study: Study, number: int, step: int, slot: int, arch: Architecture, parent: int | None,
                  result: Result) -> None:  # fmt: skip
     """Write trial ``number``'s optimizer state and JSON beside its weights (before it is committed)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import save_file
-
-    from archsearch.study._storage import StudyWriteError
 
     reset = parent is not None and _optimizer_changed(study, parent, arch)
     if reset:
@@ -126,17 +118,16 @@ def save_lineage(study: Study, number: int, step: int, slot: int, arch: Architec
         "optimizer_state": "new" if parent is None or reset else "resumed", "status": result.status,
         "val_score": result.val_score, "train_loss": result.train_loss, "val_curve": result.val_curve,
     }  # fmt: skip
-    partial = _file(study, number, OPTIMIZER_SUFFIX + ".partial")
+    if result.optimizer_state is not None:
+        write_tensors(_file(study, number, OPTIMIZER_SUFFIX), result.optimizer_state)
+    final = _file(study, number, LINEAGE_SUFFIX)
+    partial = final.with_name(final.name + ".partial")
     try:
-        if result.optimizer_state is not None:
-            save_file({k: v.contiguous() for k, v in result.optimizer_state.items()}, str(partial))
-            os.replace(partial, _file(study, number, OPTIMIZER_SUFFIX))
-        partial = _file(study, number, LINEAGE_SUFFIX + ".partial")
         partial.write_text(json.dumps(record, indent=1))
-        os.replace(partial, _file(study, number, LINEAGE_SUFFIX))
-    except (OSError, SafetensorError) as exc:  # a full disk: the trial is not committed, a resume redoes it
+        os.replace(partial, final)
+    except OSError as exc:  # a full disk: the trial is not committed, a resume redoes it
         partial.unlink(missing_ok=True)
-        raise StudyWriteError(str(partial), getattr(exc, "strerror", None) or str(exc)) from None
+        raise StudyWriteError(str(final), exc.strerror or str(exc)) from None
 
 
 def _optimizer_changed(study: Study, parent: int, arch: Architecture) -> bool:

@@ -876,6 +876,34 @@ class Storage:
             )
 
 
+def write_tensors(final: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Write ``tensors`` to ``final`` (a file beside a study: a saved child's weights, its optimizer's state)
+    with safetensors, through a partial file that then replaces it whole, so that a file left by a run killed
+    in between is replaced. A failed write (a full disk) leaves nothing and is a :class:`StudyWriteError`: the
+    trial is not committed, and a resume redoes it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
+    partial = final.with_name(final.name + ".partial")
+    try:
+        final.parent.mkdir(exist_ok=True)
+        save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(partial))
+        os.replace(partial, final)
+    except (OSError, SafetensorError) as exc:
+        partial.unlink(missing_ok=True)
+        raise StudyWriteError(str(final), getattr(exc, "strerror", None) or str(exc)) from None
+
+
+def read_tensors(file: Path, what: str) -> dict[str, torch.Tensor]:
+    """The tensors of a file beside a study; one line naming it and ``what`` they are when it cannot be read."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(file))
+    except Exception as exc:  # noqa: BLE001 -- safetensors raises its own error, OSError, ...: all mean unreadable
+        raise ArchsearchError(f"{file}: {what} cannot be read ({_untrusted.short(str(exc))})") from None
+
+
 def check_new_study_path(path: str | os.PathLike, overwrite: bool = False) -> None:
     """Refuse, with one line, a path that exists or whose directory is missing or not writable. With
     ``overwrite`` an existing path must instead be a study that no process is running."""

@@ -57,7 +57,7 @@ from archsearch.study._population import (
     save_lineage,
 )
 from archsearch.study._progress import progress_for
-from archsearch.study._storage import RunLock, Storage, Trial, rank
+from archsearch.study._storage import RunLock, Storage, Trial, rank, read_tensors, write_tensors
 from archsearch.study._untrusted import UnusableWeights, fitting, short
 from archsearch.tasks import TEXT_TASKS, FileTask, SplitIndices, Task, stored_task
 
@@ -725,37 +725,17 @@ class Study:
 
     def _save_child(self, number: int, weights: dict) -> None:
         """Written before the trial is committed, replacing a file left by a run killed in between."""
-        from safetensors import SafetensorError
-        from safetensors.torch import save_file
-
-        from archsearch.study._storage import StudyWriteError
-
-        folder = self.children_dir
-        final = folder / f"{number}.safetensors"
-        partial = folder / f"{number}.safetensors.partial"
-        try:
-            folder.mkdir(exist_ok=True)
-            save_file({k: v.detach().contiguous() for k, v in weights.items()}, str(partial))
-            os.replace(partial, final)
-        except (OSError, SafetensorError) as exc:  # a full disk: the trial is not committed, a resume redoes it
-            partial.unlink(missing_ok=True)
-            raise StudyWriteError(str(final), getattr(exc, "strerror", None) or str(exc)) from None
+        write_tensors(self.children_dir / f"{number}.safetensors", weights)
 
     def child_model(self, number: int):  # noqa: ANN201 -- torch.nn.Module
         """Trial ``number``'s network with its kept weights, from a study that saves its children."""
-        from safetensors.torch import load_file
-
         file = self.children_dir / f"{number}.safetensors" if self.children_dir else None
         if file is None or not file.exists():
             raise ArchsearchError(f"{self.path}: no saved weights for trial {number} (search with --save-children)")
         trial = self._storage.trial(number)
         if trial is None:
             raise ArchsearchError(f"{self.path}: no trial {number}")
-        try:
-            weights = load_file(str(file))
-        except Exception as exc:  # noqa: BLE001 -- safetensors raises its own error, OSError, ...: all mean unreadable
-            why = short(str(exc))
-            raise ArchsearchError(f"{file}: the saved weights of trial {number} cannot be read ({why})") from None
+        weights = read_tensors(file, f"the saved weights of trial {number}")
         return self._model(trial, weights, "saved weights", "the study's other trials still work")
 
     def trial_model(self, number: int) -> tuple[Trial, torch.nn.Module]:
