@@ -14,7 +14,7 @@ def lineage_section(study: Any, trials: list[Any], figure: Any, png: Any) -> str
     report's figure helpers)."""
     from archsearch.study._population import lineage_of, settings_of
 
-    if not getattr(study.strategy, "continues", False) or not trials:
+    if not study.continues or not trials:
         return None
     best = study.best()
     if best is None:

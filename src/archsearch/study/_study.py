@@ -470,7 +470,7 @@ class Study:
             self.strategy  # noqa: B018
         if self.shares_weights:
             check_shared_run(self, done, steps)
-        if getattr(self.strategy, "continues", False):
+        if self.continues:
             check_population_run(self, steps)
         if self.goals.latency:  # a repeated architecture keeps the latency first measured for it
             for trial in self._storage.trials():
@@ -500,6 +500,11 @@ class Study:
         return done
 
     @property
+    def continues(self) -> bool:
+        """Whether the study's children continue earlier trials' networks (a population strategy: MIHA, PBT)."""
+        return self.strategy.continues
+
+    @property
     def shares_weights(self) -> bool:
         """Whether the study searches with shared weights, in phases (see :mod:`archsearch.study._phases`)."""
         return self._configs["trainer"].get("name") in SHARED_EVALUATORS
@@ -511,7 +516,7 @@ class Study:
         new state) is committed with the strategy's."""
         m = self.children_per_step
         archs = self.strategy.ask(m)
-        starts = self.strategy.starts() if getattr(self.strategy, "continues", False) else None
+        starts = self.strategy.starts() if self.continues else None
         done = self._recorded(step, archs)
         seeds = {slot: child_seed(self.seed, step, slot) for slot in range(m)}
         sources = self.evaluator.plan(archs, [step * m + slot for slot in range(m)])
@@ -651,7 +656,7 @@ class Study:
         of kind ``proxy``: the final network is the study's pick."""
         if number is None:
             number = step * self.children_per_step + slot
-        if getattr(self.strategy, "continues", False):
+        if self.continues:
             kind = "final" if step == self.steps - 1 else "proxy"
         kind = kind or ("proxy" if self.shares_weights else "final")
         if result.status == "ok" and result.weights is not None and result.val_loss is None:
@@ -663,7 +668,7 @@ class Study:
         ran = cached_from is None
         if self.save_children and result.weights is not None and ran:
             self._save_child(number, result.weights)
-            if getattr(self.strategy, "continues", False):
+            if self.continues:
                 save_lineage(self, number, step, slot, arch, parent, result)
         trial = self._storage.add_trial(
             number,
@@ -934,7 +939,7 @@ class Study:
         with fitting(f"{self.path}: the checkpoint of step {step} does not fit the study's strategy"):
             if not self.asynchronous:
                 self.strategy.load_state_dict(state)
-                if getattr(self.strategy, "continues", False) and self.strategy.told != step + 1:
+                if self.continues and self.strategy.told != step + 1:
                     raise ValueError(f"'told' is {self.strategy.told}, not {step + 1}")
                 return
             self.strategy.load_state_dict(state["strategy"])
