@@ -50,7 +50,8 @@ from archsearch.space import (
 )
 from archsearch.space._architecture import BATCHED_ACTIVATIONS
 from archsearch.space._cells import MAX_DAG_NODES
-from archsearch.space._settings import OPTIMIZERS
+from archsearch.space._mlp import layer_widths
+from archsearch.space._settings import OPTIMIZERS, optimizer_names
 from archsearch.strategies import STRATEGIES, Strategy
 from archsearch.tasks import IMAGE_TASKS, TEXT_TASKS, Task, from_file, get_task
 
@@ -354,12 +355,12 @@ class SearchConfig:
             if kind != "settings":
                 raise ArchsearchError(f"{names('optimizers')}: the optimizers of the settings space "
                                       f"({names('space')} settings), not of the {kind} space")  # fmt: skip
-            unknown = [o for o in self.optimizers if o not in OPTIMIZERS]
-            if unknown or not self.optimizers or len(set(self.optimizers)) != len(self.optimizers):
-                why = f"unknown {unknown[0]!r:.40}" if unknown else "need distinct names"
-                raise ArchsearchError(f"{names('optimizers')}: {why} (known: {', '.join(OPTIMIZERS)})")
+            optimizer_names(names("optimizers"), self.optimizers)
         if self.units is not None:
-            self._check_units(kind, names)
+            if kind not in ("mlp", "settings"):
+                raise ArchsearchError(f"{names('units')}: the widths of the mlp and settings spaces' layers, not of "
+                                      f"the {kind} space's")  # fmt: skip
+            layer_widths(names("units"), self.units)
         if kind in ("mlp", "settings") and images:
             raise ArchsearchError(f"{names('space')} {kind}: task {task!r} is images; search it with {names('space')} cnn")
         if kind == "cnn" and not images:
@@ -383,17 +384,6 @@ class SearchConfig:
                 f"{names('max_layers')}: at most {limits.CNN_MAX_LAYERS} for the cnn space, got {self.max_layers}"
             )
         return kind
-
-    def _check_units(self, kind: str, names: Names) -> None:
-        """``units``: the widths a layer of the mlp or settings space may take."""
-        if kind not in ("mlp", "settings"):
-            raise ArchsearchError(f"{names('units')}: the widths of the mlp and settings spaces' layers, not of the "
-                                  f"{kind} space's")  # fmt: skip
-        units = self.units
-        if not isinstance(units, list) or not 1 <= len(units) <= limits.MAX_CHOICES or len(set(units)) != len(units):
-            raise ArchsearchError(f"{names('units')}: need 1 to {limits.MAX_CHOICES} distinct widths, got {short(units)}")
-        for width in units:
-            limits.integer(names("units"), width, 1, limits.MAX_UNITS)
 
     def _check_component(self, kind: str, names: Names) -> None:
         """A component or settings space trains each child on its own, from scratch, as it says."""

@@ -27,7 +27,7 @@ def test_a_settings_search_and_its_export(tmp_path, run):
     ("argv", "needles"),
     [
         (("--task", "moons", "--units", "4,0"), ("--units: must be at least 1",)),
-        (("--task", "moons", "--units", "4,4"), ("--units: need 1 to 64 distinct widths",)),
+        (("--task", "moons", "--units", "4,4"), ("--units: need distinct positive integers, got [4, 4]",)),
         (("--task", "moons", "--trainer", "batched"), ("--trainer batched", "serial")),
         (("--task", "moons", "--weight-sharing"), ("--weight-sharing", "its own settings")),
         (("--task", "moons", "--curriculum", "1,1"), ("--curriculum",)),

@@ -14,6 +14,16 @@ from archsearch.space._architecture import ACTIVATIONS, Architecture, MLPArchite
 from archsearch.space._base import Decision, SearchSpace, Slot
 
 
+def layer_widths(field: str, units: Sequence[int]) -> tuple[int, ...]:
+    """``units`` as the widths a hidden layer may take: distinct integers in 1..``MAX_UNITS``, or one line
+    naming ``field``."""
+    given = choices(field, units, "distinct positive integers")
+    widths = tuple(integer(field, u, 1, MAX_UNITS) for u in given)
+    if not widths or len(set(widths)) != len(widths):
+        raise ArchsearchError(f"{field}: need distinct positive integers, got {list(given)}")
+    return widths
+
+
 class MLPSpace(SearchSpace):
     """Per hidden layer: units, then activation; EOS may end the network after ``min_layers``.
 
@@ -33,14 +43,11 @@ class MLPSpace(SearchSpace):
         max_layers: int = 5,
         min_layers: int = 1,
     ) -> None:
-        units = choices("space.units", units, "distinct positive integers")
-        self.units = tuple(integer("space.units", u, 1, MAX_UNITS) for u in units)
+        self.units = layer_widths("space.units", units)
         activations = choices("space.activations", activations, "distinct names")
         self.activations = tuple(str(a) for a in activations)
         self.min_layers = integer("space.min_layers", min_layers, 1, MLP_MAX_LAYERS)
         self.max_layers = integer("space.max_layers", max_layers, 1, MLP_MAX_LAYERS)
-        if not self.units or len(set(self.units)) != len(self.units):
-            raise ArchsearchError(f"space.units: need distinct positive integers, got {list(units)}")
         if not self.activations or len(set(self.activations)) != len(self.activations):
             raise ArchsearchError(f"space.activations: need distinct names, got {list(activations)}")
         unknown = [a for a in self.activations if a not in ACTIVATIONS]

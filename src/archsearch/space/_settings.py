@@ -42,6 +42,18 @@ DEFAULT_ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "leaky_relu")
 _SETTINGS = 3  # optimizer, learning rate, batch size
 
 
+def optimizer_names(field: str, names: Sequence[str]) -> tuple[str, ...]:
+    """``names`` as the optimizers of a settings space: known to :data:`OPTIMIZERS` and distinct, or one line
+    naming ``field``."""
+    given = tuple(str(o) for o in choices(field, names, "distinct names"))
+    unknown = [o for o in given if o not in OPTIMIZERS]
+    if unknown:
+        raise ArchsearchError(f"{field}: unknown {unknown[0]!r:.40} (known: {', '.join(OPTIMIZERS)})")
+    if not given or len(set(given)) != len(given):
+        raise ArchsearchError(f"{field}: need distinct values, got {list(given)}")
+    return given
+
+
 @dataclass(frozen=True)
 class SettingsArchitecture(Architecture):
     """An MLP (``network``) and the optimizer, learning rate and batch size it trains with."""
@@ -122,15 +134,12 @@ class SettingsSpace(SearchSpace):
         max_layers: int = 5,
         min_layers: int = 1,
     ) -> None:
-        self.optimizers = tuple(str(o) for o in choices("space.optimizers", optimizers, "distinct names"))
-        unknown = [o for o in self.optimizers if o not in OPTIMIZERS]
-        if unknown:
-            raise ArchsearchError(f"space.optimizers: unknown {unknown[0]!r} (known: {', '.join(OPTIMIZERS)})")
+        self.optimizers = optimizer_names("space.optimizers", optimizers)
         rates = choices("space.lrs", lrs, "rates")
         self.lrs = tuple(float(real("space.lrs", r, 0.0, MAX_RATE, above=True)) for r in rates)
         self.batch_sizes = tuple(integer("space.batch_sizes", b, 1, MAX_BATCH_SIZE)
                                  for b in choices("space.batch_sizes", batch_sizes, "sizes"))  # fmt: skip
-        for name, values in (("optimizers", self.optimizers), ("lrs", self.lrs), ("batch_sizes", self.batch_sizes)):
+        for name, values in (("lrs", self.lrs), ("batch_sizes", self.batch_sizes)):
             if not values or len(set(values)) != len(values):
                 raise ArchsearchError(f"space.{name}: need distinct values, got {list(values)}")
         self.layout = MLPSpace(units, activations, max_layers, min_layers)
