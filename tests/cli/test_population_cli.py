@@ -49,8 +49,8 @@ def test_a_pbt_search_keeps_only_its_final_network(tmp_path, run):
 @pytest.mark.parametrize(
     ("argv", "needles"),
     [
-        (("--strategy-settings", "m=2,pop_size=0"), ("strategy miha: pop_size must be an integer in 1..1000, got 0",)),
-        (("--strategy-settings", "fitness=speed"), ("strategy miha: fitness must be one of loss, val",)),
+        (("--strategy-settings", "m=2,pop_size=0"), ("strategy.pop_size: must be at least 1, got 0",)),
+        (("--strategy-settings", "fitness=speed"), ("strategy.fitness: must be one of loss, val",)),
         (("--strategy-settings", "speed=2"), ("strategy: bad settings for 'miha'", "speed")),
         (("--strategy-settings", "pop_size"), ("--strategy-settings", "KEY=VALUE")),
         (("--steps", "3"), ("--steps: the miha strategy's schedule has 27",)),

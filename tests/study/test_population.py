@@ -181,9 +181,10 @@ def test_an_optimizer_state_that_does_not_fit_is_refused():
 
 @pytest.mark.parametrize(
     ("strategy", "message"),
-    [({"name": "miha", "pop_size": 0}, "pop_size must be an integer in 1..1000, got 0"),
-     ({"name": "pbt", "quantile": 0.7}, "quantile must be a number in 0.0..0.5, got 0.7"),
-     ({"name": "miha", "fitness": "speed"}, "fitness must be one of loss, val")],
+    [({"name": "miha", "pop_size": 0}, "strategy.pop_size: must be at least 1, got 0"),
+     ({"name": "pbt", "quantile": 0.7}, "strategy.quantile: must be at most 0.5, got 0.7"),
+     ({"name": "pbt", "quantile": 0}, "strategy.quantile: must be > 0, got 0"),
+     ({"name": "miha", "fitness": "speed"}, "strategy.fitness: must be one of loss, val")],
 )  # fmt: skip
 def test_bad_population_settings_are_one_line(tmp_path, moons, strategy, message):
     with pytest.raises(ArchsearchError, match=message):
@@ -311,7 +312,7 @@ def test_miha_starts_from_an_initial_configuration_written_as_trials_prints_it(t
     with Study.create(tmp_path / "m.db", config(moons, {**MIHA, "initial": text})) as study:
         study.run(progress=False)
         assert str(study.trials()[0].architecture) == text
-    with pytest.raises(ArchsearchError, match="strategy miha: initial: 999-tanh: layer 999-tanh is not in MLPSpace"):
+    with pytest.raises(ArchsearchError, match="strategy.initial: 999-tanh: layer 999-tanh is not in MLPSpace"):
         Study.create(tmp_path / "n.db", config(moons, {**MIHA, "initial": "999-tanh adam lr=0.01 batch=64"}))
 
 

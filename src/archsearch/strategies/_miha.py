@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from archsearch import _limits as limits
 from archsearch.errors import ArchsearchError
 from archsearch.space import Architecture, SearchSpace, SettingsArchitecture
 from archsearch.strategies._base import Outcome
@@ -46,7 +47,6 @@ from archsearch.strategies._population import (
     MAX_POPULATION,
     PopulationStrategy,
     Start,
-    check_setting,
 )
 
 FITNESS = ("loss", "val")
@@ -72,13 +72,13 @@ class MIHA(PopulationStrategy):
         initial: dict[str, Any] | str | None = None,
     ) -> None:
         super().__init__(space, seed)
-        self.m = check_setting(self.name, "m", m, 1, MAX_PIECE_EPOCHS)
-        self.pop_size = check_setting(self.name, "pop_size", pop_size, 1, MAX_POPULATION)
-        self.n = check_setting(self.name, "n", n, 1, MAX_PIECE_EPOCHS)
-        self.k = check_setting(self.name, "k", k, 1, MAX_PIECE_EPOCHS)
-        self.c = check_setting(self.name, "c", c, 1, MAX_CYCLES)
+        self.m = limits.integer("strategy.m", m, 1, MAX_PIECE_EPOCHS)
+        self.pop_size = limits.integer("strategy.pop_size", pop_size, 1, MAX_POPULATION)
+        self.n = limits.integer("strategy.n", n, 1, MAX_PIECE_EPOCHS)
+        self.k = limits.integer("strategy.k", k, 1, MAX_PIECE_EPOCHS)
+        self.c = limits.integer("strategy.c", c, 1, MAX_CYCLES)
         if fitness not in FITNESS:
-            raise ArchsearchError(f"strategy miha: fitness must be one of {', '.join(FITNESS)}, got {fitness!r:.40}")
+            raise ArchsearchError(f"strategy.fitness: must be one of {', '.join(FITNESS)}, got {fitness!r:.40}")
         self.fitness = fitness
         self.initial = initial
         if initial is not None:
@@ -86,7 +86,7 @@ class MIHA(PopulationStrategy):
                 given = SettingsArchitecture.parse(initial) if isinstance(initial, str) else Architecture.from_dict(initial)
                 first = self.space.validate(given)
             except ArchsearchError as exc:
-                raise ArchsearchError(f"strategy miha: initial: {exc}") from None
+                raise ArchsearchError(f"strategy.initial: {exc}") from None
         else:
             first = self.space.sample(self.rng)
         if not self._kinds(first):  # type: ignore[arg-type]

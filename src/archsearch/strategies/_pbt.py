@@ -20,6 +20,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from archsearch import _limits as limits
 from archsearch.errors import ArchsearchError
 from archsearch.space import Architecture, SearchSpace, SettingsArchitecture
 from archsearch.strategies._base import Outcome
@@ -29,8 +30,6 @@ from archsearch.strategies._population import (
     MAX_POPULATION,
     PopulationStrategy,
     Start,
-    check_real,
-    check_setting,
 )
 
 
@@ -51,13 +50,11 @@ class PBT(PopulationStrategy):
         resample: float = 0.25,
     ) -> None:
         super().__init__(space, seed)
-        self.population_size = check_setting(self.name, "population_size", population_size, 2, MAX_POPULATION)
-        self.interval = check_setting(self.name, "interval", interval, 1, MAX_PIECE_EPOCHS)
-        self.rounds = check_setting(self.name, "rounds", rounds, 1, MAX_CYCLES)
-        self.quantile = check_real(self.name, "quantile", quantile, 0.0, 0.5)
-        if self.quantile == 0.0:
-            raise ArchsearchError(f"strategy pbt: quantile must be above 0 (the share that exploits), got {quantile}")
-        self.resample = check_real(self.name, "resample", resample, 0.0, 1.0)
+        self.population_size = limits.integer("strategy.population_size", population_size, 2, MAX_POPULATION)
+        self.interval = limits.integer("strategy.interval", interval, 1, MAX_PIECE_EPOCHS)
+        self.rounds = limits.integer("strategy.rounds", rounds, 1, MAX_CYCLES)
+        self.quantile = limits.real("strategy.quantile", quantile, 0.0, 0.5, above=True)  # the share that exploits
+        self.resample = limits.real("strategy.resample", resample, 0.0, 1.0)
         self.told = 0
         self.members: list[tuple[int | None, SettingsArchitecture, float, bool]] = []  # trial, arch, score, ok
 

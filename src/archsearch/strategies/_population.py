@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from archsearch.errors import ArchsearchError
-from archsearch.space import Architecture, SearchSpace, SettingsArchitecture, SettingsSpace
+from archsearch.space import SearchSpace, SettingsArchitecture, SettingsSpace
 from archsearch.space._architecture import MLPArchitecture
 from archsearch.strategies._base import Strategy
 
@@ -35,14 +35,6 @@ class Start:
 
     parent: int | None
     epochs: int
-
-    def to_list(self) -> list[int | None]:
-        return [self.parent, self.epochs]
-
-    @classmethod
-    def from_list(cls, value: Any) -> Start:
-        parent, epochs = value
-        return cls(None if parent is None else int(parent), int(epochs))
 
 
 class PopulationStrategy(Strategy):
@@ -93,11 +85,10 @@ class PopulationStrategy(Strategy):
             raise ArchsearchError(f"strategy {self.name}: its schedule of {self.steps} steps is complete")
 
     def _rng_state(self) -> dict[str, Any]:
-        return {"rng": self.rng.bit_generator.state, "starts": [s.to_list() for s in self._starts]}
+        return {"rng": self.rng.bit_generator.state}
 
     def _load_rng_state(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state["rng"]
-        self._starts = [Start.from_list(s) for s in state["starts"]]
 
     # -- changing one setting ------------------------------------------------------------------
 
@@ -130,22 +121,3 @@ class PopulationStrategy(Strategy):
 
     def to_config(self) -> dict[str, Any]:
         return {**super().to_config(), **{name: getattr(self, name) for name in self.settings}}
-
-
-def check_setting(strategy: str, name: str, value: Any, low: int, high: int | None = None) -> int:
-    """An integer setting of a population strategy in ``low..high``, or one line naming it."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
-        bound = f"in {low}..{high}" if high is not None else f"at least {low}"
-        raise ArchsearchError(f"strategy {strategy}: {name} must be an integer {bound}, got {value!r}")
-    return value
-
-
-def check_real(strategy: str, name: str, value: Any, low: float, high: float) -> float:
-    """A real setting in ``low..high``, or one line naming it."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise ArchsearchError(f"strategy {strategy}: {name} must be a number in {low}..{high}, got {value!r}")
-    return float(value)
-
-
-def architecture_of(text: Any) -> Architecture:
-    return Architecture.from_json(text)
