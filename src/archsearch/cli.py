@@ -1502,6 +1502,9 @@ def _replay(args: argparse.Namespace) -> int:
     from archsearch.study._population import read_schedule, replay
 
     with Study.open(args.study, readonly=True) as study:
+        if not study.continues:
+            raise ArchsearchError(f"{args.study}: a {study.config['strategy']['name']} study; replay trains a schedule "
+                                  "on the data of the miha or pbt study that exported it")  # fmt: skip
         pieces = read_schedule(args.schedule, study.space)
         results = replay(pieces, study.evaluator, args.seed)
         last = results[-1]

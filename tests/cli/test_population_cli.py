@@ -98,3 +98,12 @@ def test_compare_refuses_a_population_strategy_it_would_budget_in_queries(tmp_pa
     one_line_error(run("compare", "--task", "moons", "--space", "settings", "--strategies", "miha,tpe", "--budget",
                        "10", "--quiet", cwd=tmp_path), "strategies: miha sets its own budget")  # fmt: skip
     assert not (tmp_path / "runs").exists()
+
+
+def test_replay_refuses_a_study_that_is_not_a_population_study(tmp_path, run):
+    run("search", *MIHA, "--study", "m.db", "--quiet", cwd=tmp_path, check=True)
+    run("export", "m.db", "--out", "out", "--no-onnx", cwd=tmp_path, check=True)
+    run("search", "--steps", "1", "--children-per-step", "2", "--max-epochs", "2", "--study", "r.db", "--quiet",
+        cwd=tmp_path, check=True)  # fmt: skip
+    one_line_error(run("replay", "out/schedule.json", "--study", "r.db", cwd=tmp_path),
+                   "r.db: a reinforce study; replay trains a schedule on the data of the miha or pbt study")  # fmt: skip
