@@ -107,6 +107,18 @@ def plain(bound: float) -> str:
     return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
 
 
+def known_names(field: str, values: Any, known: Any) -> tuple[str, ...]:
+    """``values`` as distinct names, each one of ``known`` (a space's optimizers, a formula's operations),
+    or one line naming ``field``."""
+    names = tuple(str(n) for n in choices(field, values, "distinct names"))
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ArchsearchError(f"{field}: unknown {unknown[0]!r:.40} (known: {', '.join(known)})")
+    if not names or len(set(names)) != len(names):
+        raise ArchsearchError(f"{field}: need distinct names, got {list(names)}")
+    return names
+
+
 def choices(field: str, values: Any, what: str) -> list[Any]:
     """``values`` as a list of at most ``MAX_CHOICES`` items (``what`` says what they must be)."""
     try:

@@ -51,7 +51,7 @@ from archsearch.space import (
 from archsearch.space._architecture import BATCHED_ACTIVATIONS
 from archsearch.space._cells import MAX_DAG_NODES
 from archsearch.space._mlp import layer_widths
-from archsearch.space._settings import OPTIMIZERS, optimizer_names
+from archsearch.space._settings import OPTIMIZERS
 from archsearch.strategies import STRATEGIES, Strategy
 from archsearch.tasks import IMAGE_TASKS, TEXT_TASKS, Task, from_file, get_task
 
@@ -355,7 +355,7 @@ class SearchConfig:
             if kind != "settings":
                 raise ArchsearchError(f"{names('optimizers')}: the optimizers of the settings space "
                                       f"({names('space')} settings), not of the {kind} space")  # fmt: skip
-            optimizer_names(names("optimizers"), self.optimizers)
+            limits.known_names(names("optimizers"), self.optimizers, OPTIMIZERS)
         if self.units is not None:
             if kind not in ("mlp", "settings"):
                 raise ArchsearchError(f"{names('units')}: the widths of the mlp and settings spaces' layers, not of "

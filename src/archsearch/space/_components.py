@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from archsearch._limits import MAX_UNITS, choices, integer
+from archsearch._limits import MAX_UNITS, integer, known_names
 from archsearch.errors import ArchsearchError
 from archsearch.space import _formula as f
 from archsearch.space._architecture import Architecture
@@ -401,13 +401,7 @@ class _ComponentSpace(SearchSpace):
         self._slots = tuple(slots)
 
     def _names(self, where: str, given: Sequence[str] | None, known: Sequence[str]) -> tuple[str, ...]:
-        names = tuple(known) if given is None else tuple(str(n) for n in choices(where, given, "distinct names"))
-        unknown = [n for n in names if n not in known]
-        if unknown:
-            raise ArchsearchError(f"{where}: unknown {unknown[0]!r} (known: {', '.join(known)})")
-        if not names or len(set(names)) != len(names):
-            raise ArchsearchError(f"{where}: need distinct names, got {list(names)}")
-        return names
+        return tuple(known) if given is None else known_names(where, given, known)
 
     def _config(self) -> dict[str, Any]:
         return {"kind": self.kind, "child": self.child, "widths": list(self.widths), "units": self.units}

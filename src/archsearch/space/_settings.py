@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from archsearch._limits import MAX_BATCH_SIZE, MAX_RATE, choices, integer, real
+from archsearch._limits import MAX_BATCH_SIZE, MAX_RATE, choices, integer, known_names, real
 from archsearch.errors import ArchsearchError
 from archsearch.space._architecture import Architecture, MLPArchitecture
 from archsearch.space._base import Decision, SearchSpace, Slot
@@ -40,18 +40,6 @@ DEFAULT_RATES = (0.001, 0.003, 0.01, 0.03, 0.1)
 DEFAULT_BATCH_SIZES = (16, 32, 64, 128, 256)
 DEFAULT_ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "leaky_relu")
 _SETTINGS = 3  # optimizer, learning rate, batch size
-
-
-def optimizer_names(field: str, names: Sequence[str]) -> tuple[str, ...]:
-    """``names`` as the optimizers of a settings space: known to :data:`OPTIMIZERS` and distinct, or one line
-    naming ``field``."""
-    given = tuple(str(o) for o in choices(field, names, "distinct names"))
-    unknown = [o for o in given if o not in OPTIMIZERS]
-    if unknown:
-        raise ArchsearchError(f"{field}: unknown {unknown[0]!r:.40} (known: {', '.join(OPTIMIZERS)})")
-    if not given or len(set(given)) != len(given):
-        raise ArchsearchError(f"{field}: need distinct values, got {list(given)}")
-    return given
 
 
 @dataclass(frozen=True)
@@ -134,7 +122,7 @@ class SettingsSpace(SearchSpace):
         max_layers: int = 5,
         min_layers: int = 1,
     ) -> None:
-        self.optimizers = optimizer_names("space.optimizers", optimizers)
+        self.optimizers = known_names("space.optimizers", optimizers, OPTIMIZERS)
         rates = choices("space.lrs", lrs, "rates")
         self.lrs = tuple(float(real("space.lrs", r, 0.0, MAX_RATE, above=True)) for r in rates)
         self.batch_sizes = tuple(integer("space.batch_sizes", b, 1, MAX_BATCH_SIZE)
