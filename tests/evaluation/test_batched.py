@@ -9,6 +9,7 @@ import torch
 from archsearch import ArchsearchError
 from archsearch.evaluation import BatchedTrainer, SerialTrainer, TrainConfig, load_model, split_score
 from archsearch.evaluation._batched import MAX_GROUP, plan_groups
+from archsearch.evaluation._fused import FusedGroup
 from archsearch.space import MLPArchitecture, MLPSpace
 
 from .test_serial import _huge_inputs
@@ -158,6 +159,7 @@ def test_an_exception_inside_a_group_is_a_failed_trial(moons, monkeypatch):
         yield  # pragma: no cover
 
     monkeypatch.setattr(_batched._Group, "train", broken)
+    monkeypatch.setattr(FusedGroup, "train", broken)
     results = BatchedTrainer(moons, TrainConfig(max_epochs=3)).evaluate_all(
         [MLPArchitecture.parse("4-relu"), MLPArchitecture.parse("4-relu/4-relu")], [0, 1]
     )

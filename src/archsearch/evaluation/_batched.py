@@ -31,6 +31,7 @@ whole (``batch_dependent``) to reproduce an uninterrupted run exactly.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
@@ -44,6 +45,7 @@ import torch
 
 from archsearch._limits import max_workers
 from archsearch.errors import ArchsearchError
+from archsearch.evaluation import _native
 from archsearch.evaluation._base import Trainer, torch_threads
 from archsearch.evaluation._config import TrainConfig
 from archsearch.evaluation._folds import combine, fold_ids, pooled
@@ -107,7 +109,10 @@ class BatchedTrainer(Trainer):
         for start in range(0, len(archs), self.max_batch):
             chunk = range(start, min(start + self.max_batch, len(archs)))
             chosen = [archs[i] for i in chunk]
-            planned = plan_groups(chosen, self.task.in_features, self.task.out_features, rows, self.config.folds)
+            if self.fused:
+                planned = plan_fused_groups(chosen, self.task.in_features, self.task.out_features, rows)
+            else:
+                planned = plan_groups(chosen, self.task.in_features, self.task.out_features, rows, self.config.folds)
             groups += [[chunk[i] for i in members] for members in planned]
         costs = [self._group_cost([archs[i] for i in members]) for members in groups]
         return [groups[j] for j in sorted(range(len(groups)), key=lambda j: -costs[j])]
@@ -118,6 +123,25 @@ class BatchedTrainer(Trainer):
         """One group, trained single-threaded (as everywhere, so results never depend on where)."""
         with torch_threads(1):
             yield from self.train_group(list(members), archs, seeds)
+
+    @functools.cached_property
+    def fused(self) -> bool:
+        """Whether groups train with the compiled epoch (:mod:`archsearch.evaluation._native`): full
+        batches on the CPU without folds, where a compiler is at hand; decided once, by the process
+        that holds the trainer, and sent with it to the workers."""
+        cfg = self.config
+        full_batch = cfg.batch_size is None or cfg.batch_size >= len(self.task.y_train)
+        if cfg.folds > 1 or not full_batch or torch.device(cfg.device).type != "cpu" or not _native.enabled():
+            return False
+        return _native.library() is not None
+
+    @property
+    def _group_class(self) -> type[_Group]:
+        if self.fused:
+            from archsearch.evaluation._fused import FusedGroup  # it extends _Group, defined below
+
+            return FusedGroup
+        return _Group
 
     def _workers_for(self, costs: list[float]) -> int:
         """Worker processes worth using for groups of these modelled epoch costs: ``config.threads``
@@ -133,6 +157,8 @@ class BatchedTrainer(Trainer):
     def _group_cost(self, group: list[MLPArchitecture]) -> float:
         """Modelled microseconds of one epoch of one group."""
         rows = len(self.task.y_train) + len(self.task.y_val)
+        if self.fused:
+            return _GROUP_COST + sum(_child_cost(a, self.task.in_features, self.task.out_features, rows) for a in group)
         widest = [max(a.widths[layer] for a in group) for layer in range(len(group[0].layers))]
         sizes = np.array([self.task.in_features, *widest, self.task.out_features], dtype=np.float64)
         return float(_cost(len(group) * self.config.folds, sizes, rows))
@@ -175,7 +201,7 @@ class BatchedTrainer(Trainer):
         start = time.perf_counter()
         folds = self.config.folds
         try:
-            group = _Group(self, [(i, archs[i], seeds[i]) for i in members])
+            group = self._group_class(self, [(i, archs[i], seeds[i]) for i in members])
             if folds == 1:
                 for index, result in group.train():
                     done.add(index)
@@ -224,6 +250,28 @@ def _cost(children: np.ndarray, sizes: np.ndarray, rows: int) -> np.ndarray:
     elements = sizes[..., 1:].sum(-1)
     per_child = rows * (_MAC_COST * macs + _ELEMENT_COST * elements)
     return _GROUP_COST + _LAYER_COST * (sizes.shape[-1] - 1) + children * per_child
+
+
+def _child_cost(arch: MLPArchitecture, in_features: int, out_features: int, rows: int) -> float:
+    """Modelled epoch cost of one child computed at its own widths (the compiled epoch)."""
+    sizes = np.array([in_features, *arch.widths, out_features], dtype=np.float64)
+    return float(_cost(1, sizes, rows)) - _GROUP_COST - _LAYER_COST * len(arch.widths)
+
+
+def plan_fused_groups(archs: Sequence[MLPArchitecture], in_features: int, out_features: int, rows: int) -> list[list[int]]:
+    """Groups for the compiled epoch, which computes each child at its own widths: padding costs
+    nothing there and a child's numbers do not depend on its batch-mates, so children of one depth
+    share groups of at most ``MAX_GROUP`` (fewer returns to Python per epoch), dealt from costliest
+    to cheapest so that the groups of a depth cost about the same (the workers finish together)."""
+    by_depth: dict[int, list[int]] = {}
+    for index, arch in enumerate(archs):
+        by_depth.setdefault(len(arch.layers), []).append(index)
+    groups = []
+    for _, indices in sorted(by_depth.items()):
+        indices.sort(key=lambda i: -_child_cost(archs[i], in_features, out_features, rows))
+        count = -(-len(indices) // MAX_GROUP)
+        groups += [sorted(indices[k::count]) for k in range(count)]
+    return groups
 
 
 def plan_groups(
@@ -288,6 +336,7 @@ class _Child:
     n_val: int = 0  # its validation rows (cross-validated: its fold's)
     sst: float = 0.0  # regression: the total sum of squares of its validation targets
     val_losses: list[float] = field(default_factory=list)  # when early stopping watches them
+    slot: int = 0  # its row in the buffers the group started with
 
 
 class _Group:
@@ -311,6 +360,8 @@ class _Group:
             for index, arch, seed in members
             for fold in range(folds)
         ]
+        for slot, child in enumerate(self.children):
+            child.slot = slot
         depth = len(members[0][1].layers)
         widest = [max(c.arch.widths[layer] for c in self.children) for layer in range(depth)]
         self.sizes = [task.in_features, *widest, task.out_features]
@@ -816,13 +867,7 @@ class _Group:
 
     def _finish(self, child: _Child, row: int) -> Result:
         reward, accuracy, kept_epoch = self.cfg.reward(child.vals)
-        flat = self.ring[(kept_epoch - 1) % self.cfg.reward_window]
-        sizes = (self.task.in_features, *child.arch.widths, self.task.out_features)
-        weights = {}
-        for layer, (weight, bias) in enumerate(self._views(flat, self.g)):
-            fan_in, fan_out = sizes[layer], sizes[layer + 1]
-            weights[f"{2 * layer}.weight"] = weight[row, :fan_out, :fan_in].cpu().clone()
-            weights[f"{2 * layer}.bias"] = bias[row, :fan_out, 0].cpu().clone()
+        weights = self._weights(self.ring[(kept_epoch - 1) % self.cfg.reward_window], child, row)
         return Result(
             reward=reward,
             val_score=accuracy,
@@ -834,6 +879,23 @@ class _Group:
             val_loss=child.val_losses[kept_epoch - 1] if child.val_losses else None,
             weights=weights,
         )
+
+    def _weights(self, flat: torch.Tensor, child: _Child, row: int) -> dict[str, torch.Tensor]:
+        """``child``'s weights (at ``row`` of the current children) in a flat buffer, unpadded, by the
+        names of the reference trainer's ``nn.Sequential``."""
+        sizes = (self.task.in_features, *child.arch.widths, self.task.out_features)
+        row, stacked = self._stacked(child, row)
+        weights = {}
+        for layer, (weight, bias) in enumerate(self._views(flat, stacked)):
+            fan_in, fan_out = sizes[layer], sizes[layer + 1]
+            weights[f"{2 * layer}.weight"] = weight[row, :fan_out, :fan_in].cpu().clone()
+            weights[f"{2 * layer}.bias"] = bias[row, :fan_out, 0].cpu().clone()
+        return weights
+
+    def _stacked(self, child: _Child, row: int) -> tuple[int, int]:
+        """The row of ``child`` (at ``row`` of the current children) in the parameter buffers, and how
+        many children those buffers stack: removing children compacts them."""
+        return row, self.g
 
     def _failure(self, child: _Child, error: str) -> Result:
         seconds = time.perf_counter() - self.start
@@ -889,3 +951,4 @@ def _runs(activations: list[str]) -> list[tuple[int, int, str]]:
         else:
             runs.append((row, row + 1, activation))
     return runs
+
