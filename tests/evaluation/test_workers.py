@@ -16,6 +16,13 @@ from archsearch.evaluation._batched import plan_groups
 from archsearch.space import MLPSpace
 
 
+@pytest.fixture(autouse=True)
+def _pytorch_epoch(monkeypatch):
+    """Worker processes train the batched trainer's PyTorch epoch (minibatches, folds, or no compiler);
+    its compiled epoch trains groups on threads instead (tests/evaluation/test_fused.py)."""
+    monkeypatch.setenv("ARCHSEARCH_KERNEL", "0")
+
+
 def _batch(n, seed=3):
     rng = np.random.default_rng(seed)
     return [MLPSpace().sample(rng) for _ in range(n)]

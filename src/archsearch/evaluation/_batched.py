@@ -33,9 +33,12 @@ from __future__ import annotations
 
 import functools
 import math
+import queue
+import threading
 import time
 import warnings
 import weakref
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,14 +91,56 @@ class BatchedTrainer(Trainer):
         groups = self.jobs(archs, seeds)
         costs = [self._group_cost([archs[i] for i in members]) for members in groups]
         workers = self._workers_for(costs)
-        pool = self._pool(workers) if workers > 1 else None
+        pool = self._pool(workers) if workers > 1 and not self.fused else None
         with torch_threads(1):  # one core per group: results never depend on the number of cores
-            if pool is None:
+            if workers > 1 and self.fused:
+                yield from self._in_threads(groups, archs, seeds, workers)
+            elif pool is None:
                 for members in groups:
                     yield from self.train_group(members, archs, seeds)
             else:
                 portable = [job_for(archs, seeds, members) for members in groups]
                 yield from pool.run(portable, inline=lambda job: self.train_group(*job))
+
+    def _in_threads(
+        self, groups: list[list[int]], archs: Sequence[Architecture], seeds: Sequence[int], threads: int
+    ) -> Iterator[tuple[int, Result]]:
+        """Groups trained side by side on ``threads`` threads of this process, costliest first, each
+        result yielded as it comes. The compiled epoch runs without Python's lock, so threads use the
+        cores as worker processes would, without sending the children and their weights between
+        processes. When the caller stops early, every group stops before its next epoch."""
+        pending, results = deque(groups), queue.SimpleQueue()
+
+        def work(workspace: Workspace) -> None:
+            try:
+                while not workspace.cancelled:
+                    try:
+                        members = pending.popleft()
+                    except IndexError:
+                        return
+                    for item in self.train_group(members, archs, seeds, workspace):
+                        results.put(item)
+            finally:
+                results.put(None)
+
+        workspaces = [Workspace() for _ in range(threads)]
+        running = [threading.Thread(target=work, args=(w,), name="archsearch-group", daemon=True) for w in workspaces]
+        for thread in running:
+            thread.start()
+        try:
+            finished = 0
+            while finished < threads:
+                item = results.get()
+                if item is None:
+                    finished += 1
+                else:
+                    yield item
+        finally:  # stopped early (an interrupt, an error while recording): the groups stop within an epoch
+            pending.clear()
+            for workspace in workspaces:
+                workspace.cancel()
+            for thread in running:
+                thread.join()
 
     def jobs(self, archs: Sequence[Architecture], seeds: Sequence[int]) -> list[list[int]]:
         """The batch's groups (children trained together), costliest first."""
@@ -135,13 +180,12 @@ class BatchedTrainer(Trainer):
             return False
         return _native.library() is not None
 
-    @property
-    def _group_class(self) -> type[_Group]:
+    def _group(self, members: list[tuple[int, MLPArchitecture, int]], workspace: Workspace | None) -> _Group:
         if self.fused:
             from archsearch.evaluation._fused import FusedGroup  # it extends _Group, defined below
 
-            return FusedGroup
-        return _Group
+            return FusedGroup(self, members, workspace)
+        return _Group(self, members)
 
     def _workers_for(self, costs: list[float]) -> int:
         """Worker processes worth using for groups of these modelled epoch costs: ``config.threads``
@@ -182,7 +226,7 @@ class BatchedTrainer(Trainer):
     def __getstate__(self) -> dict[str, Any]:
         """Settings and task only: a copy sent to a worker process trains its groups in that process."""
         state = dict(self.__dict__)
-        for name in ("_workers", "_no_workers", "_finalizer", "fold_tasks"):
+        for name in ("_workers", "_no_workers", "_finalizer", "fold_tasks", "_fused_data"):
             state.pop(name, None)
         return state
 
@@ -194,14 +238,19 @@ class BatchedTrainer(Trainer):
             self._workers = None
 
     def train_group(
-        self, members: list[int], archs: Sequence[Architecture] | dict, seeds: Sequence[int] | dict
+        self,
+        members: list[int],
+        archs: Sequence[Architecture] | dict,
+        seeds: Sequence[int] | dict,
+        workspace: Workspace | None = None,
     ) -> Iterator[tuple[int, Result]]:
-        """Train the children ``members`` (indices into ``archs`` and ``seeds``) as one group."""
+        """Train the children ``members`` (indices into ``archs`` and ``seeds``) as one group
+        (``workspace``: scratch memory kept from the groups trained before it on this thread)."""
         done: set[int] = set()
         start = time.perf_counter()
         folds = self.config.folds
         try:
-            group = self._group_class(self, [(i, archs[i], seeds[i]) for i in members])
+            group = self._group([(i, archs[i], seeds[i]) for i in members], workspace)
             if folds == 1:
                 for index, result in group.train():
                     done.add(index)
@@ -260,18 +309,26 @@ def _child_cost(arch: MLPArchitecture, in_features: int, out_features: int, rows
 
 def plan_fused_groups(archs: Sequence[MLPArchitecture], in_features: int, out_features: int, rows: int) -> list[list[int]]:
     """Groups for the compiled epoch, which computes each child at its own widths: padding costs
-    nothing there and a child's numbers do not depend on its batch-mates, so children of one depth
-    share groups of at most ``MAX_GROUP`` (fewer returns to Python per epoch), dealt from costliest
-    to cheapest so that the groups of a depth cost about the same (the workers finish together)."""
+    nothing there and a child's numbers do not depend on its batch-mates, so grouping only trades
+    the fixed price of a group (setting it up, about as much as a small child's few epochs) against
+    how evenly the groups share out over the cores. A child of one depth joins the group before it
+    until that group's modelled cost reaches a sixteenth of the batch's: large children train alone,
+    small ones together."""
+    costs = [_child_cost(a, in_features, out_features, rows) for a in archs]
+    share = sum(costs) / 16
     by_depth: dict[int, list[int]] = {}
     for index, arch in enumerate(archs):
         by_depth.setdefault(len(arch.layers), []).append(index)
-    groups = []
+    groups: list[list[int]] = []
     for _, indices in sorted(by_depth.items()):
-        indices.sort(key=lambda i: -_child_cost(archs[i], in_features, out_features, rows))
-        count = -(-len(indices) // MAX_GROUP)
-        groups += [sorted(indices[k::count]) for k in range(count)]
-    return groups
+        cost = math.inf
+        for index in sorted(indices, key=lambda i: -costs[i]):
+            if cost >= share or len(groups[-1]) == MAX_GROUP:
+                groups.append([])
+                cost = 0.0
+            groups[-1].append(index)
+            cost += costs[index]
+    return [sorted(group) for group in groups]
 
 
 def plan_groups(
@@ -320,6 +377,42 @@ def plan_groups(
             saving[i, :] = saving[:, i] = row
         groups += [sorted(m) for m in members if m]
     return groups
+
+
+class Workspace:
+    """Scratch memory for the groups trained one after another on one thread, kept between groups.
+
+    A fresh buffer of a few megabytes is new memory from the operating system, and its first touch
+    costs a page fault per page; threads of one process take those faults one at a time, which
+    costs the second core much of its work. A workspace hands out views of buffers it keeps.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: list[torch.Tensor] = []
+        self._used = 0
+        self.group: Any = None  # the group training with it now, if it can be stopped
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Stop the group training with this workspace before its next epoch, and any group after it."""
+        self.cancelled = True
+        group = self.group
+        if group is not None:
+            group.stop()
+
+    def take(self, size: int) -> torch.Tensor:
+        """An uninitialised float32 buffer of ``size`` elements, valid until :meth:`release`."""
+        if self._used == len(self._buffers):
+            self._buffers.append(torch.empty(0))
+        buffer = self._buffers[self._used]
+        if buffer.numel() < size:
+            buffer = self._buffers[self._used] = torch.empty(size)
+        self._used += 1
+        return buffer[:size]
+
+    def release(self) -> None:
+        """Every buffer handed out is free again."""
+        self._used = 0
 
 
 @dataclass
@@ -407,16 +500,17 @@ class _Group:
             for (weight, bias), (w_view, b_view) in zip(init, views):
                 w_view[row, : weight.shape[0], : weight.shape[1]] = weight
                 b_view[row, : bias.shape[0], 0] = bias
-        self.flat = flat.to(self.device)
-        self.m = torch.zeros_like(self.flat)
-        self.v = torch.zeros_like(self.flat)
-        self.grad = torch.zeros_like(self.flat)
-        self.denom = torch.zeros_like(self.flat)
-        self.ring = torch.zeros(self.cfg.reward_window, total, device=self.device)
+        self.flat = self._zeros(total).copy_(flat)
+        self.m, self.v, self.grad, self.denom = (self._zeros(total) for _ in range(4))
+        self.ring = self._zeros(self.cfg.reward_window * total).view(self.cfg.reward_window, total)
         # constants as 0-d tensors: a Python number costs a conversion on every operation it enters
         self._two = torch.tensor(2.0, device=self.device)
         self._minus_one = torch.tensor(-1.0, device=self.device)
         self._step = torch.zeros((), device=self.device)
+
+    def _zeros(self, size: int) -> torch.Tensor:
+        """A new buffer of ``size`` zeros on the group's device."""
+        return torch.zeros(size, device=self.device)
 
     def _bind(self) -> None:
         """Views of parameters and workspace for the current children, built once per membership."""

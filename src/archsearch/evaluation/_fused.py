@@ -18,13 +18,14 @@ from __future__ import annotations
 import ctypes
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from archsearch.evaluation import _native
-from archsearch.evaluation._batched import _BETA1, _BETA2, _EPS, _Child, _Group
+from archsearch.evaluation._batched import _BETA1, _BETA2, _EPS, Workspace, _Child, _Group
 from archsearch.evaluation._result import Result
 from archsearch.evaluation._scoring import MIN_R2_GAIN, total_sum_of_squares
 
@@ -36,13 +37,43 @@ _STOPPED, _VALIDATION_NOT_FINITE, _LOSS_NOT_FINITE = 1, 2, 3  # the kernel's eve
 class FusedGroup(_Group):
     """Children of one depth trained by the compiled epochs."""
 
+    def __init__(self, trainer: Any, members: list, workspace: Workspace | None = None) -> None:
+        self.workspace = workspace or Workspace()
+        self.data = _Data.of(trainer)
+        super().__init__(trainer, members)
+
+    def _init_parameters(self) -> None:
+        """As :meth:`_Group._init_parameters`: the same initial weights, written with NumPy into buffers of
+        the workspace (only the kernel reads them: no gradient buffers, and padding is never read)."""
+        layout = self._layout(self.g)
+        total, window = layout[-1][2], self.cfg.reward_window
+        self.flat, self.m, self.v = (self.workspace.take(total).zero_() for _ in range(3))
+        self.ring = self.workspace.take(window * total).view(window, total)
+        values = self.flat.numpy()
+        for row, child in enumerate(self.children):
+            init = child.arch.init_params(self.task.in_features, self.task.out_features, child.generator)
+            for (start, bias, _), (weight, biases), columns, rows in zip(layout, init, self.sizes, self.sizes[1:]):
+                block = values[start + row * rows * columns : start + (row + 1) * rows * columns]
+                block.reshape(rows, columns)[: weight.shape[0], : weight.shape[1]] = weight.numpy()
+                values[bias + row * rows : bias + row * rows + len(biases)] = biases.numpy()
+
     def train(self) -> Iterator[tuple[Any, Result]]:
         """Train until every child stops; yields ``(child.key, result)`` as each does."""
         train = _native.library().archsearch_train
         self._prepare()
-        while self.children:
-            if train(self._group_pointer, self.active.ctypes.data, len(self.active)):
-                yield from self._events()
+        try:
+            self.workspace.group = self
+            while self.children and not self.workspace.cancelled:
+                events = train(self._group_pointer, self.active.ctypes.data, len(self.active))
+                if events > 0:
+                    yield from self._events()
+        finally:
+            self.workspace.group = None
+            self.workspace.release()
+
+    def stop(self) -> None:
+        """Make the compiled epochs return before their next epoch (from another thread)."""
+        self.kernel_group.stop = 1
 
     def _events(self) -> Iterator[tuple[Any, Result]]:
         """The results of the children that stopped or diverged; the others stay."""
@@ -68,34 +99,41 @@ class FusedGroup(_Group):
         if event == _VALIDATION_NOT_FINITE:
             return self._failure(child, f"validation outputs became non-finite at epoch {epoch}")
         result = self._finish(child, row)
-        if not all(bool(torch.isfinite(w).all()) for w in result.weights.values()):  # finite outputs, not a network
+        if not all(np.isfinite(w.numpy()).all() for w in result.weights.values()):  # finite outputs, not a network
             return self._failure(child, f"the kept weights of epoch {result.kept_epoch} are not finite")
         return result
 
+    def _weights(self, flat: torch.Tensor, child: _Child, row: int) -> dict[str, torch.Tensor]:
+        """As :meth:`_Group._weights`, sliced in NumPy (a tenth of the cost of PyTorch's views here)."""
+        values, slot = flat.numpy(), child.slot
+        sizes = (self.task.in_features, *child.arch.widths, self.task.out_features)
+        weights = {}
+        for layer, (start, bias, _) in enumerate(self.layout):
+            rows, columns = self.sizes[layer + 1], self.sizes[layer]
+            block = values[start + slot * rows * columns : start + (slot + 1) * rows * columns].reshape(rows, columns)
+            weights[f"{2 * layer}.weight"] = torch.from_numpy(block[: sizes[layer + 1], : sizes[layer]].copy())
+            weights[f"{2 * layer}.bias"] = torch.from_numpy(
+                values[bias + slot * rows : bias + slot * rows + sizes[layer + 1]].copy()
+            )
+        return weights
+
     def _prepare(self) -> None:
         """The kernel's view of the group: data in columns, per-child widths, buffers, settings."""
-        task, cfg = self.task, self.cfg
-        x_train, y_train = task.split("train")
-        x_val, y_val = task.split("val")
-        n_train, n_val = len(y_train), len(y_val)
-        sst = total_sum_of_squares(y_val) if task.regression else 0.0
+        task, cfg, data = self.task, self.cfg, self.data
+        n_train, n_val, cols, sst = data.n_train, data.n_val, data.cols, data.sst
         for child in self.children:
             child.n_val, child.sst = n_val, sst
-        cols = -(-(n_train + n_val) // _COLUMNS) * _COLUMNS
-        x = torch.zeros(self.sizes[0], cols)
-        x[:, : n_train + n_val] = torch.cat([x_train, x_val]).T
-        y = torch.zeros(cols)
-        y[: n_train + n_val] = torch.cat([y_train, y_val]).float()
         depth, slots = len(self.sizes) - 2, self.g
         self.slots = slots
         sizes = np.array(self.sizes, dtype=np.int64)
         widths = np.array([c.arch.widths for c in self.children], dtype=np.int64).reshape(slots, depth)
         acts = np.array([[_ACTIVATIONS[a] for a in c.arch.activations] for c in self.children], dtype=np.int64)
-        offsets = np.array([o for start, bias, _ in self._layout(slots) for o in (start, bias)], dtype=np.int64)
+        self.layout = self._layout(slots)
+        offsets = np.array([o for start, bias, _ in self.layout for o in (start, bias)], dtype=np.int64)
         stride = cols * (int(sizes[1:].sum()) + int(sizes[-1]))  # layer outputs, then dL/dlogits
         widest = int(sizes.max())
-        work = torch.empty(slots, stride)
-        scratch = torch.empty(2 * widest * cols + widest * widest + widest)
+        work = self.workspace.take(slots * stride).view(slots, stride)
+        scratch = self.workspace.take(2 * widest * cols + widest * widest + widest)
         stats = torch.zeros(4, slots)
         self.curves = np.zeros((slots, 3, cfg.max_epochs))
         best = np.full(slots, -math.inf)
@@ -103,18 +141,52 @@ class FusedGroup(_Group):
         self.event = np.zeros(slots, dtype=np.int64)
         self.event_epoch = np.zeros(slots, dtype=np.int64)
         self.active = np.arange(slots, dtype=np.int64)
-        self._keepalive = (x, y, sizes, widths, acts, offsets, work, scratch, stats, best, waited)  # the kernel's
+        self._keepalive = (sizes, widths, acts, offsets, work, scratch, stats, best, waited)  # what the kernel reads
         min_gain = MIN_R2_GAIN if task.regression and cfg.monitor == "score" else 0.0
         self.kernel_group = _native.Group(
             depth, task.out_features, int(task.regression), n_train, n_val, cols, slots, self.flat.numel(),
             *(a.ctypes.data for a in (sizes, widths, acts, offsets)),
-            *(t.data_ptr() for t in (self.flat, self.m, self.v, x, y, work)), stride, scratch.data_ptr(),
+            *(t.data_ptr() for t in (self.flat, self.m, self.v, data.x, data.y, work)), stride, scratch.data_ptr(),
             stats.data_ptr(), cfg.lr, _BETA1, _BETA2, _EPS, cfg.weight_decay,
             cfg.max_epochs, cfg.patience, cfg.reward_window, int(cfg.monitor == "loss"), min_gain, sst,
             self.ring.data_ptr(), *(a.ctypes.data for a in (self.curves, best, waited, self.event, self.event_epoch)),
-            0, 0,
+            0, 0, 0,
         )  # fmt: skip
         self._group_pointer = ctypes.addressof(self.kernel_group)
 
     def _stacked(self, child: _Child, row: int) -> tuple[int, int]:
         return child.slot, self.slots
+
+
+@dataclass(frozen=True)
+class _Data:
+    """The task's training then validation rows as the kernel reads them: features by columns
+    (``x``: features x ``cols``, zero beyond the rows) and targets (``y``: class indices as floats,
+    or the regression target). Made once per trainer and process, shared by its groups."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    n_train: int
+    n_val: int
+    cols: int
+    sst: float  # regression: the total sum of squares of the validation targets
+
+    @classmethod
+    def of(cls, trainer: Any) -> _Data:
+        data = trainer.__dict__.get("_fused_data")
+        if data is None:
+            data = trainer.__dict__["_fused_data"] = cls.make(trainer.task)
+        return data
+
+    @classmethod
+    def make(cls, task: Any) -> _Data:
+        x_train, y_train = task.split("train")
+        x_val, y_val = task.split("val")
+        n_train, n_val = len(y_train), len(y_val)
+        cols = -(-(n_train + n_val) // _COLUMNS) * _COLUMNS
+        x = torch.zeros(task.in_features, cols)
+        x[:, : n_train + n_val] = torch.cat([x_train, x_val]).T
+        y = torch.zeros(cols)
+        y[: n_train + n_val] = torch.cat([y_train, y_val]).float()
+        sst = total_sum_of_squares(y_val) if task.regression else 0.0
+        return cls(x, y, n_train, n_val, cols, sst)

@@ -256,6 +256,7 @@ struct Group {
   int64_t* event_epoch;   // slots: the epoch of the event
   int64_t epoch;          // the next epoch to train (0: nothing run yet)
   int64_t validated;      // whether the weights after epoch - 1 have been validated
+  int64_t stop;           // set by another thread: return before the next epoch
 };
 
 }
@@ -434,11 +435,11 @@ void validate(const Group& g, int64_t slot, int64_t epoch) {
 
 extern "C" {
 
-int64_t archsearch_kernel_abi() { return 2; }
+int64_t archsearch_kernel_abi() { return 3; }
 
 // Train the children in slots active[0..n) from where the group stands until at least one of
 // them has an event (it stops, or it diverged); returns how many have one. The caller takes those
-// children out of `active` and calls again for the others.
+// children out of `active` and calls again for the others. Returns -1 when `stop` was set.
 int64_t archsearch_train(Group* g, const int64_t* active, int64_t n) {
   if (g->epoch == 0) {
     for (int64_t i = 0; i < n; ++i) forward(Child{g, active[i]});
@@ -457,6 +458,7 @@ int64_t archsearch_train(Group* g, const int64_t* active, int64_t n) {
       if (events) return events;
     }
     if (epoch > g->max_epochs) return 0;
+    if (__atomic_load_n(&g->stop, __ATOMIC_RELAXED)) return -1;
     for (int64_t i = 0; i < n; ++i) {
       Child child{g, active[i]};
       const float loss = g->stats[child.slot];  // of the weights after epoch - 1: this epoch's loss

@@ -31,7 +31,7 @@ from pathlib import Path
 SOURCE = Path(__file__).with_name("_kernel.cpp")
 FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-std=c++17", "-shared", "-fPIC")
 SWITCH = "ARCHSEARCH_KERNEL"
-_ABI = 2  # archsearch_kernel_abi() of the source this module speaks to
+_ABI = 3  # archsearch_kernel_abi() of the source this module speaks to
 _BUILD_TIMEOUT = 300.0  # seconds: a busy machine may be slow, a hung compiler must not hang a search
 
 
@@ -138,6 +138,5 @@ class Group(ctypes.Structure):
         ("min_gain", ctypes.c_double),
         ("sst", ctypes.c_double),
         *((name, ctypes.c_void_p) for name in ("ring", "curves", "best", "waited", "event", "event_epoch")),
-        ("epoch", ctypes.c_int64),
-        ("validated", ctypes.c_int64),
+        *((name, ctypes.c_int64) for name in ("epoch", "validated", "stop")),
     ]  # fmt: skip
