@@ -156,15 +156,19 @@ def _results(evaluator, archs):
     return [(i, r.reward, r.val_curve, r.train_loss) for i, r in evaluator.run_job(range(len(archs)), archs, [7] * 9)]
 
 
-def test_every_evaluator_reaches_its_workers_by_value(moons):
+def test_every_evaluator_reaches_its_workers_by_value(moons, monkeypatch):
     """Workers and Ray tasks receive the evaluator pickled: every built-in one round-trips, also
-    after the batched trainer has started worker processes of its own, and trains alike."""
+    after the batched trainer has started worker processes of its own (its PyTorch epoch) or
+    trained with its compiled epoch, and trains alike."""
     rng = np.random.default_rng(0)
     archs = [MLPSpace().sample(rng) for _ in range(3)]
+    compiled = BatchedTrainer(moons, TrainConfig(max_epochs=3, threads=2))
+    compiled.evaluate_all(archs * 3, range(9))
+    monkeypatch.setenv("ARCHSEARCH_KERNEL", "0")
     batched = BatchedTrainer(moons, TrainConfig(max_epochs=3, threads=2))
     batched.evaluate_all(archs * 3, range(9))  # its own pool is running
     assert batched._workers is not None
-    for trainer in (SerialTrainer(moons, TrainConfig(max_epochs=3)), batched):
+    for trainer in (SerialTrainer(moons, TrainConfig(max_epochs=3)), batched, compiled):
         copy = pickle.loads(pickle.dumps(trainer))
         assert type(copy) is type(trainer) and copy.to_config() == trainer.to_config()
         assert _results(copy, archs) == _results(trainer, archs)

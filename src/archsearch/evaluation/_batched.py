@@ -188,13 +188,14 @@ class BatchedTrainer(Trainer):
         return _Group(self, members)
 
     def _workers_for(self, costs: list[float]) -> int:
-        """Worker processes worth using for groups of these modelled epoch costs: ``config.threads``
-        when given, else the cores available once the batch's work pays for handing groups out."""
+        """Worker processes (threads, for the compiled epoch) worth using for groups of these modelled
+        epoch costs: ``config.threads`` when given, else the cores available once the batch's work pays
+        for handing groups out."""
         if len(costs) < 2 or torch.device(self.config.device).type != "cpu":
             return 1
         if self.config.threads is not None:  # within what this machine takes; results never change
             return min(self.config.threads, max_workers(), len(costs))
-        if sum(costs) * self.config.max_epochs < _POOL_WORK:
+        if sum(costs) * self.config.max_epochs < (_THREAD_WORK if self.fused else _POOL_WORK):
             return 1
         return min(available_cores(), len(costs))
 
@@ -291,6 +292,7 @@ MAX_GROUP = 8  # children per group at most, so that groups can run on several c
 # Modelled microseconds of a whole batch above which its groups are handed to worker processes:
 # a few milliseconds of messages per batch, and a second or two to start the workers once.
 _POOL_WORK = 50_000.0
+_THREAD_WORK = 2_000.0  # the same for threads, which start in microseconds
 
 
 def _cost(children: np.ndarray, sizes: np.ndarray, rows: int) -> np.ndarray:

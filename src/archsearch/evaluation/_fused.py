@@ -99,7 +99,8 @@ class FusedGroup(_Group):
         if event == _VALIDATION_NOT_FINITE:
             return self._failure(child, f"validation outputs became non-finite at epoch {epoch}")
         result = self._finish(child, row)
-        if not all(np.isfinite(w.numpy()).all() for w in result.weights.values()):  # finite outputs, not a network
+        values = np.concatenate([w.numpy().ravel() for w in result.weights.values()])
+        if not np.isfinite(values).all():  # finite outputs from weights that are not a network
             return self._failure(child, f"the kept weights of epoch {result.kept_epoch} are not finite")
         return result
 

@@ -16,6 +16,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -185,10 +186,10 @@ class MLPArchitecture(Architecture):
         sizes = (in_features, *self.widths, out_features)
         params = []
         for fan_in, fan_out in zip(sizes, sizes[1:]):
-            bound = 1.0 / math.sqrt(fan_in)
-            weight = (torch.rand(fan_out, fan_in, generator=generator) * 2 - 1) * bound
-            bias = (torch.rand(fan_out, generator=generator) * 2 - 1) * bound
-            params.append((weight, bias))
+            bound = np.float32(1.0 / math.sqrt(fan_in))  # the float32 arithmetic of (rand * 2 - 1) * bound
+            weight = torch.rand(fan_out, fan_in, generator=generator).numpy() * np.float32(2) - np.float32(1)
+            bias = torch.rand(fan_out, generator=generator).numpy() * np.float32(2) - np.float32(1)
+            params.append((torch.from_numpy(weight * bound), torch.from_numpy(bias * bound)))
         return params
 
     def build(self, in_features: int, out_features: int, generator: torch.Generator | None = None) -> nn.Sequential:
