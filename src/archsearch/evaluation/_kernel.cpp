@@ -42,6 +42,13 @@ inline float hsum(vf v) {
   return s;
 }
 
+// c0 + x (c1 + x (c2 + ...)): a polynomial's coefficients from the constant term up.
+inline vf horner(vf, float c) { return splat(c); }
+template <typename... Higher>
+inline vf horner(vf x, float c, Higher... higher) {
+  return c + x * horner(x, higher...);
+}
+
 // exp(x) to about one unit in the last place: x = n ln2 + r with |r| <= ln2 / 2, a degree-7
 // Taylor polynomial for exp(r), times 2^n built in the exponent bits. Clamped to the range where
 // 2^n is a normal float; NaN stays NaN (through the polynomial).
@@ -51,14 +58,7 @@ inline vf vexp(vf x) {
   const vf shifter = splat(12582912.0f);  // 1.5 * 2^23: adding and subtracting it rounds to an integer
   vf n = (x * 1.44269504088896341f + shifter) - shifter;
   vf r = x - n * 0.693145751953125f - n * 1.42860682030941723e-6f;
-  vf p = 1.0f / 5040.0f + r * 0.0f;
-  p = 1.0f / 720.0f + r * p;
-  p = 1.0f / 120.0f + r * p;
-  p = 1.0f / 24.0f + r * p;
-  p = 1.0f / 6.0f + r * p;
-  p = 0.5f + r * p;
-  p = 1.0f + r * p;
-  p = 1.0f + r * p;
+  vf p = horner(r, 1.0f, 1.0f, 0.5f, 1.0f / 6.0f, 1.0f / 24.0f, 1.0f / 120.0f, 1.0f / 720.0f, 1.0f / 5040.0f);
   vi bits = (__builtin_convertvector(n, vi) + 127) << 23;
   vf scale;
   std::memcpy(&scale, &bits, sizeof scale);
@@ -79,12 +79,7 @@ inline vf vlog(vf s) {
   e = e - big;  // big is -1 where true
   vf u = (f - 1.0f) / (f + 1.0f);
   vf u2 = u * u;
-  vf p = 1.0f / 11.0f + u2 * 0.0f;
-  p = 1.0f / 9.0f + u2 * p;
-  p = 1.0f / 7.0f + u2 * p;
-  p = 1.0f / 5.0f + u2 * p;
-  p = 1.0f / 3.0f + u2 * p;
-  p = 1.0f + u2 * p;
+  vf p = horner(u2, 1.0f, 1.0f / 3.0f, 1.0f / 5.0f, 1.0f / 7.0f, 1.0f / 9.0f, 1.0f / 11.0f);
   return 2.0f * u * p + __builtin_convertvector(e, vf) * 0.693147180559945309f;
 }
 
