@@ -80,7 +80,8 @@ def main() -> None:
     report(
         args.name,
         f"seed experiment: {args.steps} steps x 15 children, seed {args.seed}, {TrainConfig()}",
-        ["trainer", "seconds", "with create", "best", "val acc", "test acc", "reward first 50", "reward last 50", "mean epochs"],
+        ["trainer", "seconds", "with create", "best", "val acc", "test acc", "reward first 50", "reward last 50",
+         "mean epochs"],  # fmt: skip
         rows,
         {"steps": args.steps, "seed": args.seed, "train_config": TrainConfig().to_config(), "trainers": results},
     )

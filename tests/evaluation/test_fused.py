@@ -4,6 +4,7 @@ The comparison with the reference trainer is in test_batched.py: the batched tra
 the compiled epoch wherever a compiler is at hand, as on every machine that runs this suite.
 """
 
+import pickle
 import subprocess
 import sys
 import threading
@@ -122,6 +123,23 @@ def test_without_a_compiler_one_warning_and_the_pytorch_epoch(moons, monkeypatch
     assert "no-such-compiler" in str(warned[0].message) and "PyTorch epoch" in str(warned[0].message)
     for p, r in zip(plain, results):
         assert p.train_loss == r.train_loss and p.val_curve == r.val_curve
+
+
+def test_a_worker_process_without_the_kernel_trains_the_pytorch_epoch(moons, monkeypatch):
+    """A trainer sent to a worker process that cannot load the kernel (another machine of a cluster)
+    trains its groups there with the PyTorch epoch instead of failing them."""
+    archs = equivalence_archs()[:8]
+    trainer = BatchedTrainer(moons, TrainConfig(max_epochs=8))
+    assert trainer.fused
+    fused = trainer.evaluate_all(archs, range(8))
+    copy = pickle.loads(pickle.dumps(trainer))  # what a worker receives
+    monkeypatch.setattr(_native, "library", lambda: None)
+    results = {}
+    for members in copy.jobs(archs, list(range(8))):  # planned by the process that holds the kernel
+        results.update(copy.run_job(members, archs, list(range(8))))
+    assert len(results) == 8
+    for index, result in results.items():
+        assert result.status == "ok" and agreement(fused[index], result) == (True, True, True)
 
 
 def test_a_compiler_that_fails_is_named_in_the_warning(moons, monkeypatch, fresh_library):

@@ -120,16 +120,19 @@ class BatchedTrainer(Trainer):
                         return
                     for item in self.train_group(members, archs, seeds, workspace):
                         results.put(item)
+                    workspace.release()  # also when the group failed before it could
             finally:
                 results.put(None)
 
         workspaces = [Workspace() for _ in range(threads)]
         running = [threading.Thread(target=work, args=(w,), name="archsearch-group", daemon=True) for w in workspaces]
-        for thread in running:
-            thread.start()
+        started: list[threading.Thread] = []
         try:
+            for thread in running:
+                thread.start()
+                started.append(thread)
             finished = 0
-            while finished < threads:
+            while finished < len(started):
                 item = results.get()
                 if item is None:
                     finished += 1
@@ -139,7 +142,7 @@ class BatchedTrainer(Trainer):
             pending.clear()
             for workspace in workspaces:
                 workspace.cancel()
-            for thread in running:
+            for thread in started:
                 thread.join()
 
     def jobs(self, archs: Sequence[Architecture], seeds: Sequence[int]) -> list[list[int]]:
@@ -181,7 +184,9 @@ class BatchedTrainer(Trainer):
         return _native.library() is not None
 
     def _group(self, members: list[tuple[int, MLPArchitecture, int]], workspace: Workspace | None) -> _Group:
-        if self.fused:
+        """A group for ``members``: with the compiled epoch when the process that planned the batch chose
+        it and this process has it too (a worker process that cannot load it trains the PyTorch epoch)."""
+        if self.fused and _native.library() is not None:
             from archsearch.evaluation._fused import FusedGroup  # it extends _Group, defined below
 
             return FusedGroup(self, members, workspace)
@@ -309,7 +314,9 @@ def _child_cost(arch: MLPArchitecture, in_features: int, out_features: int, rows
     return float(_cost(1, sizes, rows)) - _GROUP_COST - _LAYER_COST * len(arch.widths)
 
 
-def plan_fused_groups(archs: Sequence[MLPArchitecture], in_features: int, out_features: int, rows: int) -> list[list[int]]:
+def plan_fused_groups(
+    archs: Sequence[MLPArchitecture], in_features: int, out_features: int, rows: int
+) -> list[list[int]]:
     """Groups for the compiled epoch, which computes each child at its own widths: padding costs
     nothing there and a child's numbers do not depend on its batch-mates, so grouping only trades
     the fixed price of a group (setting it up, about as much as a small child's few epochs) against
@@ -408,7 +415,7 @@ class Workspace:
             self._buffers.append(torch.empty(0))
         buffer = self._buffers[self._used]
         if buffer.numel() < size:
-            buffer = self._buffers[self._used] = torch.empty(size)
+            buffer = self._buffers[self._used] = torch.empty(size, dtype=torch.float32)
         self._used += 1
         return buffer[:size]
 

@@ -60,13 +60,15 @@ class FusedGroup(_Group):
     def train(self) -> Iterator[tuple[Any, Result]]:
         """Train until every child stops; yields ``(child.key, result)`` as each does."""
         train = _native.library().archsearch_train
-        self._prepare()
         try:
+            self._prepare()
             self.workspace.group = self
             while self.children and not self.workspace.cancelled:
                 events = train(self._group_pointer, self.active.ctypes.data, len(self.active))
                 if events > 0:
                     yield from self._events()
+                elif events == 0:  # every child has an event by max_epochs: this is a bug, not a result
+                    raise RuntimeError("the compiled epoch ended with children still training")
         finally:
             self.workspace.group = None
             self.workspace.release()
@@ -135,7 +137,7 @@ class FusedGroup(_Group):
         widest = int(sizes.max())
         work = self.workspace.take(slots * stride).view(slots, stride)
         scratch = self.workspace.take(2 * widest * cols + widest * widest + widest)
-        stats = torch.zeros(4, slots)
+        stats = torch.zeros(4, slots, dtype=torch.float32)
         self.curves = np.zeros((slots, 3, cfg.max_epochs))
         best = np.full(slots, -math.inf)
         waited = np.zeros(slots, dtype=np.int64)
@@ -185,9 +187,9 @@ class _Data:
         x_val, y_val = task.split("val")
         n_train, n_val = len(y_train), len(y_val)
         cols = -(-(n_train + n_val) // _COLUMNS) * _COLUMNS
-        x = torch.zeros(task.in_features, cols)
+        x = torch.zeros(task.in_features, cols, dtype=torch.float32)
         x[:, : n_train + n_val] = torch.cat([x_train, x_val]).T
-        y = torch.zeros(cols)
+        y = torch.zeros(cols, dtype=torch.float32)
         y[: n_train + n_val] = torch.cat([y_train, y_val]).float()
         sst = total_sum_of_squares(y_val) if task.regression else 0.0
         return cls(x, y, n_train, n_val, cols, sst)

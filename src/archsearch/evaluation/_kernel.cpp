@@ -21,13 +21,6 @@ typedef float vf __attribute__((vector_size(V * sizeof(float))));
 typedef int32_t vi __attribute__((vector_size(V * sizeof(int32_t))));
 
 inline vf splat(float x) { return x - vf{}; }  // not x + vf{}: adding 0.0f is not an identity (-0.0f)
-// Keeps a loaded vector in a register: otherwise the compiler reloads it from memory for every
-// product it enters, and the inner loops become bound by loads instead of arithmetic.
-#if defined(__x86_64__) && defined(__GNUC__)
-#define IN_REGISTER(v) (void)0
-#else
-#define IN_REGISTER(v) (void)0
-#endif
 inline vf load(const float* p) { vf v; std::memcpy(&v, p, sizeof v); return v; }
 inline void store(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
 inline vf select(vi mask, vf a, vf b) { return mask ? a : b; }
@@ -115,10 +108,7 @@ void product_block(const float* W, long wr, long wc, const float* bias, const fl
     for (int v = 0; v < NV; ++v) acc[j][v] = splat(bias ? bias[j0 + j] : 0.0f);
   for (int k = 0; k < K; ++k) {
     vf hv[NV];
-    for (int v = 0; v < NV; ++v) {
-      hv[v] = load(h + k * ld + c0 + v * V);
-      IN_REGISTER(hv[v]);
-    }
+    for (int v = 0; v < NV; ++v) hv[v] = load(h + k * ld + c0 + v * V);
     for (int j = 0; j < JB; ++j) {
       vf w = splat(W[(j0 + j) * wr + k * wc]);
       for (int v = 0; v < NV; ++v) acc[j][v] += w * hv[v];
@@ -167,13 +157,9 @@ void gradient_block(const float* d, const float* h, long ld, int cols, int limit
   for (int c = 0; c < cols; c += V) {
     vi inside = iota() + c < limit;
     vf hv[KB];
-    for (int k = 0; k < KB; ++k) {
-      hv[k] = select(inside, load(h + (long)(k0 + k) * ld + c), splat(0.0f));
-      IN_REGISTER(hv[k]);
-    }
+    for (int k = 0; k < KB; ++k) hv[k] = select(inside, load(h + (long)(k0 + k) * ld + c), splat(0.0f));
     for (int j = 0; j < JB; ++j) {
       vf dv = load(d + (long)(j0 + j) * ld + c);
-      IN_REGISTER(dv);
       for (int k = 0; k < KB; ++k) acc[j][k] += dv * hv[k];
     }
   }
@@ -257,9 +243,6 @@ struct Group {
 }
 
 namespace {
-}
-
-namespace {
 
 struct Child {
   const Group* g;
@@ -321,7 +304,8 @@ void loss_and_delta(const Child& child) {
     vf scale = select(train, inv_n / sum, splat(0.0f));
     for (int k = 0; k < C; ++k) {  // (softmax - one-hot) / n on the training rows, 0 elsewhere
       long at = (long)k * cols + c;
-      store(delta + at, load(delta + at) * scale - select(train & (y == (float)k), splat(inv_n), splat(0.0f)));
+      vf p = load(delta + at) * scale - select(y == (float)k, splat(inv_n), splat(0.0f));
+      store(delta + at, select(train, p, splat(0.0f)));
     }
   }
   const long slots = g.slots, at = child.slot;

@@ -106,7 +106,10 @@ def build(cxx: str) -> Path:
 def library() -> ctypes.CDLL | None:
     """The compiled epoch, or None (with one warning, once per process) when it cannot be had here."""
     try:
-        path = build(compiler())
+        try:
+            path = build(compiler())
+        except (OSError, RuntimeError) as exc:  # the source unreadable, no home directory for the cache
+            raise Unavailable(f"cannot build the compiled epoch: {exc}") from None
         try:
             lib = ctypes.CDLL(str(path))
             abi = lib.archsearch_kernel_abi()
