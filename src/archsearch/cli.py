@@ -330,9 +330,10 @@ def _search_training_arguments(train: argparse._ArgumentGroup) -> None:
         "--threads",
         type=_threads,
         default=None,
-        help="CPU cores the trainer uses: the batched trainer trains groups of children side by side in "
-        "this many worker processes, the serial one uses this many threads (default: batched, all cores "
-        "once a step's work pays for the workers; serial, 1; at most the cores); never changes results",
+        help="CPU cores the trainer uses: the batched trainer trains groups of children side by side on "
+        "this many threads (its compiled epoch) or worker processes, the serial one uses this many threads "
+        "(default: batched, all cores once a step's work pays for them; serial, 1; at most the cores); "
+        "never changes results",
     )
     train.add_argument(
         "--reuse-evaluations",
