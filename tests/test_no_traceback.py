@@ -270,6 +270,12 @@ def search_with_workers(study: Path, mark: str, steps: int = 2) -> subprocess.Po
     return archsearch(*argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
 
 
+def without_kernel_warning(err: str) -> str:
+    """``err`` less the one line a machine without a C++ compiler adds (the batched trainer's fallback)."""
+    return "".join(line for line in err.splitlines(keepends=True)
+                   if not line.startswith("archsearch search: warning: batched trainer:"))  # fmt: skip
+
+
 def sigint_state(pid: int) -> dict[str, bool]:
     """Whether a process blocks, ignores or catches SIGINT, from its /proc status (the main thread's mask)."""
     bit = 1 << (signal.SIGINT - 1)
@@ -288,7 +294,7 @@ def test_ctrl_c_while_workers_start_is_one_line_without_worker_tracebacks(tmp_pa
     wait_for(lambda: sigint_state(proc.pid) == {"blocked": False, "ignored": False, "caught": True}, "SIGINT handler")
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C at a terminal does: the whole foreground group
     _, err = proc.communicate(timeout=HANG_GUARD)
-    assert (proc.returncode, err) == (
+    assert (proc.returncode, without_kernel_warning(err)) == (
         EXIT_INTERRUPTED,
         f"archsearch search: interrupted, every finished trial is saved; continue with 'archsearch resume {study}'\n",
     )
@@ -303,7 +309,7 @@ def test_sigterm_mid_run_closes_the_workers_and_the_study_resumes(tmp_path, caps
     wait_for(lambda: recorded(study), "trial")
     proc.terminate()  # SIGTERM to the search alone, as `kill PID` sends it
     _, err = proc.communicate(timeout=HANG_GUARD)
-    assert (proc.returncode, err) == (
+    assert (proc.returncode, without_kernel_warning(err)) == (
         EXIT_TERMINATED,
         f"archsearch search: terminated, every finished trial is saved; continue with 'archsearch resume {study}'\n",
     )
