@@ -21,6 +21,10 @@ training loss of epoch ``e + 1`` (both read the same weights), which saves a
 pass per epoch. A child that stops early leaves its group's buffers, so it
 stops costing.
 
+In full batches on the CPU, where a C++ compiler is at hand, groups train with the compiled
+epoch instead (:mod:`archsearch.evaluation._fused`): the same semantics, each child computed at
+its own widths, the groups on threads of this process.
+
 Results agree with :class:`SerialTrainer` to float32 rounding: padding changes
 the order of additions inside matrix products, and tanh is computed as
 ``2 * sigmoid(2z) - 1`` (cheaper than ``torch.tanh`` on the CPU, and equal to it
@@ -509,17 +513,16 @@ class _Group:
             for (weight, bias), (w_view, b_view) in zip(init, views):
                 w_view[row, : weight.shape[0], : weight.shape[1]] = weight
                 b_view[row, : bias.shape[0], 0] = bias
-        self.flat = self._zeros(total).copy_(flat)
-        self.m, self.v, self.grad, self.denom = (self._zeros(total) for _ in range(4))
-        self.ring = self._zeros(self.cfg.reward_window * total).view(self.cfg.reward_window, total)
+        self.flat = flat.to(self.device)
+        self.m = torch.zeros_like(self.flat)
+        self.v = torch.zeros_like(self.flat)
+        self.grad = torch.zeros_like(self.flat)
+        self.denom = torch.zeros_like(self.flat)
+        self.ring = torch.zeros(self.cfg.reward_window, total, device=self.device)
         # constants as 0-d tensors: a Python number costs a conversion on every operation it enters
         self._two = torch.tensor(2.0, device=self.device)
         self._minus_one = torch.tensor(-1.0, device=self.device)
         self._step = torch.zeros((), device=self.device)
-
-    def _zeros(self, size: int) -> torch.Tensor:
-        """A new buffer of ``size`` zeros on the group's device."""
-        return torch.zeros(size, device=self.device)
 
     def _bind(self) -> None:
         """Views of parameters and workspace for the current children, built once per membership."""
@@ -987,18 +990,12 @@ class _Group:
         """``child``'s weights (at ``row`` of the current children) in a flat buffer, unpadded, by the
         names of the reference trainer's ``nn.Sequential``."""
         sizes = (self.task.in_features, *child.arch.widths, self.task.out_features)
-        row, stacked = self._stacked(child, row)
         weights = {}
-        for layer, (weight, bias) in enumerate(self._views(flat, stacked)):
+        for layer, (weight, bias) in enumerate(self._views(flat, self.g)):
             fan_in, fan_out = sizes[layer], sizes[layer + 1]
             weights[f"{2 * layer}.weight"] = weight[row, :fan_out, :fan_in].cpu().clone()
             weights[f"{2 * layer}.bias"] = bias[row, :fan_out, 0].cpu().clone()
         return weights
-
-    def _stacked(self, child: _Child, row: int) -> tuple[int, int]:
-        """The row of ``child`` (at ``row`` of the current children) in the parameter buffers, and how
-        many children those buffers stack: removing children compacts them."""
-        return row, self.g
 
     def _failure(self, child: _Child, error: str) -> Result:
         seconds = time.perf_counter() - self.start
@@ -1054,4 +1051,3 @@ def _runs(activations: list[str]) -> list[tuple[int, int, str]]:
         else:
             runs.append((row, row + 1, activation))
     return runs
-

@@ -157,9 +157,6 @@ class FusedGroup(_Group):
         )  # fmt: skip
         self._group_pointer = ctypes.addressof(self.kernel_group)
 
-    def _stacked(self, child: _Child, row: int) -> tuple[int, int]:
-        return child.slot, self.slots
-
 
 @dataclass(frozen=True)
 class _Data:
