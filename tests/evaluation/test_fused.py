@@ -5,6 +5,7 @@ the compiled epoch wherever a compiler is at hand, as on every machine that runs
 """
 
 import pickle
+import re
 import subprocess
 import sys
 import threading
@@ -88,6 +89,28 @@ def test_the_validation_loss_is_the_kept_weights(moons, friedman):
     for task in (moons, friedman):
         for arch, result in zip(archs, BatchedTrainer(task, TrainConfig(max_epochs=15)).evaluate_all(archs, [1, 2, 3])):
             assert result.val_loss == pytest.approx(validation_loss(arch, task, result.weights), rel=1e-5)
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "pytorch"])
+def test_kept_weights_that_are_not_finite_are_a_diverged_child(moons, monkeypatch, compiled):
+    """Finite outputs from weights that are not a network (the study does not check weights that come
+    with their validation loss, as both epochs return them with monitor=loss)."""
+    from archsearch.evaluation import _batched, _fused
+
+    group = _fused.FusedGroup if compiled else _batched._Group
+    real = group._weights
+
+    def poisoned(self, flat, child, row):
+        weights = real(self, flat, child, row)
+        if child.index == 1:
+            weights["0.bias"][0] = float("inf")
+        return weights
+
+    monkeypatch.setattr(group, "_weights", poisoned)
+    archs = [MLPArchitecture.parse("4-relu")] * 3
+    results = _trainer(moons, monkeypatch, compiled, max_epochs=4, monitor="loss").evaluate_all(archs, [0, 1, 2])
+    assert [r.status for r in results] == ["ok", "diverged", "ok"]
+    assert re.fullmatch(r"the kept weights of epoch \d are not finite", results[1].error), results[1].error
 
 
 def test_groups_plan_small_children_together_and_large_ones_alone():

@@ -974,6 +974,10 @@ class _Group:
     def _finish(self, child: _Child, row: int) -> Result:
         reward, accuracy, kept_epoch = self.cfg.reward(child.vals)
         weights = self._weights(self.ring[(kept_epoch - 1) % self.cfg.reward_window], child, row)
+        if not np.isfinite(np.concatenate([w.numpy().ravel() for w in weights.values()])).all():
+            # finite outputs from weights that are not a network (the study does not check weights that
+            # come with their validation loss)
+            return self._failure(child, f"the kept weights of epoch {kept_epoch} are not finite")
         return Result(
             reward=reward,
             val_score=accuracy,
