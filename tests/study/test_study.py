@@ -209,11 +209,14 @@ def test_trial_rows_are_complete(tmp_path, moons):
     assert trial.epochs == len(trial.train_loss) == len(trial.val_curve) == 4
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "pytorch"])
 @pytest.mark.parametrize("crash_after", [2, 6])
-def test_batched_resume_reproduces_the_uninterrupted_study(tmp_path, moons, crash_after):
-    """The batched trainer's rounding depends on batch-mates: an interrupted batch is re-run whole."""
+def test_batched_resume_reproduces_the_uninterrupted_study(tmp_path, moons, monkeypatch, crash_after, compiled):
+    """The PyTorch epoch's rounding depends on batch-mates: an interrupted batch is re-run whole. The
+    compiled epoch computes each child alone: only the children the interruption lost are trained."""
     from archsearch.evaluation import BatchedTrainer
 
+    monkeypatch.setenv("ARCHSEARCH_KERNEL", "1" if compiled else "0")
     config = TrainConfig(max_epochs=6)
     with make(tmp_path / "straight.db", moons, evaluator=BatchedTrainer(moons, config)) as straight:
         straight.run(progress=False)
@@ -223,9 +226,13 @@ def test_batched_resume_reproduces_the_uninterrupted_study(tmp_path, moons, cras
     with make(path, moons, evaluator=dying) as crashing, pytest.raises(Crash):
         crashing.run(progress=False)
     with Study.open(path) as resumed:
-        assert resumed.evaluator.name == "batched"
+        assert resumed.evaluator.name == "batched" and resumed.evaluator.fused is compiled
+        recorded, trained, evaluate = len(resumed.trials()), [], resumed.evaluator.evaluate
+        monkeypatch.setattr(resumed.evaluator, "evaluate", lambda a, s: (trained.append(len(a)), evaluate(a, s))[1])
         resumed.run(progress=False)
         assert [key(t) for t in resumed.trials()] == expected
+    lost = len(expected) - recorded
+    assert sum(trained) == lost if compiled else sum(trained) > lost
 
 
 def always_the_same(space):

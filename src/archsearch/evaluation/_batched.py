@@ -30,7 +30,8 @@ the order of additions inside matrix products, and tanh is computed as
 ``2 * sigmoid(2z) - 1`` (cheaper than ``torch.tanh`` on the CPU, and equal to it
 within float32 rounding). The equivalence is tested. A child's numbers can depend on its
 batch-mates through that rounding, so a study re-runs an interrupted batch
-whole (``batch_dependent``) to reproduce an uninterrupted run exactly.
+whole (``batch_dependent``) to reproduce an uninterrupted run exactly; not with the compiled
+epoch, which computes each child alone.
 """
 
 from __future__ import annotations
@@ -73,7 +74,6 @@ class BatchedTrainer(Trainer):
     name = "batched"
     cross_validates = True
     ensembles = True
-    batch_dependent = True
     max_batch = 256  # children planned and held in memory at once; larger batches are split
     _workers: WorkerPool | None = None
     _no_workers = False  # set when worker processes could not be started
@@ -175,6 +175,13 @@ class BatchedTrainer(Trainer):
         """One group, trained single-threaded (as everywhere, so results never depend on where)."""
         with torch_threads(1):
             yield from self.train_group(list(members), archs, seeds)
+
+    @property
+    def batch_dependent(self) -> bool:  # type: ignore[override]
+        """The PyTorch epoch pads a group to its widest child, so a child's rounding depends on its
+        batch-mates (a study re-runs an interrupted batch whole); the compiled epoch computes each
+        child alone (a study trains only the children an interruption lost)."""
+        return not self.fused
 
     @functools.cached_property
     def fused(self) -> bool:
