@@ -45,17 +45,26 @@ class FusedGroup(_Group):
     def _init_parameters(self) -> None:
         """As :meth:`_Group._init_parameters`: the same initial weights, written with NumPy into buffers of
         the workspace (only the kernel reads them: no gradient buffers, and padding is never read)."""
-        layout = self._layout(self.g)
-        total, window = layout[-1][2], self.cfg.reward_window
+        self.slots = self.g  # a child keeps its slot while the others stop
+        self.layout = self._layout(self.slots)
+        total, window = self.layout[-1][2], self.cfg.reward_window
         self.flat, self.m, self.v = (self.workspace.take(total).zero_() for _ in range(3))
         self.ring = self.workspace.take(window * total).view(window, total)
-        values = self.flat.numpy()
+        blocks = self._blocks(self.flat)
         for row, child in enumerate(self.children):
             init = child.arch.init_params(self.task.in_features, self.task.out_features, child.generator)
-            for (start, bias, _), (weight, biases), columns, rows in zip(layout, init, self.sizes, self.sizes[1:]):
-                block = values[start + row * rows * columns : start + (row + 1) * rows * columns]
-                block.reshape(rows, columns)[: weight.shape[0], : weight.shape[1]] = weight.numpy()
-                values[bias + row * rows : bias + row * rows + len(biases)] = biases.numpy()
+            for (weight, bias), (weights, biases) in zip(init, blocks):
+                weights[row, : weight.shape[0], : weight.shape[1]] = weight.numpy()
+                biases[row, : len(bias)] = bias.numpy()
+
+    def _blocks(self, flat: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
+        """NumPy views of each layer's weights (slots, fan_out, fan_in) and biases (slots, fan_out) in a
+        flat buffer of the group's layout: :meth:`_Group._views` without PyTorch's price per view."""
+        values = flat.numpy()
+        return [
+            (values[start:bias].reshape(self.slots, rows, columns), values[bias:end].reshape(self.slots, rows))
+            for (start, bias, end), columns, rows in zip(self.layout, self.sizes, self.sizes[1:])
+        ]
 
     def train(self) -> Iterator[tuple[Any, Result]]:
         """Train until every child stops; yields ``(child.key, result)`` as each does."""
@@ -104,30 +113,22 @@ class FusedGroup(_Group):
 
     def _weights(self, flat: torch.Tensor, child: _Child, row: int) -> dict[str, torch.Tensor]:
         """As :meth:`_Group._weights`, sliced in NumPy (a tenth of the cost of PyTorch's views here)."""
-        values, slot = flat.numpy(), child.slot
         sizes = (self.task.in_features, *child.arch.widths, self.task.out_features)
         weights = {}
-        for layer, (start, bias, _) in enumerate(self.layout):
-            rows, columns = self.sizes[layer + 1], self.sizes[layer]
-            block = values[start + slot * rows * columns : start + (slot + 1) * rows * columns].reshape(rows, columns)
-            weights[f"{2 * layer}.weight"] = torch.from_numpy(block[: sizes[layer + 1], : sizes[layer]].copy())
-            weights[f"{2 * layer}.bias"] = torch.from_numpy(
-                values[bias + slot * rows : bias + slot * rows + sizes[layer + 1]].copy()
-            )
+        for layer, (weight, bias) in enumerate(self._blocks(flat)):
+            fan_in, fan_out = sizes[layer], sizes[layer + 1]
+            weights[f"{2 * layer}.weight"] = torch.from_numpy(weight[child.slot, :fan_out, :fan_in].copy())
+            weights[f"{2 * layer}.bias"] = torch.from_numpy(bias[child.slot, :fan_out].copy())
         return weights
 
     def _prepare(self) -> None:
         """The kernel's view of the group: data in columns, per-child widths, buffers, settings."""
         task, cfg, data = self.task, self.cfg, self.data
         n_train, n_val, cols, sst = data.n_train, data.n_val, data.cols, data.sst
-        for child in self.children:
-            child.n_val, child.sst = n_val, sst
-        depth, slots = len(self.sizes) - 2, self.g
-        self.slots = slots
+        depth, slots = len(self.sizes) - 2, self.slots
         sizes = np.array(self.sizes, dtype=np.int64)
         widths = np.array([c.arch.widths for c in self.children], dtype=np.int64).reshape(slots, depth)
         acts = np.array([[_ACTIVATIONS[a] for a in c.arch.activations] for c in self.children], dtype=np.int64)
-        self.layout = self._layout(slots)
         offsets = np.array([o for start, bias, _ in self.layout for o in (start, bias)], dtype=np.int64)
         stride = cols * (int(sizes[1:].sum()) + int(sizes[-1]))  # layer outputs, then dL/dlogits
         widest = int(sizes.max())
