@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 namespace {
 
@@ -121,16 +122,18 @@ void product_block(const float* W, long wr, long wc, const float* bias, const fl
     }
 }
 
-template <int JB>
-void product_rows(const float* W, long wr, long wc, const float* bias, const float* h, long ld, int K, float* out,
-                  int mode, const float* gate, int j0, int cols, int limit) {
-  int c0 = 0;
-  for (; c0 + 4 * V <= cols; c0 += 4 * V)
-    product_block<JB, 4>(W, wr, wc, bias, h, ld, K, out, mode, gate, j0, c0, limit);
-  switch ((cols - c0) / V) {
-    case 3: product_block<JB, 3>(W, wr, wc, bias, h, ld, K, out, mode, gate, j0, c0, limit); break;
-    case 2: product_block<JB, 2>(W, wr, wc, bias, h, ld, K, out, mode, gate, j0, c0, limit); break;
-    case 1: product_block<JB, 1>(W, wr, wc, bias, h, ld, K, out, mode, gate, j0, c0, limit); break;
+// f(Block<B>{}, i) over [0, n) in blocks of four, then one block of what is left: the block sizes
+// are template arguments, so each block's loops unroll and its accumulators stay in registers.
+template <int B>
+using Block = std::integral_constant<int, B>;
+template <typename F>
+void by_fours(int n, F f) {
+  int i = 0;
+  for (; i + 4 <= n; i += 4) f(Block<4>{}, i);
+  switch (n - i) {
+    case 3: f(Block<3>{}, i); break;
+    case 2: f(Block<2>{}, i); break;
+    case 1: f(Block<1>{}, i); break;
     default: break;
   }
 }
@@ -138,14 +141,11 @@ void product_rows(const float* W, long wr, long wc, const float* bias, const flo
 // out (J rows, ld apart) = w h + bias over `cols` columns (a multiple of V), then the epilogue.
 void product(const float* W, long wr, long wc, const float* bias, const float* h, long ld, int J, int K, float* out,
              int mode, const float* gate, int cols, int limit) {
-  int j0 = 0;
-  for (; j0 + 4 <= J; j0 += 4) product_rows<4>(W, wr, wc, bias, h, ld, K, out, mode, gate, j0, cols, limit);
-  switch (J - j0) {
-    case 3: product_rows<3>(W, wr, wc, bias, h, ld, K, out, mode, gate, j0, cols, limit); break;
-    case 2: product_rows<2>(W, wr, wc, bias, h, ld, K, out, mode, gate, j0, cols, limit); break;
-    case 1: product_rows<1>(W, wr, wc, bias, h, ld, K, out, mode, gate, j0, cols, limit); break;
-    default: break;
-  }
+  by_fours(J, [&](auto rows, int j0) {
+    by_fours(cols / V, [&](auto vectors, int v0) {
+      product_block<rows(), vectors()>(W, wr, wc, bias, h, ld, K, out, mode, gate, j0, v0 * V, limit);
+    });
+  });
 }
 
 // g[j][k] = sum_c d[j][c] h[k][c] over the first `limit` columns (d is 0 beyond them, h is masked).
@@ -167,28 +167,13 @@ void gradient_block(const float* d, const float* h, long ld, int cols, int limit
     for (int k = 0; k < KB; ++k) g[(j0 + j) * K + k0 + k] = hsum(acc[j][k]);
 }
 
-template <int JB>
-void gradient_rows(const float* d, const float* h, long ld, int cols, int limit, float* g, int K, int j0) {
-  int k0 = 0;
-  for (; k0 + 4 <= K; k0 += 4) gradient_block<JB, 4>(d, h, ld, cols, limit, g, K, j0, k0);
-  switch (K - k0) {
-    case 3: gradient_block<JB, 3>(d, h, ld, cols, limit, g, K, j0, k0); break;
-    case 2: gradient_block<JB, 2>(d, h, ld, cols, limit, g, K, j0, k0); break;
-    case 1: gradient_block<JB, 1>(d, h, ld, cols, limit, g, K, j0, k0); break;
-    default: break;
-  }
-}
-
 // g (J x K, dense) = d h^T; gb[j] = sum_c d[j][c].
 void gradient(const float* d, const float* h, long ld, int J, int K, int cols, int limit, float* g, float* gb) {
-  int j0 = 0;
-  for (; j0 + 4 <= J; j0 += 4) gradient_rows<4>(d, h, ld, cols, limit, g, K, j0);
-  switch (J - j0) {
-    case 3: gradient_rows<3>(d, h, ld, cols, limit, g, K, j0); break;
-    case 2: gradient_rows<2>(d, h, ld, cols, limit, g, K, j0); break;
-    case 1: gradient_rows<1>(d, h, ld, cols, limit, g, K, j0); break;
-    default: break;
-  }
+  by_fours(J, [&](auto rows, int j0) {
+    by_fours(K, [&](auto columns, int k0) {
+      gradient_block<rows(), columns()>(d, h, ld, cols, limit, g, K, j0, k0);
+    });
+  });
   for (int j = 0; j < J; ++j) {
     vf acc = splat(0.0f);
     for (int c = 0; c < cols; c += V) acc += load(d + (long)j * ld + c);
