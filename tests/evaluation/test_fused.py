@@ -181,6 +181,13 @@ def test_the_library_is_built_once_and_then_reused(fresh_library):
     assert first.parent == fresh_library / "kernels"
 
 
+def test_a_damaged_library_in_the_cache_is_built_again(fresh_library, recwarn):
+    path = _native.build(_native.compiler())
+    path.write_bytes(b"not a library")
+    assert _native.library() is not None
+    assert path.read_bytes() != b"not a library" and not recwarn.list
+
+
 def test_the_command_line_warns_in_one_line(tmp_path):
     """Without a compiler, a search still runs, after one warning line."""
     env = {"ARCHSEARCH_CACHE": str(tmp_path / "cache"), "CXX": str(tmp_path / "missing"), "PATH": "/usr/bin:/bin"}

@@ -8,7 +8,7 @@ library's, so it builds in a second or two with the system's compiler (``$CXX``,
 under ``$ARCHSEARCH_CACHE`` (default: the user's cache directory, ``~/.cache/archsearch``), named by
 a hash of the source, the flags, the compiler and the processor, so a changed kernel or another
 machine sharing the directory builds its own; it is written under a temporary name and renamed,
-so processes building at once never read a half-written file.
+so processes building at once never read a half-written file, and a damaged one is built again.
 
 Nothing depends on it: without a compiler, or when the build fails, the batched trainer keeps its
 PyTorch epoch, after one warning line. ``ARCHSEARCH_KERNEL=0`` turns the compiled epoch off
@@ -107,21 +107,32 @@ def library() -> ctypes.CDLL | None:
     """The compiled epoch, or None (with one warning, once per process) when it cannot be had here."""
     try:
         try:
-            path = build(compiler())
+            cxx = compiler()
+            path = build(cxx)
+            try:
+                lib = _load(path)
+            except Unavailable:  # a damaged file in the cache: built again, once
+                path.unlink(missing_ok=True)
+                lib = _load(build(cxx))
         except (OSError, RuntimeError) as exc:  # the source unreadable, no home directory for the cache
             raise Unavailable(f"cannot build the compiled epoch: {exc}") from None
-        try:
-            lib = ctypes.CDLL(str(path))
-            abi = lib.archsearch_kernel_abi()
-        except (OSError, AttributeError) as exc:
-            raise Unavailable(f"cannot load the compiled epoch {path}: {exc}") from None
-        if abi != _ABI:
-            raise Unavailable(f"{path} is another version of the compiled epoch")
     except Unavailable as exc:
         warnings.warn(f"batched trainer: {exc}; training with its slower PyTorch epoch", stacklevel=2)
         return None
     lib.archsearch_train.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
     lib.archsearch_train.restype = ctypes.c_int64
+    return lib
+
+
+def _load(path: Path) -> ctypes.CDLL:
+    """The library at ``path``, if it is the compiled epoch this module speaks to."""
+    try:
+        lib = ctypes.CDLL(str(path))
+        abi = lib.archsearch_kernel_abi()
+    except (OSError, AttributeError) as exc:
+        raise Unavailable(f"cannot load the compiled epoch {path}: {exc}") from None
+    if abi != _ABI:
+        raise Unavailable(f"{path} is another version of the compiled epoch")
     return lib
 
 
